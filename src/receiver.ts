@@ -1,0 +1,475 @@
+import { parseClosePayload } from './close.js';
+import { MAX_CONTROL_PAYLOAD, Opcode, isControlOpcode, isKnownOpcode } from './constants.js';
+import { ProtocolError, type ProtocolViolation } from './errors.js';
+import { decodeHeaderStart, extendedLengthSize, readExtendedLength, type FrameHeaderStart } from './frame.js';
+import { mask } from './mask.js';
+import { Utf8Validator } from './utf8.js';
+
+/**
+ * The incremental parser: bytes in, frames and messages out, no socket and no timer.
+ *
+ * Feed it chunks of any size with `push()`: one byte at a time, or many frames in one chunk. It
+ * calls its handler for every complete message, ping, pong and close, in order, and for the first
+ * protocol violation, after which it ignores all further input.
+ *
+ * It takes ownership of the chunks it is given: payloads are unmasked in place and delivered as
+ * views into them, so a frame that arrives in one chunk is never copied, and a message that arrives
+ * in several pieces is copied exactly once, when it is complete. Chunks are never concatenated
+ * into a growing buffer; only the few header bytes that straddle two chunks are copied.
+ */
+
+export type Role = 'server' | 'client';
+
+export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024;
+
+/** A decoded frame, reported to `onFrame` for tracing and tests. */
+export interface Frame {
+  fin: boolean;
+  rsv1: boolean;
+  rsv2: boolean;
+  rsv3: boolean;
+  opcode: number;
+  masked: boolean;
+  /** The masking key, or null for an unmasked frame. */
+  maskKey: Uint8Array | null;
+  /** The payload, unmasked (for a compressed frame: the compressed bytes). */
+  payload: Buffer;
+}
+
+export interface ReceiverHandler {
+  /** A complete text (isBinary false, valid UTF-8) or binary message, reassembled and decompressed. */
+  onMessage(data: Buffer, isBinary: boolean): void;
+  onPing(data: Buffer): void;
+  onPong(data: Buffer): void;
+  /** A valid close frame. Nothing is parsed after it (RFC 6455 §5.5.1). */
+  onClose(code: number, reason: string): void;
+  /** The first protocol violation. Nothing is parsed after it. */
+  onError(error: ProtocolError): void;
+  /** Every frame, as it completes. Optional: costs a copy per fragmented data frame when set. */
+  onFrame?(frame: Frame): void;
+}
+
+/**
+ * Decompresses permessage-deflate messages (RFC 7692) for the receiver. Inflation is asynchronous;
+ * the receiver stops parsing while a frame is being inflated, so everything stays in order.
+ */
+export interface MessageInflater {
+  /**
+   * Inflate one frame's payload of a compressed message; `fin` marks the message's last frame.
+   * Calls `onData` with each piece of output in order (it returns false to stop early) and then
+   * `done` once, with the error that stopped it, if any. Must stop with an `InflatedMessageTooBig`
+   * error as soon as the output passes `maxOutput` bytes.
+   */
+  inflate(
+    payload: Buffer[],
+    fin: boolean,
+    maxOutput: number,
+    onData: (data: Buffer) => boolean,
+    done: (error: ProtocolError | null) => void,
+  ): void;
+}
+
+export interface ReceiverOptions {
+  /** A server requires masked frames, a client unmasked ones (RFC 6455 §5.1). */
+  role: Role;
+  /** Largest message, after reassembly and decompression. Default 64 MiB. */
+  maxMessageSize?: number;
+  /** Largest single frame payload. Default: `maxMessageSize`. */
+  maxFramePayload?: number;
+  /** Set when permessage-deflate was negotiated: RSV1 then marks a compressed message. */
+  inflater?: MessageInflater | null;
+}
+
+// Parser states. The first four walk a frame in order (§5.2); the others stop the loop.
+const READ_HEADER = 0;
+const READ_EXTENDED_LENGTH = 1;
+const READ_MASK_KEY = 2;
+const READ_PAYLOAD = 3;
+const INFLATING = 4;
+const CLOSED = 5;
+const FAILED = 6;
+
+const EMPTY = Buffer.alloc(0);
+
+export class Receiver {
+  readonly role: Role;
+  readonly maxMessageSize: number;
+  readonly maxFramePayload: number;
+  private readonly inflater: MessageInflater | null;
+  private readonly handler: ReceiverHandler;
+
+  private state = READ_HEADER;
+
+  // Unread input: chunks[head] from `offset` on, then the rest of the chunks.
+  private chunks: Buffer[] = [];
+  private head = 0;
+  private offset = 0;
+  private queued = 0;
+  /** Header fields that straddle two chunks are copied here (at most 8 bytes at a time). */
+  private readonly scratch = Buffer.allocUnsafe(8);
+  /** Where the bytes returned by the last `take()` start. */
+  private takenAt = 0;
+
+  // The frame being read.
+  private readonly header: FrameHeaderStart = {
+    fin: false, rsv1: false, rsv2: false, rsv3: false, opcode: 0, masked: false, lengthCode: 0,
+  };
+  private payloadLength = 0;
+  private remaining = 0;
+  private readonly maskKey = new Uint8Array(4);
+  private maskPhase = 0;
+  /** Payload of a control frame or of a compressed data frame, gathered until the frame ends. */
+  private framePieces: Buffer[] = [];
+  /** Index in `fragments` where the current data frame starts (for `onFrame`). */
+  private frameStart = 0;
+
+  // The message being assembled (RFC 6455 §5.4).
+  /** Opcode of the open message (Text or Binary), or 0 when no message is open. */
+  private messageOpcode = 0;
+  private messageCompressed = false;
+  private messageLength = 0;
+  private fragments: Buffer[] = [];
+  private readonly utf8 = new Utf8Validator();
+
+  constructor(options: ReceiverOptions, handler: ReceiverHandler) {
+    this.role = options.role;
+    this.maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+    this.maxFramePayload = Math.min(options.maxFramePayload ?? this.maxMessageSize, this.maxMessageSize);
+    this.inflater = options.inflater ?? null;
+    this.handler = handler;
+  }
+
+  /** Feed bytes. The receiver owns `chunk` from now on (payloads are unmasked in place). */
+  push(chunk: Buffer): void {
+    if (this.state >= CLOSED || chunk.length === 0) return;
+    this.chunks.push(chunk);
+    this.queued += chunk.length;
+    if (this.state !== INFLATING) this.run();
+  }
+
+  /** True once a close frame or a protocol error ended parsing. */
+  get finished(): boolean {
+    return this.state >= CLOSED;
+  }
+
+  /** Bytes received but not parsed yet (while a compressed frame is being inflated). */
+  get bufferedBytes(): number {
+    return this.queued;
+  }
+
+  /** Stop parsing for good and drop everything buffered (the connection is going away). */
+  destroy(): void {
+    if (this.state !== FAILED) this.state = CLOSED;
+    this.dropInput();
+    this.fragments = [];
+    this.framePieces = [];
+  }
+
+  private run(): void {
+    for (;;) {
+      switch (this.state) {
+        case READ_HEADER:
+          if (this.queued < 2) return;
+          this.readHeader();
+          break;
+        case READ_EXTENDED_LENGTH:
+          if (this.queued < extendedLengthSize(this.header.lengthCode)) return;
+          this.readExtendedLength();
+          break;
+        case READ_MASK_KEY:
+          if (this.queued < 4) return;
+          this.readMaskKey();
+          break;
+        case READ_PAYLOAD:
+          if (this.remaining > 0 && this.queued === 0) return;
+          this.readPayload();
+          break;
+        default:
+          return;
+      }
+    }
+  }
+
+  /** RFC 6455 §5.2: the first two bytes. Everything that can be checked here is, before any payload. */
+  private readHeader(): void {
+    const bytes = this.take(2);
+    const header = this.header;
+    decodeHeaderStart(bytes[this.takenAt]!, bytes[this.takenAt + 1]!, header);
+    const opcode = header.opcode;
+
+    // RFC 6455 §5.2: "If an unknown opcode is received, the receiving endpoint MUST _Fail the WebSocket Connection_."
+    if (!isKnownOpcode(opcode)) return this.fail('ReservedOpcode', `reserved opcode 0x${opcode.toString(16)}`);
+
+    // RFC 6455 §5.2: RSV1-3 "MUST be 0 unless an extension is negotiated that defines meanings for non-zero values".
+    // RFC 7692 §6: permessage-deflate gives RSV1 a meaning on the first frame of a data message only.
+    if (header.rsv2 || header.rsv3) return this.fail('ReservedBits', 'RSV2 or RSV3 set, and no extension defines them');
+    if (header.rsv1 && (this.inflater === null || opcode === Opcode.Continuation || isControlOpcode(opcode))) {
+      return this.fail(
+        'ReservedBits',
+        this.inflater === null
+          ? 'RSV1 set, but no extension was negotiated'
+          : 'RSV1 set on a control or continuation frame (RFC 7692 §6.1)',
+      );
+    }
+
+    if (isControlOpcode(opcode)) {
+      // RFC 6455 §5.5: "All control frames MUST have a payload length of 125 bytes or less and MUST NOT be fragmented."
+      if (!header.fin) return this.fail('ControlFrameFragmented', 'fragmented control frame');
+      if (header.lengthCode > MAX_CONTROL_PAYLOAD) {
+        return this.fail('ControlFrameTooLong', 'control frame payload longer than 125 bytes');
+      }
+    } else if (opcode === Opcode.Continuation) {
+      // RFC 6455 §5.4: a continuation frame continues a message opened by a text or binary frame.
+      if (this.messageOpcode === 0) return this.fail('UnexpectedContinuation', 'continuation frame with no message open');
+    } else if (this.messageOpcode !== 0) {
+      // RFC 6455 §5.4: "the fragments of one message MUST NOT be interleaved between the fragments of another".
+      return this.fail('ExpectedContinuation', 'new data frame while a fragmented message is open');
+    }
+
+    // RFC 6455 §5.1: a client masks every frame it sends; a server masks none.
+    if (header.masked !== (this.role === 'server')) {
+      return this.role === 'server'
+        ? this.fail('UnmaskedFrame', 'unmasked frame from a client')
+        : this.fail('MaskedFrame', 'masked frame from a server');
+    }
+
+    if (header.lengthCode < 126) {
+      this.startPayload(header.lengthCode);
+    } else {
+      this.state = READ_EXTENDED_LENGTH;
+    }
+  }
+
+  private readExtendedLength(): void {
+    const size = extendedLengthSize(this.header.lengthCode);
+    const bytes = this.take(size);
+    const length = readExtendedLength(bytes, this.takenAt, size);
+    // RFC 6455 §5.2: in a 64-bit length "the most significant bit MUST be 0".
+    if (length < 0) return this.fail('LengthTopBitSet', '64-bit payload length with the most significant bit set');
+    this.startPayload(length);
+  }
+
+  /** The length is known: check it against the limits before reading a byte of payload. */
+  private startPayload(length: number): void {
+    const header = this.header;
+    if (length > this.maxFramePayload) {
+      return this.fail('FrameTooBig', `frame payload of ${length} bytes exceeds the limit of ${this.maxFramePayload}`);
+    }
+    const opcode = header.opcode;
+    if (!isControlOpcode(opcode)) {
+      const compressed = opcode === Opcode.Continuation ? this.messageCompressed : header.rsv1;
+      // Uncompressed, the declared length tells the message size already; compressed, the
+      // inflater counts the output against the same limit as it goes.
+      if (!compressed && this.messageLength + length > this.maxMessageSize) {
+        return this.fail('MessageTooBig', `message exceeds the limit of ${this.maxMessageSize} bytes`);
+      }
+      if (opcode !== Opcode.Continuation) {
+        this.messageOpcode = opcode;
+        this.messageCompressed = compressed;
+      }
+      this.frameStart = this.fragments.length;
+    }
+    this.payloadLength = length;
+    this.remaining = length;
+    this.maskPhase = 0;
+    this.state = header.masked ? READ_MASK_KEY : READ_PAYLOAD;
+  }
+
+  private readMaskKey(): void {
+    const bytes = this.take(4);
+    const at = this.takenAt;
+    const key = this.maskKey;
+    key[0] = bytes[at]!;
+    key[1] = bytes[at + 1]!;
+    key[2] = bytes[at + 2]!;
+    key[3] = bytes[at + 3]!;
+    this.state = READ_PAYLOAD;
+  }
+
+  /** Take as much of the payload as has arrived, one chunk's worth at a time, without copying. */
+  private readPayload(): void {
+    const header = this.header;
+    const textToValidate = this.messageOpcode === Opcode.Text && !this.messageCompressed && !isControlOpcode(header.opcode);
+    const direct = !isControlOpcode(header.opcode) && !this.messageCompressed;
+    while (this.remaining > 0 && this.queued > 0) {
+      const chunk = this.chunks[this.head]!;
+      const start = this.offset;
+      const available = chunk.length - start;
+      const n = available < this.remaining ? available : this.remaining;
+      const piece = start === 0 && n === chunk.length ? chunk : chunk.subarray(start, start + n);
+      this.skip(n);
+      this.remaining -= n;
+      if (header.masked) this.maskPhase = mask(piece, this.maskKey, this.maskPhase);
+      if (direct) {
+        // RFC 6455 §8.1, fail fast: validate each piece as it arrives, not when the message ends.
+        if (textToValidate && this.utf8.write(piece) !== -1) {
+          return this.fail('InvalidUtf8', 'text message is not valid UTF-8');
+        }
+        this.fragments.push(piece);
+        this.messageLength += n;
+      } else {
+        this.framePieces.push(piece);
+      }
+    }
+    if (this.remaining === 0) this.endFrame();
+  }
+
+  private endFrame(): void {
+    const header = this.header;
+    const opcode = header.opcode;
+    this.state = READ_HEADER;
+
+    if (isControlOpcode(opcode)) {
+      const payload = join(this.framePieces, this.payloadLength);
+      this.framePieces = [];
+      this.handler.onFrame?.(this.frameInfo(payload));
+      if (opcode === Opcode.Ping) this.handler.onPing(payload);
+      else if (opcode === Opcode.Pong) this.handler.onPong(payload);
+      else this.endWithClose(payload);
+      return;
+    }
+
+    if (this.messageCompressed) {
+      const payload = this.framePieces;
+      this.framePieces = [];
+      if (this.handler.onFrame !== undefined) this.handler.onFrame(this.frameInfo(join(payload, this.payloadLength)));
+      this.inflateFrame(payload, header.fin);
+      return;
+    }
+
+    if (this.handler.onFrame !== undefined) {
+      const pieces = this.frameStart === 0 && this.fragments.length === 1 ? this.fragments : this.fragments.slice(this.frameStart);
+      this.handler.onFrame(this.frameInfo(join(pieces, this.payloadLength)));
+      if (this.state !== READ_HEADER) return;
+    }
+    if (header.fin) this.endMessage();
+  }
+
+  /** RFC 6455 §5.5.1: a close frame ends the stream; its payload must be well formed. */
+  private endWithClose(payload: Buffer): void {
+    let code: number;
+    let reason: string;
+    try {
+      ({ code, reason } = parseClosePayload(payload));
+    } catch (error) {
+      if (error instanceof ProtocolError) return this.failWith(error);
+      throw error;
+    }
+    this.state = CLOSED;
+    this.dropInput();
+    this.handler.onClose(code, reason);
+  }
+
+  private inflateFrame(payload: Buffer[], fin: boolean): void {
+    this.state = INFLATING;
+    const isText = this.messageOpcode === Opcode.Text;
+    this.inflater!.inflate(
+      payload,
+      fin,
+      this.maxMessageSize - this.messageLength,
+      (data) => {
+        if (this.state !== INFLATING) return false;
+        if (isText && this.utf8.write(data) !== -1) {
+          this.fail('InvalidUtf8', 'text message is not valid UTF-8');
+          return false;
+        }
+        this.fragments.push(data);
+        this.messageLength += data.length;
+        return true;
+      },
+      (error) => {
+        if (this.state !== INFLATING) return;
+        if (error !== null) return this.failWith(error);
+        this.state = READ_HEADER;
+        if (fin) this.endMessage();
+        this.run();
+      },
+    );
+  }
+
+  private endMessage(): void {
+    const isBinary = this.messageOpcode === Opcode.Binary;
+    // A text message must also end on a code point boundary.
+    if (!isBinary && !this.utf8.complete) {
+      return this.fail('InvalidUtf8', 'text message ends in the middle of a UTF-8 sequence');
+    }
+    const fragments = this.fragments;
+    const data = fragments.length === 1 ? fragments[0]! : join(fragments, this.messageLength);
+    if (fragments.length > 1) this.fragments = [];
+    else fragments.length = 0;
+    this.messageOpcode = 0;
+    this.messageCompressed = false;
+    this.messageLength = 0;
+    if (!isBinary) this.utf8.reset();
+    this.handler.onMessage(data, isBinary);
+  }
+
+  private frameInfo(payload: Buffer): Frame {
+    const h = this.header;
+    return {
+      fin: h.fin, rsv1: h.rsv1, rsv2: h.rsv2, rsv3: h.rsv3, opcode: h.opcode, masked: h.masked,
+      maskKey: h.masked ? Uint8Array.from(this.maskKey) : null,
+      payload,
+    };
+  }
+
+  private fail(violation: ProtocolViolation, message: string): void {
+    this.failWith(new ProtocolError(violation, message));
+  }
+
+  /** RFC 6455 §7.1.7: after the first violation nothing more is parsed or reported. */
+  private failWith(error: ProtocolError): void {
+    if (this.state === FAILED || this.state === CLOSED) return;
+    this.state = FAILED;
+    this.dropInput();
+    this.fragments = [];
+    this.framePieces = [];
+    this.handler.onError(error);
+  }
+
+  /**
+   * Consume `n` (at most 8) header bytes. Returns the buffer holding them, starting at
+   * `this.takenAt`: the current chunk when they are all in it, the scratch buffer otherwise.
+   */
+  private take(n: number): Buffer {
+    const chunk = this.chunks[this.head]!;
+    if (chunk.length - this.offset >= n) {
+      this.takenAt = this.offset;
+      this.skip(n);
+      return chunk;
+    }
+    for (let i = 0; i < n; i++) {
+      const current = this.chunks[this.head]!;
+      this.scratch[i] = current[this.offset]!;
+      this.skip(1);
+    }
+    this.takenAt = 0;
+    return this.scratch;
+  }
+
+  /** Advance past `n` bytes of the current chunk (never more than it holds). */
+  private skip(n: number): void {
+    this.queued -= n;
+    this.offset += n;
+    if (this.offset === this.chunks[this.head]!.length) {
+      this.offset = 0;
+      if (++this.head === this.chunks.length) {
+        this.chunks.length = 0;
+        this.head = 0;
+      }
+    }
+  }
+
+  private dropInput(): void {
+    this.chunks = [];
+    this.head = 0;
+    this.offset = 0;
+    this.queued = 0;
+  }
+}
+
+function join(pieces: Buffer[], length: number): Buffer {
+  if (pieces.length === 1) return pieces[0]!;
+  if (pieces.length === 0) return EMPTY;
+  return Buffer.concat(pieces, length);
+}
