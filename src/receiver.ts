@@ -363,6 +363,9 @@ export class Receiver {
   private inflateFrame(payload: Buffer[], fin: boolean): void {
     this.state = INFLATING;
     const isText = this.messageOpcode === Opcode.Text;
+    // An inflater may finish synchronously: then the loop already running carries on, rather than
+    // a nested one (which could recurse once per frame of a large chunk).
+    let returned = false;
     this.inflater!.inflate(
       payload,
       fin,
@@ -382,9 +385,10 @@ export class Receiver {
         if (error !== null) return this.failWith(error);
         this.state = READ_HEADER;
         if (fin) this.endMessage();
-        this.run();
+        if (returned) this.run();
       },
     );
+    returned = true;
   }
 
   private endMessage(): void {

@@ -1,0 +1,110 @@
+#!/usr/bin/env node
+/**
+ * The echo server: every message comes back as it came (text as text, binary as binary,
+ * fragmented messages reassembled). By default on 127.0.0.1:9001, the address Autobahn|Testsuite's
+ * fuzzingclient connects to.
+ */
+import { parseArgs } from 'node:util';
+import { WebSocketServer } from './server.js';
+import { formatFrame } from './trace.js';
+import type { ConnectionOptions } from './websocket.js';
+
+const HELP = `Usage: wsrfc-echo [options]
+
+An RFC 6455 echo server.
+
+  --host HOST              address to listen on (default 127.0.0.1)
+  --port PORT              port to listen on (default 9001)
+  --max-message-size N     largest message accepted, in bytes (default 67108864); bigger ones close with 1009
+  --ping-interval MS       ping every MS milliseconds; 0 turns pings off (default 54000)
+  --trace                  print every frame in and out, decoded
+  -h, --help               this text
+`;
+
+function main(): void {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        host: { type: 'string', default: '127.0.0.1' },
+        port: { type: 'string', default: '9001' },
+        'max-message-size': { type: 'string' },
+        'ping-interval': { type: 'string' },
+        trace: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }));
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n\n${HELP}`);
+    process.exit(2);
+  }
+  if (values.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+
+  const options: ConnectionOptions = {};
+  const number = (name: string, text: string | undefined): number | undefined => {
+    if (text === undefined) return undefined;
+    const value = Number(text);
+    if (!Number.isInteger(value) || value < 0) {
+      process.stderr.write(`--${name} must be a whole number >= 0\n`);
+      process.exit(2);
+    }
+    return value;
+  };
+  const maxMessageSize = number('max-message-size', values['max-message-size']);
+  if (maxMessageSize !== undefined) options.maxMessageSize = maxMessageSize;
+  const pingInterval = number('ping-interval', values['ping-interval']);
+  if (pingInterval !== undefined) options.pingInterval = pingInterval;
+  const port = number('port', values.port)!;
+
+  let online = 0;
+  const server = new WebSocketServer({
+    ...options,
+    trace: values.trace ? (frame) => console.log(formatFrame(frame)) : null,
+  });
+  server.on('connection', (connection, request) => {
+    online++;
+    console.log(`+ #${connection.id} ${request.remoteAddress ?? '?'}:${request.remotePort ?? '?'} ${request.url}  (${online} online)`);
+    connection.on('message', (data, isBinary) => {
+      connection.send(data, { binary: isBinary });
+    });
+    connection.on('close', (code, reason, wasClean) => {
+      online--;
+      const why = reason === '' ? '' : ` "${reason}"`;
+      console.log(`- #${connection.id} closed ${code}${why}${wasClean ? '' : ' (not clean)'}  (${online} online)`);
+    });
+  });
+  server.on('rejected', (status, message, address) => console.log(`! refused ${address ?? '?'}: ${status} ${message}`));
+  server.on('error', (error) => console.error(`error: ${error.message}`));
+
+  server.listen(port, values.host).then(
+    (address) => {
+      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      console.log(`echo server listening on ws://${host}:${address.port}/  (Ctrl-C to stop)`);
+    },
+    (error: Error) => {
+      console.error(`cannot listen on ${values.host}:${port}: ${error.message}`);
+      process.exit(1);
+    },
+  );
+
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) {
+      console.log('\nforced exit');
+      process.exit(1);
+    }
+    stopping = true;
+    console.log(`\nshutting down: closing ${server.clients.size} connection(s) with 1001 (Ctrl-C again to force)`);
+    server.close().then(() => {
+      console.log('bye');
+      process.exit(0);
+    });
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+main();

@@ -1,0 +1,200 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { WEBSOCKET_GUID, WEBSOCKET_VERSION } from './constants.js';
+import {
+  HttpError,
+  headerHasToken,
+  listHeader,
+  singleHeader,
+  writeResponseHead,
+  type HeaderMap,
+  type RequestHead,
+  type ResponseHead,
+} from './http1.js';
+
+/**
+ * The opening handshake (RFC 6455 §4) as pure functions: a parsed HTTP request in, a verdict and
+ * response bytes out; a key and a response in, a verdict out for the client. The server and client
+ * modules do the I/O around them.
+ */
+
+/** RFC 6455 §4.2.2 item 5.4: base64(SHA-1(key + GUID)). */
+export function acceptKey(key: string): string {
+  return createHash('sha1').update(key + WEBSOCKET_GUID).digest('base64');
+}
+
+/** RFC 6455 §4.1: "a nonce consisting of a randomly selected 16-byte value that has been base64-encoded". */
+export function generateKey(): string {
+  return randomBytes(16).toString('base64');
+}
+
+// RFC 6455 §4.2.1 item 5: the key decodes to 16 bytes; 16 bytes are always 22 base64 digits and "==".
+const KEY_PATTERN = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
+// RFC 6455 §4.1 / RFC 2616 §2.2: a subprotocol is a token.
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** What a valid upgrade request asks for, once RFC 6455 §4.2.1 is satisfied. */
+export interface UpgradeFields {
+  key: string;
+  /** Subprotocols the client offered, in its order of preference (§4.1). */
+  protocols: string[];
+  /** The raw Sec-WebSocket-Extensions offers, for the extension negotiation. */
+  extensions: string[];
+  /** The Origin header (§10.2), when the client sent one (browsers always do). */
+  origin: string | undefined;
+}
+
+/**
+ * RFC 6455 §4.2.1: check that a request is a valid WebSocket opening handshake.
+ * Throws an HttpError: 405 for a method other than GET, 426 (with Sec-WebSocket-Version: 13) for
+ * another protocol version, 400 for anything else malformed.
+ */
+export function validateUpgradeRequest(request: RequestHead): UpgradeFields {
+  const { headers } = request;
+  // §4.2.1 item 1: "An HTTP/1.1 or higher GET request".
+  if (request.method !== 'GET') throw new HttpError(405, 'a WebSocket handshake is a GET request', { Allow: 'GET' });
+  const [major, minor] = request.version;
+  if (major < 1 || (major === 1 && minor < 1)) throw new HttpError(400, 'a WebSocket handshake needs HTTP/1.1 or later');
+  // §4.2.1 item 2: "A |Host| header field containing the server's authority."
+  const host = singleHeader(headers, 'host');
+  if (host === undefined || host === '') throw new HttpError(400, 'missing Host header');
+  // §4.2.1 item 3: "An |Upgrade| header field containing the value "websocket", treated as an ASCII case-insensitive value."
+  if (!headerHasToken(headers, 'upgrade', 'websocket')) throw new HttpError(400, 'missing or invalid Upgrade header: expected "websocket"');
+  // §4.2.1 item 4: "A |Connection| header field that includes the token "Upgrade"".
+  if (!headerHasToken(headers, 'connection', 'upgrade')) throw new HttpError(400, 'missing or invalid Connection header: expected the "Upgrade" token');
+  // §4.2.1 item 5: "A |Sec-WebSocket-Key| header field with a base64-encoded value that, when decoded, is 16 bytes in length."
+  const key = singleHeader(headers, 'sec-websocket-key');
+  if (key === undefined || !KEY_PATTERN.test(key)) throw new HttpError(400, 'missing or invalid Sec-WebSocket-Key header');
+  // §4.2.1 item 6 and §4.4: another version gets a 426 naming the version we speak.
+  const version = headers.get('sec-websocket-version');
+  if (version === undefined) {
+    throw new HttpError(400, 'missing Sec-WebSocket-Version header', { 'Sec-WebSocket-Version': String(WEBSOCKET_VERSION) });
+  }
+  if (version.length !== 1 || version[0] !== String(WEBSOCKET_VERSION)) {
+    throw new HttpError(426, `unsupported WebSocket version; this server speaks ${WEBSOCKET_VERSION}`, {
+      'Sec-WebSocket-Version': String(WEBSOCKET_VERSION),
+    });
+  }
+  const protocols = listHeader(headers, 'sec-websocket-protocol');
+  if (protocols.some((p) => !TOKEN.test(p)) || new Set(protocols).size !== protocols.length) {
+    throw new HttpError(400, 'invalid Sec-WebSocket-Protocol header');
+  }
+  const origin = singleHeader(headers, 'origin');
+  return { key, protocols, extensions: headers.get('sec-websocket-extensions') ?? [], origin };
+}
+
+/**
+ * RFC 6455 §4.2.2 item 5: the 101 response. `protocol` is the one subprotocol chosen (it must be
+ * one the client offered), `extensions` the negotiated Sec-WebSocket-Extensions value.
+ */
+export function switchingProtocolsResponse(
+  key: string,
+  protocol?: string,
+  extensions?: string,
+  extraHeaders: Iterable<[string, string]> = [],
+): Buffer {
+  const headers: [string, string][] = [
+    ['Upgrade', 'websocket'],
+    ['Connection', 'Upgrade'],
+    ['Sec-WebSocket-Accept', acceptKey(key)],
+  ];
+  if (protocol !== undefined) headers.push(['Sec-WebSocket-Protocol', protocol]);
+  if (extensions !== undefined && extensions !== '') headers.push(['Sec-WebSocket-Extensions', extensions]);
+  for (const header of extraHeaders) headers.push(header);
+  return Buffer.from(writeResponseHead(101, headers), 'latin1');
+}
+
+/**
+ * Pick the subprotocol from the server's own list: the client's most preferred offer that the
+ * server supports (§4.1: the client lists them "ordered by preference"). Never a protocol the
+ * server did not list (unlike `ws` and uWebSockets, which default to the client's first offer),
+ * and none at all when nothing matches (§4.2.2: the server then omits the header).
+ */
+export function selectProtocol(offered: readonly string[], supported: readonly string[]): string | undefined {
+  return offered.find((protocol) => supported.includes(protocol));
+}
+
+export interface ClientRequestOptions {
+  /** The Host header value: host, and port when not the scheme's default. */
+  host: string;
+  /** Path and query. */
+  path: string;
+  key: string;
+  protocols?: readonly string[];
+  /** The Sec-WebSocket-Extensions offer. */
+  extensions?: string;
+  origin?: string;
+  headers?: Iterable<[string, string]>;
+}
+
+/** RFC 6455 §4.1: the client's opening handshake. */
+export function upgradeRequest(options: ClientRequestOptions): Buffer {
+  const lines = [
+    `GET ${options.path} HTTP/1.1`,
+    `Host: ${options.host}`,
+    'Upgrade: websocket',
+    'Connection: Upgrade',
+    `Sec-WebSocket-Key: ${options.key}`,
+    `Sec-WebSocket-Version: ${WEBSOCKET_VERSION}`,
+  ];
+  if (options.protocols !== undefined && options.protocols.length > 0) {
+    lines.push(`Sec-WebSocket-Protocol: ${options.protocols.join(', ')}`);
+  }
+  if (options.extensions !== undefined && options.extensions !== '') lines.push(`Sec-WebSocket-Extensions: ${options.extensions}`);
+  if (options.origin !== undefined) lines.push(`Origin: ${options.origin}`);
+  for (const [name, value] of options.headers ?? []) {
+    if (!TOKEN.test(name) || /[\r\n]/.test(value)) throw new TypeError(`invalid request header ${JSON.stringify(name)}`);
+    lines.push(`${name}: ${value}`);
+  }
+  return Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1');
+}
+
+/** Why a client refused the server's handshake response. */
+export class HandshakeError extends Error {
+  override readonly name = 'HandshakeError';
+  constructor(
+    message: string,
+    /** The HTTP status the server answered with, when it answered. */
+    readonly status?: number,
+    readonly headers?: HeaderMap,
+    /** The first bytes of the response body, when the server refused (status other than 101). */
+    readonly body?: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface ValidatedResponse {
+  protocol: string;
+  /** The Sec-WebSocket-Extensions value, for the extension module to check against its offer. */
+  extensions: string[];
+}
+
+/**
+ * RFC 6455 §4.1, the client's checks on the server's response ("If the status code received from
+ * the server is not 101, ... If the response lacks an |Upgrade| header field ... the client MUST
+ * _Fail the WebSocket Connection_."). Throws a HandshakeError.
+ */
+export function validateUpgradeResponse(response: ResponseHead, key: string, offeredProtocols: readonly string[]): ValidatedResponse {
+  const { headers } = response;
+  if (response.status !== 101) {
+    throw new HandshakeError(`server refused the WebSocket handshake: ${response.status} ${response.statusText}`, response.status, headers);
+  }
+  const fail = (message: string): never => {
+    throw new HandshakeError(`invalid handshake response: ${message}`, 101, headers);
+  };
+  if (!headerHasToken(headers, 'upgrade', 'websocket')) fail('the Upgrade header is not "websocket"');
+  if (!headerHasToken(headers, 'connection', 'upgrade')) fail('the Connection header lacks "Upgrade"');
+  let accept: string | undefined;
+  try {
+    accept = singleHeader(headers, 'sec-websocket-accept');
+  } catch {
+    fail('repeated Sec-WebSocket-Accept header');
+  }
+  if (accept !== acceptKey(key)) fail('Sec-WebSocket-Accept does not match the key sent');
+  // §4.1: a subprotocol "that was not present in the client's handshake" fails the connection.
+  const protocols = listHeader(headers, 'sec-websocket-protocol');
+  if (protocols.length > 1) fail('more than one subprotocol selected');
+  const protocol = protocols[0] ?? '';
+  if (protocol !== '' && !offeredProtocols.includes(protocol)) fail(`subprotocol "${protocol}" was not offered`);
+  return { protocol, extensions: headers.get('sec-websocket-extensions') ?? [] };
+}

@@ -1,0 +1,223 @@
+/**
+ * Just enough HTTP/1.1 (RFC 9112) to carry a WebSocket opening handshake, read straight off the
+ * bytes of a socket: find the end of a message head, parse a request or response head, and write
+ * one. No socket here; strict by design (bare LF, obsolete line folding and control characters are
+ * refused), because a handshake parser sitting on raw TCP is the first thing abuse probes hit.
+ */
+
+/** Header names are case-insensitive (RFC 9110 §5.1): keys are lowercased. */
+export type HeaderMap = Map<string, string[]>;
+
+export interface RequestHead {
+  method: string;
+  /** The request target as sent: usually origin-form, `/path?query`. */
+  target: string;
+  /** The HTTP version as [major, minor]. */
+  version: [number, number];
+  headers: HeaderMap;
+}
+
+export interface ResponseHead {
+  version: [number, number];
+  status: number;
+  statusText: string;
+  headers: HeaderMap;
+}
+
+/** A request that cannot be served: the status and the short text for the response body. */
+export class HttpError extends Error {
+  override readonly name = 'HttpError';
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+export const DEFAULT_MAX_HEAD_SIZE = 16 * 1024;
+
+const HEAD_END = Buffer.from('\r\n\r\n');
+
+/**
+ * Collects bytes until the blank line that ends a message head (RFC 9112 §2.1). The head may
+ * arrive a byte at a time; bytes after it (the first WebSocket frames, sent in the same segment)
+ * are returned as `rest`, never lost. Memory is bounded by `maxSize`.
+ */
+export class HeadReader {
+  private buffered: Buffer | null = null;
+
+  constructor(readonly maxSize = DEFAULT_MAX_HEAD_SIZE) {}
+
+  /**
+   * Returns null while the head is incomplete, or the head (without the final blank line) and
+   * whatever followed it. Throws an HttpError 431 once the head is longer than `maxSize`.
+   */
+  push(chunk: Buffer): { head: Buffer; rest: Buffer } | null {
+    const previous = this.buffered;
+    const data = previous === null ? chunk : Buffer.concat([previous, chunk]);
+    // The terminator may straddle the previous data and this chunk.
+    const from = previous === null ? 0 : Math.max(0, previous.length - 3);
+    const end = data.indexOf(HEAD_END, from);
+    if (end === -1) {
+      if (data.length > this.maxSize) throw tooLarge(this.maxSize);
+      // Copy a chunk we keep: a socket's chunk may be a view into a much larger buffer.
+      this.buffered = previous === null ? Buffer.from(data) : data;
+      return null;
+    }
+    if (end + 2 > this.maxSize) throw tooLarge(this.maxSize);
+    this.buffered = null;
+    return { head: data.subarray(0, end + 2), rest: data.subarray(end + 4) };
+  }
+
+  /** Bytes held while waiting for the rest of the head. */
+  get bufferedBytes(): number {
+    return this.buffered === null ? 0 : this.buffered.length;
+  }
+}
+
+function tooLarge(maxSize: number): HttpError {
+  return new HttpError(431, `request head larger than ${maxSize} bytes`);
+}
+
+// RFC 9110 §5.6.2: token = 1*tchar.
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// RFC 9110 §5.5: field values are visible ASCII, obs-text (0x80-0xFF), spaces and tabs.
+const INVALID_FIELD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
+const HTTP_VERSION = /^HTTP\/(\d)\.(\d)$/;
+
+/**
+ * Split a head into its start line and header fields. Header bytes are decoded as Latin-1, as
+ * HTTP/1.1 fields are octets; comparisons that matter (tokens) are ASCII anyway.
+ */
+function parseHead(head: Buffer): { startLine: string; headers: HeaderMap } {
+  const text = head.toString('latin1');
+  // RFC 9112 §2.2: a bare CR or LF is not a line ending we accept: it is how request smuggling starts.
+  const lines = text.split('\r\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  const startLine = lines[0] ?? '';
+  const headers: HeaderMap = new Map();
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (line.includes('\r') || line.includes('\n')) throw new HttpError(400, 'bare CR or LF in the request head');
+    // RFC 9112 §5.2: obsolete line folding; a server MUST either reject it or replace it; we reject.
+    if (line.startsWith(' ') || line.startsWith('\t')) throw new HttpError(400, 'obsolete line folding in a header');
+    const colon = line.indexOf(':');
+    if (colon <= 0) throw new HttpError(400, 'malformed header line');
+    const name = line.slice(0, colon);
+    // RFC 9112 §5.1: "No whitespace is allowed between the field name and colon."
+    if (!TOKEN.test(name)) throw new HttpError(400, 'malformed header name');
+    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+    if (INVALID_FIELD_VALUE.test(value)) throw new HttpError(400, 'control character in a header value');
+    const key = name.toLowerCase();
+    const values = headers.get(key);
+    if (values === undefined) headers.set(key, [value]);
+    else values.push(value);
+  }
+  if (startLine.includes('\n') || startLine.includes('\r')) throw new HttpError(400, 'bare CR or LF in the request line');
+  return { startLine, headers };
+}
+
+function parseVersion(text: string): [number, number] | null {
+  const match = HTTP_VERSION.exec(text);
+  return match === null ? null : [Number(match[1]), Number(match[2])];
+}
+
+/** RFC 9112 §3: request-line = method SP request-target SP HTTP-version. Throws HttpError 400. */
+export function parseRequestHead(head: Buffer): RequestHead {
+  const { startLine, headers } = parseHead(head);
+  const parts = startLine.split(' ');
+  if (parts.length !== 3) throw new HttpError(400, 'malformed request line');
+  const [method, target, versionText] = parts as [string, string, string];
+  if (!TOKEN.test(method)) throw new HttpError(400, 'malformed request method');
+  if (target === '' || /[\x00-\x20\x7f-\xff]/.test(target)) throw new HttpError(400, 'malformed request target');
+  const version = parseVersion(versionText);
+  if (version === null) throw new HttpError(400, 'malformed HTTP version');
+  return { method, target, version, headers };
+}
+
+/** RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ]. Throws on garbage. */
+export function parseResponseHead(head: Buffer): ResponseHead {
+  const { startLine, headers } = parseHead(head);
+  const firstSpace = startLine.indexOf(' ');
+  const version = parseVersion(startLine.slice(0, firstSpace));
+  const statusText = startLine.slice(firstSpace + 1, firstSpace + 4);
+  if (firstSpace < 0 || version === null || !/^\d{3}$/.test(statusText)) {
+    throw new HttpError(502, 'malformed HTTP status line');
+  }
+  const rest = startLine.slice(firstSpace + 4);
+  if (rest !== '' && !rest.startsWith(' ')) throw new HttpError(502, 'malformed HTTP status line');
+  return { version, status: Number(statusText), statusText: rest.trim(), headers };
+}
+
+/** The single value of a header that must appear at most once; throws HttpError 400 on repeats. */
+export function singleHeader(headers: HeaderMap, name: string): string | undefined {
+  const values = headers.get(name);
+  if (values === undefined) return undefined;
+  if (values.length > 1) throw new HttpError(400, `repeated ${name} header`);
+  return values[0];
+}
+
+/**
+ * The elements of a comma-separated list header, across repeated fields (RFC 9110 §5.3, §5.6.1),
+ * trimmed, empty elements dropped.
+ */
+export function listHeader(headers: HeaderMap, name: string): string[] {
+  const values = headers.get(name);
+  if (values === undefined) return [];
+  const items: string[] = [];
+  for (const value of values) {
+    for (const item of value.split(',')) {
+      const trimmed = item.trim();
+      if (trimmed !== '') items.push(trimmed);
+    }
+  }
+  return items;
+}
+
+/** Does the comma-list header `name` contain `token`, compared case-insensitively? */
+export function headerHasToken(headers: HeaderMap, name: string, token: string): boolean {
+  const wanted = token.toLowerCase();
+  return listHeader(headers, name).some((item) => item.toLowerCase() === wanted);
+}
+
+export const STATUS_TEXT: Readonly<Record<number, string>> = {
+  101: 'Switching Protocols',
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  408: 'Request Timeout',
+  426: 'Upgrade Required',
+  429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+/** A response head, ending with the blank line. Header values must not contain CR or LF. */
+export function writeResponseHead(status: number, headers: Iterable<[string, string]>, statusText = STATUS_TEXT[status] ?? ''): string {
+  let head = `HTTP/1.1 ${status} ${statusText}\r\n`;
+  for (const [name, value] of headers) {
+    if (!TOKEN.test(name) || /[\r\n]/.test(value)) throw new TypeError(`invalid response header ${JSON.stringify(name)}`);
+    head += `${name}: ${value}\r\n`;
+  }
+  return head + '\r\n';
+}
+
+/**
+ * A complete error response: a short plain-text body and `Connection: close` (the server ends the
+ * connection after it; RFC 9112 §9.6).
+ */
+export function errorResponse(status: number, message: string, extraHeaders: Record<string, string> = {}): Buffer {
+  const body = Buffer.from(`${message}\n`);
+  const headers: [string, string][] = [
+    ['Connection', 'close'],
+    ['Content-Type', 'text/plain; charset=utf-8'],
+    ['Content-Length', String(body.length)],
+  ];
+  for (const [name, value] of Object.entries(extraHeaders)) headers.push([name, value]);
+  return Buffer.concat([Buffer.from(writeResponseHead(status, headers), 'latin1'), body]);
+}

@@ -1,0 +1,530 @@
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage } from 'node:http';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { CloseCode, Opcode } from './constants.js';
+import { encodeFrame } from './frame.js';
+import { selectProtocol, switchingProtocolsResponse, validateUpgradeRequest, type UpgradeFields } from './handshake.js';
+import {
+  DEFAULT_MAX_HEAD_SIZE,
+  HeadReader,
+  HttpError,
+  errorResponse,
+  parseRequestHead,
+  type HeaderMap,
+  type RequestHead,
+} from './http1.js';
+import { sharedWheel, type WheelTarget } from './timer-wheel.js';
+import { ReadyState, WebSocket, resolveConnectionOptions, type ConnectionOptions, type Data } from './websocket.js';
+
+/** What the server knows about an upgrade request, passed to every hook and to 'connection'. */
+export interface UpgradeRequest {
+  method: string;
+  /** The request target as sent: path and query. */
+  url: string;
+  /** The path part of the target, without the query. */
+  path: string;
+  /** The query part of the target. */
+  query: URLSearchParams;
+  httpVersion: string;
+  /** Header names in lower case; repeated headers joined with ", ". */
+  headers: Record<string, string>;
+  remoteAddress: string | undefined;
+  remotePort: number | undefined;
+  /** The Origin header (RFC 6455 §10.2); browsers always send it. */
+  origin: string | undefined;
+  /** Subprotocols the client offered, in its order of preference. */
+  protocols: string[];
+}
+
+/** What `verify` may answer. */
+export type VerifyResult =
+  /** true (or nothing): accept. false: refuse with 403. */
+  | boolean
+  | void
+  /** Refuse with this status (and headers, and a short message for the body). */
+  | { status: number; message?: string; headers?: Record<string, string> }
+  /** Accept, and attach `data` to the connection (`connection.data`): the authenticated user, say. */
+  | { data: unknown };
+
+export interface ServerOptions extends ConnectionOptions {
+  /** Serve only this path (exact match on the path without the query), or the paths this function accepts. Others get 404. */
+  path?: string | ((path: string, request: UpgradeRequest) => boolean);
+  /**
+   * RFC 6455 §10.2: refuse cross-site connections a browser makes on a page's behalf. The default
+   * allows every origin: set it in production (for example, to compare against your own origin).
+   * Refusals get 403.
+   */
+  checkOrigin?: (origin: string | undefined, request: UpgradeRequest) => boolean;
+  /** Subprotocols this server speaks. The client's most preferred one of these is chosen; never one not listed. */
+  protocols?: readonly string[];
+  /** Choose the subprotocol yourself: return one of `offered`, or undefined for none. Overrides `protocols`. */
+  handleProtocols?: (offered: readonly string[], request: UpgradeRequest) => string | undefined;
+  /** Decide whether to accept a connection (authenticate it, say); may be async. */
+  verify?: (request: UpgradeRequest) => VerifyResult | Promise<VerifyResult>;
+  /** Drop a client that has not completed its handshake within this many ms. Default 10 000. */
+  handshakeTimeout?: number;
+  /** Largest request head accepted; bigger ones get 431. Default 16 KiB. */
+  maxHeaderSize?: number;
+  /** Connections beyond this many (open, or accepted and being verified) get 503. Default: no limit. */
+  maxConnections?: number;
+  /** For `listen()`: serve wss:// with these TLS options (key, cert, ...). */
+  tls?: TlsOptions;
+}
+
+export interface WebSocketServerEventMap {
+  /** A new connection, after a successful handshake. */
+  connection: [socket: WebSocket, request: UpgradeRequest];
+  /** A handshake refused with an HTTP error (for logging). */
+  rejected: [status: number, message: string, remoteAddress: string | undefined];
+  /** Errors of the listening socket, and exceptions thrown by hooks (answered with 500). */
+  error: [error: Error];
+  /** Emitted once by `close()` when everything is gone. */
+  close: [];
+}
+
+export const SERVER_DEFAULTS = Object.freeze({
+  handshakeTimeout: 10_000,
+  maxHeaderSize: DEFAULT_MAX_HEAD_SIZE,
+  maxConnections: Infinity,
+});
+
+/** How long a refused client gets to read the error response before its socket is destroyed. */
+const REFUSAL_LINGER = 1_000;
+
+export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
+  /** The live connections (OPEN or CLOSING). */
+  readonly clients = new Set<WebSocket>();
+  private readonly byId = new Map<number, WebSocket>();
+  private nextId = 1;
+  private readonly options: ServerOptions;
+  private readonly connectionOptions: ReturnType<typeof resolveConnectionOptions>;
+  private readonly handshakes = new Set<PendingHandshake>();
+  /** Handshakes past the connection-limit check that are not connections yet (being verified). */
+  private reserved = 0;
+  private netServer: NetServer | null = null;
+  private closing: Promise<void> | null = null;
+
+  constructor(options: ServerOptions = {}) {
+    super();
+    this.options = { ...options };
+    // Resolved once and frozen: every connection shares this object instead of a copy.
+    this.connectionOptions = Object.freeze(resolveConnectionOptions(options));
+  }
+
+  /** Listen on a TCP port (0 for any free one). Resolves with the bound address. */
+  listen(port = 0, host?: string): Promise<AddressInfo> {
+    if (this.netServer !== null) return Promise.reject(new Error('already listening'));
+    const onSocket = (socket: Socket): void => this.handleSocket(socket);
+    const server = this.options.tls !== undefined ? createTlsServer(this.options.tls, onSocket) : createNetServer(onSocket);
+    this.netServer = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        server.on('error', (error) => this.emitError(error));
+        resolve(server.address() as AddressInfo);
+      });
+    });
+  }
+
+  /** The bound address, once listening. */
+  address(): AddressInfo | null {
+    const address = this.netServer?.address();
+    return address !== null && typeof address === 'object' ? address : null;
+  }
+
+  /** The connection with this id, if it is still live. */
+  getClient(id: number): WebSocket | undefined {
+    return this.byId.get(id);
+  }
+
+  /**
+   * Take a raw socket (accepted by any `net` or `tls` server) whose first bytes are an HTTP
+   * upgrade request: read and answer the handshake, then run the connection.
+   */
+  handleSocket(socket: Socket): void {
+    if (this.closing !== null) {
+      socket.destroy();
+      return;
+    }
+    const handshake = new PendingHandshake(this, socket, this.options.maxHeaderSize ?? SERVER_DEFAULTS.maxHeaderSize);
+    this.handshakes.add(handshake);
+    handshake.start(this.options.handshakeTimeout ?? SERVER_DEFAULTS.handshakeTimeout);
+  }
+
+  /**
+   * Take over a request from a `node:http` or `node:https` server's 'upgrade' event:
+   * `httpServer.on('upgrade', (req, socket, head) => wss.handleUpgrade(req, socket, head))`.
+   * Emits 'connection', or calls `callback` instead when given.
+   */
+  handleUpgrade(
+    request: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    callback?: (connection: WebSocket, request: UpgradeRequest) => void,
+  ): void {
+    const netSocket = socket as Socket;
+    if (this.closing !== null) {
+      netSocket.destroy();
+      return;
+    }
+    const handshake = new PendingHandshake(this, netSocket, 0);
+    this.handshakes.add(handshake);
+    handshake.startFromParsed(fromIncomingMessage(request), head, this.options.handshakeTimeout ?? SERVER_DEFAULTS.handshakeTimeout, callback);
+  }
+
+  /** Send one message to every open connection (that `filter` accepts), framed once. Returns how many got it. */
+  broadcast(data: Data, options: { binary?: boolean } = {}, filter?: (connection: WebSocket) => boolean): number {
+    const payload = typeof data === 'string' ? Buffer.from(data) : Buffer.isBuffer(data) ? data : ArrayBuffer.isView(data) ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : Buffer.from(data);
+    const binary = options.binary ?? typeof data !== 'string';
+    // One frame for everybody: a server's frames are unmasked (RFC 6455 §5.1), so the bytes are the same.
+    const frame = encodeFrame({ opcode: binary ? Opcode.Binary : Opcode.Text, payload });
+    let count = 0;
+    for (const client of this.clients) {
+      if (client.readyState !== ReadyState.OPEN || (filter !== undefined && !filter(client))) continue;
+      if (client.sendFrame(frame) || client.readyState === ReadyState.OPEN) count++;
+    }
+    return count;
+  }
+
+  /**
+   * Graceful shutdown: stop accepting, close every connection with 1001 (going away), destroy the
+   * ones still there after `timeout` ms, and resolve when all are gone.
+   */
+  close(timeout = this.connectionOptions.closeTimeout): Promise<void> {
+    if (this.closing !== null) return this.closing;
+    this.closing = new Promise<void>((resolve) => {
+      const server = this.netServer;
+      let listening = server !== null && server.listening;
+      let remaining = this.clients.size;
+      const maybeDone = (): void => {
+        if (remaining === 0 && !listening) {
+          clearTimeout(timer);
+          this.emit('close');
+          resolve();
+        }
+      };
+      const timer = setTimeout(() => {
+        for (const client of this.clients) client.terminate();
+      }, timeout);
+      timer.unref();
+      if (listening) {
+        server!.close(() => {
+          listening = false;
+          maybeDone();
+        });
+      }
+      for (const handshake of this.handshakes) handshake.abort();
+      for (const client of this.clients) {
+        client.once('close', () => {
+          remaining--;
+          maybeDone();
+        });
+        client.close(CloseCode.GoingAway, 'server shutting down');
+      }
+      maybeDone();
+    });
+    return this.closing;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The decisions of a handshake, once the request is parsed (used by PendingHandshake).
+  // ---------------------------------------------------------------------------------------------
+
+  /** @internal RFC 6455 §4.2.1, then this server's own policy. Throws an HttpError to refuse. */
+  evaluate(head: RequestHead, socket: Socket): { fields: UpgradeFields; request: UpgradeRequest } {
+    const request = toUpgradeRequest(head, socket);
+    const options = this.options;
+    // A path we do not serve is "not found" whatever else is wrong with the request.
+    if (options.path !== undefined) {
+      const served = typeof options.path === 'string' ? request.path === options.path : options.path(request.path, request);
+      if (!served) throw new HttpError(404, 'no WebSocket endpoint at this path');
+    }
+    const fields = validateUpgradeRequest(head);
+    request.protocols = fields.protocols;
+    // RFC 6455 §4.2.2 item 4, §10.2: "If the origin indicated is unacceptable to the server, then it
+    // SHOULD respond to the WebSocket handshake with a reply containing an appropriate HTTP error code (such as 403 Forbidden)".
+    if (options.checkOrigin !== undefined && !options.checkOrigin(fields.origin, request)) {
+      throw new HttpError(403, 'origin not allowed');
+    }
+    const limit = options.maxConnections ?? SERVER_DEFAULTS.maxConnections;
+    if (this.clients.size + this.reserved >= limit) throw new HttpError(503, 'too many connections; try again later', { 'Retry-After': '1' });
+    return { fields, request };
+  }
+
+  /** @internal Choose the subprotocol (RFC 6455 §4.2.2 item 5.4). Never one the client did not offer. */
+  chooseProtocol(offered: readonly string[], request: UpgradeRequest): string | undefined {
+    if (offered.length === 0) return undefined;
+    if (this.options.handleProtocols !== undefined) {
+      const chosen = this.options.handleProtocols(offered, request);
+      if (chosen !== undefined && !offered.includes(chosen)) {
+        throw new Error(`handleProtocols chose "${chosen}", which the client did not offer`);
+      }
+      return chosen;
+    }
+    return selectProtocol(offered, this.options.protocols ?? []);
+  }
+
+  /** @internal */
+  get verifyHook(): ServerOptions['verify'] {
+    return this.options.verify;
+  }
+
+  /** @internal */
+  reserve(delta: number): void {
+    this.reserved += delta;
+  }
+
+  /** @internal The handshake is done: make it a connection and register it. */
+  admit(socket: Socket, rest: Buffer, protocol: string | undefined, request: UpgradeRequest, data: unknown, callback?: (connection: WebSocket, request: UpgradeRequest) => void): void {
+    const connection = new WebSocket(null, undefined, this.connectionOptions);
+    connection.id = this.nextId++;
+    connection.data = data;
+    this.clients.add(connection);
+    this.byId.set(connection.id, connection);
+    connection.once('close', () => {
+      this.clients.delete(connection);
+      this.byId.delete(connection.id);
+    });
+    connection.attach(socket, 'server', protocol ?? '', '');
+    if (callback !== undefined) callback(connection, request);
+    else this.emit('connection', connection, request);
+    connection.start(rest);
+  }
+
+  /** @internal */
+  forget(handshake: PendingHandshake): void {
+    this.handshakes.delete(handshake);
+  }
+
+  /** @internal */
+  emitRejected(status: number, message: string, remoteAddress: string | undefined): void {
+    if (this.listenerCount('rejected') > 0) this.emit('rejected', status, message, remoteAddress);
+  }
+
+  /** @internal Never throw into a socket callback: report, if anyone listens. */
+  emitError(error: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+  }
+}
+
+/**
+ * One socket between accept and the 101 response: reads the request head incrementally, asks
+ * the server for a verdict, answers. Lives on the timer wheel for the handshake timeout.
+ */
+class PendingHandshake implements WheelTarget {
+  wheelTick = 0;
+  private reader: HeadReader | null;
+  /** A verdict was reached (accepted or refused): later events change nothing. */
+  private decided = false;
+  private deadline = 0;
+  private readonly onData = (chunk: Buffer): void => this.receive(chunk);
+  // Errors before the handshake completes (resets, say) end the attempt quietly; 'close' follows.
+  private readonly onError = (): void => {
+    this.socket.destroy();
+  };
+  private readonly onClose = (): void => this.release();
+
+  constructor(
+    private readonly server: WebSocketServer,
+    private readonly socket: Socket,
+    maxHeaderSize: number,
+  ) {
+    this.reader = maxHeaderSize > 0 ? new HeadReader(maxHeaderSize) : null;
+    socket.on('error', this.onError);
+    socket.on('close', this.onClose);
+  }
+
+  start(timeout: number): void {
+    this.arm(timeout);
+    this.socket.on('data', this.onData);
+  }
+
+  startFromParsed(head: RequestHead, rest: Buffer, timeout: number, callback?: (connection: WebSocket, request: UpgradeRequest) => void): void {
+    this.arm(timeout);
+    this.decide(head, rest, callback);
+  }
+
+  /** Handshake timeout, server shutdown, or the end of a refused client's grace period. */
+  abort(): void {
+    this.decided = true;
+    this.socket.destroy();
+  }
+
+  onWheel(now: number): void {
+    if (this.deadline === 0) return;
+    if (now >= this.deadline) this.abort();
+    else sharedWheel.schedule(this, this.deadline);
+  }
+
+  private arm(timeout: number): void {
+    if (timeout <= 0) return;
+    this.deadline = Date.now() + timeout;
+    sharedWheel.schedule(this, this.deadline);
+  }
+
+  private receive(chunk: Buffer): void {
+    let result: { head: Buffer; rest: Buffer } | null;
+    try {
+      result = this.reader!.push(chunk);
+    } catch (error) {
+      this.refuse(error instanceof HttpError ? error : new HttpError(400, 'malformed request'));
+      return;
+    }
+    if (result === null) return;
+    this.socket.off('data', this.onData);
+    this.reader = null;
+    // Hold any further bytes in the socket until the connection takes over.
+    this.socket.pause();
+    let head: RequestHead;
+    try {
+      head = parseRequestHead(result.head);
+    } catch (error) {
+      this.refuse(error instanceof HttpError ? error : new HttpError(400, 'malformed request'));
+      return;
+    }
+    this.decide(head, result.rest);
+  }
+
+  private decide(head: RequestHead, rest: Buffer, callback?: (connection: WebSocket, request: UpgradeRequest) => void): void {
+    const server = this.server;
+    let verdict: ReturnType<WebSocketServer['evaluate']>;
+    let protocol: string | undefined;
+    try {
+      verdict = server.evaluate(head, this.socket);
+      protocol = server.chooseProtocol(verdict.fields.protocols, verdict.request);
+    } catch (error) {
+      this.refuse(error instanceof HttpError ? error : this.internalError(error));
+      return;
+    }
+    const { fields, request } = verdict;
+    const accept = (data: unknown): void => {
+      if (this.decided || this.socket.destroyed) return;
+      this.decided = true;
+      this.detach();
+      this.socket.write(switchingProtocolsResponse(fields.key, protocol));
+      server.admit(this.socket, rest, protocol, request, data, callback);
+    };
+    const verify = server.verifyHook;
+    if (verify === undefined) {
+      accept(undefined);
+      return;
+    }
+    // Count this one against the connection limit while it is being verified.
+    server.reserve(1);
+    let settled = false;
+    const conclude = (result: VerifyResult): void => {
+      if (settled) return;
+      settled = true;
+      server.reserve(-1);
+      if (result === undefined || result === true) accept(undefined);
+      else if (result === false) this.refuse(new HttpError(403, 'connection refused'));
+      else if ('status' in result) this.refuse(new HttpError(result.status, result.message ?? 'connection refused', result.headers ?? {}));
+      else accept(result.data);
+    };
+    const fail = (error: unknown): void => {
+      if (settled) return;
+      settled = true;
+      server.reserve(-1);
+      this.refuse(this.internalError(error));
+    };
+    try {
+      const result = verify(request);
+      if (result instanceof Promise) result.then(conclude, fail);
+      else conclude(result);
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  private internalError(error: unknown): HttpError {
+    this.server.emitError(error instanceof Error ? error : new Error(String(error)));
+    return new HttpError(500, 'internal server error');
+  }
+
+  /** Answer with an HTTP error and close (RFC 6455 §4.2.1: "return an HTTP response with an appropriate error code"). */
+  private refuse(error: HttpError): void {
+    if (this.decided) return;
+    this.decided = true;
+    const socket = this.socket;
+    this.server.emitRejected(error.status, error.message, socket.remoteAddress);
+    socket.off('data', this.onData);
+    this.reader = null;
+    if (socket.destroyed) return;
+    socket.end(errorResponse(error.status, error.message, error.headers));
+    // Read and discard whatever else comes, so the client's FIN is seen; give it a moment to read
+    // the response, then the socket goes, whatever the client does.
+    socket.resume();
+    this.deadline = Date.now() + REFUSAL_LINGER;
+    sharedWheel.schedule(this, this.deadline);
+  }
+
+  /** The connection takes the socket over: drop every listener and timer of ours. */
+  private detach(): void {
+    this.socket.off('data', this.onData);
+    this.socket.off('error', this.onError);
+    this.socket.off('close', this.onClose);
+    this.release();
+  }
+
+  private release(): void {
+    this.deadline = 0;
+    sharedWheel.cancel(this);
+    this.server.forget(this);
+  }
+}
+
+function headersRecord(headers: HeaderMap): Record<string, string> {
+  const record: Record<string, string> = {};
+  for (const [name, values] of headers) record[name] = values.join(', ');
+  return record;
+}
+
+function toUpgradeRequest(head: RequestHead, socket: Socket): UpgradeRequest {
+  // The target is usually origin-form (/path?query); absolute-form (http://host/path) is legal too.
+  let path = head.target;
+  let search = '';
+  try {
+    const url = new URL(head.target, 'http://localhost');
+    path = url.pathname;
+    search = url.search;
+  } catch {
+    throw new HttpError(400, 'malformed request target');
+  }
+  return {
+    method: head.method,
+    url: head.target,
+    path,
+    query: new URLSearchParams(search),
+    httpVersion: `${head.version[0]}.${head.version[1]}`,
+    headers: headersRecord(head.headers),
+    remoteAddress: socket.remoteAddress,
+    remotePort: socket.remotePort,
+    origin: head.headers.get('origin')?.[0],
+    protocols: [],
+  };
+}
+
+/** A request node:http already parsed, in the shape of ours. */
+function fromIncomingMessage(request: IncomingMessage): RequestHead {
+  const headers: HeaderMap = new Map();
+  const raw = request.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    const values = headers.get(name);
+    if (values === undefined) headers.set(name, [raw[i + 1]!]);
+    else values.push(raw[i + 1]!);
+  }
+  return {
+    method: request.method ?? 'GET',
+    target: request.url ?? '/',
+    version: [request.httpVersionMajor, request.httpVersionMinor],
+    headers,
+  };
+}
+
+export function createServer(options: ServerOptions = {}): WebSocketServer {
+  return new WebSocketServer(options);
+}

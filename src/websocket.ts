@@ -1,0 +1,877 @@
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import { isUtf8 } from 'node:buffer';
+import { buildClosePayload } from './close.js';
+import { CloseCode, MAX_CLOSE_REASON_BYTES, Opcode, isValidApplicationCloseCode } from './constants.js';
+import type { ProtocolError } from './errors.js';
+import { Receiver, DEFAULT_MAX_MESSAGE_SIZE, type ReceiverHandler, type Role } from './receiver.js';
+import { startClientHandshake, type ClientOptions } from './client.js';
+import { sharedWheel, type WheelTarget } from './timer-wheel.js';
+import { outgoingFrameDecoder, type FrameTracer } from './trace.js';
+import { MaskKeySource, appendControlFrame, appendMessage, toBuffer } from './writer.js';
+
+/**
+ * One WebSocket connection, server or client side: the thin layer between a socket and the
+ * protocol core. It runs the three loops of the classic server design:
+ *
+ * - the read loop: socket bytes into the Receiver, messages out to the application, pings
+ *   answered; reading stops while the application or the write side is behind;
+ * - the write loop: an outbound queue flushed in one socket write per turn, with a high-water
+ *   mark, a hard limit and a write deadline;
+ * - the ping loop: a ping every `pingInterval`, and the connection dropped when nothing at all
+ *   arrives for `pongTimeout`.
+ *
+ * And one close path: whatever ends the connection, `close` fires exactly once, and every timer and
+ * listener is released.
+ */
+
+export const ReadyState = { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 } as const;
+export type ReadyState = (typeof ReadyState)[keyof typeof ReadyState];
+
+export interface ConnectionOptions {
+  /** Largest message accepted, after reassembly (and decompression). Bigger ones close with 1009. Default 64 MiB. */
+  maxMessageSize?: number;
+  /** Largest frame payload accepted. Default: `maxMessageSize`. (The classic Go server used 512 bytes.) */
+  maxFramePayload?: number;
+  /** Milliseconds between pings; 0 turns the ping loop off. Default 54 000. */
+  pingInterval?: number;
+  /** Drop the connection when nothing (no pong, no frame) arrives for this long. Default 60 000. */
+  pongTimeout?: number;
+  /** Drop the connection when the peer accepts no bytes for this long while we have some to send. Default 10 000. */
+  writeTimeout?: number;
+  /** After sending a close frame, wait this long for the peer's close and the end of TCP. Default 5 000. */
+  closeTimeout?: number;
+  /** `send()` returns false and reading pauses while more than this many bytes wait to be sent. Default 1 MiB. */
+  highWaterMark?: number;
+  /** Past this many buffered outgoing bytes the peer is too slow: the connection closes with 1008. Default 128 MiB. */
+  maxBufferedBytes?: number;
+  /** Answer pings with pongs automatically (RFC 6455 §5.5.2). Default true. */
+  autoPong?: boolean;
+  /** Split outgoing messages into frames of at most this many payload bytes; 0 never splits. Default 0. */
+  fragmentSize?: number;
+  /** Called with every frame received and sent, decoded. For learning and debugging; slows things down. */
+  trace?: FrameTracer | null;
+}
+
+export type ResolvedConnectionOptions = Required<ConnectionOptions>;
+
+/** The defaults, in one table (also in the README). */
+export const CONNECTION_DEFAULTS: Readonly<ResolvedConnectionOptions> = Object.freeze({
+  maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE,
+  maxFramePayload: DEFAULT_MAX_MESSAGE_SIZE,
+  pingInterval: 54_000,
+  pongTimeout: 60_000,
+  writeTimeout: 10_000,
+  closeTimeout: 5_000,
+  highWaterMark: 1024 * 1024,
+  maxBufferedBytes: 128 * 1024 * 1024,
+  autoPong: true,
+  fragmentSize: 0,
+  trace: null,
+});
+
+export function resolveConnectionOptions(options: ConnectionOptions = {}): ResolvedConnectionOptions {
+  const resolved: ResolvedConnectionOptions = { ...CONNECTION_DEFAULTS };
+  for (const key of Object.keys(CONNECTION_DEFAULTS) as (keyof ConnectionOptions)[]) {
+    const value = options[key];
+    if (value !== undefined) (resolved as Record<string, unknown>)[key] = value;
+  }
+  if (options.maxFramePayload === undefined) resolved.maxFramePayload = resolved.maxMessageSize;
+  for (const key of ['maxMessageSize', 'maxFramePayload', 'pingInterval', 'pongTimeout', 'writeTimeout', 'closeTimeout', 'highWaterMark', 'maxBufferedBytes', 'fragmentSize'] as const) {
+    const value = resolved[key];
+    if (typeof value !== 'number' || !(value >= 0)) throw new RangeError(`option ${key} must be a number >= 0`);
+  }
+  return resolved;
+}
+
+export type SendCallback = (error?: Error) => void;
+
+export interface SendOptions {
+  /** Send as a binary message. Default: true for buffers, false for strings. */
+  binary?: boolean;
+  /** Split into frames of at most this many bytes (overrides the connection's `fragmentSize`). */
+  fragmentSize?: number;
+}
+
+/** Anything `send()` takes. */
+export type Data = string | Buffer | ArrayBuffer | ArrayBufferView;
+
+export interface WebSocketEventMap {
+  /** Client: the handshake succeeded; the connection is OPEN. */
+  open: [];
+  /** Client: the server's 101 response headers (lower-case names), just before 'open'. */
+  upgrade: [headers: Record<string, string>];
+  /** A complete message. Text messages are valid UTF-8; `data.toString()` decodes them. */
+  message: [data: Buffer, isBinary: boolean];
+  ping: [data: Buffer];
+  pong: [data: Buffer];
+  /** Exactly once per connection. `wasClean`: close frames were exchanged both ways (RFC 6455 §7.1.4). */
+  close: [code: number, reason: string, wasClean: boolean];
+  /** Protocol errors, socket errors and timeouts. Only emitted when a listener is attached. */
+  error: [error: Error];
+  /** The outgoing buffer has drained after `send()` returned false. */
+  drain: [];
+}
+
+export interface Message {
+  data: Buffer;
+  isBinary: boolean;
+}
+
+/** Thrown for `send()` and friends used while the connection is still connecting (as in the browser API). */
+export class InvalidStateError extends Error {
+  override readonly name = 'InvalidStateError';
+}
+
+/** Why a connection was dropped without a clean close. */
+export class ConnectionTimeoutError extends Error {
+  override readonly name = 'ConnectionTimeoutError';
+  constructor(
+    readonly reason: 'pong' | 'write' | 'close',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+// Why reading is paused: each reason can be lifted on its own.
+const PAUSED_BY_APPLICATION = 1;
+const PAUSED_BY_WRITES = 2;
+const PAUSED_BY_ITERATOR = 4;
+
+/** Large writes are handed to the socket in pieces of this size, so write progress is visible. */
+const WRITE_PIECE = 256 * 1024;
+
+/** One pool of random mask keys for every client connection of the process. */
+const maskKeys = new MaskKeySource();
+
+/** Connections with bytes queued outside the read loop, flushed together in one microtask. */
+let dirty: WebSocket[] = [];
+
+export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelTarget, ReceiverHandler {
+  static readonly CONNECTING = ReadyState.CONNECTING;
+  static readonly OPEN = ReadyState.OPEN;
+  static readonly CLOSING = ReadyState.CLOSING;
+  static readonly CLOSED = ReadyState.CLOSED;
+
+  /** CONNECTING, OPEN, CLOSING or CLOSED, as in the WebSocket API. */
+  readyState: ReadyState = ReadyState.CONNECTING;
+  /** The subprotocol agreed in the handshake, or '' for none. */
+  protocol = '';
+  /** The extensions agreed in the handshake (the Sec-WebSocket-Extensions value), or ''. */
+  extensions = '';
+  /** Set by the server: a stable id for the registry, and what `verify` attached. */
+  id = 0;
+  data: unknown = undefined;
+
+  private role: Role = 'server';
+  private config: ResolvedConnectionOptions;
+  private socket: Socket | null = null;
+  private receiver: Receiver | null = null;
+
+  // The write loop: frames waiting for the next flush.
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private pendingCallbacks: SendCallback[] | null = null;
+  private flushQueued = false;
+  private inReadLoop = false;
+  private needDrain = false;
+  private pausedBy = 0;
+  private writesDone = 0;
+  private writeCheckedDone = 0;
+  private writeCheckedQueue = 0;
+  private writeProgressAt = 0;
+  private onWriteDone: ((error?: Error | null) => void) | null = null;
+  private traceOut: ((bytes: Buffer) => void) | null = null;
+
+  // The ping loop and every other deadline, on the shared wheel.
+  wheelTick = 0;
+  private lastReceivedAt = 0;
+  private nextPingAt = 0;
+  private closeDeadline = 0;
+
+  // The close handshake (RFC 6455 §7), recorded from both sides.
+  private closeSent = false;
+  private closeReceived = false;
+  private peerCloseCode: number = CloseCode.Abnormal;
+  private peerCloseReason = '';
+  /** The code we failed the connection with (1002, 1007, 1008, 1009), when we did. */
+  private failCode = 0;
+  private failReason = '';
+
+  /** Client: the handshake in progress, to abort it. */
+  private abortHandshake: (() => void) | null = null;
+
+  /**
+   * A client connection to `address` (ws:// or wss://), offering `protocols`; events tell how it
+   * goes ('open', or 'error' then 'close'). `connect()` is the promise-returning form.
+   * (`address` null is how a server makes its connections.)
+   */
+  constructor(address: string | URL | null, protocols?: string | readonly string[], options: ClientOptions = {}) {
+    super();
+    this.config = Object.isFrozen(options) ? (options as ResolvedConnectionOptions) : resolveConnectionOptions(options);
+    if (address !== null) {
+      this.role = 'client';
+      startClientHandshake(this, address, protocols ?? options.protocols ?? [], options);
+    }
+  }
+
+  /** Bytes accepted by `send()` and not yet handed to the operating system. */
+  get bufferedAmount(): number {
+    return this.pendingBytes + (this.socket === null ? 0 : this.socket.writableLength);
+  }
+
+  /** Whether reading is paused (by `pause()`, by a slow async iterator, or by the write side). */
+  get isPaused(): boolean {
+    return this.pausedBy !== 0;
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.socket?.remoteAddress;
+  }
+
+  get remotePort(): number | undefined {
+    return this.socket?.remotePort;
+  }
+
+  /**
+   * @internal Take over a socket whose handshake is done. Nothing is read until `start()`, so the
+   * owner can emit 'connection' or 'open' first and the application sees every message.
+   */
+  attach(socket: Socket, role: Role, protocol: string, extensions: string): void {
+    const config = this.config;
+    this.role = role;
+    this.protocol = protocol;
+    this.extensions = extensions;
+    this.socket = socket;
+    this.receiver = new Receiver(
+      { role, maxMessageSize: config.maxMessageSize, maxFramePayload: config.maxFramePayload },
+      this,
+    );
+    if (config.trace !== null) this.traceOut = outgoingFrameDecoder(role, config.trace);
+    this.readyState = ReadyState.OPEN;
+
+    socket.setNoDelay(true);
+    socket.setTimeout(0);
+    // Listeners shared by every connection (they find theirs through the socket), so an idle
+    // connection carries no closures.
+    (socket as SocketWithConnection)[kConnection] = this;
+    // Explicitly paused first: adding a 'data' listener would otherwise start the flow, and
+    // nothing may be read before `start()`.
+    socket.pause();
+    socket.on('data', WebSocket.socketOnData);
+    socket.on('end', WebSocket.socketOnEnd);
+    socket.on('close', WebSocket.socketOnClose);
+    socket.on('error', WebSocket.socketOnError);
+
+    const now = Date.now();
+    this.lastReceivedAt = now;
+    if (config.pingInterval > 0) {
+      this.nextPingAt = now + config.pingInterval;
+      this.scheduleWheel();
+    }
+  }
+
+  /**
+   * @internal Start reading. `head` holds bytes that arrived with the end of the handshake (the
+   * first frames, possibly: a client may send them in the same segment as its request).
+   */
+  start(head: Buffer): void {
+    if (head.length > 0 && this.readyState !== ReadyState.CLOSED) this.onSocketData(head);
+    // The handshake code paused the socket to hold early frames until now.
+    if (this.pausedBy === 0 && this.socket !== null) this.socket.resume();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The read loop
+  // ---------------------------------------------------------------------------------------------
+
+  private static socketOnData(this: Socket, chunk: Buffer): void {
+    (this as SocketWithConnection)[kConnection]!.onSocketData(chunk);
+  }
+
+  private static socketOnEnd(this: Socket): void {
+    (this as SocketWithConnection)[kConnection]!.onSocketEnd();
+  }
+
+  private static socketOnClose(this: Socket): void {
+    (this as SocketWithConnection)[kConnection]!.onSocketClose();
+  }
+
+  private static socketOnError(this: Socket, error: Error): void {
+    (this as SocketWithConnection)[kConnection]!.onSocketError(error);
+  }
+
+  private onSocketData(chunk: Buffer): void {
+    this.lastReceivedAt = Date.now();
+    this.inReadLoop = true;
+    try {
+      this.receiver!.push(chunk);
+    } finally {
+      this.inReadLoop = false;
+    }
+    // Every reply the chunk produced (echoes, pongs) goes out in one write.
+    if (this.pending.length !== 0) this.flush();
+  }
+
+  /** @internal The receiver's handler (see ReceiverHandler). */
+  onMessage(data: Buffer, isBinary: boolean): void {
+    this.emit('message', data, isBinary);
+  }
+
+  /** @internal The receiver's handler (see ReceiverHandler). */
+  onPing(data: Buffer): void {
+    // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in response,
+    // unless it already received a Close frame. It SHOULD respond with Pong frame as soon as is
+    // practical." The pong carries the ping's payload (§5.5.3).
+    if (this.config.autoPong && this.readyState === ReadyState.OPEN) this.queueControl(Opcode.Pong, data);
+    this.emit('ping', data);
+  }
+
+  /** @internal The receiver's handler (see ReceiverHandler). */
+  onPong(data: Buffer): void {
+    this.emit('pong', data);
+  }
+
+  /** RFC 6455 §5.5.1, §7.1.5: the peer's close frame. */
+  /** @internal The receiver's handler (see ReceiverHandler). */
+  onClose(code: number, reason: string): void {
+    this.closeReceived = true;
+    this.peerCloseCode = code;
+    this.peerCloseReason = reason;
+    if (!this.closeSent) {
+      // "If an endpoint receives a Close frame and did not previously send a Close frame, the endpoint
+      // MUST send a Close frame in response." We echo its code and reason; an empty close gets an empty one.
+      this.sendCloseFrame(code === CloseCode.NoStatusReceived ? undefined : code, reason);
+    }
+    this.readyState = ReadyState.CLOSING;
+    this.startCloseDeadline();
+    this.afterCloseHandshake();
+  }
+
+  /** RFC 6455 §7.1.7: "Fail the WebSocket Connection" with the code the core chose. */
+  /** @internal The receiver's handler (see ReceiverHandler). */
+  onError(error: ProtocolError): void {
+    this.failConnection(error.closeCode, error.message, error);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The write loop
+  // ---------------------------------------------------------------------------------------------
+
+  /**
+   * Queue a message. Strings go as text, buffers as binary (unless `options.binary` says otherwise;
+   * a buffer sent as text must be valid UTF-8). Returns false when more than `highWaterMark` bytes
+   * are now waiting: stop sending until `'drain'`. The callback runs once the data is handed to the
+   * operating system, or with an error if the connection closes first.
+   */
+  send(data: Data, options?: SendOptions | SendCallback, callback?: SendCallback): boolean {
+    if (typeof options === 'function') {
+      callback = options;
+      options = undefined;
+    }
+    if (this.readyState !== ReadyState.OPEN || this.closeSent) return this.refuseSend(callback);
+    const payload = toPayloadBuffer(data);
+    const binary = options?.binary ?? typeof data !== 'string';
+    // RFC 6455 §5.6: a text frame carries UTF-8. Strings always encode to valid UTF-8; buffers might not.
+    if (!binary && typeof data !== 'string' && !isUtf8(payload)) {
+      throw new TypeError('a buffer sent as text must be valid UTF-8');
+    }
+    const fragmentSize = options?.fragmentSize ?? this.config.fragmentSize;
+    this.pendingBytes += appendMessage(
+      this.pending,
+      binary ? Opcode.Binary : Opcode.Text,
+      payload,
+      false,
+      this.role === 'client' ? maskKeys : null,
+      fragmentSize,
+    );
+    return this.afterQueue(callback);
+  }
+
+  /** Like `send()`, but returns a promise settled when the data has been handed to the operating system. */
+  sendAsync(data: Data, options?: SendOptions): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.send(data, options ?? {}, (error) => (error === undefined ? resolve() : reject(error)));
+    });
+  }
+
+  /** Send a ping (RFC 6455 §5.5.2); at most 125 bytes of payload. */
+  ping(data: Data = EMPTY, callback?: SendCallback): void {
+    if (this.readyState !== ReadyState.OPEN || this.closeSent) {
+      this.refuseSend(callback);
+      return;
+    }
+    this.queueControl(Opcode.Ping, toPayloadBuffer(data));
+    this.afterQueue(callback);
+  }
+
+  /** Send an unsolicited pong (RFC 6455 §5.5.3: a heartbeat that expects no answer). */
+  pong(data: Data = EMPTY, callback?: SendCallback): void {
+    if (this.readyState !== ReadyState.OPEN || this.closeSent) {
+      this.refuseSend(callback);
+      return;
+    }
+    this.queueControl(Opcode.Pong, toPayloadBuffer(data));
+    this.afterQueue(callback);
+  }
+
+  /**
+   * @internal Queue bytes already framed (by `broadcast`, which frames a message once for every
+   * connection). Returns false past the high-water mark, like `send()`.
+   */
+  sendFrame(frame: Buffer): boolean {
+    if (this.readyState !== ReadyState.OPEN || this.closeSent) return false;
+    this.pending.push(frame);
+    this.pendingBytes += frame.length;
+    return this.afterQueue(undefined);
+  }
+
+  private queueControl(opcode: number, payload: Buffer): void {
+    this.pendingBytes += appendControlFrame(this.pending, opcode, payload, this.role === 'client' ? maskKeys : null);
+    this.scheduleFlush();
+  }
+
+  private afterQueue(callback: SendCallback | undefined): boolean {
+    if (callback !== undefined) (this.pendingCallbacks ??= []).push(callback);
+    const buffered = this.bufferedAmount;
+    if (buffered > this.config.maxBufferedBytes) {
+      // The peer reads slower than the application writes and the application did not stop at
+      // `false`: drop it rather than let memory grow (1008: the peer broke our policy).
+      this.failConnection(CloseCode.PolicyViolation, 'peer too slow: outgoing buffer limit exceeded', null, true);
+      return false;
+    }
+    this.scheduleFlush();
+    if (buffered > this.config.highWaterMark) {
+      this.needDrain = true;
+      return false;
+    }
+    return true;
+  }
+
+  private refuseSend(callback: SendCallback | undefined): false {
+    if (this.readyState === ReadyState.CONNECTING) throw new InvalidStateError('WebSocket is still connecting');
+    if (callback !== undefined) {
+      const error = new InvalidStateError(`WebSocket is ${this.readyState === ReadyState.CLOSED ? 'closed' : 'closing'}`);
+      process.nextTick(callback, error);
+    }
+    return false;
+  }
+
+  private scheduleFlush(): void {
+    // Inside the read loop the flush comes when the chunk is done; elsewhere, in a microtask, so
+    // that everything sent in one turn of the event loop leaves in one write.
+    if (this.inReadLoop || this.flushQueued) return;
+    this.flushQueued = true;
+    if (dirty.length === 0) queueMicrotask(WebSocket.flushDirty);
+    dirty.push(this);
+  }
+
+  private static flushDirty(): void {
+    const connections = dirty;
+    dirty = [];
+    for (const connection of connections) {
+      connection.flushQueued = false;
+      connection.flush();
+    }
+  }
+
+  private flush(): void {
+    const socket = this.socket;
+    const pending = this.pending;
+    if (pending.length === 0 || socket === null) return;
+    if (socket.destroyed || socket.writableEnded) {
+      // Nothing more can be written; the 'close' that is coming fails the callbacks.
+      return;
+    }
+    const wasIdle = socket.writableLength === 0;
+    const callbacks = this.pendingCallbacks;
+    this.pendingCallbacks = null;
+    const total = this.pendingBytes;
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (this.traceOut !== null) for (const buffer of pending) this.traceOut(buffer);
+
+    // One callback per connection, made the first time it writes (the socket calls it without `this`).
+    const onWriteDone = (this.onWriteDone ??= (error) => this.writeDone(error));
+    const done =
+      callbacks === null
+        ? onWriteDone
+        : (error?: Error | null) => {
+            onWriteDone(error);
+            const failure = error ?? undefined;
+            for (const callback of callbacks) callback(failure);
+          };
+
+    if (pending.length === 1 && total <= WRITE_PIECE) {
+      socket.write(pending[0]!, done);
+    } else if (total <= 64 * 1024) {
+      // Small frames: one copy into one buffer, one system call.
+      socket.write(Buffer.concat(pending, total), done);
+    } else {
+      // Large payloads go as they are (no copy), in pieces so the write deadline sees progress;
+      // corked, so the pieces leave in one writev.
+      const pieces: Buffer[] = [];
+      for (const buffer of pending) {
+        if (buffer.length <= WRITE_PIECE) pieces.push(buffer);
+        else for (let start = 0; start < buffer.length; start += WRITE_PIECE) pieces.push(buffer.subarray(start, start + WRITE_PIECE));
+      }
+      socket.cork();
+      const last = pieces.length - 1;
+      for (let i = 0; i < last; i++) socket.write(pieces[i]!, onWriteDone);
+      socket.write(pieces[last]!, done);
+      socket.uncork();
+    }
+
+    if (socket.writableLength > 0) {
+      // Bytes are waiting on the peer: watch the write deadline.
+      if (wasIdle) this.writeProgressAt = Date.now();
+      if (this.config.writeTimeout > 0) this.scheduleWheel();
+      // The write side is behind: stop reading until it catches up, so memory stays bounded.
+      if (socket.writableLength > this.config.highWaterMark) this.pauseReading(PAUSED_BY_WRITES);
+    }
+  }
+
+  /** Every completed socket write: progress for the write deadline, and maybe the end of backpressure. */
+  private writeDone(error?: Error | null): void {
+    if (error == null) this.writesDone++;
+    if (!this.needDrain && (this.pausedBy & PAUSED_BY_WRITES) === 0) return;
+    if (this.bufferedAmount > this.config.highWaterMark) return;
+    this.resumeReading(PAUSED_BY_WRITES);
+    if (this.needDrain) {
+      this.needDrain = false;
+      if (this.readyState === ReadyState.OPEN) this.emit('drain');
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Flow control for the application
+  // ---------------------------------------------------------------------------------------------
+
+  /** Stop reading from the peer (TCP backpressure reaches it) until `resume()`. */
+  pause(): void {
+    this.pauseReading(PAUSED_BY_APPLICATION);
+  }
+
+  resume(): void {
+    this.resumeReading(PAUSED_BY_APPLICATION);
+  }
+
+  private pauseReading(reason: number): void {
+    if (this.pausedBy === 0 && this.socket !== null) this.socket.pause();
+    this.pausedBy |= reason;
+  }
+
+  private resumeReading(reason: number): void {
+    if (this.pausedBy === 0) return;
+    this.pausedBy &= ~reason;
+    if (this.pausedBy === 0 && this.socket !== null) {
+      // Time spent paused by us is not the peer's silence.
+      this.lastReceivedAt = Date.now();
+      this.socket.resume();
+    }
+  }
+
+  /**
+   * `for await (const { data, isBinary } of connection)`: messages in order until the connection
+   * closes. Reading pauses while more than `bufferLimit` messages wait for the loop.
+   */
+  async *messages(bufferLimit = 16): AsyncGenerator<Message, void, undefined> {
+    const queue: Message[] = [];
+    let wake: (() => void) | null = null;
+    let ended = this.readyState === ReadyState.CLOSED;
+    const onMessage = (data: Buffer, isBinary: boolean): void => {
+      queue.push({ data, isBinary });
+      if (queue.length >= bufferLimit) this.pauseReading(PAUSED_BY_ITERATOR);
+      wake?.();
+    };
+    const onClose = (): void => {
+      ended = true;
+      wake?.();
+    };
+    this.on('message', onMessage);
+    this.on('close', onClose);
+    try {
+      for (;;) {
+        const next = queue.shift();
+        if (next !== undefined) {
+          if (queue.length < bufferLimit) this.resumeReading(PAUSED_BY_ITERATOR);
+          yield next;
+          continue;
+        }
+        if (ended) return;
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = null;
+      }
+    } finally {
+      this.off('message', onMessage);
+      this.off('close', onClose);
+      this.resumeReading(PAUSED_BY_ITERATOR);
+    }
+  }
+
+  [Symbol.asyncIterator](): AsyncGenerator<Message, void, undefined> {
+    return this.messages();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The ping loop and the deadlines
+  // ---------------------------------------------------------------------------------------------
+
+  /** @internal Called by the timer wheel: do whatever is due, then ask for the next wake-up. */
+  onWheel(now: number): void {
+    if (this.readyState === ReadyState.CLOSED || this.socket === null) return;
+    const config = this.config;
+
+    if (this.closeDeadline !== 0 && now >= this.closeDeadline) {
+      this.drop(new ConnectionTimeoutError('close', `no close handshake within ${config.closeTimeout} ms`));
+      return;
+    }
+
+    if (this.socket.writableLength > 0 && config.writeTimeout > 0) {
+      // Progress: a write completed, or the kernel took bytes of the one in flight.
+      const queued = writeQueueSize(this.socket);
+      if (this.writesDone !== this.writeCheckedDone || queued < this.writeCheckedQueue) this.writeProgressAt = now;
+      this.writeCheckedDone = this.writesDone;
+      this.writeCheckedQueue = queued;
+      if (now - this.writeProgressAt >= config.writeTimeout) {
+        this.drop(new ConnectionTimeoutError('write', `peer accepted no data for ${config.writeTimeout} ms`));
+        return;
+      }
+    }
+
+    if (config.pingInterval > 0 && this.readyState === ReadyState.OPEN) {
+      if (this.pausedBy !== 0) this.lastReceivedAt = now;
+      if (now - this.lastReceivedAt >= config.pongTimeout) {
+        this.drop(new ConnectionTimeoutError('pong', `nothing received for ${config.pongTimeout} ms`));
+        return;
+      }
+      if (now >= this.nextPingAt) {
+        this.nextPingAt = now + config.pingInterval;
+        if (!this.closeSent) this.queueControl(Opcode.Ping, EMPTY);
+      }
+    }
+    this.scheduleWheel();
+  }
+
+  /** Ask the wheel for the earliest moment something may be due. */
+  private scheduleWheel(): void {
+    const config = this.config;
+    let at = Infinity;
+    if (this.closeDeadline !== 0) at = this.closeDeadline;
+    if (this.socket !== null && this.socket.writableLength > 0 && config.writeTimeout > 0) {
+      // Check a few times per deadline, so a stall is caught within a fifth of it.
+      at = Math.min(at, Date.now() + Math.max(config.writeTimeout / 5, 1));
+    }
+    if (config.pingInterval > 0 && this.readyState === ReadyState.OPEN) {
+      at = Math.min(at, this.nextPingAt, this.lastReceivedAt + config.pongTimeout);
+    }
+    if (at !== Infinity) sharedWheel.schedule(this, at);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Closing
+  // ---------------------------------------------------------------------------------------------
+
+  /**
+   * Start the closing handshake (RFC 6455 §7.1.2): send a close frame after whatever is queued, send
+   * nothing more, wait up to `closeTimeout` for the peer's close and the end of TCP. Calling it again
+   * does nothing. `code` is 1000 or 3000-4999 (or another code valid on the wire); `reason` at most
+   * 123 bytes of UTF-8.
+   */
+  close(code?: number, reason = ''): void {
+    if (code !== undefined && !isValidApplicationCloseCode(code)) {
+      throw new RangeError(`invalid close code ${code} (RFC 6455 §7.4)`);
+    }
+    if (Buffer.byteLength(reason) > MAX_CLOSE_REASON_BYTES) {
+      throw new RangeError(`close reason longer than ${MAX_CLOSE_REASON_BYTES} bytes`);
+    }
+    if (this.readyState === ReadyState.CONNECTING) {
+      this.abortConnecting();
+      return;
+    }
+    if (this.readyState !== ReadyState.OPEN || this.closeSent) return;
+    this.sendCloseFrame(code, reason);
+    this.readyState = ReadyState.CLOSING;
+    this.startCloseDeadline();
+    this.afterCloseHandshake();
+  }
+
+  /** Destroy the connection now, without a closing handshake. */
+  terminate(): void {
+    if (this.readyState === ReadyState.CONNECTING) {
+      this.abortConnecting();
+      return;
+    }
+    if (this.readyState === ReadyState.CLOSED) return;
+    this.readyState = ReadyState.CLOSING;
+    this.socket?.destroy();
+  }
+
+  private abortConnecting(): void {
+    this.abortHandshake?.();
+  }
+
+  /** @internal The client handshake registers how to abort it. */
+  setConnecting(abort: () => void): void {
+    this.abortHandshake = abort;
+  }
+
+  /** @internal The client handshake failed: the connection never opened. */
+  failConnecting(error: Error): void {
+    if (this.readyState !== ReadyState.CONNECTING) return;
+    this.readyState = ReadyState.CLOSED;
+    this.abortHandshake = null;
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+    this.emit('close', CloseCode.Abnormal, '', false);
+  }
+
+  private sendCloseFrame(code: number | undefined, reason: string): void {
+    this.closeSent = true;
+    this.queueControl(Opcode.Close, buildClosePayload(code, code === undefined ? '' : reason));
+  }
+
+  private startCloseDeadline(): void {
+    if (this.closeDeadline !== 0 || this.config.closeTimeout <= 0) return;
+    this.closeDeadline = Date.now() + this.config.closeTimeout;
+    this.scheduleWheel();
+  }
+
+  /**
+   * Once close frames have gone both ways, TCP ends. RFC 6455 §7.1.1: "the server SHOULD close the
+   * underlying TCP connection first", so a server ends it now; a client waits for the server to
+   * (until the close deadline).
+   */
+  private afterCloseHandshake(): void {
+    if (!(this.closeSent && this.closeReceived)) return;
+    if (this.role === 'server') this.endTcp();
+  }
+
+  /**
+   * RFC 6455 §7.1.7: send a close frame with `code` (unless one was sent already) and close the TCP
+   * connection. `dropNow` skips waiting for the frame to be read (the peer is not reading anyway).
+   */
+  private failConnection(code: number, message: string, error: Error | null, dropNow = false): void {
+    if (this.readyState === ReadyState.CLOSED) return;
+    if (this.failCode === 0) {
+      this.failCode = code;
+      this.failReason = message;
+    }
+    if (error !== null && this.listenerCount('error') > 0) this.emit('error', error);
+    if (!this.closeSent) this.sendCloseFrame(code, truncateUtf8(message, MAX_CLOSE_REASON_BYTES));
+    this.readyState = ReadyState.CLOSING;
+    this.startCloseDeadline();
+    if (dropNow) {
+      this.flush();
+      this.socket?.destroy();
+    } else {
+      this.endTcp();
+    }
+  }
+
+  /** End our side of TCP after everything queued is written; the peer's FIN (or the deadline) completes it. */
+  private endTcp(): void {
+    this.flush();
+    const socket = this.socket;
+    if (socket !== null && !socket.writableEnded) socket.end();
+  }
+
+  private drop(error: ConnectionTimeoutError): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+    if (this.readyState === ReadyState.CLOSED) return;
+    this.readyState = ReadyState.CLOSING;
+    this.socket?.destroy();
+  }
+
+  /**
+   * The peer ended its side of TCP. After a close handshake that is the expected end (a client
+   * waits for it, §7.1.1); before one, the connection is over anyway: end ours too (sockets from
+   * a `node:http` server are half-open capable and would otherwise stay open).
+   */
+  private onSocketEnd(): void {
+    this.endTcp();
+  }
+
+  private onSocketError(error: Error): void {
+    // A reset or a broken pipe: the 'close' that follows reports 1006.
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+  }
+
+  /** The one place the connection ends: the socket is closed, whatever closed it. */
+  private onSocketClose(): void {
+    if (this.readyState === ReadyState.CLOSED) return;
+    this.readyState = ReadyState.CLOSED;
+    sharedWheel.cancel(this);
+    this.receiver?.destroy();
+    const socket = this.socket!;
+    socket.off('data', WebSocket.socketOnData);
+    socket.off('end', WebSocket.socketOnEnd);
+    socket.off('close', WebSocket.socketOnClose);
+    socket.off('error', WebSocket.socketOnError);
+    // A late 'error' from a destroyed socket must not become an uncaught exception.
+    socket.on('error', ignoreError);
+    delete (socket as SocketWithConnection)[kConnection];
+    this.onWriteDone = null;
+    this.traceOut = null;
+    this.pending = [];
+    this.pendingBytes = 0;
+    const callbacks = this.pendingCallbacks;
+    this.pendingCallbacks = null;
+    if (callbacks !== null) {
+      const error = new InvalidStateError('WebSocket closed before the data was sent');
+      for (const callback of callbacks) callback(error);
+    }
+
+    const wasClean = this.closeSent && this.closeReceived;
+    let code: number;
+    let reason: string;
+    if (this.closeReceived) {
+      code = this.peerCloseCode;
+      reason = this.peerCloseReason;
+    } else if (this.failCode !== 0) {
+      code = this.failCode;
+      reason = this.failReason;
+    } else {
+      // RFC 6455 §7.1.5: no close frame received: "The WebSocket Connection Close Code is considered to be 1006."
+      code = CloseCode.Abnormal;
+      reason = '';
+    }
+    this.emit('close', code, reason, wasClean);
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+const kConnection = Symbol('wsrfc.connection');
+type SocketWithConnection = Socket & { [kConnection]?: WebSocket };
+
+function ignoreError(): void {}
+
+function toPayloadBuffer(data: Data): Buffer {
+  if (typeof data === 'string') return Buffer.from(data, 'utf8');
+  if (Buffer.isBuffer(data)) return data;
+  if (data instanceof ArrayBuffer) return Buffer.from(data);
+  if (ArrayBuffer.isView(data)) return toBuffer(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  throw new TypeError('data must be a string, a Buffer, an ArrayBuffer or a typed array');
+}
+
+/** Bytes the kernel has not taken yet from the write in flight (libuv's queue); 0 when unknown. */
+function writeQueueSize(socket: Socket): number {
+  const handle = (socket as unknown as { _handle?: { writeQueueSize?: unknown } })._handle;
+  const size = handle?.writeQueueSize;
+  return typeof size === 'number' ? size : 0;
+}
+
+/** Cut a string to at most `maxBytes` of UTF-8 without splitting a character. */
+function truncateUtf8(text: string, maxBytes: number): string {
+  if (Buffer.byteLength(text) <= maxBytes) return text;
+  let result = '';
+  let bytes = 0;
+  for (const char of text) {
+    const size = Buffer.byteLength(char);
+    if (bytes + size > maxBytes) break;
+    result += char;
+    bytes += size;
+  }
+  return result;
+}
