@@ -2,8 +2,16 @@ import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { HandshakeError, generateKey, upgradeRequest, validateUpgradeResponse } from './handshake.js';
 import { DEFAULT_MAX_HEAD_SIZE, HeadReader, HttpError, parseResponseHead, type ResponseHead } from './http1.js';
+import { ExtensionHeaderError, parseExtensions } from './extensions.js';
+import {
+  PerMessageDeflate,
+  acceptDeflateResponse,
+  deflateOffer,
+  validateDeflateOptions,
+  type PerMessageDeflateOptions,
+} from './permessage-deflate.js';
 import { sharedWheel, type WheelTarget } from './timer-wheel.js';
-import { ReadyState, WebSocket, type ConnectionOptions } from './websocket.js';
+import { WebSocket, type ConnectionOptions } from './websocket.js';
 
 /**
  * The client side of the opening handshake (RFC 6455 §4.1) on a socket it opens itself. Once the
@@ -23,6 +31,8 @@ export interface ClientOptions extends ConnectionOptions {
   maxHeaderSize?: number;
   /** For wss:// URLs: TLS options (ca, rejectUnauthorized, servername, ...). */
   tls?: TlsConnectionOptions;
+  /** Offer permessage-deflate (RFC 7692): true, or options. Default false. */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
 }
 
 export const CLIENT_DEFAULTS = Object.freeze({ handshakeTimeout: 10_000, maxHeaderSize: DEFAULT_MAX_HEAD_SIZE });
@@ -115,7 +125,10 @@ export function startClientHandshake(
   if (protocols.some((p) => !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(p)) || new Set(protocols).size !== protocols.length) {
     throw new SyntaxError('invalid subprotocol list');
   }
-  const handshake = new ClientHandshake(connection, target, protocols, options);
+  const deflate = options.perMessageDeflate;
+  const deflateOptions = deflate === true ? {} : deflate === false || deflate === undefined ? null : { ...deflate };
+  if (deflateOptions !== null) validateDeflateOptions(deflateOptions);
+  const handshake = new ClientHandshake(connection, target, protocols, options, deflateOptions);
   connection.setConnecting(() => handshake.fail(new HandshakeError('connection closed before the handshake completed')));
   // Started on the next tick, so listeners attached right after `new WebSocket()` see everything.
   process.nextTick(() => handshake.start());
@@ -135,6 +148,7 @@ class ClientHandshake implements WheelTarget {
     private readonly target: Target,
     private readonly protocols: string[],
     private readonly options: ClientOptions,
+    private readonly deflateOptions: PerMessageDeflateOptions | null,
   ) {
     this.reader = new HeadReader(options.maxHeaderSize ?? CLIENT_DEFAULTS.maxHeaderSize);
   }
@@ -151,6 +165,7 @@ class ClientHandshake implements WheelTarget {
       path: target.path,
       key: this.key,
       protocols: this.protocols,
+      ...(this.deflateOptions !== null ? { extensions: deflateOffer(this.deflateOptions) } : {}),
       ...(options.origin !== undefined ? { origin: options.origin } : {}),
       headers: Object.entries(options.headers ?? {}),
     });
@@ -214,20 +229,28 @@ class ClientHandshake implements WheelTarget {
       this.collectBody(result.rest);
       return;
     }
-    let accepted: { protocol: string; extensions: string[] };
+    let protocol: string;
+    let deflate: PerMessageDeflate | null = null;
+    let extensions = '';
     try {
-      accepted = validateUpgradeResponse(response, this.key, this.protocols);
-      // RFC 6455 §4.1: "If the response includes a |Sec-WebSocket-Extensions| header field and this header
-      // field indicates the use of an extension that was not present in the client's handshake (the
-      // server has indicated an extension not requested by the client), the client MUST _Fail the WebSocket Connection_."
-      if (accepted.extensions.some((value) => value.trim() !== '')) {
-        throw new HandshakeError(`invalid handshake response: extension not offered: ${accepted.extensions.join(', ')}`, 101, response.headers);
+      const accepted = validateUpgradeResponse(response, this.key, this.protocols);
+      protocol = accepted.protocol;
+      const answered = parseExtensions(accepted.extensions);
+      if (answered.length > 0) {
+        // RFC 6455 §4.1: "If the response includes a |Sec-WebSocket-Extensions| header field and this header
+        // field indicates the use of an extension that was not present in the client's handshake (the
+        // server has indicated an extension not requested by the client), the client MUST _Fail the WebSocket Connection_."
+        if (this.deflateOptions === null) throw new Error(`extension not offered: ${accepted.extensions.join(', ')}`);
+        // RFC 7692 §7: and the parameters must be ones the client can live with.
+        deflate = new PerMessageDeflate(acceptDeflateResponse(answered, this.deflateOptions), this.deflateOptions);
+        extensions = accepted.extensions.join(', ');
       }
     } catch (error) {
-      this.fail(error instanceof Error ? error : new HandshakeError(String(error)));
+      const message = error instanceof ExtensionHeaderError ? 'malformed Sec-WebSocket-Extensions header' : error instanceof Error ? error.message : String(error);
+      this.fail(error instanceof HandshakeError ? error : new HandshakeError(`invalid handshake response: ${message}`, 101, response.headers));
       return;
     }
-    this.succeed(accepted.protocol, result.rest, response);
+    this.succeed(protocol, extensions, deflate, result.rest, response);
   };
 
   private readonly onError = (error: Error): void => {
@@ -278,10 +301,10 @@ class ClientHandshake implements WheelTarget {
     return socket;
   }
 
-  private succeed(protocol: string, rest: Buffer, response: ResponseHead): void {
+  private succeed(protocol: string, extensions: string, deflate: PerMessageDeflate | null, rest: Buffer, response: ResponseHead): void {
     const socket = this.detach();
     const connection = this.connection;
-    connection.attach(socket, 'client', protocol, '');
+    connection.attach(socket, 'client', protocol, extensions, deflate);
     const headers: Record<string, string> = {};
     for (const [name, values] of response.headers) headers[name] = values.join(', ');
     connection.emit('upgrade', headers);

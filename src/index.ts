@@ -31,3 +31,7 @@ export { formatFrame } from './trace.js';
 export type { TracedFrame, FrameTracer } from './trace.js';
 export { connect, openClient, parseWebSocketUrl, CLIENT_DEFAULTS } from './client.js';
 export type { ClientOptions } from './client.js';
+export { parseExtensions, formatExtension, ExtensionHeaderError } from './extensions.js';
+export type { ExtensionOffer } from './extensions.js';
+export { PerMessageDeflate, acceptDeflateOffer, deflateOffer, acceptDeflateResponse, DEFLATE_DEFAULTS } from './permessage-deflate.js';
+export type { PerMessageDeflateOptions, DeflateParams } from './permessage-deflate.js';

@@ -47,6 +47,8 @@ export interface ReceiverHandler {
   onError(error: ProtocolError): void;
   /** Every frame, as it completes. Optional: costs a copy per fragmented data frame when set. */
   onFrame?(frame: Frame): void;
+  /** An asynchronous inflation finished and the input held meanwhile has been parsed. */
+  onResumed?(): void;
 }
 
 /**
@@ -252,12 +254,16 @@ export class Receiver {
   /** The length is known: check it against the limits before reading a byte of payload. */
   private startPayload(length: number): void {
     const header = this.header;
-    if (length > this.maxFramePayload) {
+    const opcode = header.opcode;
+    const compressed = !isControlOpcode(opcode) && (opcode === Opcode.Continuation ? this.messageCompressed : header.rsv1);
+    // A message at the size limit must fit in one frame even when it does not compress: DEFLATE
+    // can grow data (5 bytes per stored block, and small windows make small blocks), so compressed
+    // frames get zlib's general bound of an eighth more.
+    const frameLimit = compressed ? this.maxFramePayload + Math.ceil(this.maxFramePayload / 8) + 64 : this.maxFramePayload;
+    if (length > frameLimit) {
       return this.fail('FrameTooBig', `frame payload of ${length} bytes exceeds the limit of ${this.maxFramePayload}`);
     }
-    const opcode = header.opcode;
     if (!isControlOpcode(opcode)) {
-      const compressed = opcode === Opcode.Continuation ? this.messageCompressed : header.rsv1;
       // Uncompressed, the declared length tells the message size already; compressed, the
       // inflater counts the output against the same limit as it goes.
       if (!compressed && this.messageLength + length > this.maxMessageSize) {
@@ -385,7 +391,10 @@ export class Receiver {
         if (error !== null) return this.failWith(error);
         this.state = READ_HEADER;
         if (fin) this.endMessage();
-        if (returned) this.run();
+        if (returned) {
+          this.run();
+          if (this.state !== INFLATING) this.handler.onResumed?.();
+        }
       },
     );
     returned = true;

@@ -15,6 +15,14 @@ import {
   type HeaderMap,
   type RequestHead,
 } from './http1.js';
+import { ExtensionHeaderError, parseExtensions } from './extensions.js';
+import {
+  PerMessageDeflate,
+  acceptDeflateOffer,
+  validateDeflateOptions,
+  type DeflateParams,
+  type PerMessageDeflateOptions,
+} from './permessage-deflate.js';
 import { sharedWheel, type WheelTarget } from './timer-wheel.js';
 import { ReadyState, WebSocket, resolveConnectionOptions, type ConnectionOptions, type Data } from './websocket.js';
 
@@ -71,6 +79,11 @@ export interface ServerOptions extends ConnectionOptions {
   maxConnections?: number;
   /** For `listen()`: serve wss:// with these TLS options (key, cert, ...). */
   tls?: TlsOptions;
+  /**
+   * permessage-deflate (RFC 7692): true, or options, to accept clients' offers. Default false:
+   * compression costs CPU and up to ~300 KiB of zlib state per connection that uses it.
+   */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
 }
 
 export interface WebSocketServerEventMap {
@@ -111,7 +124,12 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
     this.options = { ...options };
     // Resolved once and frozen: every connection shares this object instead of a copy.
     this.connectionOptions = Object.freeze(resolveConnectionOptions(options));
+    const deflate = options.perMessageDeflate;
+    this.deflateOptions = deflate === true ? {} : deflate === false || deflate === undefined ? null : { ...deflate };
+    if (this.deflateOptions !== null) validateDeflateOptions(this.deflateOptions);
   }
+
+  private readonly deflateOptions: PerMessageDeflateOptions | null;
 
   /** Listen on a TCP port (0 for any free one). Resolves with the bound address. */
   listen(port = 0, host?: string): Promise<AddressInfo> {
@@ -234,7 +252,7 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
   // ---------------------------------------------------------------------------------------------
 
   /** @internal RFC 6455 §4.2.1, then this server's own policy. Throws an HttpError to refuse. */
-  evaluate(head: RequestHead, socket: Socket): { fields: UpgradeFields; request: UpgradeRequest } {
+  evaluate(head: RequestHead, socket: Socket): { fields: UpgradeFields; request: UpgradeRequest; deflate: { response: string; params: DeflateParams } | null } {
     const request = toUpgradeRequest(head, socket);
     const options = this.options;
     // A path we do not serve is "not found" whatever else is wrong with the request.
@@ -251,7 +269,17 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
     }
     const limit = options.maxConnections ?? SERVER_DEFAULTS.maxConnections;
     if (this.clients.size + this.reserved >= limit) throw new HttpError(503, 'too many connections; try again later', { 'Retry-After': '1' });
-    return { fields, request };
+    // RFC 7692 §5: accept the first permessage-deflate offer we can; ignore extensions we don't know.
+    let deflate: { response: string; params: DeflateParams } | null = null;
+    if (this.deflateOptions !== null && fields.extensions.length > 0) {
+      try {
+        deflate = acceptDeflateOffer(parseExtensions(fields.extensions), this.deflateOptions);
+      } catch (error) {
+        if (error instanceof ExtensionHeaderError) throw new HttpError(400, 'malformed Sec-WebSocket-Extensions header');
+        throw error;
+      }
+    }
+    return { fields, request, deflate };
   }
 
   /** @internal Choose the subprotocol (RFC 6455 §4.2.2 item 5.4). Never one the client did not offer. */
@@ -278,7 +306,15 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
   }
 
   /** @internal The handshake is done: make it a connection and register it. */
-  admit(socket: Socket, rest: Buffer, protocol: string | undefined, request: UpgradeRequest, data: unknown, callback?: (connection: WebSocket, request: UpgradeRequest) => void): void {
+  admit(
+    socket: Socket,
+    rest: Buffer,
+    protocol: string | undefined,
+    deflate: { response: string; params: DeflateParams } | null,
+    request: UpgradeRequest,
+    data: unknown,
+    callback?: (connection: WebSocket, request: UpgradeRequest) => void,
+  ): void {
     const connection = new WebSocket(null, undefined, this.connectionOptions);
     connection.id = this.nextId++;
     connection.data = data;
@@ -288,7 +324,13 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
       this.clients.delete(connection);
       this.byId.delete(connection.id);
     });
-    connection.attach(socket, 'server', protocol ?? '', '');
+    connection.attach(
+      socket,
+      'server',
+      protocol ?? '',
+      deflate?.response ?? '',
+      deflate === null ? null : new PerMessageDeflate(deflate.params, this.deflateOptions!),
+    );
     if (callback !== undefined) callback(connection, request);
     else this.emit('connection', connection, request);
     connection.start(rest);
@@ -399,13 +441,13 @@ class PendingHandshake implements WheelTarget {
       this.refuse(error instanceof HttpError ? error : this.internalError(error));
       return;
     }
-    const { fields, request } = verdict;
+    const { fields, request, deflate } = verdict;
     const accept = (data: unknown): void => {
       if (this.decided || this.socket.destroyed) return;
       this.decided = true;
       this.detach();
-      this.socket.write(switchingProtocolsResponse(fields.key, protocol));
-      server.admit(this.socket, rest, protocol, request, data, callback);
+      this.socket.write(switchingProtocolsResponse(fields.key, protocol, deflate?.response));
+      server.admit(this.socket, rest, protocol, deflate, request, data, callback);
     };
     const verify = server.verifyHook;
     if (verify === undefined) {

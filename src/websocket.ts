@@ -6,6 +6,7 @@ import { CloseCode, MAX_CLOSE_REASON_BYTES, Opcode, isValidApplicationCloseCode 
 import type { ProtocolError } from './errors.js';
 import { Receiver, DEFAULT_MAX_MESSAGE_SIZE, type ReceiverHandler, type Role } from './receiver.js';
 import { startClientHandshake, type ClientOptions } from './client.js';
+import type { PerMessageDeflate } from './permessage-deflate.js';
 import { sharedWheel, type WheelTarget } from './timer-wheel.js';
 import { outgoingFrameDecoder, type FrameTracer } from './trace.js';
 import { MaskKeySource, appendControlFrame, appendMessage, toBuffer } from './writer.js';
@@ -89,6 +90,11 @@ export type SendCallback = (error?: Error) => void;
 export interface SendOptions {
   /** Send as a binary message. Default: true for buffers, false for strings. */
   binary?: boolean;
+  /**
+   * Compress, when permessage-deflate was negotiated. Default true; messages under the
+   * extension's `threshold` are sent uncompressed either way.
+   */
+  compress?: boolean;
   /** Split into frames of at most this many bytes (overrides the connection's `fragmentSize`). */
   fragmentSize?: number;
 }
@@ -138,6 +144,19 @@ export class ConnectionTimeoutError extends Error {
 const PAUSED_BY_APPLICATION = 1;
 const PAUSED_BY_WRITES = 2;
 const PAUSED_BY_ITERATOR = 4;
+const PAUSED_BY_INFLATE = 8;
+
+/**
+ * A message waiting behind one being compressed (zlib is asynchronous; order must hold), or the
+ * close frame waiting behind them all.
+ */
+interface StagedMessage {
+  opcode: number;
+  payload: Buffer;
+  compress: boolean;
+  fragmentSize: number;
+  callback: SendCallback | undefined;
+}
 
 /** Large writes are handed to the socket in pieces of this size, so write progress is visible. */
 const WRITE_PIECE = 256 * 1024;
@@ -184,6 +203,14 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
   private onWriteDone: ((error?: Error | null) => void) | null = null;
   private traceOut: ((bytes: Buffer) => void) | null = null;
 
+  // permessage-deflate, when negotiated: messages wait here, in order, while one is compressed.
+  private deflate: PerMessageDeflate | null = null;
+  private staged: StagedMessage[] | null = null;
+  private stagedBytes = 0;
+  private compressing = false;
+  /** TCP is to end once the staged messages (and the close frame behind them) are queued. */
+  private endWhenStaged = false;
+
   // The ping loop and every other deadline, on the shared wheel.
   wheelTick = 0;
   private lastReceivedAt = 0;
@@ -218,7 +245,7 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
 
   /** Bytes accepted by `send()` and not yet handed to the operating system. */
   get bufferedAmount(): number {
-    return this.pendingBytes + (this.socket === null ? 0 : this.socket.writableLength);
+    return this.stagedBytes + this.pendingBytes + (this.socket === null ? 0 : this.socket.writableLength);
   }
 
   /** Whether reading is paused (by `pause()`, by a slow async iterator, or by the write side). */
@@ -238,14 +265,15 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
    * @internal Take over a socket whose handshake is done. Nothing is read until `start()`, so the
    * owner can emit 'connection' or 'open' first and the application sees every message.
    */
-  attach(socket: Socket, role: Role, protocol: string, extensions: string): void {
+  attach(socket: Socket, role: Role, protocol: string, extensions: string, deflate: PerMessageDeflate | null = null): void {
     const config = this.config;
     this.role = role;
     this.protocol = protocol;
     this.extensions = extensions;
     this.socket = socket;
+    this.deflate = deflate;
     this.receiver = new Receiver(
-      { role, maxMessageSize: config.maxMessageSize, maxFramePayload: config.maxFramePayload },
+      { role, maxMessageSize: config.maxMessageSize, maxFramePayload: config.maxFramePayload, inflater: deflate },
       this,
     );
     if (config.trace !== null) this.traceOut = outgoingFrameDecoder(role, config.trace);
@@ -312,6 +340,15 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
     }
     // Every reply the chunk produced (echoes, pongs) goes out in one write.
     if (this.pending.length !== 0) this.flush();
+    // A compressed frame is being inflated and input piles up behind it: stop reading meanwhile.
+    if (this.receiver!.bufferedBytes > this.config.highWaterMark) this.pauseReading(PAUSED_BY_INFLATE);
+  }
+
+  /** @internal The receiver caught up after inflating. */
+  onResumed(): void {
+    if ((this.pausedBy & PAUSED_BY_INFLATE) !== 0 && this.receiver!.bufferedBytes <= this.config.highWaterMark) {
+      this.resumeReading(PAUSED_BY_INFLATE);
+    }
   }
 
   /** @internal The receiver's handler (see ReceiverHandler). */
@@ -378,15 +415,62 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
       throw new TypeError('a buffer sent as text must be valid UTF-8');
     }
     const fragmentSize = options?.fragmentSize ?? this.config.fragmentSize;
-    this.pendingBytes += appendMessage(
-      this.pending,
-      binary ? Opcode.Binary : Opcode.Text,
-      payload,
-      false,
-      this.role === 'client' ? maskKeys : null,
-      fragmentSize,
-    );
+    const opcode = binary ? Opcode.Binary : Opcode.Text;
+    const deflate = this.deflate;
+    const compress = deflate !== null && options?.compress !== false && payload.length >= deflate.threshold;
+    if (compress || this.staged !== null) {
+      // Behind a message being compressed, everything waits its turn.
+      this.stage({ opcode, payload, compress, fragmentSize, callback });
+      return this.afterQueue(undefined);
+    }
+    this.pendingBytes += appendMessage(this.pending, opcode, payload, false, this.role === 'client' ? maskKeys : null, fragmentSize);
     return this.afterQueue(callback);
+  }
+
+  private stage(message: StagedMessage): void {
+    (this.staged ??= []).push(message);
+    this.stagedBytes += message.payload.length;
+    this.drainStaged();
+  }
+
+  /** Move staged messages to the write queue in order, compressing those that need it, one at a time. */
+  private drainStaged(): void {
+    const staged = this.staged;
+    while (staged !== null && staged.length > 0 && !this.compressing) {
+      const message = staged[0]!;
+      if (message.compress) {
+        this.compressing = true;
+        this.deflate!.deflate(message.payload, (compressed) => {
+          this.compressing = false;
+          // Closed meanwhile: the close path already failed the callbacks.
+          if (compressed === null || this.staged !== staged) return;
+          staged.shift();
+          this.stagedBytes -= message.payload.length;
+          // RFC 7692 §6: RSV1 on the first frame of a compressed message only.
+          this.queueMessage(message, compressed, true);
+          this.drainStaged();
+        });
+        return;
+      }
+      staged.shift();
+      this.stagedBytes -= message.payload.length;
+      this.queueMessage(message, message.payload, false);
+    }
+    if (staged !== null && staged.length === 0 && !this.compressing) {
+      this.staged = null;
+      if (this.endWhenStaged) this.endTcp();
+    }
+  }
+
+  private queueMessage(message: StagedMessage, payload: Buffer, compressed: boolean): void {
+    const maskKeySource = this.role === 'client' ? maskKeys : null;
+    if (message.opcode === Opcode.Close) {
+      this.pendingBytes += appendControlFrame(this.pending, Opcode.Close, payload, maskKeySource);
+    } else {
+      this.pendingBytes += appendMessage(this.pending, message.opcode, payload, compressed, maskKeySource, message.fragmentSize);
+    }
+    if (message.callback !== undefined) (this.pendingCallbacks ??= []).push(message.callback);
+    this.scheduleFlush();
   }
 
   /** Like `send()`, but returns a promise settled when the data has been handed to the operating system. */
@@ -728,7 +812,10 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
 
   private sendCloseFrame(code: number | undefined, reason: string): void {
     this.closeSent = true;
-    this.queueControl(Opcode.Close, buildClosePayload(code, code === undefined ? '' : reason));
+    const payload = buildClosePayload(code, code === undefined ? '' : reason);
+    // RFC 6455 §5.5.1: the close frame comes after every message already sent, compressed ones included.
+    if (this.staged !== null) this.stage({ opcode: Opcode.Close, payload, compress: false, fragmentSize: 0, callback: undefined });
+    else this.queueControl(Opcode.Close, payload);
   }
 
   private startCloseDeadline(): void {
@@ -758,6 +845,8 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
       this.failReason = message;
     }
     if (error !== null && this.listenerCount('error') > 0) this.emit('error', error);
+    // Failing: messages still waiting for compression are dropped, the close frame goes now.
+    this.dropStaged();
     if (!this.closeSent) this.sendCloseFrame(code, truncateUtf8(message, MAX_CLOSE_REASON_BYTES));
     this.readyState = ReadyState.CLOSING;
     this.startCloseDeadline();
@@ -771,9 +860,24 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
 
   /** End our side of TCP after everything queued is written; the peer's FIN (or the deadline) completes it. */
   private endTcp(): void {
+    if (this.staged !== null) {
+      this.endWhenStaged = true;
+      return;
+    }
     this.flush();
     const socket = this.socket;
     if (socket !== null && !socket.writableEnded) socket.end();
+  }
+
+  /** Forget messages waiting for compression, failing their callbacks. */
+  private dropStaged(): void {
+    const staged = this.staged;
+    if (staged === null) return;
+    this.staged = null;
+    this.stagedBytes = 0;
+    this.compressing = false;
+    const error = new InvalidStateError('WebSocket closed before the data was sent');
+    for (const message of staged) if (message.callback !== undefined) process.nextTick(message.callback, error);
   }
 
   private drop(error: ConnectionTimeoutError): void {
@@ -815,6 +919,8 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
     this.traceOut = null;
     this.pending = [];
     this.pendingBytes = 0;
+    this.dropStaged();
+    this.deflate?.close();
     const callbacks = this.pendingCallbacks;
     this.pendingCallbacks = null;
     if (callbacks !== null) {
