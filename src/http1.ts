@@ -60,6 +60,14 @@ export class HeadReader {
     // The terminator may straddle the previous data and this chunk.
     const from = previous === null ? 0 : Math.max(0, previous.length - 3);
     const end = data.indexOf(HEAD_END, from);
+    // RFC 9112 §2.2: lines end in CRLF. A bare LF is refused at once (a head that ended with two
+    // of them would otherwise never be seen to end, and the client would wait for the timeout).
+    let lf = data.indexOf(0x0a, previous === null ? 0 : previous.length);
+    const scanEnd = end === -1 ? data.length : end + 4;
+    while (lf !== -1 && lf < scanEnd) {
+      if (lf === 0 || data[lf - 1] !== 0x0d) throw new HttpError(400, 'bare LF in the request head: lines end with CRLF');
+      lf = data.indexOf(0x0a, lf + 1);
+    }
     if (end === -1) {
       if (data.length > this.maxSize) throw tooLarge(this.maxSize);
       // Copy a chunk we keep: a socket's chunk may be a view into a much larger buffer.

@@ -474,7 +474,7 @@ class PendingHandshake implements WheelTarget {
     };
     try {
       const result = verify(request);
-      if (result instanceof Promise) result.then(conclude, fail);
+      if (result instanceof Promise) result.then(conclude, fail).catch(fail);
       else conclude(result);
     } catch (error) {
       fail(error);
@@ -495,7 +495,15 @@ class PendingHandshake implements WheelTarget {
     socket.off('data', this.onData);
     this.reader = null;
     if (socket.destroyed) return;
-    socket.end(errorResponse(error.status, error.message, error.headers));
+    let response: Buffer;
+    try {
+      response = errorResponse(error.status, error.message, error.headers);
+    } catch (invalid) {
+      // Headers from a `verify` hook that cannot be sent (a CR or LF in a value, say).
+      this.server.emitError(invalid instanceof Error ? invalid : new Error(String(invalid)));
+      response = errorResponse(500, 'internal server error');
+    }
+    socket.end(response);
     // Read and discard whatever else comes, so the client's FIN is seen; give it a moment to read
     // the response, then the socket goes, whatever the client does.
     socket.resume();
@@ -524,17 +532,29 @@ function headersRecord(headers: HeaderMap): Record<string, string> {
   return record;
 }
 
-function toUpgradeRequest(head: RequestHead, socket: Socket): UpgradeRequest {
-  // The target is usually origin-form (/path?query); absolute-form (http://host/path) is legal too.
-  let path = head.target;
-  let search = '';
-  try {
-    const url = new URL(head.target, 'http://localhost');
-    path = url.pathname;
-    search = url.search;
-  } catch {
-    throw new HttpError(400, 'malformed request target');
+/**
+ * RFC 9112 §3.2: the target of a GET is origin-form (/path?query), or absolute-form
+ * (http://host/path?query, as sent to proxies). Origin-form is split by hand: a URL parser would
+ * read `//evil/ws` as a host and a path, and route it as `/ws`.
+ */
+function splitTarget(target: string): { path: string; search: string } {
+  if (target.startsWith('/')) {
+    const question = target.indexOf('?');
+    return question === -1 ? { path: target, search: '' } : { path: target.slice(0, question), search: target.slice(question) };
   }
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(target)) {
+    try {
+      const url = new URL(target);
+      return { path: url.pathname, search: url.search };
+    } catch {
+      // fall through
+    }
+  }
+  throw new HttpError(400, 'malformed request target');
+}
+
+function toUpgradeRequest(head: RequestHead, socket: Socket): UpgradeRequest {
+  const { path, search } = splitTarget(head.target);
   return {
     method: head.method,
     url: head.target,

@@ -274,7 +274,7 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
     this.deflate = deflate;
     this.receiver = new Receiver(
       { role, maxMessageSize: config.maxMessageSize, maxFramePayload: config.maxFramePayload, inflater: deflate },
-      this,
+      config.trace === null ? this : tracingHandler(this, config.trace),
     );
     if (config.trace !== null) this.traceOut = outgoingFrameDecoder(role, config.trace);
     this.readyState = ReadyState.OPEN;
@@ -578,12 +578,16 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
 
     // One callback per connection, made the first time it writes (the socket calls it without `this`).
     const onWriteDone = (this.onWriteDone ??= (error) => this.writeDone(error));
+    // Node calls back without an error for a write cut short by destroy(): only a write that
+    // completed at once, or before the socket was destroyed, counts as sent.
+    let handedOver = false;
     const done =
       callbacks === null
         ? onWriteDone
         : (error?: Error | null) => {
             onWriteDone(error);
-            const failure = error ?? undefined;
+            const failure =
+              error ?? (handedOver || !socket.destroyed ? undefined : new InvalidStateError('WebSocket closed before the data was sent'));
             for (const callback of callbacks) callback(failure);
           };
 
@@ -607,7 +611,8 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
       socket.uncork();
     }
 
-    if (socket.writableLength > 0) {
+    handedOver = socket.writableLength === 0;
+    if (!handedOver) {
       // Bytes are waiting on the peer: watch the write deadline.
       if (wasIdle) this.writeProgressAt = Date.now();
       if (this.config.writeTimeout > 0) this.scheduleWheel();
@@ -952,6 +957,19 @@ const kConnection = Symbol('wsrfc.connection');
 type SocketWithConnection = Socket & { [kConnection]?: WebSocket };
 
 function ignoreError(): void {}
+
+/** The receiver's handler when tracing: the connection itself, plus every incoming frame to the tracer. */
+function tracingHandler(connection: WebSocket, trace: FrameTracer): ReceiverHandler {
+  return {
+    onMessage: (data, isBinary) => connection.onMessage(data, isBinary),
+    onPing: (data) => connection.onPing(data),
+    onPong: (data) => connection.onPong(data),
+    onClose: (code, reason) => connection.onClose(code, reason),
+    onError: (error) => connection.onError(error),
+    onResumed: () => connection.onResumed(),
+    onFrame: (frame) => trace({ ...frame, direction: 'in' }),
+  };
+}
 
 function toPayloadBuffer(data: Data): Buffer {
   if (typeof data === 'string') return Buffer.from(data, 'utf8');

@@ -1,0 +1,270 @@
+/**
+ * Flow control on the server's connections: send() reports the high-water mark and 'drain' its end,
+ * reading stops while the write side is behind (so a peer that sends without reading cannot make
+ * the server buffer without bound), a peer that accepts no bytes is dropped after writeTimeout, and
+ * an application that ignores send()'s false is stopped at maxBufferedBytes with 1008.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { afterEach, describe, it } from 'node:test';
+import { ConnectionTimeoutError } from '../src/index.js';
+import {
+  CloseCode,
+  KiB,
+  MiB,
+  Opcode,
+  RawClient,
+  clientFrame,
+  delay,
+  destroyRawClients,
+  startServer,
+  waitUntil,
+  withTimeout,
+  type TestServer,
+} from './helpers/net.js';
+
+const servers: TestServer[] = [];
+afterEach(async () => {
+  destroyRawClients();
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+async function server(options: Parameters<typeof startServer>[0], echo = true): Promise<TestServer> {
+  const s = await startServer(options, echo);
+  servers.push(s);
+  return s;
+}
+
+/** A recognizable binary payload: its index in the first 4 bytes. */
+function numbered(index: number, size: number): Buffer {
+  const data = Buffer.alloc(size, index & 0xff);
+  data.writeUInt32BE(index, 0);
+  return data;
+}
+
+describe('send() and the high-water mark; drain', () => {
+  it('send() returns false once bufferedAmount passes highWaterMark, and drain fires only after the peer reads', async () => {
+    const highWaterMark = 256 * KiB;
+    const s = await server({ highWaterMark }, false);
+    const client = await RawClient.connect(s.port);
+    client.pauseReading();
+    const { ws } = await s.connectionOf(client);
+    let drains = 0;
+    ws.on('drain', () => drains++);
+
+    const size = 64 * KiB;
+    const results: { ok: boolean; buffered: number }[] = [];
+    // 12 MiB: far more than the kernel buffers of a loopback connection take.
+    for (let i = 0; i < 192; i++) {
+      const ok = ws.send(numbered(i, size));
+      results.push({ ok, buffered: ws.bufferedAmount });
+    }
+    for (const [i, { ok, buffered }] of results.entries()) {
+      assert.equal(ok, buffered <= highWaterMark, `send #${i}: returned ${ok} with ${buffered} bytes buffered`);
+    }
+    assert.equal(results[0]!.ok, true);
+    assert.equal(results.at(-1)!.ok, false);
+
+    await delay(200);
+    assert.equal(drains, 0, 'no drain while the peer reads nothing');
+    assert.ok(ws.bufferedAmount > highWaterMark, `still ${ws.bufferedAmount} bytes buffered`);
+
+    const drained = withTimeout(once(ws, 'drain'), 5000, "'drain'");
+    client.resumeReading();
+    await drained;
+    assert.ok(ws.bufferedAmount <= highWaterMark, `bufferedAmount ${ws.bufferedAmount} at drain`);
+    await client.waitMessages(192, 5000);
+    client.messages.forEach((m, i) => assert.equal(m.data.readUInt32BE(0), i));
+    assert.equal(drains, 1);
+    assert.equal(ws.send('more'), true);
+  });
+
+  it('send() returns true again after drain, and a sender that waits for drain never passes highWaterMark by more than a message', async () => {
+    const highWaterMark = 128 * KiB;
+    const s = await server({ highWaterMark }, false);
+    const client = await RawClient.connect(s.port);
+    const { ws } = await s.connectionOf(client);
+    const size = 32 * KiB;
+    const total = 256; // 8 MiB
+    let maxBuffered = 0;
+    let sent = 0;
+    // A well-behaved producer: send until false, then wait for 'drain'. The client reads slowly.
+    const producer = (async () => {
+      while (sent < total) {
+        const ok = ws.send(numbered(sent++, size));
+        maxBuffered = Math.max(maxBuffered, ws.bufferedAmount);
+        if (!ok) await once(ws, 'drain');
+      }
+    })();
+    const reader = setInterval(() => {
+      client.resumeReading();
+      setTimeout(() => client.pauseReading(), 2);
+    }, 10);
+    try {
+      await withTimeout(producer, 8000, 'the producer');
+      client.resumeReading();
+      await client.waitMessages(total, 8000);
+    } finally {
+      clearInterval(reader);
+      client.resumeReading();
+    }
+    assert.ok(maxBuffered <= highWaterMark + size + 16, `bufferedAmount reached ${maxBuffered}`);
+  });
+});
+
+describe('the read loop stops while the write side is behind (memory stays bounded)', () => {
+  it('a peer that sends without reading the echoes: the server stops reading, bufferedAmount stays near highWaterMark', async (t) => {
+    const highWaterMark = 256 * KiB;
+    const size = 64 * KiB;
+    const s = await server({ highWaterMark }, false);
+    let received = 0;
+    let maxBuffered = 0;
+    s.wss.on('connection', (ws) => {
+      ws.on('message', (data, isBinary) => {
+        received++;
+        ws.send(data, { binary: isBinary });
+        maxBuffered = Math.max(maxBuffered, ws.bufferedAmount);
+      });
+    });
+    const client = await RawClient.connect(s.port);
+    client.pauseReading();
+    const total = 512; // 32 MiB
+    const frames: Buffer[] = [];
+    for (let i = 0; i < total; i++) frames.push(clientFrame({ opcode: Opcode.Binary, payload: numbered(i, size) }));
+    for (const frame of frames) client.write(frame);
+
+    // Wait until the server stops receiving (nothing new for 300 ms).
+    let last = -1;
+    while (received !== last) {
+      last = received;
+      await delay(300);
+    }
+    const { ws } = await s.connectionOf(client);
+    t.diagnostic(`the server stopped after ${received} of ${total} messages; max bufferedAmount ${maxBuffered}`);
+    assert.ok(received < total, `the server read all ${total} messages of a peer that reads nothing`);
+    assert.ok(ws.isPaused, 'reading is paused');
+    const bound = highWaterMark + 4 * (size + 14);
+    assert.ok(maxBuffered <= bound, `bufferedAmount reached ${maxBuffered}, more than highWaterMark + a few messages (${bound})`);
+    assert.ok(ws.bufferedAmount <= bound);
+
+    // Once the peer reads, everything flows again: every message is echoed, in order.
+    client.resumeReading();
+    await client.waitMessages(total, 10_000);
+    assert.equal(received, total);
+    client.messages.forEach((m, i) => assert.equal(m.data.readUInt32BE(0), i));
+    assert.ok(maxBuffered <= bound, `bufferedAmount reached ${maxBuffered} (bound ${bound})`);
+  });
+
+  it('pause() stops reading (TCP backpressure reaches the peer) and resume() restarts it', async () => {
+    const s = await server({});
+    const client = await RawClient.connect(s.port);
+    const { ws } = await s.connectionOf(client);
+    ws.pause();
+    assert.equal(ws.isPaused, true);
+    const messages: number[] = [];
+    ws.on('message', (data) => messages.push(data.readUInt32BE(0)));
+    client.sendBinary(numbered(0, 100));
+    await delay(100);
+    assert.deepEqual(messages, [], 'nothing is delivered while paused');
+    ws.resume();
+    await waitUntil(() => messages.length === 1, 2000, 'the message after resume()');
+    assert.deepEqual(messages, [0]);
+  });
+});
+
+describe('writeTimeout: a peer that accepts no bytes is dropped', () => {
+  it('dropped after roughly writeTimeout once the kernel buffers are full: 1006, not clean, a write ConnectionTimeoutError', async () => {
+    const writeTimeout = 300;
+    const s = await server({ writeTimeout }, false);
+    const client = await RawClient.connect(s.port);
+    client.pauseReading();
+    const connection = await s.connectionOf(client);
+    const started = Date.now();
+    // 32 MiB in 4 MiB messages: the kernel takes a few MiB, the rest never leaves.
+    for (let i = 0; i < 8; i++) connection.ws.send(Buffer.alloc(4 * MiB, i));
+    const record = await withTimeout(connection.closed, 5000, 'the drop');
+    const elapsed = record.at - started;
+    assert.ok(elapsed >= writeTimeout * 0.8, `dropped after ${elapsed} ms, before writeTimeout (${writeTimeout} ms)`);
+    assert.ok(elapsed < writeTimeout + 3000, `dropped after ${elapsed} ms`);
+    assert.equal(record.code, CloseCode.Abnormal);
+    assert.equal(record.wasClean, false);
+    const error = connection.errors.find((e) => e instanceof ConnectionTimeoutError);
+    assert.ok(error instanceof ConnectionTimeoutError, `errors: ${connection.errors.map((e) => e.message).join('; ')}`);
+    assert.equal(error.reason, 'write');
+    assert.equal(connection.closes.length, 1);
+  });
+
+  it('a slow reader that keeps making progress is not dropped', async () => {
+    const writeTimeout = 400;
+    const s = await server({ writeTimeout }, false);
+    const client = await RawClient.connect(s.port);
+    client.pauseReading();
+    const connection = await s.connectionOf(client);
+    for (let i = 0; i < 6; i++) connection.ws.send(Buffer.alloc(2 * MiB, i));
+    // Read a little every 50 ms: never a writeTimeout without progress.
+    const reader = setInterval(() => {
+      client.resumeReading();
+      setImmediate(() => client.pauseReading());
+    }, 50);
+    try {
+      await delay(1200);
+      assert.equal(connection.closes.length, 0, `dropped: ${connection.errors.map((e) => e.message).join('; ')}`);
+    } finally {
+      clearInterval(reader);
+    }
+    client.resumeReading();
+    await client.waitMessages(6, 10_000);
+  });
+
+  it('writeTimeout does not apply to an idle connection with nothing to send', async () => {
+    const s = await server({ writeTimeout: 50 });
+    const client = await RawClient.connect(s.port);
+    const connection = await s.connectionOf(client);
+    await delay(300);
+    assert.equal(connection.closes.length, 0);
+    client.sendText('ok');
+    await client.waitMessages(1);
+  });
+});
+
+describe('maxBufferedBytes: an application that ignores send() returning false is stopped with 1008', () => {
+  it('buffered bytes past maxBufferedBytes close the connection with 1008 instead of growing', async () => {
+    const maxBufferedBytes = 2 * MiB;
+    const s = await server({ highWaterMark: 64 * KiB, maxBufferedBytes }, false);
+    const client = await RawClient.connect(s.port);
+    client.pauseReading();
+    const connection = await s.connectionOf(client);
+    const { ws } = connection;
+    const size = 256 * KiB;
+    let maxBuffered = 0;
+    const returns: boolean[] = [];
+    // One message per turn of the event loop, whatever send() says: the kernel buffers fill,
+    // then the process buffer grows until the limit.
+    while (connection.closes.length === 0 && returns.length < 400) {
+      returns.push(ws.send(Buffer.alloc(size)));
+      if (ws.readyState === 1) maxBuffered = Math.max(maxBuffered, ws.bufferedAmount);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const record = await withTimeout(connection.closed, 3000, "'close'");
+    assert.equal(record.code, CloseCode.PolicyViolation, `close code ${record.code}`);
+    assert.equal(record.wasClean, false);
+    assert.ok(maxBuffered <= maxBufferedBytes + size + 16, `bufferedAmount reached ${maxBuffered}`);
+    assert.equal(returns.at(-1), false);
+    assert.equal(ws.send('after'), false);
+    assert.equal(connection.closes.length, 1);
+  });
+
+  it('a burst in one tick past maxBufferedBytes: the send that crosses it returns false and the connection closes with 1008', async () => {
+    const s = await server({ maxBufferedBytes: 2 * MiB }, false);
+    const client = await RawClient.connect(s.port);
+    const connection = await s.connectionOf(client);
+    const { ws } = connection;
+    assert.equal(ws.send(Buffer.alloc(512 * KiB)), true);
+    assert.equal(ws.send(Buffer.alloc(512 * KiB)), false, 'over highWaterMark (1 MiB by default)');
+    assert.equal(ws.readyState, 1, 'over highWaterMark is not over maxBufferedBytes');
+    assert.equal(ws.send(Buffer.alloc(MiB)), false, 'over maxBufferedBytes');
+    const record = await withTimeout(connection.closed, 3000, "'close'");
+    assert.equal(record.code, CloseCode.PolicyViolation);
+    await client.waitPeerEnd();
+  });
+});
