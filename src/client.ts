@@ -63,7 +63,8 @@ export function parseWebSocketUrl(address: string | URL): Target {
   // http(s) URLs are taken as ws(s), as browsers do now.
   const scheme = url.protocol === 'http:' ? 'ws:' : url.protocol === 'https:' ? 'wss:' : url.protocol;
   if (scheme !== 'ws:' && scheme !== 'wss:') throw new SyntaxError(`a WebSocket URL is ws:// or wss://, not ${url.protocol}//`);
-  if (url.hash !== '') throw new SyntaxError('a WebSocket URL has no fragment (RFC 6455 §3)');
+  // (An empty fragment, `ws://host/#`, leaves `hash` empty but is still a fragment.)
+  if (url.hash !== '' || url.href.includes('#')) throw new SyntaxError('a WebSocket URL has no fragment (RFC 6455 §3)');
   if (url.hostname === '') throw new SyntaxError('a WebSocket URL needs a host');
   const secure = scheme === 'wss:';
   const defaultPort = secure ? 443 : 80;
@@ -129,9 +130,11 @@ export function startClientHandshake(
   const deflateOptions = deflate === true ? {} : deflate === false || deflate === undefined ? null : { ...deflate };
   if (deflateOptions !== null) validateDeflateOptions(deflateOptions);
   const handshake = new ClientHandshake(connection, target, protocols, options, deflateOptions);
+  // Built now, so a bad header or origin throws from the constructor (and rejects connect()).
+  const request = handshake.buildRequest();
   connection.setConnecting(() => handshake.fail(new HandshakeError('connection closed before the handshake completed')));
   // Started on the next tick, so listeners attached right after `new WebSocket()` see everything.
-  process.nextTick(() => handshake.start());
+  process.nextTick(() => handshake.start(request));
 }
 
 class ClientHandshake implements WheelTarget {
@@ -153,14 +156,9 @@ class ClientHandshake implements WheelTarget {
     this.reader = new HeadReader(options.maxHeaderSize ?? CLIENT_DEFAULTS.maxHeaderSize);
   }
 
-  start(): void {
+  buildRequest(): Buffer {
     const { target, options } = this;
-    const timeout = options.handshakeTimeout ?? CLIENT_DEFAULTS.handshakeTimeout;
-    if (timeout > 0) {
-      this.deadline = Date.now() + timeout;
-      sharedWheel.schedule(this, this.deadline);
-    }
-    const request = upgradeRequest({
+    return upgradeRequest({
       host: target.authority,
       path: target.path,
       key: this.key,
@@ -169,6 +167,17 @@ class ClientHandshake implements WheelTarget {
       ...(options.origin !== undefined ? { origin: options.origin } : {}),
       headers: Object.entries(options.headers ?? {}),
     });
+  }
+
+  start(request: Buffer): void {
+    // Closed or terminated before this tick: never connect at all.
+    if (this.done) return;
+    const { target, options } = this;
+    const timeout = options.handshakeTimeout ?? CLIENT_DEFAULTS.handshakeTimeout;
+    if (timeout > 0) {
+      this.deadline = Date.now() + timeout;
+      sharedWheel.schedule(this, this.deadline);
+    }
     const socket = target.secure
       ? tlsConnect({
           host: target.host,
@@ -309,7 +318,9 @@ class ClientHandshake implements WheelTarget {
     for (const [name, values] of response.headers) headers[name] = values.join(', ');
     connection.emit('upgrade', headers);
     connection.emit('open');
-    connection.start(rest);
+    // Reading starts on a later turn: code after `await connect()` runs in a microtask after
+    // 'open', and must get to attach its 'message' listener before frames that came with the 101.
+    setImmediate(() => connection.start(rest));
   }
 
   /** The handshake failed: the connection never opened. 'error' (if listened to), then 'close' 1006. */

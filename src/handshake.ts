@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { WEBSOCKET_GUID, WEBSOCKET_VERSION } from './constants.js';
 import {
   HttpError,
+  assertSendableHeader,
   headerHasToken,
   listHeader,
   singleHeader,
@@ -141,9 +142,11 @@ export function upgradeRequest(options: ClientRequestOptions): Buffer {
   }
   if (options.extensions !== undefined && options.extensions !== '') lines.push(`Sec-WebSocket-Extensions: ${options.extensions}`);
   if (options.origin !== undefined) lines.push(`Origin: ${options.origin}`);
-  for (const [name, value] of options.headers ?? []) {
-    if (!TOKEN.test(name) || /[\r\n]/.test(value)) throw new TypeError(`invalid request header ${JSON.stringify(name)}`);
-    lines.push(`${name}: ${value}`);
+  for (const [name, value] of options.headers ?? []) lines.push(`${name}: ${value}`);
+  // Everything from the caller is checked, so no option can smuggle in a line of its own.
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(':');
+    assertSendableHeader(line.slice(0, colon), line.slice(colon + 2));
   }
   return Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1');
 }

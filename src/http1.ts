@@ -93,6 +93,15 @@ function tooLarge(maxSize: number): HttpError {
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // RFC 9110 §5.5: field values are visible ASCII, obs-text (0x80-0xFF), spaces and tabs.
 const INVALID_FIELD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
+// What we write must be the same and fit in Latin-1: a character above U+00FF would lose its high
+// byte on the way out (U+010D becoming CR) and smuggle a line break past a CR/LF check.
+const UNSENDABLE_FIELD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+
+/** Throws a TypeError unless `name: value` can be written in a head as it is. */
+export function assertSendableHeader(name: string, value: string): void {
+  if (!TOKEN.test(name)) throw new TypeError(`invalid header name ${JSON.stringify(name)}`);
+  if (UNSENDABLE_FIELD_VALUE.test(value)) throw new TypeError(`invalid character in the value of header ${name}`);
+}
 const HTTP_VERSION = /^HTTP\/(\d)\.(\d)$/;
 
 /**
@@ -209,7 +218,7 @@ export const STATUS_TEXT: Readonly<Record<number, string>> = {
 export function writeResponseHead(status: number, headers: Iterable<[string, string]>, statusText = STATUS_TEXT[status] ?? ''): string {
   let head = `HTTP/1.1 ${status} ${statusText}\r\n`;
   for (const [name, value] of headers) {
-    if (!TOKEN.test(name) || /[\r\n]/.test(value)) throw new TypeError(`invalid response header ${JSON.stringify(name)}`);
+    assertSendableHeader(name, value);
     head += `${name}: ${value}\r\n`;
   }
   return head + '\r\n';

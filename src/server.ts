@@ -123,7 +123,7 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
     super();
     this.options = { ...options };
     // Resolved once and frozen: every connection shares this object instead of a copy.
-    this.connectionOptions = Object.freeze(resolveConnectionOptions(options));
+    this.connectionOptions = resolveConnectionOptions(options);
     const deflate = options.perMessageDeflate;
     this.deflateOptions = deflate === true ? {} : deflate === false || deflate === undefined ? null : { ...deflate };
     if (this.deflateOptions !== null) validateDeflateOptions(this.deflateOptions);

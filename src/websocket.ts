@@ -71,7 +71,11 @@ export const CONNECTION_DEFAULTS: Readonly<ResolvedConnectionOptions> = Object.f
   trace: null,
 });
 
+/** Objects made by resolveConnectionOptions (and only those) can be used as they are. */
+const resolvedOptions = new WeakSet<object>();
+
 export function resolveConnectionOptions(options: ConnectionOptions = {}): ResolvedConnectionOptions {
+  if (resolvedOptions.has(options)) return options as ResolvedConnectionOptions;
   const resolved: ResolvedConnectionOptions = { ...CONNECTION_DEFAULTS };
   for (const key of Object.keys(CONNECTION_DEFAULTS) as (keyof ConnectionOptions)[]) {
     const value = options[key];
@@ -82,6 +86,9 @@ export function resolveConnectionOptions(options: ConnectionOptions = {}): Resol
     const value = resolved[key];
     if (typeof value !== 'number' || !(value >= 0)) throw new RangeError(`option ${key} must be a number >= 0`);
   }
+  if (resolved.trace !== null && typeof resolved.trace !== 'function') throw new TypeError('option trace must be a function or null');
+  Object.freeze(resolved);
+  resolvedOptions.add(resolved);
   return resolved;
 }
 
@@ -236,7 +243,7 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
    */
   constructor(address: string | URL | null, protocols?: string | readonly string[], options: ClientOptions = {}) {
     super();
-    this.config = Object.isFrozen(options) ? (options as ResolvedConnectionOptions) : resolveConnectionOptions(options);
+    this.config = resolveConnectionOptions(options);
     if (address !== null) {
       this.role = 'client';
       startClientHandshake(this, address, protocols ?? options.protocols ?? [], options);
