@@ -109,9 +109,9 @@ describe('echo against our server: the rest of a session', () => {
       const shape = out.map((f) => f.opcode);
       assert.equal(shape.length, 66 + 1 + 1);
       assert.equal(shape[0], Opcode.Binary);
-      assert.ok(shape.slice(1, 66).every((opcode) => opcode === Opcode.Continuation));
+      assert.ok(shape.slice(1, 66).every((opcode) => opcode === Opcode.Continuation), 'shape.slice(1, 66).every((opcode) => opcode === Opcode.Continuation)');
       assert.deepEqual(shape.slice(66), [Opcode.Text, Opcode.Binary]);
-      assert.ok(out.every((f) => f.masked));
+      assert.ok(out.every((f) => f.masked), 'out.every((f) => f.masked)');
       assert.deepEqual(
         out.map((f) => f.fin),
         [...Array(65).fill(false), true, true, true],

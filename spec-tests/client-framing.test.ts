@@ -111,7 +111,7 @@ describe('RFC 6455 §5.1, §5.3: every frame the client sends is masked, with a 
       }
       assert.ok(steps <= 2, `${steps} consecutive keys differ by a small step`);
       // No all-zero keys (a zero key is no masking at all).
-      assert.ok(keys.filter((k) => k.readUInt32BE(0) === 0).length <= 1);
+      assert.ok(keys.filter((k) => k.readUInt32BE(0) === 0).length <= 1, 'keys.filter((k) => k.readUInt32BE(0) === 0).length <= 1');
     } finally {
       await s.dispose();
     }
@@ -129,7 +129,7 @@ describe('RFC 6455 §5.1, §5.3: every frame the client sends is masked, with a 
       s.ws.send(large, { fragmentSize: 4096 });
       await within(Promise.all([s.peer.nextMessage(), s.peer.nextMessage(), s.peer.nextMessage(), s.peer.nextMessage()]), 5_000, 'the messages');
       assert.equal(small.toString(), 'hello, masking');
-      assert.ok(large.every((b) => b === 0x41));
+      assert.ok(large.every((b) => b === 0x41), 'large.every((b) => b === 0x41)');
       assert.deepEqual([...view], [1, 2, 3, 4, 5, 6, 7, 8]);
       assert.deepEqual(s.peer.messages[2]!.data, Buffer.from([3, 4, 5, 6]));
     } finally {
@@ -158,7 +158,7 @@ describe('RFC 6455 §5.1, §5.3: every frame the client sends is masked, with a 
         [Opcode.Binary, true, 10],
         [Opcode.Binary, true, 0],
       ]);
-      assert.ok(s.peer.frames.every((f) => f.masked));
+      assert.ok(s.peer.frames.every((f) => f.masked), 's.peer.frames.every((f) => f.masked)');
     } finally {
       await s.dispose();
     }

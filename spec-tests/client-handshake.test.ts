@@ -578,7 +578,7 @@ describe('RFC 6455 §4.1: server answers that fail the connection', () => {
         assert.equal(ws.readyState, WebSocket.CLOSED);
         const types = events.events.map((e) => e.type);
         assert.deepEqual(types, ['error', 'close']);
-        assert.ok(events.errors()[0] instanceof HandshakeError);
+        assert.ok(events.errors()[0] instanceof HandshakeError, 'events.errors()[0] instanceof HandshakeError');
         const peer2 = await within(server.nextPeer(), 2_000, 'the second peer');
         await within(peer2.closed, 3_000, "the client's socket to be closed");
 

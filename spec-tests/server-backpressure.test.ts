@@ -145,7 +145,7 @@ describe('the read loop stops while the write side is behind (memory stays bound
     assert.ok(ws.isPaused, 'reading is paused');
     const bound = highWaterMark + 4 * (size + 14);
     assert.ok(maxBuffered <= bound, `bufferedAmount reached ${maxBuffered}, more than highWaterMark + a few messages (${bound})`);
-    assert.ok(ws.bufferedAmount <= bound);
+    assert.ok(ws.bufferedAmount <= bound, 'ws.bufferedAmount <= bound');
 
     // Once the peer reads, everything flows again: every message is echoed, in order.
     client.resumeReading();

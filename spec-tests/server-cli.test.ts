@@ -85,7 +85,7 @@ function nextMessage(ws: WebSocket): Promise<[Buffer, boolean]> {
 describe('the echo CLI: port 0, echo, SIGINT', () => {
   it('listens on an ephemeral port, echoes text and binary, and on SIGINT closes clients with 1001 and exits 0', async () => {
     const cli = await startCli([]);
-    assert.ok(cli.port > 0);
+    assert.ok(cli.port > 0, 'cli.port > 0');
     const a = await open(cli.url);
     const b = await open(cli.url);
 

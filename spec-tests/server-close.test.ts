@@ -311,7 +311,7 @@ describe('sending on a closing or closed connection', () => {
     await assert.rejects(ws.sendAsync('y'));
     await delay(5);
     assert.equal(errors.length, 3);
-    for (const error of errors) assert.ok(error instanceof Error);
+    for (const error of errors) assert.ok(error instanceof Error, 'error instanceof Error');
     client.sendClose(1000);
     await client.waitClosed();
   });
@@ -323,7 +323,7 @@ describe('sending on a closing or closed connection', () => {
     const error = await new Promise<Error | undefined>((resolve) => {
       assert.equal(ws.send('x', resolve), false);
     });
-    assert.ok(error instanceof Error);
+    assert.ok(error instanceof Error, 'error instanceof Error');
     assert.doesNotThrow(() => ws.pong('late'));
     await assert.rejects(ws.sendAsync('late'));
   });

@@ -74,7 +74,7 @@ describe('RFC 6455 §4.2.2: the server answers a valid handshake with 101', () =
     const response = client.response!;
     assert.equal(response.statusLine.startsWith('HTTP/1.1 101 '), true, response.statusLine);
     assert.equal(header(response, 'upgrade')?.toLowerCase(), 'websocket');
-    assert.ok(header(response, 'connection')!.toLowerCase().split(/\s*,\s*/).includes('upgrade'));
+    assert.ok(header(response, 'connection')!.toLowerCase().split(/\s*,\s*/).includes('upgrade'), 'header(response, \'connection\')!.toLowerCase().split(/\\s*,\\s*/).includes(\'upgrade\')');
     // §1.3: base64(SHA-1("dGhlIHNhbXBsZSBub25jZQ==" + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")).
     assert.equal(header(response, 'sec-websocket-accept'), RFC_ACCEPT);
     assert.equal(header(response, 'sec-websocket-protocol'), undefined, 'no subprotocol was offered, so none is selected');
@@ -500,7 +500,7 @@ describe('maxConnections: the one connection too many gets 503', () => {
       const a = await RawClient.connect(server.port);
       const b = await RawClient.connect(server.port);
       const response = await assertRefusal(server.port, handshakeRequest(), 503);
-      assert.ok(response.body.length > 0);
+      assert.ok(response.body.length > 0, 'response.body.length > 0');
       await assertEchoes(a);
       await assertEchoes(b);
     } finally {
@@ -741,7 +741,7 @@ describe('the verify hook (RFC 6455 §4.2.2 item 4: the server may refuse; authe
   it('our client gets a HandshakeError carrying the refusal status and body', async () => {
     await withServer({ verify: () => ({ status: 401, message: 'token expired' }) }, async (server) => {
       await assert.rejects(connect(server.url), (error: unknown) => {
-        assert.ok(error instanceof HandshakeError);
+        assert.ok(error instanceof HandshakeError, 'error instanceof HandshakeError');
         assert.equal(error.status, 401);
         assert.match(error.body ?? '', /token expired/);
         return true;

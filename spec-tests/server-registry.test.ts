@@ -126,7 +126,7 @@ describe('the registry: clients and getClient(id)', () => {
     for (const id of ids) assert.ok(Number.isInteger(id) && id > 0, `id ${id}`);
     assert.equal(s.wss.clients.size, 5);
     for (const { connection } of pairs) {
-      assert.ok(s.wss.clients.has(connection.ws));
+      assert.ok(s.wss.clients.has(connection.ws), 's.wss.clients.has(connection.ws)');
       assert.equal(s.wss.getClient(connection.ws.id), connection.ws);
     }
 
@@ -409,7 +409,7 @@ describe('RFC 6455 §11.1.2 wss://: the server over TLS', () => {
       const big = Buffer.alloc(3 * 1024 * 1024, 7);
       const reply = withTimeout(once(ws, 'message') as Promise<[Buffer]>, 5000, 'the big echo');
       ws.send(big);
-      assert.ok((await reply)[0].equals(big));
+      assert.ok((await reply)[0].equals(big), '(await reply)[0].equals(big)');
       ws.close(1000);
       await once(ws, 'close');
     } finally {

@@ -257,6 +257,8 @@ export class PerMessageDeflate implements MessageInflater {
   private inflateSink: ((chunk: Buffer) => void) | null = null;
   private inflateError: ((error: Error) => void) | null = null;
   private deflateChunks: Buffer[] = [];
+  private finishInflate: (() => void) | null = null;
+  private finishDeflate: (() => void) | null = null;
   private closed = false;
 
   constructor(
@@ -266,9 +268,12 @@ export class PerMessageDeflate implements MessageInflater {
     this.threshold = options.threshold ?? DEFLATE_DEFAULTS.threshold;
   }
 
-  /** RFC 7692 §7.2.2: inflate one frame's payload; append the tail on the message's last frame. */
+  /**
+   * RFC 7692 §7.2.2: inflate one frame's payload (appending the tail on the message's last frame),
+   * as one zlib job, however many TCP chunks it came in.
+   */
   inflate(
-    payload: Buffer[],
+    payload: Buffer,
     fin: boolean,
     maxOutput: number,
     onData: (data: Buffer) => boolean,
@@ -287,16 +292,19 @@ export class PerMessageDeflate implements MessageInflater {
         stopped = true;
         this.inflateSink = null;
         this.inflateError = null;
+        this.finishInflate = null;
         release();
         done(error);
       };
+      // close() ends the job if zlib never calls back (its stream is closed under it).
+      this.finishInflate = () => stop(null);
       this.inflateSink = (chunk) => {
         if (stopped) return;
         total += chunk.length;
         if (total > maxOutput) {
           // A decompression bomb, or just too big: stop now, not after inflating it all.
           this.discardInflater();
-          stop(new ProtocolError('InflatedMessageTooBig', `inflated message exceeds the limit`));
+          stop(new ProtocolError('InflatedMessageTooBig', `inflated message exceeds the limit of ${maxOutput} bytes`));
         } else if (!onData(chunk)) {
           this.discardInflater();
           stop(null);
@@ -306,12 +314,19 @@ export class PerMessageDeflate implements MessageInflater {
         this.discardInflater();
         stop(new ProtocolError('InvalidCompressedData', `invalid compressed data: ${error.message}`));
       };
-      for (const piece of payload) inflater.write(piece);
-      if (fin) inflater.write(TAIL);
+      inflater.write(fin ? Buffer.concat([payload, TAIL]) : payload);
       inflater.flush(() => {
         if (stopped) return;
-        // §7.2.2: without the peer's context takeover, every message starts from an empty window.
-        if (fin && this.params.peerNoContextTakeover) inflater.reset();
+        if (this.inflater === inflater) {
+          if (inflater.readableEnded) {
+            // §7.2.3.4: the sender ended its DEFLATE stream (a block with BFINAL set). The next
+            // message starts a new one, so the next inflater must be new too.
+            this.discardInflater();
+          } else if (fin && this.params.peerNoContextTakeover) {
+            // §7.2.2: without the peer's context takeover, every message starts from an empty window.
+            inflater.reset();
+          }
+        }
         stop(null);
       });
     });
@@ -319,7 +334,8 @@ export class PerMessageDeflate implements MessageInflater {
 
   /**
    * RFC 7692 §7.2.1: compress one message; the result lacks the 4-byte tail and goes in frames
-   * whose first has RSV1 set. Calls back with null if the connection closed meanwhile.
+   * whose first has RSV1 set. Calls back with null when it cannot (the connection closed
+   * meanwhile, or zlib failed).
    */
   deflate(payload: Buffer, callback: (compressed: Buffer | null) => void): void {
     zlibLimiter.run((release) => {
@@ -329,24 +345,36 @@ export class PerMessageDeflate implements MessageInflater {
         return;
       }
       const deflater = (this.deflater ??= this.createDeflater());
+      let finished = false;
+      const finish = (data: Buffer | null): void => {
+        if (finished) return;
+        finished = true;
+        this.finishDeflate = null;
+        this.deflateChunks = [];
+        release();
+        callback(this.closed ? null : data);
+      };
+      this.finishDeflate = () => finish(null);
       deflater.write(payload);
       deflater.flush(zlibConstants.Z_SYNC_FLUSH, () => {
+        if (finished || this.deflater !== deflater) return;
         const chunks = this.deflateChunks;
-        this.deflateChunks = [];
         let data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
         if (data.length >= 4 && data.subarray(data.length - 4).equals(TAIL)) data = data.subarray(0, data.length - 4);
         if (this.params.ownNoContextTakeover) deflater.reset();
-        release();
-        callback(this.closed ? null : data);
+        finish(data);
       });
     });
   }
 
-  /** Release the zlib streams (the connection closed). */
+  /** Release the zlib streams (the connection closed), and the limiter slot of a job in flight. */
   close(): void {
+    if (this.closed) return;
     this.closed = true;
     this.discardInflater();
     this.discardDeflater();
+    this.finishInflate?.();
+    this.finishDeflate?.();
   }
 
   private createInflater(): InflateRaw {
@@ -369,8 +397,11 @@ export class PerMessageDeflate implements MessageInflater {
       strategy: bits === 8 ? zlibConstants.Z_HUFFMAN_ONLY : zlibConstants.Z_DEFAULT_STRATEGY,
     });
     deflater.on('data', (chunk: Buffer) => this.deflateChunks.push(chunk));
-    // Compressing our own data does not fail; if zlib itself does, the connection's close cleans up.
-    deflater.on('error', () => {});
+    // Compressing our own data should not fail; if zlib does, the message cannot be sent.
+    deflater.on('error', () => {
+      this.discardDeflater();
+      this.finishDeflate?.();
+    });
     return deflater;
   }
 
@@ -388,6 +419,8 @@ export class PerMessageDeflate implements MessageInflater {
     if (deflater === null) return;
     this.deflater = null;
     deflater.removeAllListeners('data');
+    deflater.removeAllListeners('error');
+    deflater.on('error', () => {});
     deflater.close();
   }
 }

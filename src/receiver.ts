@@ -63,7 +63,7 @@ export interface MessageInflater {
    * error as soon as the output passes `maxOutput` bytes.
    */
   inflate(
-    payload: Buffer[],
+    payload: Buffer,
     fin: boolean,
     maxOutput: number,
     onData: (data: Buffer) => boolean,
@@ -93,6 +93,75 @@ const FAILED = 6;
 
 const EMPTY = Buffer.alloc(0);
 
+/** Pieces shorter than this are copied together rather than kept as views. */
+const COALESCE_BELOW = 4096;
+const COALESCE_BLOCK = 16 * 1024;
+
+/**
+ * The payload of a message (or frame) as it arrives: views into the received chunks, so nothing is
+ * copied until the message is complete. A peer that trickles its bytes in tiny TCP segments would
+ * make that one Buffer object (and one chunk) per byte, a hundred times the data in memory; so
+ * small pieces after the first are copied into shared blocks instead. The common cases (a frame in
+ * one chunk, or large chunks) stay zero-copy.
+ */
+class PayloadBuffer {
+  private pieces: Buffer[] = [];
+  length = 0;
+  private block: Buffer | null = null;
+  private blockStart = 0;
+  private blockEnd = 0;
+
+  push(piece: Buffer): void {
+    this.length += piece.length;
+    if (piece.length >= COALESCE_BELOW || (this.pieces.length === 0 && this.block === null)) {
+      this.seal();
+      this.pieces.push(piece);
+      return;
+    }
+    if (this.block === null || this.blockEnd + piece.length > this.block.length) {
+      this.seal();
+      this.block = Buffer.allocUnsafe(COALESCE_BLOCK);
+      this.blockStart = 0;
+      this.blockEnd = 0;
+    }
+    this.block.set(piece, this.blockEnd);
+    this.blockEnd += piece.length;
+  }
+
+  /** Close the current block, so that what comes next starts a new piece (a frame boundary). */
+  seal(): void {
+    if (this.block !== null && this.blockEnd > this.blockStart) {
+      this.pieces.push(this.block.subarray(this.blockStart, this.blockEnd));
+      this.blockStart = this.blockEnd;
+    }
+  }
+
+  /** Pieces so far (after `seal()`). */
+  get count(): number {
+    return this.pieces.length;
+  }
+
+  /** The bytes from piece `from` on, joined (only for tracing). */
+  joinFrom(from: number, length: number): Buffer {
+    this.seal();
+    return join(from === 0 ? this.pieces : this.pieces.slice(from), length);
+  }
+
+  /** Everything, joined into one buffer (copied only if it is in several pieces); then empty. */
+  take(): Buffer {
+    this.seal();
+    const data = join(this.pieces, this.length);
+    this.clear();
+    return data;
+  }
+
+  clear(): void {
+    if (this.pieces.length !== 0) this.pieces = [];
+    this.length = 0;
+    this.block = null;
+  }
+}
+
 export class Receiver {
   readonly role: Role;
   readonly maxMessageSize: number;
@@ -121,16 +190,16 @@ export class Receiver {
   private readonly maskKey = new Uint8Array(4);
   private maskPhase = 0;
   /** Payload of a control frame or of a compressed data frame, gathered until the frame ends. */
-  private framePieces: Buffer[] = [];
-  /** Index in `fragments` where the current data frame starts (for `onFrame`). */
+  private readonly framePayload = new PayloadBuffer();
+  /** Piece index in `message` where the current data frame starts (for `onFrame`). */
   private frameStart = 0;
 
   // The message being assembled (RFC 6455 §5.4).
   /** Opcode of the open message (Text or Binary), or 0 when no message is open. */
   private messageOpcode = 0;
   private messageCompressed = false;
-  private messageLength = 0;
-  private fragments: Buffer[] = [];
+  /** The message's payload so far (uncompressed: as received; compressed: as inflated). */
+  private readonly message = new PayloadBuffer();
   private readonly utf8 = new Utf8Validator();
 
   constructor(options: ReceiverOptions, handler: ReceiverHandler) {
@@ -163,8 +232,8 @@ export class Receiver {
   destroy(): void {
     if (this.state !== FAILED) this.state = CLOSED;
     this.dropInput();
-    this.fragments = [];
-    this.framePieces = [];
+    this.message.clear();
+    this.framePayload.clear();
   }
 
   private run(): void {
@@ -260,20 +329,26 @@ export class Receiver {
     // can grow data (5 bytes per stored block, and small windows make small blocks), so compressed
     // frames get zlib's general bound of an eighth more.
     const frameLimit = compressed ? this.maxFramePayload + Math.ceil(this.maxFramePayload / 8) + 64 : this.maxFramePayload;
-    if (length > frameLimit) {
+    // Control frames are at most 125 bytes (checked above): the limits are for data, so a tiny
+    // limit never turns a valid ping or close into a 1009.
+    if (!isControlOpcode(opcode) && length > frameLimit) {
       return this.fail('FrameTooBig', `frame payload of ${length} bytes exceeds the limit of ${this.maxFramePayload}`);
     }
     if (!isControlOpcode(opcode)) {
       // Uncompressed, the declared length tells the message size already; compressed, the
       // inflater counts the output against the same limit as it goes.
-      if (!compressed && this.messageLength + length > this.maxMessageSize) {
+      if (!compressed && this.message.length + length > this.maxMessageSize) {
         return this.fail('MessageTooBig', `message exceeds the limit of ${this.maxMessageSize} bytes`);
       }
       if (opcode !== Opcode.Continuation) {
         this.messageOpcode = opcode;
         this.messageCompressed = compressed;
       }
-      this.frameStart = this.fragments.length;
+      if (this.handler.onFrame !== undefined) {
+        // Tracing needs each frame's payload on its own: no block shared with the previous frame.
+        this.message.seal();
+        this.frameStart = this.message.count;
+      }
     }
     this.payloadLength = length;
     this.remaining = length;
@@ -311,10 +386,9 @@ export class Receiver {
         if (textToValidate && this.utf8.write(piece) !== -1) {
           return this.fail('InvalidUtf8', 'text message is not valid UTF-8');
         }
-        this.fragments.push(piece);
-        this.messageLength += n;
+        this.message.push(piece);
       } else {
-        this.framePieces.push(piece);
+        this.framePayload.push(piece);
       }
     }
     if (this.remaining === 0) this.endFrame();
@@ -326,8 +400,7 @@ export class Receiver {
     this.state = READ_HEADER;
 
     if (isControlOpcode(opcode)) {
-      const payload = join(this.framePieces, this.payloadLength);
-      this.framePieces = [];
+      const payload = this.framePayload.take();
       this.handler.onFrame?.(this.frameInfo(payload));
       if (opcode === Opcode.Ping) this.handler.onPing(payload);
       else if (opcode === Opcode.Pong) this.handler.onPong(payload);
@@ -336,16 +409,14 @@ export class Receiver {
     }
 
     if (this.messageCompressed) {
-      const payload = this.framePieces;
-      this.framePieces = [];
-      if (this.handler.onFrame !== undefined) this.handler.onFrame(this.frameInfo(join(payload, this.payloadLength)));
+      const payload = this.framePayload.take();
+      this.handler.onFrame?.(this.frameInfo(payload));
       this.inflateFrame(payload, header.fin);
       return;
     }
 
     if (this.handler.onFrame !== undefined) {
-      const pieces = this.frameStart === 0 && this.fragments.length === 1 ? this.fragments : this.fragments.slice(this.frameStart);
-      this.handler.onFrame(this.frameInfo(join(pieces, this.payloadLength)));
+      this.handler.onFrame(this.frameInfo(this.message.joinFrom(this.frameStart, this.payloadLength)));
       if (this.state !== READ_HEADER) return;
     }
     if (header.fin) this.endMessage();
@@ -366,7 +437,7 @@ export class Receiver {
     this.handler.onClose(code, reason);
   }
 
-  private inflateFrame(payload: Buffer[], fin: boolean): void {
+  private inflateFrame(payload: Buffer, fin: boolean): void {
     this.state = INFLATING;
     const isText = this.messageOpcode === Opcode.Text;
     // An inflater may finish synchronously: then the loop already running carries on, rather than
@@ -375,15 +446,14 @@ export class Receiver {
     this.inflater!.inflate(
       payload,
       fin,
-      this.maxMessageSize - this.messageLength,
+      this.maxMessageSize - this.message.length,
       (data) => {
         if (this.state !== INFLATING) return false;
         if (isText && this.utf8.write(data) !== -1) {
           this.fail('InvalidUtf8', 'text message is not valid UTF-8');
           return false;
         }
-        this.fragments.push(data);
-        this.messageLength += data.length;
+        this.message.push(data);
         return true;
       },
       (error) => {
@@ -406,13 +476,9 @@ export class Receiver {
     if (!isBinary && !this.utf8.complete) {
       return this.fail('InvalidUtf8', 'text message ends in the middle of a UTF-8 sequence');
     }
-    const fragments = this.fragments;
-    const data = fragments.length === 1 ? fragments[0]! : join(fragments, this.messageLength);
-    if (fragments.length > 1) this.fragments = [];
-    else fragments.length = 0;
+    const data = this.message.take();
     this.messageOpcode = 0;
     this.messageCompressed = false;
-    this.messageLength = 0;
     if (!isBinary) this.utf8.reset();
     this.handler.onMessage(data, isBinary);
   }
@@ -435,8 +501,8 @@ export class Receiver {
     if (this.state === FAILED || this.state === CLOSED) return;
     this.state = FAILED;
     this.dropInput();
-    this.fragments = [];
-    this.framePieces = [];
+    this.message.clear();
+    this.framePayload.clear();
     this.handler.onError(error);
   }
 

@@ -163,6 +163,8 @@ interface StagedMessage {
   compress: boolean;
   fragmentSize: number;
   callback: SendCallback | undefined;
+  /** Already framed (a broadcast): written as it is. */
+  framed?: boolean;
 }
 
 /** Large writes are handed to the socket in pieces of this size, so write progress is visible. */
@@ -450,7 +452,11 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
         this.deflate!.deflate(message.payload, (compressed) => {
           this.compressing = false;
           // Closed meanwhile: the close path already failed the callbacks.
-          if (compressed === null || this.staged !== staged) return;
+          if (this.staged !== staged) return;
+          if (compressed === null) {
+            this.failConnection(CloseCode.InternalError, 'compression failed', new Error('permessage-deflate: zlib failed to compress a message'));
+            return;
+          }
           staged.shift();
           this.stagedBytes -= message.payload.length;
           // RFC 7692 §6: RSV1 on the first frame of a compressed message only.
@@ -471,7 +477,10 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
 
   private queueMessage(message: StagedMessage, payload: Buffer, compressed: boolean): void {
     const maskKeySource = this.role === 'client' ? maskKeys : null;
-    if (message.opcode === Opcode.Close) {
+    if (message.framed === true) {
+      this.pending.push(payload);
+      this.pendingBytes += payload.length;
+    } else if (message.opcode === Opcode.Close) {
       this.pendingBytes += appendControlFrame(this.pending, Opcode.Close, payload, maskKeySource);
     } else {
       this.pendingBytes += appendMessage(this.pending, message.opcode, payload, compressed, maskKeySource, message.fragmentSize);
@@ -513,8 +522,13 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
    */
   sendFrame(frame: Buffer): boolean {
     if (this.readyState !== ReadyState.OPEN || this.closeSent) return false;
-    this.pending.push(frame);
-    this.pendingBytes += frame.length;
+    if (this.staged !== null) {
+      // Behind messages being compressed, like any other message.
+      this.stage({ opcode: Opcode.Binary, payload: frame, compress: false, fragmentSize: 0, callback: undefined, framed: true });
+    } else {
+      this.pending.push(frame);
+      this.pendingBytes += frame.length;
+    }
     return this.afterQueue(undefined);
   }
 

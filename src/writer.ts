@@ -16,12 +16,16 @@ import { maskInto } from './mask.js';
 export class MaskKeySource {
   private pool = Buffer.allocUnsafe(0);
   private offset = 0;
+  private readonly poolSize: number;
 
-  constructor(private readonly poolSize = 4096) {}
+  constructor(poolSize = 4096) {
+    // Whole keys only: a pool that ended mid-key would hand out a short key.
+    this.poolSize = Math.max(4, Math.ceil(poolSize / 4) * 4);
+  }
 
   /** Four fresh random bytes. The view stays valid: each pool is used once, then replaced. */
   next(): Uint8Array {
-    if (this.offset === this.pool.length) {
+    if (this.offset + 4 > this.pool.length) {
       this.pool = Buffer.allocUnsafeSlow(this.poolSize);
       randomFillSync(this.pool);
       this.offset = 0;

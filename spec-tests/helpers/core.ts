@@ -1,0 +1,276 @@
+/**
+ * Shared helpers for the protocol-core conformance tests.
+ *
+ * Frames are built here by hand, byte by byte, without the library's writer, so the receiver is
+ * checked against an independent encoder (and the writer against the receiver elsewhere).
+ */
+import assert from 'node:assert/strict';
+import { Opcode } from '../../src/constants.js';
+import { ProtocolError, ProtocolViolation } from '../../src/errors.js';
+import { Receiver, type Frame, type ReceiverHandler, type ReceiverOptions, type Role } from '../../src/receiver.js';
+
+export type Event =
+  | { type: 'message'; data: Buffer; isBinary: boolean }
+  | { type: 'ping'; data: Buffer }
+  | { type: 'pong'; data: Buffer }
+  | { type: 'close'; code: number; reason: string }
+  | { type: 'error'; error: ProtocolError }
+  | { type: 'frame'; frame: Frame };
+
+/** A handler that records every event, in order, with a snapshot (copy) of every payload. */
+export class Collector implements ReceiverHandler {
+  readonly events: Event[] = [];
+  onFrame?: (frame: Frame) => void;
+
+  constructor(recordFrames = false) {
+    if (recordFrames) {
+      this.onFrame = (frame) => {
+        this.events.push({ type: 'frame', frame: { ...frame, payload: Buffer.from(frame.payload) } });
+      };
+    }
+  }
+
+  onMessage(data: Buffer, isBinary: boolean): void {
+    this.events.push({ type: 'message', data: Buffer.from(data), isBinary });
+  }
+  onPing(data: Buffer): void {
+    this.events.push({ type: 'ping', data: Buffer.from(data) });
+  }
+  onPong(data: Buffer): void {
+    this.events.push({ type: 'pong', data: Buffer.from(data) });
+  }
+  onClose(code: number, reason: string): void {
+    this.events.push({ type: 'close', code, reason });
+  }
+  onError(error: ProtocolError): void {
+    this.events.push({ type: 'error', error });
+  }
+}
+
+export interface Harness {
+  receiver: Receiver;
+  collector: Collector;
+  events: Event[];
+  /** Push bytes (copied first: the receiver owns and unmasks what it is given), see `pushBytes`. */
+  push(bytes: Uint8Array, chunking?: Chunking): void;
+}
+
+export type ReceiverOverrides = Omit<ReceiverOptions, 'role'>;
+
+export function makeReceiver(role: Role, options: ReceiverOverrides = {}, recordFrames = false): Harness {
+  const collector = new Collector(recordFrames);
+  const receiver = new Receiver({ role, ...options }, collector);
+  return {
+    receiver,
+    collector,
+    events: collector.events,
+    push: (bytes, chunking) => pushBytes(receiver, bytes, chunking),
+  };
+}
+
+/**
+ * How to cut a byte stream before pushing it:
+ * - undefined: one chunk;
+ * - a number n: chunks of n bytes (1 = byte by byte);
+ * - an array: the cut points (absolute offsets into the stream).
+ */
+export type Chunking = number | readonly number[] | undefined;
+
+export function splitBytes(bytes: Uint8Array, chunking: Chunking): Buffer[] {
+  const out: Buffer[] = [];
+  if (chunking === undefined) {
+    if (bytes.length > 0) out.push(Buffer.from(bytes));
+    return out;
+  }
+  if (typeof chunking === 'number') {
+    for (let i = 0; i < bytes.length; i += chunking) out.push(Buffer.from(bytes.subarray(i, i + chunking)));
+    return out;
+  }
+  const cuts = [...new Set(chunking)].filter((c) => c > 0 && c < bytes.length).sort((a, b) => a - b);
+  let start = 0;
+  for (const cut of [...cuts, bytes.length]) {
+    if (cut > start) out.push(Buffer.from(bytes.subarray(start, cut)));
+    start = cut;
+  }
+  return out;
+}
+
+/** Push `bytes` into `receiver` in the given chunking, each chunk a fresh copy. */
+export function pushBytes(receiver: Receiver, bytes: Uint8Array, chunking?: Chunking): void {
+  for (const chunk of splitBytes(bytes, chunking)) receiver.push(chunk);
+}
+
+/** Feed bytes to a new receiver and return its harness. */
+export function feed(role: Role, bytes: Uint8Array, options: ReceiverOverrides = {}, chunking?: Chunking): Harness {
+  const h = makeReceiver(role, options);
+  h.push(bytes, chunking);
+  return h;
+}
+
+export function concat(...parts: Uint8Array[]): Buffer {
+  return Buffer.concat(parts);
+}
+
+export function utf8(text: string): Buffer {
+  return Buffer.from(text, 'utf8');
+}
+
+export function bytes(...values: number[]): Buffer {
+  return Buffer.from(values);
+}
+
+/** XOR byte i with key[(phase + i) % 4], the obvious way (RFC 6455 §5.3). */
+export function naiveMask(data: Uint8Array, key: Uint8Array, phase = 0): Buffer {
+  const out = Buffer.alloc(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = data[i]! ^ key[(phase + i) % 4]!;
+  return out;
+}
+
+export interface RawFrameSpec {
+  opcode: number;
+  payload?: Uint8Array | string;
+  /** Default true. */
+  fin?: boolean;
+  rsv1?: boolean;
+  rsv2?: boolean;
+  rsv3?: boolean;
+  /** A 4-byte masking key, or null for an unmasked frame. */
+  mask: Uint8Array | null;
+  /** Force the length encoding: 0 (7-bit), 2 (16-bit) or 8 (64-bit). Default: minimal. */
+  lengthBytes?: 0 | 2 | 8;
+  /** Write this length in the header instead of the payload's. */
+  declaredLength?: bigint;
+}
+
+/** Encode one frame by hand (RFC 6455 §5.2), independently of src/frame.ts. */
+export function rawFrame(spec: RawFrameSpec): Buffer {
+  const payload = typeof spec.payload === 'string' ? utf8(spec.payload) : Buffer.from(spec.payload ?? []);
+  const length = spec.declaredLength ?? BigInt(payload.length);
+  const lengthBytes = spec.lengthBytes ?? (length < 126n ? 0 : length <= 0xffffn ? 2 : 8);
+  const head: number[] = [
+    ((spec.fin ?? true) ? 0x80 : 0) |
+      (spec.rsv1 ? 0x40 : 0) |
+      (spec.rsv2 ? 0x20 : 0) |
+      (spec.rsv3 ? 0x10 : 0) |
+      spec.opcode,
+  ];
+  const maskBit = spec.mask === null ? 0 : 0x80;
+  if (lengthBytes === 0) {
+    head.push(maskBit | Number(length));
+  } else {
+    head.push(maskBit | (lengthBytes === 2 ? 126 : 127));
+    for (let i = lengthBytes - 1; i >= 0; i--) head.push(Number((length >> BigInt(8 * i)) & 0xffn));
+  }
+  if (spec.mask !== null) head.push(...spec.mask);
+  const body = spec.mask === null ? payload : naiveMask(payload, spec.mask);
+  return Buffer.concat([Buffer.from(head), body]);
+}
+
+let keyCounter = 0;
+/** A varied, deterministic masking key (never all zeros, so masking is visible). */
+export function nextKey(): Buffer {
+  keyCounter = (keyCounter + 1) >>> 0;
+  const n = Math.imul(keyCounter, 0x9e3779b1) >>> 0;
+  return Buffer.from([(n >>> 24) | 1, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]);
+}
+
+export type FrameSpec = Omit<RawFrameSpec, 'mask'> & { mask?: Uint8Array | null };
+
+/** A frame as a client sends it: masked (RFC 6455 §5.3). Goes to a server receiver. */
+export function clientFrame(spec: FrameSpec): Buffer {
+  return rawFrame({ ...spec, mask: spec.mask === undefined ? nextKey() : spec.mask });
+}
+
+/** A frame as a server sends it: unmasked. Goes to a client receiver. */
+export function serverFrame(spec: FrameSpec): Buffer {
+  return rawFrame({ ...spec, mask: spec.mask === undefined ? null : spec.mask });
+}
+
+/** A well-formed frame for a receiver of the given role (masked for a server, unmasked for a client). */
+export function frameFor(receiverRole: Role, spec: Omit<RawFrameSpec, 'mask'>): Buffer {
+  return receiverRole === 'server' ? clientFrame(spec) : serverFrame(spec);
+}
+
+export const text = (role: Role, payload: string | Uint8Array, fin = true): Buffer =>
+  frameFor(role, { opcode: Opcode.Text, payload, fin });
+export const binary = (role: Role, payload: string | Uint8Array, fin = true): Buffer =>
+  frameFor(role, { opcode: Opcode.Binary, payload, fin });
+export const continuation = (role: Role, payload: string | Uint8Array, fin = true): Buffer =>
+  frameFor(role, { opcode: Opcode.Continuation, payload, fin });
+export const ping = (role: Role, payload: string | Uint8Array = ''): Buffer => frameFor(role, { opcode: Opcode.Ping, payload });
+export const pong = (role: Role, payload: string | Uint8Array = ''): Buffer => frameFor(role, { opcode: Opcode.Pong, payload });
+export function close(role: Role, code?: number, reason = ''): Buffer {
+  const payload = code === undefined ? Buffer.alloc(0) : concat(bytes(code >>> 8, code & 0xff), utf8(reason));
+  return frameFor(role, { opcode: Opcode.Close, payload });
+}
+
+/** A stream of valid frames of every kind, to push after an error or a close. */
+export function validTraffic(role: Role): Buffer {
+  return concat(
+    text(role, 'after'),
+    binary(role, bytes(1, 2, 3)),
+    text(role, 'frag', false),
+    ping(role, 'p'),
+    continuation(role, 'ment'),
+    pong(role, 'q'),
+    close(role, 1000, 'bye'),
+  );
+}
+
+export const ROLES: readonly Role[] = ['server', 'client'];
+
+/**
+ * Assert that the events end with exactly one error, of the given violation and close code,
+ * and that the receiver then ignores everything: valid frames pushed afterwards (in one chunk and
+ * byte by byte) report nothing.
+ */
+export function assertFailed(h: Harness, violation: ProtocolViolation, closeCode: number): ProtocolError {
+  const errors = h.events.filter((e) => e.type === 'error');
+  assert.equal(errors.length, 1, `expected exactly one error, got ${JSON.stringify(h.events.map((e) => e.type))}`);
+  const last = h.events[h.events.length - 1]!;
+  assert.equal(last.type, 'error', 'the error must be the last event');
+  const error = (last as { error: ProtocolError }).error;
+  assert.ok(error instanceof ProtocolError, 'onError receives a ProtocolError');
+  assert.equal(error.violation, violation);
+  assert.equal(error.closeCode, closeCode);
+  assert.equal(ProtocolViolation[error.violation], closeCode);
+  assert.equal(h.receiver.finished, true, 'receiver.finished after an error');
+  assertSilentAfterwards(h);
+  return error;
+}
+
+/** Push valid traffic and check that nothing more is reported. */
+export function assertSilentAfterwards(h: Harness): void {
+  const before = h.events.length;
+  const traffic = validTraffic(h.receiver.role);
+  h.push(traffic);
+  h.push(traffic, 1);
+  h.push(traffic, [3, 9, 20]);
+  assert.equal(h.events.length, before, `nothing may be reported after the end, got ${JSON.stringify(h.events.slice(before).map((e) => e.type))}`);
+}
+
+/** Feed `bytes` (in the given chunking) and assert the receiver fails with this violation and code. */
+export function expectViolation(
+  role: Role,
+  input: Uint8Array,
+  violation: ProtocolViolation,
+  closeCode: number,
+  options: ReceiverOverrides = {},
+  chunking?: Chunking,
+): Harness {
+  const h = feed(role, input, options, chunking);
+  assertFailed(h, violation, closeCode);
+  return h;
+}
+
+/** The types of the events, for terse order checks. */
+export function types(events: readonly Event[]): string[] {
+  return events.map((e) => e.type);
+}
+
+/** The single message event (asserts there is exactly one event, a message). */
+export function onlyMessage(events: readonly Event[]): { data: Buffer; isBinary: boolean } {
+  assert.deepEqual(types(events), ['message']);
+  const e = events[0] as { data: Buffer; isBinary: boolean };
+  return e;
+}

@@ -1,0 +1,223 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { CloseCode, Opcode } from '../src/constants.js';
+import { encodeFrame } from '../src/frame.js';
+import { DEFAULT_MAX_MESSAGE_SIZE } from '../src/receiver.js';
+import {
+  ROLES,
+  assertFailed,
+  binary,
+  bytes,
+  concat,
+  continuation,
+  makeReceiver,
+  onlyMessage,
+  ping,
+  text,
+  types,
+} from './helpers/core.js';
+
+const TOO_BIG = CloseCode.MessageTooBig;
+const MiB = 1024 * 1024;
+
+/** Just the header of a frame announcing `length` payload bytes (masked: MASK bit set, key not included). */
+function headerOnly(opcode: number, length: number, masked: boolean, fin = true): Buffer {
+  const maskBit = masked ? 0x80 : 0;
+  const first = (fin ? 0x80 : 0) | opcode;
+  if (length < 126) return bytes(first, maskBit | length);
+  if (length <= 0xffff) return bytes(first, maskBit | 126, length >>> 8, length & 0xff);
+  const high = Math.floor(length / 2 ** 32);
+  const low = length >>> 0;
+  return bytes(first, maskBit | 127, high >>> 24, (high >>> 16) & 0xff, (high >>> 8) & 0xff, high & 0xff, low >>> 24, (low >>> 16) & 0xff, (low >>> 8) & 0xff, low & 0xff);
+}
+
+function filled(n: number, byte = 0x61): Buffer {
+  return Buffer.alloc(n, byte);
+}
+
+describe('RFC 6455 §10.4 "implementations SHOULD impose implementation-specific limits on frame size": maxFramePayload', () => {
+  for (const role of ROLES) {
+    const masked = role === 'server';
+    for (const limit of [100, 1000, 70_000]) {
+      it(`a frame of ${limit + 1} bytes over a ${limit}-byte frame limit fails with 1009 from the header alone, before any payload byte (${role})`, () => {
+        const h = makeReceiver(role, { maxFramePayload: limit, maxMessageSize: 10 * limit });
+        h.push(headerOnly(Opcode.Binary, limit + 1, masked));
+        assertFailed(h, 'FrameTooBig', TOO_BIG);
+      });
+
+      it(`a frame of exactly ${limit} bytes, the frame limit, is accepted (${role})`, () => {
+        const h = makeReceiver(role, { maxFramePayload: limit, maxMessageSize: 10 * limit });
+        h.push(binary(role, filled(limit)));
+        assert.equal(onlyMessage(h.events).data.length, limit);
+      });
+    }
+
+    it(`the frame limit applies to every fragment, while the message may be larger (${role})`, () => {
+      const h = makeReceiver(role, { maxFramePayload: 100, maxMessageSize: 1000 });
+      h.push(concat(text(role, filled(100), false), continuation(role, filled(100), false), continuation(role, filled(100))));
+      assert.equal(onlyMessage(h.events).data.length, 300);
+      h.push(concat(text(role, filled(100), false), headerOnly(Opcode.Continuation, 101, masked)));
+      assert.deepEqual(types(h.events), ['message', 'error']);
+      assertFailed(h, 'FrameTooBig', TOO_BIG);
+    });
+
+    it(`a 64-bit length of 2^53 fails with 1009 from the header alone (${role})`, () => {
+      const h = makeReceiver(role);
+      h.push(headerOnly(Opcode.Text, 2 ** 53, masked));
+      assertFailed(h, 'FrameTooBig', TOO_BIG);
+    });
+
+    it(`a 64-bit length just under 2^63 fails with 1009 (${role})`, () => {
+      const h = makeReceiver(role);
+      h.push(bytes(0x82, (masked ? 0x80 : 0) | 127, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff));
+      assertFailed(h, 'FrameTooBig', TOO_BIG);
+    });
+  }
+
+  it('the frame limit defaults to the message limit, and can never exceed it', () => {
+    const plain = makeReceiver('server', { maxMessageSize: 5000 }).receiver;
+    assert.equal(plain.maxFramePayload, 5000);
+    const capped = makeReceiver('server', { maxMessageSize: 5000, maxFramePayload: 9000 }).receiver;
+    assert.equal(capped.maxFramePayload, 5000);
+    const smaller = makeReceiver('server', { maxMessageSize: 5000, maxFramePayload: 300 }).receiver;
+    assert.equal(smaller.maxFramePayload, 300);
+  });
+});
+
+describe('RFC 6455 §10.4 "... and the total message size after reassembly from multiple frames": maxMessageSize', () => {
+  for (const role of ROLES) {
+    const masked = role === 'server';
+    it(`a message larger than maxMessageSize across fragments fails with 1009, from the header of the fragment that crosses the limit (${role})`, () => {
+      const h = makeReceiver(role, { maxMessageSize: 1000 });
+      h.push(concat(binary(role, filled(400), false), continuation(role, filled(400), false)));
+      assert.deepEqual(h.events, []);
+      h.push(headerOnly(Opcode.Continuation, 201, masked));
+      assertFailed(h, 'MessageTooBig', TOO_BIG);
+    });
+
+    it(`a text message larger than maxMessageSize across many small fragments fails with 1009 (${role})`, () => {
+      const h = makeReceiver(role, { maxMessageSize: 50 });
+      const frames = [text(role, 'x'.repeat(10), false)];
+      for (let i = 0; i < 10; i++) frames.push(continuation(role, 'y'.repeat(10), i === 9));
+      h.push(Buffer.concat(frames), 3);
+      assertFailed(h, 'MessageTooBig', TOO_BIG);
+    });
+
+    it(`a message of exactly maxMessageSize bytes across fragments is accepted, and control frames in between do not count (${role})`, () => {
+      const h = makeReceiver(role, { maxMessageSize: 1000 });
+      h.push(concat(
+        binary(role, filled(400), false),
+        ping(role, filled(125)),
+        continuation(role, filled(0), false),
+        continuation(role, filled(599), false),
+        ping(role, filled(125)),
+        continuation(role, filled(1))),
+      );
+      assert.deepEqual(types(h.events), ['ping', 'ping', 'message']);
+      assert.equal((h.events[2] as { data: Buffer }).data.length, 1000);
+    });
+
+    it(`the size count starts again with each message (${role})`, () => {
+      const h = makeReceiver(role, { maxMessageSize: 100 });
+      for (let i = 0; i < 5; i++) h.push(concat(text(role, filled(60), false), continuation(role, filled(40))));
+      assert.deepEqual(types(h.events), ['message', 'message', 'message', 'message', 'message']);
+    });
+  }
+});
+
+describe('RFC 6455 §10.4 Limits: the 512-byte read limit of the classic Go (gorilla/websocket chat) design', () => {
+  for (const role of ROLES) {
+    const masked = role === 'server';
+    it(`maxMessageSize 512: a 512-byte message is accepted (${role})`, () => {
+      const h = makeReceiver(role, { maxMessageSize: 512 });
+      h.push(concat(text(role, filled(512)), binary(role, filled(200), false), continuation(role, filled(312))));
+      assert.deepEqual(types(h.events), ['message', 'message']);
+    });
+
+    it(`maxMessageSize 512: a 513-byte single frame fails with 1009 from its header (${role})`, () => {
+      const h = makeReceiver(role, { maxMessageSize: 512 });
+      h.push(headerOnly(Opcode.Text, 513, masked));
+      assertFailed(h, 'FrameTooBig', TOO_BIG);
+    });
+
+    it(`maxMessageSize 512: a 513-byte message in two fragments fails with 1009 (${role})`, () => {
+      const h = makeReceiver(role, { maxMessageSize: 512 });
+      h.push(concat(text(role, filled(300), false), continuation(role, filled(213))));
+      assertFailed(h, 'MessageTooBig', TOO_BIG);
+    });
+  }
+});
+
+describe('RFC 6455 §10.4 Limits apply to data: control frames are bounded by §5.5 (125 bytes) already', () => {
+  for (const role of ROLES) {
+    it(`maxMessageSize 64: a 125-byte ping is still answered, not failed with 1009 (${role})`, () => {
+      const h = makeReceiver(role, { maxMessageSize: 64 });
+      h.push(ping(role, filled(125, 0x70)));
+      assert.deepEqual(types(h.events), ['ping']);
+      assert.equal((h.events[0] as { data: Buffer }).data.length, 125);
+    });
+
+    it(`maxMessageSize 64: a 65-byte data frame still fails with 1009 (${role})`, () => {
+      const h = makeReceiver(role, { maxMessageSize: 64 });
+      h.push(binary(role, filled(65)));
+      assertFailed(h, 'FrameTooBig', TOO_BIG);
+    });
+  }
+});
+
+describe('RFC 6455 §10.4 Limits: the default', () => {
+  it('the default message limit is 64 MiB, and the frame limit follows it', () => {
+    assert.equal(DEFAULT_MAX_MESSAGE_SIZE, 64 * MiB);
+    const { receiver } = makeReceiver('server');
+    assert.equal(receiver.maxMessageSize, 64 * MiB);
+    assert.equal(receiver.maxFramePayload, 64 * MiB);
+  });
+
+  it('a 16 MiB masked message passes the default limit (server)', () => {
+    const payload = Buffer.alloc(16 * MiB);
+    for (let i = 0; i < payload.length; i += 4096) payload[i] = i >>> 12;
+    const h = makeReceiver('server');
+    const frame = encodeFrame({ opcode: Opcode.Binary, payload, maskKey: bytes(1, 2, 3, 4) });
+    h.receiver.push(frame.subarray(0, 5 * MiB));
+    h.receiver.push(frame.subarray(5 * MiB));
+    assert.ok(onlyMessage(h.events).data.equals(payload), 'onlyMessage(h.events).data.equals(payload)');
+  });
+
+  it('a 16 MiB text message in 4 fragments passes the default limit (client)', () => {
+    const payload = Buffer.alloc(16 * MiB, 0x61);
+    const h = makeReceiver('client');
+    const quarter = 4 * MiB;
+    for (let i = 0; i < 4; i++) {
+      const part = payload.subarray(i * quarter, (i + 1) * quarter);
+      h.receiver.push(headerOnly(i === 0 ? Opcode.Text : Opcode.Continuation, part.length, false, i === 3));
+      h.receiver.push(part);
+    }
+    const m = onlyMessage(h.events);
+    assert.equal(m.isBinary, false);
+    assert.equal(m.data.length, 16 * MiB);
+  });
+
+  it('a frame of exactly 64 MiB passes the default limit; 64 MiB + 1 fails with 1009 from the header alone (client)', () => {
+    const payload = Buffer.alloc(64 * MiB);
+    const ok = makeReceiver('client');
+    ok.receiver.push(headerOnly(Opcode.Binary, payload.length, false));
+    ok.receiver.push(payload);
+    assert.equal(onlyMessage(ok.events).data.length, 64 * MiB);
+
+    const tooBig = makeReceiver('client');
+    tooBig.receiver.push(headerOnly(Opcode.Binary, 64 * MiB + 1, false));
+    assertFailed(tooBig, 'FrameTooBig', TOO_BIG);
+  });
+
+  it('a fragmented message reaching 64 MiB + 1 fails with 1009 (client)', () => {
+    const half = Buffer.alloc(32 * MiB);
+    const h = makeReceiver('client');
+    h.receiver.push(headerOnly(Opcode.Binary, half.length, false, false));
+    h.receiver.push(half);
+    h.receiver.push(headerOnly(Opcode.Continuation, half.length, false, false));
+    h.receiver.push(half);
+    assert.deepEqual(h.events, []);
+    h.receiver.push(headerOnly(Opcode.Continuation, 1, false, true));
+    assertFailed(h, 'MessageTooBig', TOO_BIG);
+  });
+});
