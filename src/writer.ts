@@ -63,6 +63,9 @@ export const COPY_PAYLOAD_MAX = 4 * 1024;
 const SLAB_SIZE = 64 * 1024;
 let slab: Buffer | null = null;
 let slabUsed = SLAB_SIZE;
+// The slab's ArrayBuffer and offset, read once: views made from them are cheaper than subarray().
+let slabMemory: ArrayBufferLike = new ArrayBuffer(0);
+let slabBase = 0;
 
 /**
  * The frames one connection has queued and not yet handed to its socket: messages, control
@@ -72,8 +75,10 @@ export class FrameQueue {
   /** Bytes queued. */
   length = 0;
   private segments: Buffer[] = [];
-  /** The run of slab bytes being extended: [runStart, runEnd) of runSlab. */
+  /** The run of slab bytes being extended (runSlab), as [runStart, runEnd) of its memory. */
   private runSlab: Buffer | null = null;
+  private runMemory: ArrayBufferLike = slabMemory;
+  /** Byte offsets of the run in runMemory. */
   private runStart = 0;
   private runEnd = 0;
 
@@ -160,16 +165,19 @@ export class FrameQueue {
   private reserve(size: number): number {
     if (slab === null || slabUsed + size > SLAB_SIZE) {
       slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+      slabMemory = slab.buffer;
+      slabBase = slab.byteOffset;
       slabUsed = 0;
     }
-    if (this.runSlab !== slab || this.runEnd !== slabUsed) {
+    if (this.runSlab !== slab || this.runEnd !== slabBase + slabUsed) {
       this.seal();
       this.runSlab = slab;
-      this.runStart = slabUsed;
+      this.runMemory = slabMemory;
+      this.runStart = slabBase + slabUsed;
     }
     const at = slabUsed;
     slabUsed += size;
-    this.runEnd = slabUsed;
+    this.runEnd = slabBase + slabUsed;
     return at;
   }
 
@@ -180,7 +188,7 @@ export class FrameQueue {
 
   private seal(): void {
     if (this.runSlab !== null) {
-      if (this.runEnd > this.runStart) this.segments.push(this.runSlab.subarray(this.runStart, this.runEnd));
+      if (this.runEnd > this.runStart) this.segments.push(Buffer.from(this.runMemory, this.runStart, this.runEnd - this.runStart));
       this.runSlab = null;
     }
   }

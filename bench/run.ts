@@ -1,0 +1,49 @@
+/**
+ * Entry point of `npm run bench`.
+ *
+ *   npm run bench                 every suite, in the order below
+ *   npm run bench -- codec        only the named suites (several may be given)
+ *   npm run bench -- --list       the suites there are
+ *
+ * A suite is a function that runs its measurements (in child processes of its own, if it needs a
+ * clean VM per measurement) and prints its results. To add one, add an entry to SUITES.
+ */
+import { runCodecBench } from './codec.js';
+
+interface Suite {
+  description: string;
+  run(): Promise<void>;
+}
+
+const SUITES: Record<string, Suite> = {
+  codec: {
+    description: 'frame parser and writer throughput, ours vs ws (pure JS) vs ws + bufferutil',
+    run: () => runCodecBench(),
+  },
+  // server: { description: 'echo server under load', run: () => runServerBench() },
+};
+
+function usage(): string {
+  const names = Object.entries(SUITES).map(([name, suite]) => `  ${name.padEnd(10)} ${suite.description}`);
+  return ['usage: npm run bench [-- <suite>...]', 'suites (all of them when none is named):', ...names].join('\n');
+}
+
+async function main(args: string[]): Promise<number> {
+  if (args.includes('--list') || args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(`${usage()}\n`);
+    return 0;
+  }
+  const unknown = args.filter((name) => !Object.hasOwn(SUITES, name));
+  if (unknown.length > 0) {
+    process.stderr.write(`unknown suite${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}\n${usage()}\n`);
+    return 2;
+  }
+  const names = args.length > 0 ? [...new Set(args)] : Object.keys(SUITES);
+  for (const name of names) {
+    process.stdout.write(`\n=== ${name}: ${SUITES[name]!.description}\n`);
+    await SUITES[name]!.run();
+  }
+  return 0;
+}
+
+process.exitCode = await main(process.argv.slice(2));
