@@ -1,18 +1,20 @@
 /**
  * Entry point of `npm run bench`.
  *
- *   npm run bench                 every suite, in the order below
- *   npm run bench -- codec        only the named suites (several may be given)
- *   npm run bench -- --list       the suites there are
+ *   npm run bench                           every suite, in the order below
+ *   npm run bench -- codec                  only the named suites (several may be given)
+ *   npm run bench -- server --only B,C      options after the suite names go to the suites
+ *   npm run bench -- --list                 the suites there are
  *
  * A suite is a function that runs its measurements (in child processes of its own, if it needs a
  * clean VM per measurement) and prints its results. To add one, add an entry to SUITES.
  */
 import { runCodecBench } from './codec.js';
+import { main as runServerBench } from './server.js';
 
 interface Suite {
   description: string;
-  run(): Promise<void>;
+  run(options: string[]): Promise<void>;
 }
 
 const SUITES: Record<string, Suite> = {
@@ -20,7 +22,13 @@ const SUITES: Record<string, Suite> = {
     description: 'frame parser and writer throughput, ours vs ws (pure JS) vs ws + bufferutil',
     run: () => runCodecBench(),
   },
-  // server: { description: 'echo server under load', run: () => runServerBench() },
+  server: {
+    description: 'servers under load: scenarios A-F, broadcast, deflate; ours vs ws vs raw TCP (bench/server.ts --help)',
+    run: async (options) => {
+      const code = await runServerBench(options);
+      if (code !== 0) process.exitCode = code;
+    },
+  },
 };
 
 function usage(): string {
@@ -29,10 +37,13 @@ function usage(): string {
 }
 
 async function main(args: string[]): Promise<number> {
-  if (args.includes('--list') || args.includes('--help') || args.includes('-h')) {
+  if (args.includes('--list') || ((args.includes('--help') || args.includes('-h')) && !Object.hasOwn(SUITES, args[0] ?? ''))) {
     process.stdout.write(`${usage()}\n`);
     return 0;
   }
+  const firstOption = args.findIndex((arg) => arg.startsWith('-'));
+  const options = firstOption === -1 ? [] : args.slice(firstOption);
+  args = firstOption === -1 ? args : args.slice(0, firstOption);
   const unknown = args.filter((name) => !Object.hasOwn(SUITES, name));
   if (unknown.length > 0) {
     process.stderr.write(`unknown suite${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}\n${usage()}\n`);
@@ -41,7 +52,7 @@ async function main(args: string[]): Promise<number> {
   const names = args.length > 0 ? [...new Set(args)] : Object.keys(SUITES);
   for (const name of names) {
     process.stdout.write(`\n=== ${name}: ${SUITES[name]!.description}\n`);
-    await SUITES[name]!.run();
+    await SUITES[name]!.run(options);
   }
   return 0;
 }
