@@ -23,7 +23,7 @@ const SUITES: Record<string, Suite> = {
     run: () => runCodecBench(),
   },
   server: {
-    description: 'servers under load: scenarios A-F, broadcast, deflate; ours vs ws vs raw TCP (bench/server.ts --help)',
+    description: 'servers under load: scenarios A-F, Fz, broadcast, deflate; ours vs ws vs raw TCP (bench/server.ts --help)',
     run: async (options) => {
       const code = await runServerBench(options);
       if (code !== 0) process.exitCode = code;

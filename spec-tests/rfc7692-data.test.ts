@@ -811,7 +811,8 @@ describe('decompression bombs', () => {
 });
 
 describe('zlib state is released', () => {
-  type Internals = { deflate: PerMessageDeflate | null };
+  // The connection's private compression state (src/websocket.ts).
+  type Internals = { compression: { deflate: PerMessageDeflate } | null };
   type Streams = { deflater: { destroyed: boolean } | null; inflater: { destroyed: boolean } | null };
 
   it('every connection closes its PerMessageDeflate and destroys its zlib streams, on both sides', { timeout: 10_000 }, async () => {
@@ -830,7 +831,7 @@ describe('zlib state is released', () => {
         ws.send(compressible(16 * KiB, prng(i)));
         await got;
         const conn = srv.connections.at(-1)!;
-        const pmds = [ws, conn].map((c) => (c as unknown as Internals).deflate!);
+        const pmds = [ws, conn].map((c) => (c as unknown as Internals).compression!.deflate);
         const streams = pmds.flatMap((p) => {
           const s = p as unknown as Streams;
           return [s.deflater, s.inflater];

@@ -139,6 +139,7 @@ export function startClientHandshake(
 
 class ClientHandshake implements WheelTarget {
   wheelTick = 0;
+  wheelIndex = 0;
   private socket: Socket | null = null;
   private readonly key = generateKey();
   private reader: HeadReader;

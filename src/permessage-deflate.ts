@@ -314,8 +314,9 @@ export class PerMessageDeflate implements MessageInflater {
         this.discardInflater();
         stop(new ProtocolError('InvalidCompressedData', `invalid compressed data: ${error.message}`));
       };
-      inflater.write(fin ? Buffer.concat([payload, TAIL]) : payload);
-      inflater.flush(() => {
+      // The stream flushes every write (Z_SYNC_FLUSH): one thread-pool job per frame, and its
+      // output is all out when the write calls back.
+      inflater.write(fin ? Buffer.concat([payload, TAIL]) : payload, () => {
         if (stopped) return;
         if (this.inflater === inflater) {
           if (inflater.readableEnded) {
@@ -338,6 +339,13 @@ export class PerMessageDeflate implements MessageInflater {
    * meanwhile, or zlib failed).
    */
   deflate(payload: Buffer, callback: (compressed: Buffer | null) => void): void {
+    if (payload.length === 0) {
+      // §7.2.3.6: an empty message compresses to one byte, an empty stored block's header (its
+      // LEN/NLEN are the stripped tail). zlib has nothing to flush here and would write nothing.
+      // The window is unchanged either way, so context takeover stays in step.
+      process.nextTick(callback, this.closed ? null : Buffer.from([0x00]));
+      return;
+    }
     zlibLimiter.run((release) => {
       if (this.closed) {
         release();
@@ -355,8 +363,7 @@ export class PerMessageDeflate implements MessageInflater {
         callback(this.closed ? null : data);
       };
       this.finishDeflate = () => finish(null);
-      deflater.write(payload);
-      deflater.flush(zlibConstants.Z_SYNC_FLUSH, () => {
+      deflater.write(payload, () => {
         if (finished || this.deflater !== deflater) return;
         const chunks = this.deflateChunks;
         let data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
@@ -379,7 +386,10 @@ export class PerMessageDeflate implements MessageInflater {
 
   private createInflater(): InflateRaw {
     // A window at least as large as the peer's always works; zlib treats 8 as 9 anyway.
-    const inflater = createInflateRaw({ windowBits: Math.max(this.params.peerMaxWindowBits, 9) });
+    const inflater = createInflateRaw({
+      windowBits: Math.max(this.params.peerMaxWindowBits, 9),
+      flush: zlibConstants.Z_SYNC_FLUSH,
+    });
     inflater.on('data', (chunk: Buffer) => this.inflateSink?.(chunk));
     inflater.on('error', (error: Error) => this.inflateError?.(error));
     return inflater;
@@ -395,6 +405,9 @@ export class PerMessageDeflate implements MessageInflater {
       // back-references at all: valid for any window, and still Huffman-compressed.
       windowBits: Math.max(bits, 9),
       strategy: bits === 8 ? zlibConstants.Z_HUFFMAN_ONLY : zlibConstants.Z_DEFAULT_STRATEGY,
+      // §7.2.1: every message ends with a sync flush; as the stream's own flag, the write does it
+      // (one thread-pool job per message instead of a write and a flush).
+      flush: zlibConstants.Z_SYNC_FLUSH,
     });
     deflater.on('data', (chunk: Buffer) => this.deflateChunks.push(chunk));
     // Compressing our own data should not fail; if zlib does, the message cannot be sent.

@@ -106,10 +106,60 @@ export const SERVER_DEFAULTS = Object.freeze({
 /** How long a refused client gets to read the error response before its socket is destroyed. */
 const REFUSAL_LINGER = 1_000;
 
-export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
-  /** The live connections (OPEN or CLOSING). */
-  readonly clients = new Set<WebSocket>();
+/**
+ * The registry of live connections: one map from id to connection, seen from outside as the
+ * read-only Set of connections `ws` users know (`clients.size`, `for (const c of clients)`).
+ */
+export class ConnectionRegistry implements ReadonlySet<WebSocket> {
   private readonly byId = new Map<number, WebSocket>();
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  has(connection: WebSocket): boolean {
+    return this.byId.get(connection.id) === connection;
+  }
+
+  /** The connection with this id, if it is live. */
+  get(id: number): WebSocket | undefined {
+    return this.byId.get(id);
+  }
+
+  forEach(callback: (value: WebSocket, key: WebSocket, set: ReadonlySet<WebSocket>) => void, thisArg?: unknown): void {
+    for (const connection of this.byId.values()) callback.call(thisArg, connection, connection, this);
+  }
+
+  values(): SetIterator<WebSocket> {
+    return this.byId.values();
+  }
+
+  keys(): SetIterator<WebSocket> {
+    return this.byId.values();
+  }
+
+  *entries(): SetIterator<[WebSocket, WebSocket]> {
+    for (const connection of this.byId.values()) yield [connection, connection];
+  }
+
+  [Symbol.iterator](): SetIterator<WebSocket> {
+    return this.byId.values();
+  }
+
+  /** @internal */
+  add(connection: WebSocket): void {
+    this.byId.set(connection.id, connection);
+  }
+
+  /** @internal */
+  delete(connection: WebSocket): void {
+    if (this.has(connection)) this.byId.delete(connection.id);
+  }
+}
+
+export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
+  /** The live connections (OPEN or CLOSING), a read-only Set keyed by connection (as in `ws`). */
+  readonly clients = new ConnectionRegistry();
   private nextId = 1;
   private readonly options: ServerOptions;
   private readonly connectionOptions: ReturnType<typeof resolveConnectionOptions>;
@@ -155,7 +205,7 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
 
   /** The connection with this id, if it is still live. */
   getClient(id: number): WebSocket | undefined {
-    return this.byId.get(id);
+    return this.clients.get(id);
   }
 
   /**
@@ -319,11 +369,8 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
     connection.id = this.nextId++;
     connection.data = data;
     this.clients.add(connection);
-    this.byId.set(connection.id, connection);
-    connection.once('close', () => {
-      this.clients.delete(connection);
-      this.byId.delete(connection.id);
-    });
+    // Told directly when the connection closes (cheaper than a listener and its closure per connection).
+    connection.setRegistry(this.clients);
     connection.attach(
       socket,
       'server',
@@ -358,6 +405,7 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
  */
 class PendingHandshake implements WheelTarget {
   wheelTick = 0;
+  wheelIndex = 0;
   private reader: HeadReader | null;
   /** A verdict was reached (accepted or refused): later events change nothing. */
   private decided = false;

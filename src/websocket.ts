@@ -170,6 +170,42 @@ interface StagedMessage {
 /** Large writes are handed to the socket in pieces of this size, so write progress is visible. */
 const WRITE_PIECE = 256 * 1024;
 
+/**
+ * Details of the closing handshake, made when it starts: most of a connection's life needs none of
+ * them, and an idle connection should cost as little as possible.
+ */
+interface CloseDetails {
+  /** When to give up on the close handshake and destroy the socket; 0 for never. */
+  deadline: number;
+  /** What the peer's close frame said, once received. */
+  peerCode: number;
+  peerReason: string;
+  /** The code (1002, 1007, 1008, 1009, 1011) we failed the connection with, when we did. */
+  failCode: number;
+  failReason: string;
+}
+
+/** The write deadline's bookkeeping, made when a write has to wait on the peer. */
+interface WriteWatch {
+  /** Socket writes completed since the watch began. */
+  done: number;
+  /** `done`, and libuv's queue size, at the last check. */
+  checkedDone: number;
+  checkedQueue: number;
+  /** The last time the peer took bytes. */
+  progressAt: number;
+}
+
+/** permessage-deflate state, when negotiated: messages wait here, in order, while one is compressed. */
+interface Compression {
+  deflate: PerMessageDeflate;
+  staged: StagedMessage[] | null;
+  stagedBytes: number;
+  compressing: boolean;
+  /** TCP is to end once the staged messages (and the close frame behind them) are queued. */
+  endWhenStaged: boolean;
+}
+
 /** One pool of random mask keys for every client connection of the process. */
 const maskKeys = new MaskKeySource();
 
@@ -195,47 +231,36 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
   private role: Role = 'server';
   private config: ResolvedConnectionOptions;
   private socket: Socket | null = null;
+  /** The protocol core, made when the first bytes arrive (an idle connection has none). */
   private receiver: Receiver | null = null;
 
-  // The write loop: frames waiting for the next flush.
-  private out: FrameQueue;
+  // The write loop: frames waiting for the next flush (the queue is made on first use).
+  private out: FrameQueue | null = null;
   private pendingCallbacks: SendCallback[] | null = null;
   private flushQueued = false;
   private inReadLoop = false;
   private needDrain = false;
   private pausedBy = 0;
-  private writesDone = 0;
-  private writeCheckedDone = 0;
-  private writeCheckedQueue = 0;
-  private writeProgressAt = 0;
+  private writeWatch: WriteWatch | null = null;
   private onWriteDone: ((error?: Error | null) => void) | null = null;
   private traceOut: ((bytes: Buffer) => void) | null = null;
-
-  // permessage-deflate, when negotiated: messages wait here, in order, while one is compressed.
-  private deflate: PerMessageDeflate | null = null;
-  private staged: StagedMessage[] | null = null;
-  private stagedBytes = 0;
-  private compressing = false;
-  /** TCP is to end once the staged messages (and the close frame behind them) are queued. */
-  private endWhenStaged = false;
+  private compression: Compression | null = null;
 
   // The ping loop and every other deadline, on the shared wheel.
   wheelTick = 0;
+  wheelIndex = 0;
   private lastReceivedAt = 0;
   private nextPingAt = 0;
-  private closeDeadline = 0;
 
   // The close handshake (RFC 6455 §7), recorded from both sides.
   private closeSent = false;
   private closeReceived = false;
-  private peerCloseCode: number = CloseCode.Abnormal;
-  private peerCloseReason = '';
-  /** The code we failed the connection with (1002, 1007, 1008, 1009), when we did. */
-  private failCode = 0;
-  private failReason = '';
+  private closing: CloseDetails | null = null;
 
   /** Client: the handshake in progress, to abort it. */
   private abortHandshake: (() => void) | null = null;
+  /** Server: the registry to leave on close. */
+  private registry: { delete(connection: WebSocket): void } | null = null;
 
   /**
    * A client connection to `address` (ws:// or wss://), offering `protocols`; events tell how it
@@ -245,8 +270,6 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
   constructor(address: string | URL | null, protocols?: string | readonly string[], options: ClientOptions = {}) {
     super();
     this.config = resolveConnectionOptions(options);
-    // A client masks every frame it sends (RFC 6455 §5.3); a server none.
-    this.out = new FrameQueue(address !== null ? maskKeys : null);
     if (address !== null) {
       this.role = 'client';
       startClientHandshake(this, address, protocols ?? options.protocols ?? [], options);
@@ -255,7 +278,11 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
 
   /** Bytes accepted by `send()` and not yet handed to the operating system. */
   get bufferedAmount(): number {
-    return this.stagedBytes + this.out.length + (this.socket === null ? 0 : this.socket.writableLength);
+    return (
+      (this.compression === null ? 0 : this.compression.stagedBytes) +
+      (this.out === null ? 0 : this.out.length) +
+      (this.socket === null ? 0 : this.socket.writableLength)
+    );
   }
 
   /** Whether reading is paused (by `pause()`, by a slow async iterator, or by the write side). */
@@ -281,11 +308,7 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
     this.protocol = protocol;
     this.extensions = extensions;
     this.socket = socket;
-    this.deflate = deflate;
-    this.receiver = new Receiver(
-      { role, maxMessageSize: config.maxMessageSize, maxFramePayload: config.maxFramePayload, inflater: deflate },
-      config.trace === null ? this : tracingHandler(this, config.trace),
-    );
+    if (deflate !== null) this.compression = { deflate, staged: null, stagedBytes: 0, compressing: false, endWhenStaged: false };
     if (config.trace !== null) this.traceOut = outgoingFrameDecoder(role, config.trace);
     this.readyState = ReadyState.OPEN;
 
@@ -342,16 +365,31 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
 
   private onSocketData(chunk: Buffer): void {
     this.lastReceivedAt = Date.now();
+    const receiver = this.receiver ?? this.createReceiver();
     this.inReadLoop = true;
     try {
-      this.receiver!.push(chunk);
+      receiver.push(chunk);
     } finally {
       this.inReadLoop = false;
     }
     // Every reply the chunk produced (echoes, pongs) goes out in one write.
-    if (this.out.length !== 0) this.flush();
+    if (this.out !== null && this.out.length !== 0) this.flush();
     // A compressed frame is being inflated and input piles up behind it: stop reading meanwhile.
-    if (this.receiver!.bufferedBytes > this.config.highWaterMark) this.pauseReading(PAUSED_BY_INFLATE);
+    if (receiver.bufferedBytes > this.config.highWaterMark) this.pauseReading(PAUSED_BY_INFLATE);
+  }
+
+  private createReceiver(): Receiver {
+    const config = this.config;
+    this.receiver = new Receiver(
+      {
+        role: this.role,
+        maxMessageSize: config.maxMessageSize,
+        maxFramePayload: config.maxFramePayload,
+        inflater: this.compression === null ? null : this.compression.deflate,
+      },
+      config.trace === null ? this : tracingHandler(this, config.trace),
+    );
+    return this.receiver;
   }
 
   /** @internal The receiver caught up after inflating. */
@@ -384,8 +422,9 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
   /** @internal The receiver's handler (see ReceiverHandler). */
   onClose(code: number, reason: string): void {
     this.closeReceived = true;
-    this.peerCloseCode = code;
-    this.peerCloseReason = reason;
+    const details = this.closeDetails();
+    details.peerCode = code;
+    details.peerReason = reason;
     if (!this.closeSent) {
       // "If an endpoint receives a Close frame and did not previously send a Close frame, the endpoint
       // MUST send a Close frame in response." We echo its code and reason; an empty close gets an empty one.
@@ -426,60 +465,68 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
     }
     const fragmentSize = options?.fragmentSize ?? this.config.fragmentSize;
     const opcode = binary ? Opcode.Binary : Opcode.Text;
-    const deflate = this.deflate;
-    const compress = deflate !== null && options?.compress !== false && payload.length >= deflate.threshold;
-    if (compress || this.staged !== null) {
-      // Behind a message being compressed, everything waits its turn.
-      this.stage({ opcode, payload, compress, fragmentSize, callback });
-      return this.afterQueue(undefined);
+    const compression = this.compression;
+    if (compression !== null) {
+      const compress = options?.compress !== false && payload.length >= compression.deflate.threshold;
+      if (compress || compression.staged !== null) {
+        // Behind a message being compressed, everything waits its turn.
+        this.stage(compression, { opcode, payload, compress, fragmentSize, callback });
+        return this.afterQueue(undefined);
+      }
     }
-    this.out.message(opcode, payload, false, fragmentSize);
+    this.queue().message(opcode, payload, false, fragmentSize);
     return this.afterQueue(callback);
   }
 
-  private stage(message: StagedMessage): void {
-    (this.staged ??= []).push(message);
-    this.stagedBytes += message.payload.length;
-    this.drainStaged();
+  /** The outgoing frame queue, made on first use. A client masks every frame (RFC 6455 §5.3). */
+  private queue(): FrameQueue {
+    return (this.out ??= new FrameQueue(this.role === 'client' ? maskKeys : null));
+  }
+
+  private stage(compression: Compression, message: StagedMessage): void {
+    (compression.staged ??= []).push(message);
+    compression.stagedBytes += message.payload.length;
+    this.drainStaged(compression);
   }
 
   /** Move staged messages to the write queue in order, compressing those that need it, one at a time. */
-  private drainStaged(): void {
-    const staged = this.staged;
-    while (staged !== null && staged.length > 0 && !this.compressing) {
+  private drainStaged(compression: Compression): void {
+    const staged = compression.staged;
+    while (staged !== null && staged.length > 0 && !compression.compressing) {
       const message = staged[0]!;
       if (message.compress) {
-        this.compressing = true;
-        this.deflate!.deflate(message.payload, (compressed) => {
-          this.compressing = false;
+        compression.compressing = true;
+        compression.deflate.deflate(message.payload, (compressed) => {
+          compression.compressing = false;
           // Closed meanwhile: the close path already failed the callbacks.
-          if (this.staged !== staged) return;
+          if (compression.staged !== staged) return;
           if (compressed === null) {
             this.failConnection(CloseCode.InternalError, 'compression failed', new Error('permessage-deflate: zlib failed to compress a message'));
             return;
           }
           staged.shift();
-          this.stagedBytes -= message.payload.length;
+          compression.stagedBytes -= message.payload.length;
           // RFC 7692 §6: RSV1 on the first frame of a compressed message only.
           this.queueMessage(message, compressed, true);
-          this.drainStaged();
+          this.drainStaged(compression);
         });
         return;
       }
       staged.shift();
-      this.stagedBytes -= message.payload.length;
+      compression.stagedBytes -= message.payload.length;
       this.queueMessage(message, message.payload, false);
     }
-    if (staged !== null && staged.length === 0 && !this.compressing) {
-      this.staged = null;
-      if (this.endWhenStaged) this.endTcp();
+    if (staged !== null && staged.length === 0 && !compression.compressing) {
+      compression.staged = null;
+      if (compression.endWhenStaged) this.endTcp();
     }
   }
 
   private queueMessage(message: StagedMessage, payload: Buffer, compressed: boolean): void {
-    if (message.framed === true) this.out.framed(payload);
-    else if (message.opcode === Opcode.Close) this.out.control(Opcode.Close, payload);
-    else this.out.message(message.opcode, payload, compressed, message.fragmentSize);
+    const out = this.queue();
+    if (message.framed === true) out.framed(payload);
+    else if (message.opcode === Opcode.Close) out.control(Opcode.Close, payload);
+    else out.message(message.opcode, payload, compressed, message.fragmentSize);
     if (message.callback !== undefined) (this.pendingCallbacks ??= []).push(message.callback);
     this.scheduleFlush();
   }
@@ -517,17 +564,18 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
    */
   sendFrame(frame: Buffer): boolean {
     if (this.readyState !== ReadyState.OPEN || this.closeSent) return false;
-    if (this.staged !== null) {
+    const compression = this.compression;
+    if (compression !== null && compression.staged !== null) {
       // Behind messages being compressed, like any other message.
-      this.stage({ opcode: Opcode.Binary, payload: frame, compress: false, fragmentSize: 0, callback: undefined, framed: true });
+      this.stage(compression, { opcode: Opcode.Binary, payload: frame, compress: false, fragmentSize: 0, callback: undefined, framed: true });
     } else {
-      this.out.framed(frame);
+      this.queue().framed(frame);
     }
     return this.afterQueue(undefined);
   }
 
   private queueControl(opcode: number, payload: Buffer): void {
-    this.out.control(opcode, payload);
+    this.queue().control(opcode, payload);
     this.scheduleFlush();
   }
 
@@ -577,7 +625,8 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
 
   private flush(): void {
     const socket = this.socket;
-    if (this.out.length === 0 || socket === null) return;
+    const out = this.out;
+    if (out === null || out.length === 0 || socket === null) return;
     if (socket.destroyed || socket.writableEnded) {
       // Nothing more can be written; the 'close' that is coming fails the callbacks.
       return;
@@ -585,8 +634,8 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
     const wasIdle = socket.writableLength === 0;
     const callbacks = this.pendingCallbacks;
     this.pendingCallbacks = null;
-    const total = this.out.length;
-    const pending = this.out.take();
+    const total = out.length;
+    const pending = out.take();
     if (this.traceOut !== null) for (const buffer of pending) this.traceOut(buffer);
 
     // One callback per connection, made the first time it writes (the socket calls it without `this`).
@@ -627,7 +676,8 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
     handedOver = socket.writableLength === 0;
     if (!handedOver) {
       // Bytes are waiting on the peer: watch the write deadline.
-      if (wasIdle) this.writeProgressAt = Date.now();
+      const watch = (this.writeWatch ??= { done: 0, checkedDone: 0, checkedQueue: 0, progressAt: 0 });
+      if (wasIdle || watch.progressAt === 0) watch.progressAt = Date.now();
       if (this.config.writeTimeout > 0) this.scheduleWheel();
       // The write side is behind: stop reading until it catches up, so memory stays bounded.
       if (socket.writableLength > this.config.highWaterMark) this.pauseReading(PAUSED_BY_WRITES);
@@ -636,7 +686,12 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
 
   /** Every completed socket write: progress for the write deadline, and maybe the end of backpressure. */
   private writeDone(error?: Error | null): void {
-    if (error == null) this.writesDone++;
+    const watch = this.writeWatch;
+    if (watch !== null && error == null) {
+      watch.done++;
+      // Nothing waits on the peer any more: the watch is done.
+      if (this.socket!.writableLength === 0) this.writeWatch = null;
+    }
     if (!this.needDrain && (this.pausedBy & PAUSED_BY_WRITES) === 0) return;
     if (this.bufferedAmount > this.config.highWaterMark) return;
     this.resumeReading(PAUSED_BY_WRITES);
@@ -725,18 +780,20 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
     if (this.readyState === ReadyState.CLOSED || this.socket === null) return;
     const config = this.config;
 
-    if (this.closeDeadline !== 0 && now >= this.closeDeadline) {
+    const closing = this.closing;
+    if (closing !== null && closing.deadline !== 0 && now >= closing.deadline) {
       this.drop(new ConnectionTimeoutError('close', `no close handshake within ${config.closeTimeout} ms`));
       return;
     }
 
-    if (this.socket.writableLength > 0 && config.writeTimeout > 0) {
+    const watch = this.writeWatch;
+    if (watch !== null && this.socket.writableLength > 0 && config.writeTimeout > 0) {
       // Progress: a write completed, or the kernel took bytes of the one in flight.
       const queued = writeQueueSize(this.socket);
-      if (this.writesDone !== this.writeCheckedDone || queued < this.writeCheckedQueue) this.writeProgressAt = now;
-      this.writeCheckedDone = this.writesDone;
-      this.writeCheckedQueue = queued;
-      if (now - this.writeProgressAt >= config.writeTimeout) {
+      if (watch.done !== watch.checkedDone || queued < watch.checkedQueue) watch.progressAt = now;
+      watch.checkedDone = watch.done;
+      watch.checkedQueue = queued;
+      if (now - watch.progressAt >= config.writeTimeout) {
         this.drop(new ConnectionTimeoutError('write', `peer accepted no data for ${config.writeTimeout} ms`));
         return;
       }
@@ -760,7 +817,7 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
   private scheduleWheel(): void {
     const config = this.config;
     let at = Infinity;
-    if (this.closeDeadline !== 0) at = this.closeDeadline;
+    if (this.closing !== null && this.closing.deadline !== 0) at = this.closing.deadline;
     if (this.socket !== null && this.socket.writableLength > 0 && config.writeTimeout > 0) {
       // Check a few times per deadline, so a stall is caught within a fifth of it.
       at = Math.min(at, Date.now() + Math.max(config.writeTimeout / 5, 1));
@@ -814,6 +871,11 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
     this.abortHandshake?.();
   }
 
+  /** @internal The server registers the connection in its registry, which it leaves when it closes. */
+  setRegistry(registry: { delete(connection: WebSocket): void }): void {
+    this.registry = registry;
+  }
+
   /** @internal The client handshake registers how to abort it. */
   setConnecting(abort: () => void): void {
     this.abortHandshake = abort;
@@ -832,13 +894,22 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
     this.closeSent = true;
     const payload = buildClosePayload(code, code === undefined ? '' : reason);
     // RFC 6455 §5.5.1: the close frame comes after every message already sent, compressed ones included.
-    if (this.staged !== null) this.stage({ opcode: Opcode.Close, payload, compress: false, fragmentSize: 0, callback: undefined });
-    else this.queueControl(Opcode.Close, payload);
+    const compression = this.compression;
+    if (compression !== null && compression.staged !== null) {
+      this.stage(compression, { opcode: Opcode.Close, payload, compress: false, fragmentSize: 0, callback: undefined });
+    } else {
+      this.queueControl(Opcode.Close, payload);
+    }
+  }
+
+  private closeDetails(): CloseDetails {
+    return (this.closing ??= { deadline: 0, peerCode: CloseCode.Abnormal, peerReason: '', failCode: 0, failReason: '' });
   }
 
   private startCloseDeadline(): void {
-    if (this.closeDeadline !== 0 || this.config.closeTimeout <= 0) return;
-    this.closeDeadline = Date.now() + this.config.closeTimeout;
+    const details = this.closeDetails();
+    if (details.deadline !== 0 || this.config.closeTimeout <= 0) return;
+    details.deadline = Date.now() + this.config.closeTimeout;
     this.scheduleWheel();
   }
 
@@ -858,9 +929,10 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
    */
   private failConnection(code: number, message: string, error: Error | null, dropNow = false): void {
     if (this.readyState === ReadyState.CLOSED) return;
-    if (this.failCode === 0) {
-      this.failCode = code;
-      this.failReason = message;
+    const details = this.closeDetails();
+    if (details.failCode === 0) {
+      details.failCode = code;
+      details.failReason = message;
     }
     if (error !== null && this.listenerCount('error') > 0) this.emit('error', error);
     // Failing: messages still waiting for compression are dropped, the close frame goes now.
@@ -878,8 +950,8 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
 
   /** End our side of TCP after everything queued is written; the peer's FIN (or the deadline) completes it. */
   private endTcp(): void {
-    if (this.staged !== null) {
-      this.endWhenStaged = true;
+    if (this.compression !== null && this.compression.staged !== null) {
+      this.compression.endWhenStaged = true;
       return;
     }
     this.flush();
@@ -889,11 +961,12 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
 
   /** Forget messages waiting for compression, failing their callbacks. */
   private dropStaged(): void {
-    const staged = this.staged;
-    if (staged === null) return;
-    this.staged = null;
-    this.stagedBytes = 0;
-    this.compressing = false;
+    const compression = this.compression;
+    const staged = compression === null ? null : compression.staged;
+    if (compression === null || staged === null) return;
+    compression.staged = null;
+    compression.stagedBytes = 0;
+    compression.compressing = false;
     const error = new InvalidStateError('WebSocket closed before the data was sent');
     for (const message of staged) if (message.callback !== undefined) process.nextTick(message.callback, error);
   }
@@ -935,9 +1008,9 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
     delete (socket as SocketWithConnection)[kConnection];
     this.onWriteDone = null;
     this.traceOut = null;
-    this.out.clear();
+    this.out?.clear();
     this.dropStaged();
-    this.deflate?.close();
+    this.compression?.deflate.close();
     const callbacks = this.pendingCallbacks;
     this.pendingCallbacks = null;
     if (callbacks !== null) {
@@ -948,17 +1021,21 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
     const wasClean = this.closeSent && this.closeReceived;
     let code: number;
     let reason: string;
-    if (this.closeReceived) {
-      code = this.peerCloseCode;
-      reason = this.peerCloseReason;
-    } else if (this.failCode !== 0) {
-      code = this.failCode;
-      reason = this.failReason;
+    const details = this.closing;
+    if (this.closeReceived && details !== null) {
+      code = details.peerCode;
+      reason = details.peerReason;
+    } else if (details !== null && details.failCode !== 0) {
+      code = details.failCode;
+      reason = details.failReason;
     } else {
       // RFC 6455 §7.1.5: no close frame received: "The WebSocket Connection Close Code is considered to be 1006."
       code = CloseCode.Abnormal;
       reason = '';
     }
+    // Gone from the registry before anyone hears of the close (a 'close' listener may count clients).
+    this.registry?.delete(this);
+    this.registry = null;
     this.emit('close', code, reason, wasClean);
   }
 }
