@@ -20,6 +20,14 @@
  *   idle       open N connections (at most --max-pending connecting at once), hold them -d seconds
  *              answering pings; with -p PID, the server's VmRSS before connecting, once all are open
  *              and --settle seconds have passed, and at the end; KiB per connection from the first two.
+ *   deflate-idle  idle memory with permessage-deflate on: like idle, but every connection offers
+ *              what browsers offer (`permessage-deflate; client_max_window_bits`: context takeover
+ *              on both sides), sends one compressed JSON-like message of S bytes (4 KiB default) as
+ *              soon as it is open, and waits for its echo (a complete message, compressed or not),
+ *              so the server has made and used both zlib streams of every connection. The message
+ *              is the first on a fresh compression context, so it is compressed before the run like
+ *              deflate's. VmRSS is read once every connection has its echo and --settle seconds
+ *              have passed (and at the end of the -d hold).
  *   broadcast  open N connections, print "READY n" on stderr, then count the text messages of S
  *              bytes every connection receives until each has --expect of them (or -d seconds pass).
  *
@@ -39,7 +47,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { constants as zlibConstants, deflateRawSync, inflateRawSync } from 'node:zlib';
 
-type Mode = 'echo' | 'raw' | 'deflate' | 'idle' | 'broadcast';
+type Mode = 'echo' | 'raw' | 'deflate' | 'idle' | 'deflate-idle' | 'broadcast';
 
 interface Config {
   mode: Mode;
@@ -63,13 +71,13 @@ interface Config {
 }
 
 const USAGE = `usage: node --import tsx bench/loadgen.ts --port PORT [options]
-  -m, --mode MODE        echo (default) | raw | deflate | idle | broadcast
+  -m, --mode MODE        echo (default) | raw | deflate | idle | deflate-idle | broadcast
       --host HOST        default 127.0.0.1
       --port PORT        the server's port (required)
       --path PATH        request target (default /)
   -c, --conns N          connections (default 1)
   -w, --window W         messages in flight per connection (default 1)
-  -s, --size S           payload bytes, K/M suffix = KiB/MiB (default 32; deflate: 4K)
+  -s, --size S           payload bytes, K/M suffix = KiB/MiB (default 32; deflate, deflate-idle: 4K)
   -b, --binary           binary messages (default: text)
   -W, --warmup SEC       warm-up seconds (default 1)
   -d, --duration SEC     measured seconds; idle: hold time; broadcast: time limit (default 3)
@@ -77,7 +85,8 @@ const USAGE = `usage: node --import tsx bench/loadgen.ts --port PORT [options]
       --verify           check the content of every echo (default up to 4 KiB payloads)
       --no-verify        check length and opcode only
       --max-pending N    connects and handshakes in progress at once (default 256)
-      --settle SEC       idle: wait this long after the last handshake before reading VmRSS (default 1)
+      --settle SEC       idle: wait this long after the last handshake (deflate-idle: the last echo)
+                         before reading VmRSS (default 1)
       --expect K         broadcast: messages every connection must receive (default 20)
       --connect-timeout SEC / --close-timeout SEC   (default 30 / 2)
   -q, --quiet            no diagnostics on stderr
@@ -88,6 +97,11 @@ function parseSize(text: string): number {
   if (match === null) throw new Error(`bad size: ${text}`);
   const unit = match[2]!.toLowerCase();
   return Number(match[1]) * (unit === 'k' ? 1024 : unit === 'm' ? 1024 * 1024 : 1);
+}
+
+/** Modes that negotiate permessage-deflate and send pre-compressed JSON-like text. */
+function isDeflate(mode: Mode): boolean {
+  return mode === 'deflate' || mode === 'deflate-idle';
 }
 
 function parseConfig(argv: string[]): Config {
@@ -121,9 +135,9 @@ function parseConfig(argv: string[]): Config {
     process.exit(0);
   }
   const mode = values.mode as Mode;
-  if (!['echo', 'raw', 'deflate', 'idle', 'broadcast'].includes(mode)) throw new Error(`unknown mode ${mode}`);
+  if (!['echo', 'raw', 'deflate', 'idle', 'deflate-idle', 'broadcast'].includes(mode)) throw new Error(`unknown mode ${mode}`);
   if (values.port === undefined) throw new Error('--port is required');
-  const size = parseSize(values.size ?? (mode === 'deflate' ? '4K' : '32'));
+  const size = parseSize(values.size ?? (isDeflate(mode) ? '4K' : '32'));
   const config: Config = {
     mode,
     host: values.host!,
@@ -132,7 +146,7 @@ function parseConfig(argv: string[]): Config {
     conns: Number(values.conns),
     window: Number(values.window),
     size,
-    binary: values.binary! && mode !== 'deflate' && mode !== 'broadcast',
+    binary: values.binary! && !isDeflate(mode) && mode !== 'broadcast',
     warmup: Number(values.warmup),
     duration: Number(values.duration),
     pid: Number(values.pid),
@@ -328,7 +342,7 @@ function buildPool(config: Config): PoolEntry[] {
   const pool: PoolEntry[] = [];
   for (let e = 0; e < count; e++) {
     let plain: Buffer;
-    if (config.mode === 'deflate') plain = jsonPayload(e, config.size);
+    if (isDeflate(config.mode)) plain = jsonPayload(e, config.size);
     else if (config.binary) plain = randomBytes(config.size);
     else {
       // Printable ASCII (valid UTF-8), different for each pool entry.
@@ -337,7 +351,7 @@ function buildPool(config: Config): PoolEntry[] {
     }
     let wire: Buffer;
     if (config.mode === 'raw') wire = plain;
-    else if (config.mode === 'deflate') {
+    else if (isDeflate(config.mode)) {
       // RFC 7692 §7.2.1: compress, flush, drop the final 00 00 ff ff; RSV1 on the (only) frame.
       const compressed = deflateRawSync(plain, { finishFlush: zlibConstants.Z_SYNC_FLUSH });
       const tail = compressed.subarray(compressed.length - 4);
@@ -373,6 +387,10 @@ class Run {
   dataFrames = 0;
   pings = 0;
   compressedReplies = 0;
+  /** Deflate-idle: connections whose one message has come back. */
+  echoed = 0;
+  /** Deflate modes: the first Sec-WebSocket-Extensions response seen (what the server agreed to). */
+  negotiated: string | null = null;
   closeOk = 0;
   closeTimeout = 0;
   open = 0;
@@ -434,6 +452,8 @@ class Connection {
   private recvSeq = 0;
   private readonly poolStart: number;
   private readonly sendTimes: Float64Array;
+  /** Deflate-idle: the one message has come back. */
+  private echoed = false;
   private out: Buffer[] = [];
   private outBytes = 0;
   /** Broadcast: messages received. */
@@ -447,8 +467,8 @@ class Connection {
     const config = run.config;
     this.settledCallback = onSettled;
     this.poolStart = run.pool.length === 0 ? 0 : (index * 7) % run.pool.length;
-    this.sendTimes = new Float64Array(config.mode === 'idle' || config.mode === 'broadcast' ? 1 : config.window);
-    if (config.mode === 'deflate' && config.verify) this.firstReply = [];
+    this.sendTimes = new Float64Array(config.mode === 'idle' || config.mode === 'deflate-idle' || config.mode === 'broadcast' ? 1 : config.window);
+    if (isDeflate(config.mode) && config.verify) this.firstReply = [];
     const socket = netConnect({ host: config.host, port: config.port });
     this.socket = socket;
     socket.on('connect', () => this.onConnect());
@@ -473,7 +493,14 @@ class Connection {
     }
     this.state = ST_HANDSHAKE;
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-    const extension = config.mode === 'deflate' ? 'Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n' : '';
+    // deflate: every pooled message is compressed on its own, so we promise a fresh context each time.
+    // deflate-idle: what browsers offer (context takeover on both sides); it sends one message only.
+    const extension =
+      config.mode === 'deflate'
+        ? 'Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n'
+        : config.mode === 'deflate-idle'
+          ? 'Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n'
+          : '';
     this.socket.write(
       `GET ${config.path} HTTP/1.1\r\nHost: ${host}:${config.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
         `Sec-WebSocket-Key: ${this.key}\r\nSec-WebSocket-Version: 13\r\n${extension}\r\n`,
@@ -552,7 +579,8 @@ class Connection {
       return;
     }
     const extensions = headers.get('sec-websocket-extensions');
-    if (this.run.config.mode === 'deflate') {
+    if (isDeflate(this.run.config.mode)) {
+      this.run.negotiated ??= extensions ?? null;
       const params = (extensions ?? '').split(';').map((p) => p.trim());
       if (params[0] !== 'permessage-deflate' || (extensions ?? '').includes(',')) {
         this.fail('handshake', `permessage-deflate not accepted: ${extensions}`);
@@ -572,6 +600,11 @@ class Connection {
     this.settle(true);
     const rest = head.subarray(end + 4);
     if (rest.length > 0) this.parse(rest, nowNs());
+    if (this.run.config.mode === 'deflate-idle' && this.state === ST_OPEN) {
+      // The one message, sent as soon as the connection is open.
+      this.queueNext(nowNs());
+      this.flush();
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -645,7 +678,7 @@ class Connection {
     } else if (opcode === 0x01 || opcode === 0x02) {
       if (this.messageActive) return this.fail('protocol', 'new message inside a fragmented one');
       // RFC 7692 §6: RSV1 marks a compressed message, only where the extension was agreed.
-      if (rsv !== 0 && !(run.config.mode === 'deflate' && rsv === 0x40)) return this.fail('protocol', 'RSV bits set');
+      if (rsv !== 0 && !(isDeflate(run.config.mode) && rsv === 0x40)) return this.fail('protocol', 'RSV bits set');
       this.messageActive = true;
       this.messageLength = 0;
       this.messageBad = false;
@@ -707,6 +740,17 @@ class Connection {
         if (this.firstReply !== null) this.checkFirstReply();
         this.complete(now);
         return true;
+      case 'deflate-idle':
+        if (this.echoed) {
+          run.error('unexpected', 'a second data message on an idle connection');
+          return true;
+        }
+        if (this.messageRsv1) run.compressedReplies++;
+        if (this.firstReply !== null) this.checkFirstReply();
+        this.echoed = true;
+        this.recvSeq++;
+        run.echoed++;
+        return true;
       case 'broadcast':
         if (this.messageLength !== config.size) run.error('bad_len', `broadcast message of ${this.messageLength} bytes, expected ${config.size}`);
         this.received++;
@@ -719,7 +763,7 @@ class Connection {
     }
   }
 
-  /** Deflate mode: the server compresses with context takeover, so only its first reply inflates on its own. */
+  /** Deflate modes: the server compresses with context takeover, so only its first reply inflates on its own. */
   private checkFirstReply(): void {
     const parts = this.firstReply!;
     this.firstReply = null;
@@ -1024,6 +1068,46 @@ async function runIdle(run: Run): Promise<Record<string, unknown>> {
   };
 }
 
+/**
+ * Deflate-idle: open every connection (each sends its one message once open), wait until every
+ * open connection has its echo (at most --connect-timeout seconds after the last handshake), then
+ * as idle: VmRSS after --settle seconds, hold -d seconds, VmRSS again.
+ */
+async function runDeflateIdle(run: Run): Promise<Record<string, unknown>> {
+  const config = run.config;
+  const rssBefore = readRssKiB(config.pid);
+  const started = nowNs();
+  const connections = await openAll(run);
+  const openSeconds = (nowNs() - started) / 1e9;
+  const deadline = Date.now() + config.connectTimeout * 1000;
+  // An error (a connection lost, a bad reply) means some echo may never come: stop waiting.
+  while (run.echoed < run.open && Date.now() < deadline && run.errorCount === 0) await sleep(10);
+  const echoSeconds = (nowNs() - started) / 1e9;
+  if (run.echoed < run.open) run.error('timeout', `${run.echoed} of ${run.open} connections got their echo`);
+  if (!config.quiet) process.stderr.write(`READY ${run.open}\n`);
+  run.phase = PHASE_DONE;
+  await sleep(config.settle * 1000);
+  const rssEchoed = readRssKiB(config.pid);
+  await sleep(config.duration * 1000);
+  const rssAfter = readRssKiB(config.pid);
+  await closeAll(run, connections);
+  return {
+    size: config.size,
+    duration: config.duration,
+    settle: config.settle,
+    negotiated: run.negotiated,
+    open_s: round(openSeconds, 2),
+    echoed_s: round(echoSeconds, 2),
+    echoed: run.echoed,
+    compressed_replies: run.compressedReplies,
+    server_rss_before_kb: rssBefore,
+    server_rss_open_kb: rssEchoed,
+    server_rss_after_kb: rssAfter,
+    kib_per_conn: run.open > 0 && rssBefore > 0 ? round((rssEchoed - rssBefore) / run.open, 2) : null,
+    kib_per_conn_end: run.open > 0 && rssBefore > 0 ? round((rssAfter - rssBefore) / run.open, 2) : null,
+  };
+}
+
 async function runBroadcast(run: Run): Promise<Record<string, unknown>> {
   const config = run.config;
   const connections = await openAll(run);
@@ -1054,6 +1138,7 @@ export async function runLoad(argv: string[]): Promise<number> {
   const wall = nowNs();
   let fields: Record<string, unknown>;
   if (config.mode === 'idle') fields = await runIdle(run);
+  else if (config.mode === 'deflate-idle') fields = await runDeflateIdle(run);
   else if (config.mode === 'broadcast') fields = await runBroadcast(run);
   else fields = await runEcho(run);
   const errors = run.errorCount;

@@ -3,8 +3,8 @@
  * addon) and a raw TCP echo server in Node, under load from a separate process.
  *
  *   node --import tsx bench/server.ts [--only A,B,...] [--reps N] [--wsload PATH] [--warmup S] [--duration S]
- *                                     [--idle-conns N] [--json FILE] [--profile DIR] [--tools node,wsload]
- *                                     [--ours-from build|src]
+ *                                     [--idle-conns N] [--deflate-idle-conns N] [--json FILE] [--profile DIR]
+ *                                     [--tools node,wsload] [--ours-from build|src]
  *   env: BENCH_REPS (3), BENCH_WARMUP (1 s), BENCH_DURATION (3 s), WSLOAD (a wsload binary)
  *   (`main(args)` is exported for bench/run.ts; --help lists the options.)
  *
@@ -15,6 +15,10 @@
  *   D  64 KiB binary       -c 1 -w 4 -s 64K -b        MB/s
  *   E  1 MiB binary        -c 1 -w 2 -s 1M -b         MB/s
  *   F  idle memory         10,000 idle connections    KiB per connection of server RSS
+ *   Fz idle memory, permessage-deflate   1,000 connections, each offering what browsers offer
+ *                          (`permessage-deflate; client_max_window_bits`: context takeover both ways)
+ *                          and echoing one compressed 4 KiB JSON-like message before going idle, so
+ *                          the server holds an inflater and a deflater for each   KiB per connection
  *   broadcast              one 32 B text message to 10,000 connections, 20 times; server-side ms (median)
  *   deflate                permessage-deflate echo of 4 KiB JSON-like text, -c 1 -w 16   msgs/s
  *
@@ -22,7 +26,8 @@
  * at the start into node_modules/.cache/wsrfc-bench/, because tsx's transform adds ~256 bytes to
  * every named closure and would be measured too), ws with WS_NO_BUFFER_UTIL=1 ("ws (pure JS)"), ws
  * with bufferutil, and "raw": a `net` echo server for A-E, a hand-rolled handshake plus plain
- * sockets for F and broadcast (the floor for any Node server). Servers: bench/servers/*.ts.
+ * sockets for F and broadcast (the floor for any Node server; none for deflate and Fz). Servers:
+ * bench/servers/*.ts.
  *
  * Every measurement gets a fresh server process, pinned to core 0 (`taskset -c 0`), and a fresh
  * load generator (bench/loadgen.ts, or wsload with --wsload), pinned to core 1; both started through
@@ -48,7 +53,7 @@ const IMPL_LABEL: Record<Impl, string> = { ours: 'ours', 'ws-js': 'ws (pure JS)'
 const ALL_IMPLS: Impl[] = ['ours', 'ws-js', 'ws-bu', 'raw'];
 const WS_IMPLS: Impl[] = ['ours', 'ws-js', 'ws-bu'];
 
-type Kind = 'echo' | 'idle' | 'broadcast' | 'deflate';
+type Kind = 'echo' | 'idle' | 'deflate-idle' | 'broadcast' | 'deflate';
 type Tool = 'node' | 'wsload';
 
 interface Metric {
@@ -73,7 +78,9 @@ interface Scenario {
 const MSGS: Metric = { key: 'msgs_per_s', label: 'msgs/s', lowerIsBetter: false, digits: 0 };
 const MBS: Metric = { key: 'mbytes_per_s', label: 'MB/s', lowerIsBetter: false, digits: 1 };
 
-function scenarios(idleConns: number): Scenario[] {
+const KIB_PER_CONN: Metric = { key: 'kib_per_conn', label: 'KiB/conn (lower is better)', lowerIsBetter: true, digits: 2 };
+
+function scenarios(idleConns: number, deflateIdleConns: number): Scenario[] {
   return [
     {
       id: 'A',
@@ -98,8 +105,17 @@ function scenarios(idleConns: number): Scenario[] {
       kind: 'idle',
       echoArgs: ['-c', String(idleConns)],
       impls: ALL_IMPLS,
-      metrics: [{ key: 'kib_per_conn', label: 'KiB/conn (lower is better)', lowerIsBetter: true, digits: 2 }],
+      metrics: [KIB_PER_CONN],
       wsload: true,
+    },
+    {
+      id: 'Fz',
+      title: `Fz idle memory, permessage-deflate (${deflateIdleConns} conns)`,
+      kind: 'deflate-idle',
+      echoArgs: ['-c', String(deflateIdleConns)],
+      impls: WS_IMPLS,
+      metrics: [KIB_PER_CONN],
+      wsload: false,
     },
     {
       id: 'broadcast',
@@ -134,6 +150,8 @@ interface Settings {
   pinned: boolean;
   fdLimit: number;
   idleConns: number;
+  /** Connections for Fz (each holds ~300 KiB of zlib state). */
+  deflateIdleConns: number;
   profileDir: string | null;
   jsonFile: string | null;
   tools: Tool[];
@@ -266,6 +284,7 @@ interface ServerProcess extends Running {
 function serverScript(impl: Impl, kind: Kind): string {
   // F and broadcast: the raw column is the floor, a hand-rolled handshake then plain sockets.
   if (impl === 'raw' && (kind === 'broadcast' || kind === 'idle')) return 'raw-ws.ts';
+  // Fz runs the echo servers with --deflate: each connection echoes its one message.
   if (kind === 'broadcast') return impl === 'ours' ? 'ours-broadcast.ts' : 'ws-broadcast.ts';
   return impl === 'ours' ? 'ours.ts' : impl === 'raw' ? 'raw.ts' : 'ws.ts';
 }
@@ -278,7 +297,7 @@ async function startServer(settings: Settings, scenario: Scenario, impl: Impl, p
   else delete env.WSRFC_BENCH_ENTRY;
   // One directory per measurement: Node writes a profile per thread (tsx's loader runs in a worker).
   const profile = settings.profileDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', join(settings.profileDir, profileName)];
-  const args = scenario.kind === 'deflate' ? ['--deflate'] : [];
+  const args = scenario.kind === 'deflate' || scenario.kind === 'deflate-idle' ? ['--deflate'] : [];
   const running = start(wrap(settings, 0, [process.execPath, ...profile, '--import', 'tsx', join(BENCH_DIR, 'servers', serverScript(impl, scenario.kind)), ...args]), env);
   const line = await running.stdout.next(/^\{/, 30_000);
   if (line === null) {
@@ -314,6 +333,8 @@ function loadgenArgs(settings: Settings, scenario: Scenario, server: ServerProce
   switch (scenario.kind) {
     case 'idle':
       return ['-m', 'idle', ...scenario.echoArgs, '-d', duration, '--settle', '1', ...common];
+    case 'deflate-idle':
+      return ['-m', 'deflate-idle', ...scenario.echoArgs, '-s', '4K', '-d', duration, '--settle', '1', ...common];
     case 'broadcast':
       return ['-m', 'broadcast', ...scenario.echoArgs, '-s', '32', '--expect', String(BROADCAST_COUNT), '-d', '60', ...common];
     case 'deflate':
@@ -395,10 +416,13 @@ async function measure(settings: Settings, scenario: Scenario, impl: Impl, tool:
       measurement.values.median_ms = serverResult?.median_ms ?? null;
       if (serverResult !== null) measurement.extra = ` (call returned after ${serverResult.sync_median_ms.toFixed(2)} ms)`;
     }
-    if (scenario.kind === 'idle') {
+    if (scenario.kind === 'idle' || scenario.kind === 'deflate-idle') {
       const end = number('kib_per_conn_end');
       const open = number('open_s');
-      measurement.extra = ` (${open === null ? `wall ${number('wall_s')} s` : `open in ${open} s`}${end === null ? '' : `; at the end of the hold ${end.toFixed(2)}`})`;
+      const echoed = number('echoed_s');
+      measurement.extra =
+        ` (${open === null ? `wall ${number('wall_s')} s` : `open in ${open} s`}${echoed === null ? '' : `, echoed in ${echoed} s`}` +
+        `${end === null ? '' : `; at the end of the hold ${end.toFixed(2)}`})`;
     }
     measurement.serverCpu = number('server_cpu_pct');
     measurement.clientCpu = number('client_cpu_pct');
@@ -416,6 +440,12 @@ async function measure(settings: Settings, scenario: Scenario, impl: Impl, tool:
       if (number('received') !== number('expected')) problems.push(`received ${number('received')} of ${number('expected')} broadcast messages`);
     }
     if (scenario.kind === 'deflate' && tool === 'node' && number('compressed_replies') === 0) problems.push('the server compressed no reply');
+    if (scenario.kind === 'deflate-idle') {
+      if (number('echoed') !== number('open')) problems.push(`only ${number('echoed')} of ${number('open')} connections got their echo`);
+      // Both servers compress a 4 KiB reply (threshold 1024): an uncompressed one would mean no deflater was made.
+      if (number('compressed_replies') !== number('echoed')) problems.push(`${number('compressed_replies')} of ${number('echoed')} replies compressed`);
+      if (typeof result.negotiated === 'string') measurement.extra += ` [${result.negotiated}]`;
+    }
     for (const metric of scenario.metrics) if (measurement.values[metric.key] === null) problems.push(`no ${metric.key}`);
     measurement.problem = problems.join('; ');
     measurement.ok = problems.length === 0;
@@ -518,6 +548,11 @@ const TARGETS: Target[] = [
   {
     scenario: 'F',
     text: 'F: KiB/conn ≤ ws (pure JS)',
+    check: (get) => speedup(get('ws-js', 'kib_per_conn'), get('ours', 'kib_per_conn'), 1, 'ws/ours'),
+  },
+  {
+    scenario: 'Fz',
+    text: 'Fz: KiB/conn ≤ ws (pure JS)',
     check: (get) => speedup(get('ws-js', 'kib_per_conn'), get('ours', 'kib_per_conn'), 1, 'ws/ours'),
   },
   {
@@ -636,12 +671,13 @@ export function summarizeProfile(file: string, top = 15, skipMs = 1000): { lines
 // ---------------------------------------------------------------------------------------------
 
 const USAGE = `usage: node --import tsx bench/server.ts [options]
-  --only LIST        scenarios to run, comma-separated: A,B,C,D,E,F,broadcast,deflate (default: all)
+  --only LIST        scenarios to run, comma-separated: A,B,C,D,E,F,Fz,broadcast,deflate (default: all)
   --reps N           repetitions (default: env BENCH_REPS or 3)
   --warmup S         warm-up seconds (default: env BENCH_WARMUP or 1; the shared README's standard is 2)
   --duration S       measured seconds, and idle hold time (default: env BENCH_DURATION or 3; standard 5)
   --wsload PATH      also run the scenarios wsload supports (A-F) with this binary (default: env WSLOAD)
   --idle-conns N     connections for F and broadcast (default 10000, less if the fd limit is lower)
+  --deflate-idle-conns N   connections for Fz (default 1000; each costs the server ~300 KiB of zlib state)
   --json FILE        also write every measurement to FILE
   --profile DIR      run the servers with node --cpu-prof into DIR and summarize the profiles at the end
   --tools LIST       load generators to use: node, wsload or node,wsload (default: node, plus wsload when given)
@@ -705,6 +741,7 @@ export async function main(args: string[]): Promise<number> {
         duration: { type: 'string' },
         wsload: { type: 'string' },
         'idle-conns': { type: 'string' },
+        'deflate-idle-conns': { type: 'string' },
         json: { type: 'string' },
         profile: { type: 'string' },
         'ours-from': { type: 'string', default: 'build' },
@@ -720,6 +757,7 @@ export async function main(args: string[]): Promise<number> {
     if (!Number.isInteger(reps)) throw new Error('--reps must be a whole number');
     const fdLimit = detectFdLimit();
     const wanted = numberSetting(values['idle-conns'], undefined, 10_000, '--idle-conns');
+    const wantedDeflate = numberSetting(values['deflate-idle-conns'], undefined, 1_000, '--deflate-idle-conns');
     settings = {
       reps,
       warmup: numberSetting(values.warmup, process.env.BENCH_WARMUP, 1, '--warmup'),
@@ -729,6 +767,7 @@ export async function main(args: string[]): Promise<number> {
       pinned: detectPinning(),
       fdLimit,
       idleConns: Math.min(Math.floor(wanted), fdLimit - 100),
+      deflateIdleConns: Math.min(Math.floor(wantedDeflate), fdLimit - 100),
       profileDir: values.profile === undefined ? null : resolve(values.profile),
       jsonFile: values.json ?? null,
       oursEntry: null,
@@ -746,7 +785,7 @@ export async function main(args: string[]): Promise<number> {
     return 2;
   }
 
-  const every = scenarios(settings.idleConns);
+  const every = scenarios(settings.idleConns, settings.deflateIdleConns);
   const list = settings.only === null ? every : every.filter((s) => settings.only!.has(s.id.toLowerCase()));
   if (settings.only !== null) {
     const unknown = [...settings.only].filter((id) => !every.some((s) => s.id.toLowerCase() === id));
@@ -771,6 +810,7 @@ export async function main(args: string[]): Promise<number> {
   );
   say(`ours: ${settings.oursEntry === null ? 'src/ through tsx' : `a fresh tsc build of src/ (${settings.oursEntry.replace(`${ROOT}/`, '')})`}; ws ${wsVersion()}`);
   say(`fd limit for server and load generator: ${settings.fdLimit}${settings.idleConns < 10_000 ? ` (so F and broadcast use ${settings.idleConns} connections, not 10000)` : ''}`);
+  say(`Fz: ${settings.deflateIdleConns} connections (--deflate-idle-conns)`);
   if (settings.wsload === null) say('wsload: skipped (pass --wsload PATH or set WSLOAD to also run A-F with the C load generator)');
 
   const tools: Tool[] = settings.tools.filter((tool) => tool === 'node' || settings.wsload !== null);

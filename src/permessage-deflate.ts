@@ -246,6 +246,17 @@ export const zlibLimiter = new JobLimiter(ZLIB_CONCURRENCY);
 const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
 
 /**
+ * The payload and the tail in one buffer, so zlib gets one job per message. Its own memory rather
+ * than a slice of Node's Buffer pool: a pool slab lives as long as any slice of it does.
+ */
+function withTail(payload: Buffer): Buffer {
+  const joined = Buffer.allocUnsafeSlow(payload.length + TAIL.length);
+  joined.set(payload, 0);
+  joined.set(TAIL, payload.length);
+  return joined;
+}
+
+/**
  * One connection's compression state. zlib streams are made on first use (a connection that never
  * sends or receives a compressed message holds no zlib memory), reset after every message without
  * context takeover, and released when the connection closes.
@@ -316,7 +327,7 @@ export class PerMessageDeflate implements MessageInflater {
       };
       // The stream flushes every write (Z_SYNC_FLUSH): one thread-pool job per frame, and its
       // output is all out when the write calls back.
-      inflater.write(fin ? Buffer.concat([payload, TAIL]) : payload, () => {
+      inflater.write(fin ? withTail(payload) : payload, () => {
         if (stopped) return;
         if (this.inflater === inflater) {
           if (inflater.readableEnded) {

@@ -93,6 +93,13 @@ const FAILED = 6;
 
 const EMPTY = Buffer.alloc(0);
 
+/**
+ * Header fields that straddle two chunks are copied here (at most 8 bytes at a time). One for all
+ * receivers: what `take()` copies is read at once, before any other receiver runs. (Its own memory,
+ * not a slice of Node's Buffer pool, which would keep a whole 8 KiB slab alive.)
+ */
+const SCRATCH = Buffer.allocUnsafeSlow(8);
+
 /** Pieces shorter than this are copied together rather than kept as views. */
 const COALESCE_BELOW = 4096;
 const COALESCE_BLOCK = 16 * 1024;
@@ -198,8 +205,7 @@ export class Receiver {
   private head = 0;
   private offset = 0;
   private queued = 0;
-  /** Header fields that straddle two chunks are copied here (at most 8 bytes at a time). */
-  private readonly scratch = Buffer.allocUnsafe(8);
+
   /** Where the bytes returned by the last `take()` start. */
   private takenAt = 0;
 
@@ -542,11 +548,11 @@ export class Receiver {
     }
     for (let i = 0; i < n; i++) {
       const current = this.chunks[this.head]!;
-      this.scratch[i] = current[this.offset]!;
+      SCRATCH[i] = current[this.offset]!;
       this.skip(1);
     }
     this.takenAt = 0;
-    return this.scratch;
+    return SCRATCH;
   }
 
   /** Advance past `n` bytes of the current chunk (never more than it holds). */

@@ -64,7 +64,8 @@ const SLAB_SIZE = 64 * 1024;
 let slab: Buffer | null = null;
 let slabUsed = SLAB_SIZE;
 // The slab's ArrayBuffer and offset, read once: views made from them are cheaper than subarray().
-let slabMemory: ArrayBufferLike = new ArrayBuffer(0);
+const NO_MEMORY = new ArrayBuffer(0);
+let slabMemory: ArrayBufferLike = NO_MEMORY;
 let slabBase = 0;
 
 /**
@@ -158,6 +159,7 @@ export class FrameQueue {
   clear(): void {
     this.segments = [];
     this.runSlab = null;
+    this.runMemory = NO_MEMORY;
     this.length = 0;
   }
 
@@ -189,7 +191,9 @@ export class FrameQueue {
   private seal(): void {
     if (this.runSlab !== null) {
       if (this.runEnd > this.runStart) this.segments.push(Buffer.from(this.runMemory, this.runStart, this.runEnd - this.runStart));
+      // Hold no slab once the run is handed out: an idle connection must not keep 64 KiB alive.
       this.runSlab = null;
+      this.runMemory = NO_MEMORY;
     }
   }
 }
