@@ -624,6 +624,22 @@ describe('RFC 6455 §4.1: server answers that fail the connection', () => {
     assert.equal(events.count('close') + quietEvents.count('close'), 2);
   });
 
+  it('fails at once, not at the handshake timeout, when the answer does not start with HTTP/ (a TLS server on a ws:// URL)', T, async () => {
+    // A TLS alert record (handshake failure): what a TLS-only port sends back to plain text.
+    const server = await HostileServer.start({ decode: false, respond: () => Buffer.from('15030100020228', 'hex') });
+    try {
+      const started = Date.now();
+      const error = await connect(server.url('/'), { handshakeTimeout: 5_000 }).then(
+        () => assert.fail('connected'),
+        (error: unknown) => error as Error,
+      );
+      assert.match(error.message, /malformed HTTP response/);
+      assert.ok(Date.now() - started < 2_000, `failed after ${Date.now() - started} ms`);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('fails when the server resets the connection during the handshake', T, async () => {
     const server = await HostileServer.start({
       decode: false,

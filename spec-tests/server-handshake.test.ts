@@ -341,6 +341,23 @@ describe('RFC 9112 (via RFC 6455 §4.2.1 "return an HTTP response with an approp
     assert.ok(Date.now() - started < 700, `answered after ${Date.now() - started} ms`);
   });
 
+  // RFC 9112 §3: a request line starts with a method token and a space. Bytes that cannot start
+  // one are refused at once, not held until the head limit or the handshake timeout.
+  const notHttp: [string, Buffer][] = [
+    ['a TLS ClientHello sent to the plain port (no line ending at all)', Buffer.from('16030100a5010000a10303' + '41'.repeat(160), 'hex')],
+    ['33 token characters and no space', Buffer.from('A'.repeat(33))],
+    ['a space first', Buffer.from(' GET / HTTP/1.1')],
+    ['a NUL byte first', Buffer.from([0])],
+  ];
+  for (const [name, bytes] of notHttp) {
+    it(`${name}: 400 promptly (not a wait for the handshake timeout)`, async () => {
+      const started = Date.now();
+      const { response } = await exchange(server.port, bytes);
+      assert.equal(response.status, 400, response.statusLine);
+      assert.ok(Date.now() - started < 700, `answered after ${Date.now() - started} ms`);
+    });
+  }
+
   it('the server survived every malformed request: no error event, still accepting', async () => {
     assert.deepEqual(errors, []);
     const client = await RawClient.connect(server.port);

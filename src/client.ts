@@ -154,7 +154,7 @@ class ClientHandshake implements WheelTarget {
     private readonly options: ClientOptions,
     private readonly deflateOptions: PerMessageDeflateOptions | null,
   ) {
-    this.reader = new HeadReader(options.maxHeaderSize ?? CLIENT_DEFAULTS.maxHeaderSize);
+    this.reader = new HeadReader(options.maxHeaderSize ?? CLIENT_DEFAULTS.maxHeaderSize, 'response');
   }
 
   buildRequest(): Buffer {

@@ -47,16 +47,27 @@ const HEAD_END = Buffer.from('\r\n\r\n');
  */
 export class HeadReader {
   private buffered: Buffer | null = null;
+  /** Whether the start of the first line has been seen to be plausible HTTP (see `checkStart`). */
+  private startChecked = false;
 
-  constructor(readonly maxSize = DEFAULT_MAX_HEAD_SIZE) {}
+  /**
+   * `kind` says which start line to expect: a request line (`GET / HTTP/1.1`) or a status line
+   * (`HTTP/1.1 101 ...`).
+   */
+  constructor(
+    readonly maxSize = DEFAULT_MAX_HEAD_SIZE,
+    readonly kind: 'request' | 'response' = 'request',
+  ) {}
 
   /**
    * Returns null while the head is incomplete, or the head (without the final blank line) and
-   * whatever followed it. Throws an HttpError 431 once the head is longer than `maxSize`.
+   * whatever followed it. Throws an HttpError 431 once the head is longer than `maxSize`, and a
+   * 400 as soon as the first bytes cannot start an HTTP message.
    */
   push(chunk: Buffer): { head: Buffer; rest: Buffer } | null {
     const previous = this.buffered;
     const data = previous === null ? chunk : Buffer.concat([previous, chunk]);
+    if (!this.startChecked) this.checkStart(data);
     // The terminator may straddle the previous data and this chunk.
     const from = previous === null ? 0 : Math.max(0, previous.length - 3);
     const end = data.indexOf(HEAD_END, from);
@@ -83,6 +94,49 @@ export class HeadReader {
   get bufferedBytes(): number {
     return this.buffered === null ? 0 : this.buffered.length;
   }
+
+  /**
+   * Refuse at the first byte that cannot begin an HTTP message, rather than hold the connection
+   * until the head limit or the handshake timeout: a TLS ClientHello sent to a plain port, a
+   * line of binary garbage. A request line starts with a method, a token (RFC 9112 §3, RFC 9110
+   * §9.1) followed by one space; a status line starts with `HTTP/` (RFC 9112 §4).
+   */
+  private checkStart(data: Buffer): void {
+    if (this.kind === 'response') {
+      const n = Math.min(data.length, STATUS_LINE_START.length);
+      for (let i = 0; i < n; i++) {
+        if (data[i] !== STATUS_LINE_START[i]) throw new HttpError(400, 'the response does not start with HTTP/');
+      }
+      this.startChecked = n === STATUS_LINE_START.length;
+      return;
+    }
+    const n = Math.min(data.length, MAX_METHOD_LENGTH + 1);
+    for (let i = 0; i < n; i++) {
+      const byte = data[i]!;
+      if (byte === 0x20 && i > 0) {
+        this.startChecked = true;
+        return;
+      }
+      if (!isTchar(byte)) throw new HttpError(400, 'the request does not start with a method');
+    }
+    if (n > MAX_METHOD_LENGTH) throw new HttpError(400, 'the request does not start with a method');
+  }
+}
+
+const STATUS_LINE_START = Buffer.from('HTTP/');
+
+/**
+ * Longer than any registered method (the longest, in the IANA registry, has 17 characters): a
+ * request line that goes on this long without a space is not one.
+ */
+const MAX_METHOD_LENGTH = 32;
+
+// RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_"
+//   / "`" / "|" / "~" / DIGIT / ALPHA
+const TCHAR = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TCHAR[c.charCodeAt(0)] = 1;
+function isTchar(byte: number): boolean {
+  return byte < 128 && TCHAR[byte] === 1;
 }
 
 function tooLarge(maxSize: number): HttpError {

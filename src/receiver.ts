@@ -487,6 +487,10 @@ export class Receiver {
       },
       (error) => {
         if (this.state !== INFLATING) return;
+        if (error !== null && error.violation === 'InflatedMessageTooBig') {
+          // The inflater knew only the room left in this message; the peer should hear the limit.
+          return this.fail('InflatedMessageTooBig', `message exceeds the limit of ${this.maxMessageSize} bytes once inflated`);
+        }
         if (error !== null) return this.failWith(error);
         this.state = READ_HEADER;
         if (fin) this.endMessage();
