@@ -26,12 +26,16 @@ function guardsIntact(view: Uint8Array): boolean {
   return backing.subarray(0, view.byteOffset).every((b) => b === 0xa5) && backing.subarray(view.byteOffset + view.length).every((b) => b === 0xa5);
 }
 
-/** Lengths around the 48-byte word-loop and 192-byte copy thresholds are the interesting ones. */
+/**
+ * Lengths around the 48-byte 32-bit loop, 192-byte copy and 1024-byte 64-bit loop thresholds are
+ * the interesting ones.
+ */
 const data = fc.oneof(
   fc.uint8Array({ maxLength: 60 }),
   fc.uint8Array({ minLength: 40, maxLength: 60 }),
   fc.uint8Array({ minLength: 180, maxLength: 210 }),
-  fc.uint8Array({ maxLength: 700 }),
+  fc.uint8Array({ minLength: 1010, maxLength: 1050 }),
+  fc.uint8Array({ maxLength: 2500 }),
 );
 const key = fc.uint8Array({ minLength: 4, maxLength: 4 });
 const phase = fc.integer({ min: 0, max: 7 });
