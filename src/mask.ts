@@ -60,7 +60,7 @@ export function mask(
     const words = (end - i) >>> 3;
     const view = new BigUint64Array(data.buffer, data.byteOffset + i, words);
     // Eight bytes of payload line up with the key twice over. Laid out in memory and read back as
-    // one word, the key needs no byte-order logic and no BigInt arithmetic (which V8 20's
+    // one word, the key needs no byte-order logic and no BigInt arithmetic (which Node 20's V8
     // optimizer does not always keep unboxed: shifting one together cost ~200 ns per call).
     KEY_BYTES[0] = KEY_BYTES[4] = key[p]!;
     KEY_BYTES[1] = KEY_BYTES[5] = key[(p + 1) & 3]!;
