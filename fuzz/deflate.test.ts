@@ -24,6 +24,7 @@ import {
   deflateOffer,
   type PerMessageDeflateOptions,
 } from '../src/permessage-deflate.js';
+import { inflateBudget } from '../src/inflate-budget.js';
 import { parseExtensions } from '../src/extensions.js';
 import { Receiver, type Frame, type Role } from '../src/receiver.js';
 import { MaskKeySource, appendControlFrame, appendFrame, appendMessage } from '../src/writer.js';
@@ -346,7 +347,7 @@ describe('fuzz: permessage-deflate', () => {
     );
   });
 
-  it('garbage and corrupted compressed data never throw or stall: a message within the limit, or a protocol error', { timeout: budget(200) }, async () => {
+  it('garbage and corrupted compressed data never throw or stall: a message within the limit, or a protocol error; nothing stays held in the inflate budget', { timeout: budget(200) }, async () => {
     const allowed = new Set(['InvalidCompressedData', 'InflatedMessageTooBig', 'InvalidUtf8', 'MessageTooBig', 'FrameTooBig']);
     await fc.assert(
       fc.asyncProperty(
@@ -364,6 +365,7 @@ describe('fuzz: permessage-deflate', () => {
         fc.integer({ min: 1, max: 100 }),
         fc.boolean(),
         async (payload, text, maxMessageSize, fragmentSize, noTakeover) => {
+          const heldBefore = inflateBudget.held;
           const inflater = new PerMessageDeflate({ ownNoContextTakeover: noTakeover, peerNoContextTakeover: noTakeover, ownMaxWindowBits: 15, peerMaxWindowBits: 15 });
           try {
             const out: Buffer[] = [];
@@ -387,6 +389,9 @@ describe('fuzz: permessage-deflate', () => {
               assert.equal(messages.length, 2, 'receiver stalled');
               assert.ok(messages[0]!.length <= maxMessageSize, 'messages[0]!.length <= maxMessageSize');
             }
+            // Whatever happened, every inflated byte is back in the process-wide budget.
+            receiver.destroy();
+            assert.equal(inflateBudget.held, heldBefore, 'inflated bytes still held after the receiver is gone');
           } finally {
             inflater.close();
           }

@@ -15,6 +15,7 @@ import { after, describe, it } from 'node:test';
 import { WebSocket as WsClient, WebSocketServer as WsServer } from 'ws';
 import { ProtocolViolation, type PerMessageDeflateOptions, type WebSocket } from '../src/index.js';
 import { PerMessageDeflate, zlibLimiter } from '../src/permessage-deflate.js';
+import { inflateBudget } from '../src/inflate-budget.js';
 import { Receiver } from '../src/receiver.js';
 import {
   KiB,
@@ -1101,4 +1102,62 @@ describe('interoperability with the ws package (an independent implementation)',
       }
     });
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// The process-wide budget for inflated data (src/inflate-budget.ts, RFC 6455 §10.4)
+// ---------------------------------------------------------------------------------------------
+
+describe('the process-wide inflate budget: unfinished compressed messages cannot add up without bound', () => {
+  const DEFLATE = ['Sec-WebSocket-Extensions: permessage-deflate'];
+  /** The first fragment of a compressed message: 2 MiB of zeros in a few KiB, more to come. */
+  const half = zeroBomb(2 * MiB);
+
+  it('a message that would take the process past the budget closes its connection with 1013; the others go on, and every byte comes back', { timeout: 10_000 }, async () => {
+    const savedLimit = inflateBudget.limit;
+    const heldBefore = inflateBudget.held;
+    inflateBudget.limit = heldBefore + 3 * MiB;
+    const delivered: number[] = [];
+    const srv = await startServer({ perMessageDeflate: true }, (ws) => ws.on('message', (data) => delivered.push(data.length)));
+    try {
+      // A: half a message, which holds 2 MiB of inflated data on the server.
+      const a = await RawClient.open(srv.port, DEFLATE);
+      a.send({ opcode: OP.BINARY, rsv1: true, fin: false, payload: half });
+      await waitUntil(() => inflateBudget.held === heldBefore + 2 * MiB, 3000, 'A to hold 2 MiB');
+
+      // B: the same would make 4 MiB, past the 3 MiB budget: B is closed, with 1013 (Try Again Later).
+      const b = await RawClient.open(srv.port, DEFLATE);
+      const bServer = srv.connections[1]!;
+      const bClosed = closeEvent(bServer);
+      b.send({ opcode: OP.BINARY, rsv1: true, fin: false, payload: half });
+      assert.equal(await b.waitForClose(3000), 1013);
+      assert.equal((await bClosed).code, 1013);
+      assert.equal(inflateBudget.held, heldBefore + 2 * MiB, 'B gave back what it had taken');
+
+      // A is untouched: it finishes its message, which is delivered whole and leaves the budget.
+      assert.equal(a.closeFrame(), undefined);
+      a.send({ opcode: OP.CONT, fin: true, payload: Buffer.alloc(0) });
+      await waitUntil(() => delivered.length === 1, 3000, "A's message");
+      assert.deepEqual(delivered, [2 * MiB]);
+      assert.equal(inflateBudget.held, heldBefore);
+
+      // C now fits; and a connection that dies in the middle of a message gives its bytes back.
+      const c = await RawClient.open(srv.port, DEFLATE);
+      c.send({ opcode: OP.BINARY, rsv1: true, fin: false, payload: half });
+      await waitUntil(() => inflateBudget.held === heldBefore + 2 * MiB, 3000, 'C to hold 2 MiB');
+      c.destroy();
+      await waitUntil(() => inflateBudget.held === heldBefore, 3000, "C's bytes to come back after its connection died");
+
+      // A close frame in the middle of a message drops the message, and its bytes.
+      a.send({ opcode: OP.BINARY, rsv1: true, fin: false, payload: half });
+      await waitUntil(() => inflateBudget.held === heldBefore + 2 * MiB, 3000, 'A to hold 2 MiB again');
+      a.send({ opcode: OP.CLOSE, payload: Buffer.from([0x03, 0xe8]) });
+      assert.equal(await a.waitForClose(3000), 1000);
+      await waitUntil(() => inflateBudget.held === heldBefore, 3000, "A's unfinished message to be dropped");
+      assert.deepEqual(delivered, [2 * MiB]);
+    } finally {
+      inflateBudget.limit = savedLimit;
+      await srv.close();
+    }
+  });
 });

@@ -34,4 +34,5 @@ export type { ClientOptions } from './client.js';
 export { parseExtensions, formatExtension, ExtensionHeaderError } from './extensions.js';
 export type { ExtensionOffer } from './extensions.js';
 export { PerMessageDeflate, acceptDeflateOffer, deflateOffer, acceptDeflateResponse, DEFLATE_DEFAULTS } from './permessage-deflate.js';
+export { inflateBudget, InflateBudget, DEFAULT_INFLATE_BUDGET } from './inflate-budget.js';
 export type { PerMessageDeflateOptions, DeflateParams } from './permessage-deflate.js';

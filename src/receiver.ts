@@ -2,6 +2,7 @@ import { parseClosePayload } from './close.js';
 import { MAX_CONTROL_PAYLOAD, Opcode, isControlOpcode, isKnownOpcode } from './constants.js';
 import { ProtocolError, type ProtocolViolation } from './errors.js';
 import { decodeHeaderStart, extendedLengthSize, readExtendedLength, type FrameHeaderStart } from './frame.js';
+import { inflateBudget } from './inflate-budget.js';
 import { mask } from './mask.js';
 import { Utf8Validator } from './utf8.js';
 
@@ -226,6 +227,8 @@ export class Receiver {
   /** Opcode of the open message (Text or Binary), or 0 when no message is open. */
   private messageOpcode = 0;
   private messageCompressed = false;
+  /** Inflated bytes of the current message taken from the process-wide budget (inflate-budget.ts). */
+  private inflatedHeld = 0;
   /** The message's payload so far (uncompressed: as received; compressed: as inflated). */
   private readonly message = new PayloadBuffer();
   private readonly utf8 = new Utf8Validator();
@@ -256,11 +259,16 @@ export class Receiver {
     return this.queued;
   }
 
-  /** Stop parsing for good and drop everything buffered (the connection is going away). */
+  /**
+   * Stop parsing for good and drop everything buffered (the connection is going away). Call it on
+   * a receiver that inflates: it gives the unfinished message's bytes back to the process-wide
+   * inflate budget.
+   */
   destroy(): void {
     if (this.state !== FAILED) this.state = CLOSED;
     this.dropInput();
     this.message.clear();
+    this.releaseInflated();
     this.framePayload.clear();
   }
 
@@ -463,6 +471,9 @@ export class Receiver {
     }
     this.state = CLOSED;
     this.dropInput();
+    // A message left open by the close is never delivered.
+    this.message.clear();
+    this.releaseInflated();
     this.handler.onClose(code, reason);
   }
 
@@ -482,6 +493,11 @@ export class Receiver {
           this.fail('InvalidUtf8', 'text message is not valid UTF-8');
           return false;
         }
+        if (!inflateBudget.reserve(data.length)) {
+          this.fail('InflateMemoryExhausted', 'too much inflated data held across connections; try again later');
+          return false;
+        }
+        this.inflatedHeld += data.length;
         this.message.push(data);
         return true;
       },
@@ -510,6 +526,7 @@ export class Receiver {
       return this.fail('InvalidUtf8', 'text message ends in the middle of a UTF-8 sequence');
     }
     const data = this.message.take();
+    this.releaseInflated();
     this.messageOpcode = 0;
     this.messageCompressed = false;
     if (!isBinary) this.utf8.reset();
@@ -535,8 +552,16 @@ export class Receiver {
     this.state = FAILED;
     this.dropInput();
     this.message.clear();
+    this.releaseInflated();
     this.framePayload.clear();
     this.handler.onError(error);
+  }
+
+  /** The current message is delivered or dropped: its inflated bytes go back to the budget. */
+  private releaseInflated(): void {
+    if (this.inflatedHeld === 0) return;
+    inflateBudget.release(this.inflatedHeld);
+    this.inflatedHeld = 0;
   }
 
   /**
