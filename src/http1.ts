@@ -131,12 +131,9 @@ const STATUS_LINE_START = Buffer.from('HTTP/');
  */
 const MAX_METHOD_LENGTH = 32;
 
-// RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_"
-//   / "`" / "|" / "~" / DIGIT / ALPHA
-const TCHAR = new Uint8Array(128);
-for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TCHAR[c.charCodeAt(0)] = 1;
+/** One byte of a token (RFC 9110 §5.6.2), by the same rule as whole tokens below. */
 function isTchar(byte: number): boolean {
-  return byte < 128 && TCHAR[byte] === 1;
+  return TOKEN.test(String.fromCharCode(byte));
 }
 
 function tooLarge(maxSize: number): HttpError {

@@ -12,14 +12,8 @@
  * loop on 64 KiB payloads, though still short of native SIMD (bench/RESULTS.md).
  */
 
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-
 /** Below this many bytes a plain byte loop beats creating a typed-array view. */
 const WORD_LOOP_MIN_BYTES = 48;
-
-/** Scratch for the 64-bit key: written as bytes, read as one word. */
-const KEY_WIDE = new BigUint64Array(1);
-const KEY_BYTES = new Uint8Array(KEY_WIDE.buffer);
 
 /**
  * From this many bytes the 64-bit loop wins, its set-up included (on Node 20: slower at 512 bytes,
@@ -27,16 +21,16 @@ const KEY_BYTES = new Uint8Array(KEY_WIDE.buffer);
  */
 const WIDE_LOOP_MIN_BYTES = 1024;
 
-/** The key rotated to start at `phase`, as a 32-bit word laid out like four bytes in memory. */
-function keyWord(key: Uint8Array, phase: number): number {
-  const b0 = key[phase & 3]!;
-  const b1 = key[(phase + 1) & 3]!;
-  const b2 = key[(phase + 2) & 3]!;
-  const b3 = key[(phase + 3) & 3]!;
-  return LITTLE_ENDIAN
-    ? b0 | (b1 << 8) | (b2 << 16) | (b3 << 24)
-    : (b0 << 24) | (b1 << 16) | (b2 << 8) | b3;
-}
+/**
+ * The key rotated to the current phase, twice over: written as bytes, read back as one 32- or
+ * 64-bit word. Laid out in memory like the payload, it needs no byte-order logic, and the 64-bit
+ * word no BigInt arithmetic (which Node 20's V8 does not always keep unboxed: building the key
+ * with shifts cost ~200 ns per call).
+ */
+const KEY_SCRATCH = new ArrayBuffer(8);
+const KEY_BYTES = new Uint8Array(KEY_SCRATCH);
+const KEY_WORD = new Int32Array(KEY_SCRATCH);
+const KEY_WIDE = new BigUint64Array(KEY_SCRATCH);
 
 /**
  * XOR `data[start, end)` in place with `key`, where `data[start]` lines up with `key[phase]`.
@@ -52,65 +46,62 @@ export function mask(
   const nextPhase = (phase + (end - start)) & 3;
   let i = start;
   let p = phase & 3;
-  if (end - i >= WIDE_LOOP_MIN_BYTES) {
-    while (((data.byteOffset + i) & 7) !== 0) {
+  if (end - i >= WORD_LOOP_MIN_BYTES) {
+    const wide = end - i >= WIDE_LOOP_MIN_BYTES;
+    const alignment = wide ? 7 : 3;
+    while (((data.byteOffset + i) & alignment) !== 0) {
       data[i++]! ^= key[p]!;
       p = (p + 1) & 3;
     }
-    const words = (end - i) >>> 3;
-    const view = new BigUint64Array(data.buffer, data.byteOffset + i, words);
-    // Eight bytes of payload line up with the key twice over. Laid out in memory and read back as
-    // one word, the key needs no byte-order logic and no BigInt arithmetic (which Node 20's V8
-    // optimizer does not always keep unboxed: shifting one together cost ~200 ns per call).
+    // A word of payload lines up with the key from phase p on (twice over, in 64 bits).
     KEY_BYTES[0] = KEY_BYTES[4] = key[p]!;
     KEY_BYTES[1] = KEY_BYTES[5] = key[(p + 1) & 3]!;
     KEY_BYTES[2] = KEY_BYTES[6] = key[(p + 2) & 3]!;
     KEY_BYTES[3] = KEY_BYTES[7] = key[(p + 3) & 3]!;
-    const k = KEY_WIDE[0]!;
-    // Sixteen words per iteration, up to a bound that is a multiple of sixteen: fewer loop
-    // branches per byte, and a loop V8 compiles tighter (15 GB/s against 12 for eight words with
-    // a `words - 7` bound, on 64 KiB).
-    const unrolled = words & ~15;
-    for (let w = 0; w < unrolled; w += 16) {
-      view[w]! ^= k;
-      view[w + 1]! ^= k;
-      view[w + 2]! ^= k;
-      view[w + 3]! ^= k;
-      view[w + 4]! ^= k;
-      view[w + 5]! ^= k;
-      view[w + 6]! ^= k;
-      view[w + 7]! ^= k;
-      view[w + 8]! ^= k;
-      view[w + 9]! ^= k;
-      view[w + 10]! ^= k;
-      view[w + 11]! ^= k;
-      view[w + 12]! ^= k;
-      view[w + 13]! ^= k;
-      view[w + 14]! ^= k;
-      view[w + 15]! ^= k;
-    }
-    for (let w = unrolled; w < words; w++) view[w]! ^= k;
     // Whole words keep the phase where it was.
-    i += words << 3;
-  } else if (end - i >= WORD_LOOP_MIN_BYTES) {
-    while (((data.byteOffset + i) & 3) !== 0) {
-      data[i++]! ^= key[p]!;
-      p = (p + 1) & 3;
+    if (wide) {
+      const words = (end - i) >>> 3;
+      const view = new BigUint64Array(data.buffer, data.byteOffset + i, words);
+      const k = KEY_WIDE[0]!;
+      // Sixteen words per iteration, up to a bound that is a multiple of sixteen: fewer loop
+      // branches per byte, and a loop V8 compiles tighter (15 GB/s against 12 for eight words
+      // with a `words - 7` bound, on 64 KiB).
+      const unrolled = words & ~15;
+      for (let w = 0; w < unrolled; w += 16) {
+        view[w]! ^= k;
+        view[w + 1]! ^= k;
+        view[w + 2]! ^= k;
+        view[w + 3]! ^= k;
+        view[w + 4]! ^= k;
+        view[w + 5]! ^= k;
+        view[w + 6]! ^= k;
+        view[w + 7]! ^= k;
+        view[w + 8]! ^= k;
+        view[w + 9]! ^= k;
+        view[w + 10]! ^= k;
+        view[w + 11]! ^= k;
+        view[w + 12]! ^= k;
+        view[w + 13]! ^= k;
+        view[w + 14]! ^= k;
+        view[w + 15]! ^= k;
+      }
+      for (let w = unrolled; w < words; w++) view[w]! ^= k;
+      i += words << 3;
+    } else {
+      const words = (end - i) >>> 2;
+      const view = new Int32Array(data.buffer, data.byteOffset + i, words);
+      const k = KEY_WORD[0]!;
+      // Four words per iteration: fewer bound checks and loop branches per byte.
+      const unrolled = words & ~3;
+      for (let w = 0; w < unrolled; w += 4) {
+        view[w]! ^= k;
+        view[w + 1]! ^= k;
+        view[w + 2]! ^= k;
+        view[w + 3]! ^= k;
+      }
+      for (let w = unrolled; w < words; w++) view[w]! ^= k;
+      i += words << 2;
     }
-    const words = (end - i) >>> 2;
-    const view = new Int32Array(data.buffer, data.byteOffset + i, words);
-    const k = keyWord(key, p);
-    let w = 0;
-    // Four words per iteration: fewer bound checks and loop branches per byte.
-    for (const last = words - 3; w < last; w += 4) {
-      view[w]! ^= k;
-      view[w + 1]! ^= k;
-      view[w + 2]! ^= k;
-      view[w + 3]! ^= k;
-    }
-    for (; w < words; w++) view[w]! ^= k;
-    // Whole words keep the phase where it was.
-    i += words << 2;
   }
   for (; i < end; i++) {
     data[i]! ^= key[p]!;

@@ -267,8 +267,7 @@ export class Receiver {
   destroy(): void {
     if (this.state !== FAILED) this.state = CLOSED;
     this.dropInput();
-    this.message.clear();
-    this.releaseInflated();
+    this.dropMessage();
     this.framePayload.clear();
   }
 
@@ -360,17 +359,17 @@ export class Receiver {
   private startPayload(length: number): void {
     const header = this.header;
     const opcode = header.opcode;
-    const compressed = !isControlOpcode(opcode) && (opcode === Opcode.Continuation ? this.messageCompressed : header.rsv1);
-    // A message at the size limit must fit in one frame even when it does not compress: DEFLATE
-    // can grow data (5 bytes per stored block, and small windows make small blocks), so compressed
-    // frames get zlib's general bound of an eighth more.
-    const frameLimit = compressed ? this.maxFramePayload + Math.ceil(this.maxFramePayload / 8) + 64 : this.maxFramePayload;
     // Control frames are at most 125 bytes (checked above): the limits are for data, so a tiny
     // limit never turns a valid ping or close into a 1009.
-    if (!isControlOpcode(opcode) && length > frameLimit) {
-      return this.fail('FrameTooBig', `frame payload of ${length} bytes exceeds the limit of ${this.maxFramePayload}`);
-    }
     if (!isControlOpcode(opcode)) {
+      const compressed = opcode === Opcode.Continuation ? this.messageCompressed : header.rsv1;
+      // A message at the size limit must fit in one frame even when it does not compress: DEFLATE
+      // can grow data (5 bytes per stored block, and small windows make small blocks), so
+      // compressed frames get zlib's general bound of an eighth more.
+      const frameLimit = compressed ? this.maxFramePayload + Math.ceil(this.maxFramePayload / 8) + 64 : this.maxFramePayload;
+      if (length > frameLimit) {
+        return this.fail('FrameTooBig', `frame payload of ${length} bytes exceeds the limit of ${this.maxFramePayload}`);
+      }
       // Uncompressed, the declared length tells the message size already; compressed, the
       // inflater counts the output against the same limit as it goes.
       if (!compressed && this.message.length + length > this.maxMessageSize) {
@@ -472,8 +471,7 @@ export class Receiver {
     this.state = CLOSED;
     this.dropInput();
     // A message left open by the close is never delivered.
-    this.message.clear();
-    this.releaseInflated();
+    this.dropMessage();
     this.handler.onClose(code, reason);
   }
 
@@ -551,10 +549,15 @@ export class Receiver {
     if (this.state === FAILED || this.state === CLOSED) return;
     this.state = FAILED;
     this.dropInput();
-    this.message.clear();
-    this.releaseInflated();
+    this.dropMessage();
     this.framePayload.clear();
     this.handler.onError(error);
+  }
+
+  /** Forget the message being assembled, giving its inflated bytes back to the budget. */
+  private dropMessage(): void {
+    this.message.clear();
+    this.releaseInflated();
   }
 
   /** The current message is delivered or dropped: its inflated bytes go back to the budget. */

@@ -478,6 +478,15 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
     return this.afterQueue(callback);
   }
 
+  /**
+   * The compression state while messages wait in it to be compressed (everything sent meanwhile
+   * queues behind them, in order), or null.
+   */
+  private staging(): Compression | null {
+    const compression = this.compression;
+    return compression !== null && compression.staged !== null ? compression : null;
+  }
+
   /** The outgoing frame queue, made on first use. A client masks every frame (RFC 6455 §5.3). */
   private queue(): FrameQueue {
     return (this.out ??= new FrameQueue(this.role === 'client' ? maskKeys : null));
@@ -564,10 +573,10 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
    */
   sendFrame(frame: Buffer): boolean {
     if (this.readyState !== ReadyState.OPEN || this.closeSent) return false;
-    const compression = this.compression;
-    if (compression !== null && compression.staged !== null) {
+    const staging = this.staging();
+    if (staging !== null) {
       // Behind messages being compressed, like any other message.
-      this.stage(compression, { opcode: Opcode.Binary, payload: frame, compress: false, fragmentSize: 0, callback: undefined, framed: true });
+      this.stage(staging, { opcode: Opcode.Binary, payload: frame, compress: false, fragmentSize: 0, callback: undefined, framed: true });
     } else {
       this.queue().framed(frame);
     }
@@ -894,9 +903,9 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
     this.closeSent = true;
     const payload = buildClosePayload(code, code === undefined ? '' : reason);
     // RFC 6455 §5.5.1: the close frame comes after every message already sent, compressed ones included.
-    const compression = this.compression;
-    if (compression !== null && compression.staged !== null) {
-      this.stage(compression, { opcode: Opcode.Close, payload, compress: false, fragmentSize: 0, callback: undefined });
+    const staging = this.staging();
+    if (staging !== null) {
+      this.stage(staging, { opcode: Opcode.Close, payload, compress: false, fragmentSize: 0, callback: undefined });
     } else {
       this.queueControl(Opcode.Close, payload);
     }
@@ -950,8 +959,9 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
 
   /** End our side of TCP after everything queued is written; the peer's FIN (or the deadline) completes it. */
   private endTcp(): void {
-    if (this.compression !== null && this.compression.staged !== null) {
-      this.compression.endWhenStaged = true;
+    const staging = this.staging();
+    if (staging !== null) {
+      staging.endWhenStaged = true;
       return;
     }
     this.flush();
@@ -961,9 +971,9 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> implements WheelT
 
   /** Forget messages waiting for compression, failing their callbacks. */
   private dropStaged(): void {
-    const compression = this.compression;
-    const staged = compression === null ? null : compression.staged;
-    if (compression === null || staged === null) return;
+    const compression = this.staging();
+    if (compression === null) return;
+    const staged = compression.staged!;
     compression.staged = null;
     compression.stagedBytes = 0;
     compression.compressing = false;

@@ -210,10 +210,7 @@ export function appendFrame(
   rsv1: boolean,
   maskKeys: MaskKeySource | null,
 ): number {
-  const queue = new FrameQueue(maskKeys, true);
-  const written = queue.frame(opcode, payload, fin, rsv1);
-  for (const buffer of queue.take()) out.push(buffer);
-  return written;
+  return appendVia(out, maskKeys, (queue) => queue.frame(opcode, payload, fin, rsv1));
 }
 
 /** Append a whole message to `out`, fragmented when `fragmentSize` is set (see FrameQueue.message). */
@@ -225,16 +222,18 @@ export function appendMessage(
   maskKeys: MaskKeySource | null,
   fragmentSize = 0,
 ): number {
-  const queue = new FrameQueue(maskKeys, true);
-  const written = queue.message(opcode, payload, rsv1, fragmentSize);
-  for (const buffer of queue.take()) out.push(buffer);
-  return written;
+  return appendVia(out, maskKeys, (queue) => queue.message(opcode, payload, rsv1, fragmentSize));
 }
 
 /** Append a control frame to `out` (see FrameQueue.control). */
 export function appendControlFrame(out: Buffer[], opcode: number, payload: Uint8Array, maskKeys: MaskKeySource | null): number {
+  return appendVia(out, maskKeys, (queue) => queue.control(opcode, payload));
+}
+
+/** Frame with a one-off FrameQueue that keeps frames apart, and append its buffers to `out`. */
+function appendVia(out: Buffer[], maskKeys: MaskKeySource | null, write: (queue: FrameQueue) => number): number {
   const queue = new FrameQueue(maskKeys, true);
-  const written = queue.control(opcode, payload);
+  const written = write(queue);
   for (const buffer of queue.take()) out.push(buffer);
   return written;
 }

@@ -12,44 +12,14 @@ import { WebSocketServer, type ServerOptions } from '../../src/server.js';
 import type { TracedFrame } from '../../src/trace.js';
 import type { WebSocket } from '../../src/websocket.js';
 
-export const KiB = 1024;
-export const MiB = 1024 * 1024;
+import { rawFrame } from './core.js';
+import { KiB, MiB, waitUntil, withTimeout } from './net.js';
+
+export { KiB, MiB, delay, waitUntil, withTimeout } from './net.js';
 /** RFC 7692 §7.2.1: the bytes a sync flush ends with, removed by the sender. */
 export const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
 
 export const OP = { CONT: 0x0, TEXT: 0x1, BINARY: 0x2, CLOSE: 0x8, PING: 0x9, PONG: 0xa } as const;
-
-// ---------------------------------------------------------------------------------------------
-// Small async utilities
-// ---------------------------------------------------------------------------------------------
-
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
-}
-
-export async function waitUntil(predicate: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await delay(3);
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Compressed payloads, built with node:zlib directly
@@ -112,22 +82,10 @@ export interface FrameSpec {
   masked?: boolean;
 }
 
+/** One frame, by hand (spec-tests/helpers/core.ts); a client's frames get a fresh random key. */
 export function encode(spec: FrameSpec): Buffer {
-  const payload = typeof spec.payload === 'string' ? Buffer.from(spec.payload) : Buffer.from(spec.payload ?? []);
-  const masked = spec.masked ?? true;
-  const n = payload.length;
-  const lenBytes = n < 126 ? 0 : n < 65536 ? 2 : 8;
-  const head = Buffer.alloc(2 + lenBytes + (masked ? 4 : 0));
-  head[0] = (spec.fin === false ? 0 : 0x80) | (spec.rsv1 ? 0x40 : 0) | (spec.rsv2 ? 0x20 : 0) | (spec.rsv3 ? 0x10 : 0) | spec.opcode;
-  head[1] = (masked ? 0x80 : 0) | (n < 126 ? n : n < 65536 ? 126 : 127);
-  if (lenBytes === 2) head.writeUInt16BE(n, 2);
-  if (lenBytes === 8) head.writeBigUInt64BE(BigInt(n), 2);
-  if (masked) {
-    const key = randomBytes(4);
-    key.copy(head, 2 + lenBytes);
-    for (let i = 0; i < n; i++) payload[i]! ^= key[i & 3]!;
-  }
-  return Buffer.concat([head, payload]);
+  const { masked, ...fields } = spec;
+  return rawFrame({ ...fields, mask: (masked ?? true) ? randomBytes(4) : null });
 }
 
 export interface WireFrame {
