@@ -204,12 +204,30 @@ describe('RFC 7692 §5.1, §7: the server chooses among offers', () => {
     assert.equal(serverParams('permessage-deflate', { clientNoContextTakeover: true }).peerNoContextTakeover, true);
   });
 
-  it('client_no_context_takeover offered: the server knows the client resets its context', () => {
+  it('client_no_context_takeover offered: said back in the response, and only then does the server drop its inflate window (§7.1.1.2)', () => {
+    // The RFC calls the offered parameter a hint; autobahn-python offers it to mean "I can" and
+    // keeps its context unless the response says otherwise. Saying it back makes both readings agree.
+    assert.equal(answer('permessage-deflate; client_no_context_takeover'), 'permessage-deflate; client_no_context_takeover');
+    assert.equal(
+      answer('permessage-deflate; client_no_context_takeover; client_max_window_bits'),
+      'permessage-deflate; client_no_context_takeover',
+    );
     const params = serverParams('permessage-deflate; client_no_context_takeover');
     assert.equal(params.peerNoContextTakeover, true);
     assert.equal(params.ownNoContextTakeover, false);
-    const response = answer('permessage-deflate; client_no_context_takeover');
-    assert.ok(response !== null && response.startsWith('permessage-deflate'), 'response !== null && response.startsWith(\'permessage-deflate\')');
+  });
+
+  it('the server\'s inflater resets only when its own response says client_no_context_takeover', () => {
+    const offers = ['permessage-deflate', 'permessage-deflate; client_max_window_bits', 'permessage-deflate; client_no_context_takeover',
+      'permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits=10'];
+    for (const offer of offers) {
+      for (const clientNoContextTakeover of [false, true]) {
+        const accepted = acceptDeflateOffer(parseExtensions([offer]), { clientNoContextTakeover });
+        assert.ok(accepted !== null, `accepted ${offer}`);
+        const said = new Map(parseExtensions([accepted.response])[0]!.params).has('client_no_context_takeover');
+        assert.equal(accepted.params.peerNoContextTakeover, said, `${offer} -> ${accepted.response}`);
+      }
+    }
   });
 
   it('everything at once', () => {
@@ -217,10 +235,9 @@ describe('RFC 7692 §5.1, §7: the server chooses among offers', () => {
     const accepted = acceptDeflateOffer(parseExtensions([header]), { serverMaxWindowBits: 10, clientMaxWindowBits: 9 });
     assert.ok(accepted !== null, 'accepted !== null');
     const params = new Map(parseExtensions([accepted.response])[0]!.params);
-    // client_no_context_takeover was the client's own announcement: the server may echo it or not.
-    params.delete('client_no_context_takeover');
     assert.deepEqual(params, new Map<string, string | true>([
       ['server_no_context_takeover', true],
+      ['client_no_context_takeover', true],
       ['server_max_window_bits', '10'],
       ['client_max_window_bits', '9'],
     ]));
@@ -408,7 +425,7 @@ describe('negotiation over real sockets', () => {
     ['defaults', true, true, 'permessage-deflate'],
     ['client limits both windows', true, { serverMaxWindowBits: 10, clientMaxWindowBits: 9 }, 'permessage-deflate; server_max_window_bits=10; client_max_window_bits=9'],
     ['server limits both windows', { serverMaxWindowBits: 8, clientMaxWindowBits: 12 }, true, 'permessage-deflate; server_max_window_bits=8; client_max_window_bits=12'],
-    ['client asks for no context takeover', true, { serverNoContextTakeover: true, clientNoContextTakeover: true }, 'permessage-deflate; server_no_context_takeover'],
+    ['client asks for no context takeover', true, { serverNoContextTakeover: true, clientNoContextTakeover: true }, 'permessage-deflate; server_no_context_takeover; client_no_context_takeover'],
     ['server imposes no context takeover', { serverNoContextTakeover: true, clientNoContextTakeover: true }, true, 'permessage-deflate; server_no_context_takeover; client_no_context_takeover'],
   ];
   for (const [what, server, client, expected] of cases) {

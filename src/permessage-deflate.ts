@@ -100,8 +100,13 @@ export function acceptDeflateOffer(
     // §7.1.1.1: accepting server_no_context_takeover means saying it; we may also choose it ourselves.
     const serverNoTakeover = seen.has('server_no_context_takeover') || options.serverNoContextTakeover === true;
     if (serverNoTakeover) response.params.push(['server_no_context_takeover', true]);
-    // §7.1.1.2: the server may tell the client not to take over context, offered or not.
-    const clientNoTakeover = options.clientNoContextTakeover === true;
+    // §7.1.1.2: the server may tell the client not to take over context, offered or not. Offered,
+    // the RFC calls it a hint that the client will not take over context anyway; but some clients
+    // (autobahn-python, the library Autobahn|Testsuite runs on) offer it to say they *can* drop
+    // their context, and keep it unless the response says so. So we say it back whenever it is
+    // offered: then every client resets, whichever reading it follows, and our inflater may drop
+    // its window between messages. Our state follows the response, never the offer alone.
+    const clientNoTakeover = options.clientNoContextTakeover === true || seen.has('client_no_context_takeover');
     if (clientNoTakeover) response.params.push(['client_no_context_takeover', true]);
 
     // §7.1.2.1: with server_max_window_bits=N offered, answer with a value <= N.
@@ -122,7 +127,7 @@ export function acceptDeflateOffer(
       response: formatExtension(response),
       params: {
         ownNoContextTakeover: serverNoTakeover,
-        peerNoContextTakeover: clientNoTakeover || seen.has('client_no_context_takeover'),
+        peerNoContextTakeover: clientNoTakeover,
         ownMaxWindowBits: serverBits,
         peerMaxWindowBits: clientBits,
       },
@@ -182,7 +187,11 @@ export function acceptDeflateResponse(responses: readonly ExtensionOffer[], opti
     clientBits = bits;
   }
   return {
+    // §7.1.1.2: having offered client_no_context_takeover, we reset our compressor whatever the
+    // response says (a server may have taken the offer as the promise the RFC calls it). Resetting
+    // our own compressor never breaks the peer; only the peer's state must follow the response.
     ownNoContextTakeover: seen.has('client_no_context_takeover') || options.clientNoContextTakeover === true,
+    // §7.1.1.1: our inflater drops its window only when the server says it drops its context.
     peerNoContextTakeover: seen.has('server_no_context_takeover'),
     ownMaxWindowBits: clientBits,
     peerMaxWindowBits: serverBits,
