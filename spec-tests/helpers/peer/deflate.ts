@@ -145,13 +145,7 @@ export interface DeflateAgreement {
  * RFC's own meaning (§7.1): each side's context and window as the response states them.
  */
 export function negotiated(extensions: string): DeflateAgreement {
-  const parts = extensions.split(';').map((s) => s.trim());
-  if (parts[0] !== 'permessage-deflate') throw new Error(`not permessage-deflate: ${extensions}`);
-  const params = new Map<string, string | true>();
-  for (const part of parts.slice(1)) {
-    const [name, value] = part.split('=').map((s) => s.trim());
-    params.set(name!, value === undefined ? true : value.replace(/^"|"$/g, ''));
-  }
+  const params = deflateParams(extensions);
   const bits = (name: string): number => (params.has(name) ? Number(params.get(name)) : 15);
   return {
     serverNoContextTakeover: params.has('server_no_context_takeover'),
@@ -159,4 +153,16 @@ export function negotiated(extensions: string): DeflateAgreement {
     serverBits: bits('server_max_window_bits'),
     clientBits: bits('client_max_window_bits'),
   };
+}
+
+/** The parameters of one permessage-deflate element (names as written, quotes removed; true for no value). */
+export function deflateParams(extensions: string): Map<string, string | true> {
+  const parts = extensions.split(';').map((s) => s.trim());
+  if (parts[0] !== 'permessage-deflate') throw new Error(`not permessage-deflate: ${extensions}`);
+  const params = new Map<string, string | true>();
+  for (const part of parts.slice(1)) {
+    const [name, value] = part.split('=').map((s) => s.trim());
+    params.set(name!, value === undefined ? true : value.replace(/^"|"$/g, ''));
+  }
+  return params;
 }
