@@ -8,20 +8,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { afterEach, describe, it } from 'node:test';
 import { ConnectionTimeoutError } from '../src/index.js';
-import {
-  CloseCode,
-  KiB,
-  MiB,
-  Opcode,
-  RawClient,
-  clientFrame,
-  delay,
-  destroyRawClients,
-  startServer,
-  waitUntil,
-  withTimeout,
-  type TestServer,
-} from './helpers/net.js';
+import { CloseCode, KiB, MiB, Opcode, delay, startServer, waitUntil, withTimeout, type TestServer } from './helpers/library.js';
+import { RawClient, clientFrame, destroyRawClients } from './helpers/peer/index.js';
 
 const servers: TestServer[] = [];
 afterEach(async () => {

@@ -8,7 +8,8 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { connect, type WebSocket } from '../src/index.js';
-import { CloseCode, RawClient, destroyRawClients, trackClose, withTimeout } from './helpers/net.js';
+import { CloseCode, trackClose, withTimeout } from './helpers/library.js';
+import { RawClient, destroyRawClients } from './helpers/peer/index.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 

@@ -10,21 +10,17 @@ import { ReadyState, WebSocketServer } from '../src/index.js';
 import {
   CloseCode,
   Opcode,
-  RawClient,
   assertClosedOnce,
   assertEchoes,
-  clientFrame,
-  closePayload,
   connectPair,
   delay,
-  destroyRawClients,
-  handshakeRequest,
   startServer,
   trackClose,
   waitUntil,
   withTimeout,
   type TestServer,
-} from './helpers/net.js';
+} from './helpers/library.js';
+import { RawClient, clientFrame, closePayload, destroyRawClients, handshakeRequest } from './helpers/peer/index.js';
 
 afterEach(() => destroyRawClients());
 
@@ -35,7 +31,7 @@ before(async () => {
 after(() => server.close());
 
 async function open(options: Parameters<typeof RawClient.connect>[2] = {}) {
-  const client = await RawClient.connect(server.port, {}, { recordFrames: true, ...options });
+  const client = await RawClient.connect(server.port, {}, options);
   const connection = await server.connectionOf(client);
   return { client, connection, ws: connection.ws };
 }
@@ -382,7 +378,7 @@ describe("closing from the 'connection' handler", () => {
     });
     const { port } = await wss.listen(0, '127.0.0.1');
     try {
-      const client = await RawClient.connect(port, {}, { recordFrames: true });
+      const client = await RawClient.connect(port);
       const close = await client.waitCloseFrame();
       assert.deepEqual([close.code, close.reason], [1008, 'not today']);
       assert.deepEqual(client.messages.map((m) => m.data.toString()), ['welcome']);

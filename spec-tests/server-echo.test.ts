@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { connect, type WebSocket } from '../src/index.js';
-import { MiB, Opcode, RawClient, clientFrame, destroyRawClients, startServer, withTimeout, type TestServer } from './helpers/net.js';
+import { MiB, Opcode, startServer, withTimeout, type TestServer } from './helpers/library.js';
+import { RawClient, clientFrame, destroyRawClients } from './helpers/peer/index.js';
 
 /** The length-encoding boundaries of §5.2 (7-bit, 16-bit, 64-bit) and a large message. */
 const SIZES = [0, 125, 126, 65535, 65536, 16 * MiB];
@@ -62,7 +63,7 @@ describe('RFC 6455 §5.2, §5.6: echo of single-frame messages from the raw clie
   for (const kind of ['text', 'binary'] as const) {
     for (const size of SIZES) {
       it(`${kind} message of ${label(size)}`, async () => {
-        const client = await RawClient.connect(server.port, {}, { recordFrames: size < MiB });
+        const client = await RawClient.connect(server.port);
         const data = payload(kind, size);
         const started = Date.now();
         client.sendFrame({ opcode: kind === 'text' ? Opcode.Text : Opcode.Binary, payload: data });

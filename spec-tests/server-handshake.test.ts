@@ -3,34 +3,28 @@
  * it answers, and the HTTP error it answers every malformed or refused request with.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { connect, HandshakeError, WebSocketServer, type ServerOptions, type UpgradeRequest } from '../src/index.js';
+import { KiB, Opcode, assertEchoes, delay, startServer, withTimeout, type TestServer } from './helpers/library.js';
 import {
-  KiB,
-  Opcode,
   RFC_ACCEPT,
   RFC_KEY,
   RawClient,
-  assertEchoes,
+  acceptFor,
   clientFrame,
-  delay,
   destroyRawClients,
   handshakeRequest,
   header,
-  startServer,
-  withTimeout,
-  type HandshakeSpec,
-  type HttpResponse,
-  type TestServer,
-} from './helpers/net.js';
+  type RequestSpec,
+  type ParsedResponse,
+} from './helpers/peer/index.js';
 
 afterEach(() => destroyRawClients());
 
 /** Send `request` on a fresh connection and read the (refusal) response. */
-async function exchange(port: number, request: Buffer | string): Promise<{ client: RawClient; response: HttpResponse }> {
+async function exchange(port: number, request: Buffer | string): Promise<{ client: RawClient; response: ParsedResponse }> {
   const client = await RawClient.open(port);
   client.write(request);
   const response = await client.readResponse();
@@ -44,7 +38,7 @@ async function exchange(port: number, request: Buffer | string): Promise<{ clien
  * A real HTTP/1.1 response: status line, Connection: close, a short body whose length is
  * Content-Length; then the server closes the connection.
  */
-async function assertRefusal(port: number, request: Buffer | string, status: number): Promise<HttpResponse> {
+async function assertRefusal(port: number, request: Buffer | string, status: number): Promise<ParsedResponse> {
   const { client, response } = await exchange(port, request);
   assert.equal(response.httpVersion, 'HTTP/1.1', response.statusLine);
   assert.equal(response.status, status, `expected ${status}, got ${response.statusLine}: ${response.body.toString()}`);
@@ -75,7 +69,7 @@ describe('RFC 6455 §4.2.2: the server answers a valid handshake with 101', () =
     assert.equal(response.statusLine.startsWith('HTTP/1.1 101 '), true, response.statusLine);
     assert.equal(header(response, 'upgrade')?.toLowerCase(), 'websocket');
     assert.ok(header(response, 'connection')!.toLowerCase().split(/\s*,\s*/).includes('upgrade'), 'header(response, \'connection\')!.toLowerCase().split(/\\s*,\\s*/).includes(\'upgrade\')');
-    // §1.3: base64(SHA-1("dGhlIHNhbXBsZSBub25jZQ==" + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")).
+    // §1.3: base64(SHA-1("dGhlIHNhbXBsZSBub25jZQ==" + the GUID)).
     assert.equal(header(response, 'sec-websocket-accept'), RFC_ACCEPT);
     assert.equal(header(response, 'sec-websocket-protocol'), undefined, 'no subprotocol was offered, so none is selected');
     assert.equal(header(response, 'sec-websocket-extensions'), undefined, 'no extension was offered');
@@ -85,7 +79,7 @@ describe('RFC 6455 §4.2.2: the server answers a valid handshake with 101', () =
   it('the accept value is base64(SHA-1(key + GUID)) for a random key too', async () => {
     const key = Buffer.from(Array.from({ length: 16 }, (_, i) => (i * 37 + 11) & 0xff)).toString('base64');
     const client = await RawClient.connect(server.port, { key });
-    const expected = createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+    const expected = acceptFor(key);
     assert.equal(header(client.response!, 'sec-websocket-accept'), expected);
   });
 
@@ -171,7 +165,7 @@ describe('RFC 6455 §4.2.2: the server answers a valid handshake with 101', () =
   const twoConnectionFields =
     'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: keep-alive\r\nConnection: Upgrade\r\n' +
     `Sec-WebSocket-Key: ${RFC_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
-  const tolerated: [string, HandshakeSpec | string][] = [
+  const tolerated: [string, RequestSpec | string][] = [
     ['Connection: keep-alive, Upgrade (a comma list, as Firefox sends it)', { headers: { Connection: 'keep-alive, Upgrade' } }],
     ['Connection: Upgrade,keep-alive', { headers: { Connection: 'Upgrade,keep-alive' } }],
     ['connection: UPGRADE (case-insensitive token and name)', { headers: { connection: 'UPGRADE' } }],
@@ -232,7 +226,7 @@ describe('RFC 6455 §4.2.1: every requirement on the request, refused with an HT
   });
   after(() => server.close());
 
-  const cases: [string, HandshakeSpec | string, number][] = [
+  const cases: [string, RequestSpec | string, number][] = [
     ['item 1: a method other than GET (POST) gets 405', { method: 'POST' }, 405],
     ['item 1: HEAD gets 405', { method: 'HEAD' }, 405],
     ['item 1: HTTP/1.0 gets 400', { httpVersion: 'HTTP/1.0' }, 400],
@@ -265,7 +259,7 @@ describe('RFC 6455 §4.2.1: every requirement on the request, refused with an HT
               `GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${RFC_KEY}\r\n` +
                 `Sec-WebSocket-Key: ${RFC_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
             )
-          : handshakeRequest(spec as HandshakeSpec);
+          : handshakeRequest(spec as RequestSpec);
       const response = await assertRefusal(server.port, request, status);
       if (status === 405) assert.equal(header(response, 'allow'), 'GET');
     });
@@ -773,10 +767,10 @@ describe('handshakeTimeout: a client that does not finish its handshake is dropp
     try {
       const client = await RawClient.open(server.port);
       const request = handshakeRequest();
-      const started = Date.now();
+      const started = performance.now();
       client.write(request.subarray(0, request.length >> 1));
       await client.waitClosed(3000);
-      const elapsed = client.closedAt - started;
+      const elapsed = Math.round(client.closedAt! - started);
       assert.ok(elapsed >= 100, `dropped after ${elapsed} ms, before the 150 ms timeout`);
       assert.ok(elapsed < 2000, `dropped after ${elapsed} ms`);
       assert.equal(client.response, null, 'no response to an unfinished head');

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { afterEach, describe, it } from 'node:test';
 import { ConnectionTimeoutError } from '../src/index.js';
-import { CloseCode, RawClient, connectPair, delay, destroyRawClients, startServer, withTimeout, type TestServer } from './helpers/net.js';
+import { CloseCode, connectPair, delay, startServer, withTimeout, type TestServer } from './helpers/library.js';
+import { RawClient, destroyRawClients } from './helpers/peer/index.js';
 
 const servers: TestServer[] = [];
 afterEach(async () => {

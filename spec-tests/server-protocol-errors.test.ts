@@ -6,18 +6,8 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { ProtocolError, WebSocketServer } from '../src/index.js';
-import {
-  CloseCode,
-  Opcode,
-  RawClient,
-  assertClosedOnce,
-  assertEchoes,
-  clientFrame,
-  closePayload,
-  destroyRawClients,
-  startServer,
-  type TestServer,
-} from './helpers/net.js';
+import { CloseCode, Opcode, assertClosedOnce, assertEchoes, startServer, type TestServer } from './helpers/library.js';
+import { RawClient, clientFrame, closePayload, destroyRawClients } from './helpers/peer/index.js';
 
 const { ProtocolError: PROTOCOL, InvalidPayload: INVALID_DATA, MessageTooBig: TOO_BIG } = CloseCode;
 

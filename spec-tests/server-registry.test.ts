@@ -17,18 +17,15 @@ import { HandshakeError, WebSocketServer, connect, type WebSocket } from '../src
 import {
   CloseCode,
   Opcode,
-  RawClient,
-  clientFrame,
   connectPair,
   delay,
-  destroyRawClients,
-  handshakeRequest,
   startServer,
   trackClose,
   waitUntil,
   withTimeout,
   type TestServer,
-} from './helpers/net.js';
+} from './helpers/library.js';
+import { RawClient, clientFrame, destroyRawClients, handshakeRequest } from './helpers/peer/index.js';
 
 const servers: TestServer[] = [];
 const sockets: WebSocket[] = [];
