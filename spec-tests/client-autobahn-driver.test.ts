@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { WebSocketServer, type WebSocket } from '../src/index.js';
 import { main, parseCaseList, runDriver } from '../autobahn/client.js';
-import { closedPort } from './helpers/hostile-server.js';
+import { closedPort } from './helpers/peer/index.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Opcode, WebSocket, WebSocketServer, connect, type ClientOptions, type ServerOptions, type TracedFrame } from '../src/index.js';
 import { record, type Recorder } from './helpers/client-events.js';
-import { within } from './helpers/hostile-server.js';
+import { withTimeout } from './helpers/library.js';
 
 const SIZES = [0, 1, 125, 126, 127, 65535, 65536, 65537, 16 * 1024 * 1024];
 const T = { timeout: 15_000 };
@@ -42,13 +42,13 @@ interface Client {
 async function openClient(url: string, options: ClientOptions = {}): Promise<Client> {
   const ws = new WebSocket(url, [], { pingInterval: 0, ...options });
   const events = record(ws);
-  await within(events.opened, 5_000, "'open'");
+  await withTimeout(events.opened, 5_000, "'open'");
   return { ws, events };
 }
 
 async function closeClient(client: Client): Promise<void> {
   client.ws.close(1000);
-  const closed = await within(client.events.closed, 5_000, "'close'");
+  const closed = await withTimeout(client.events.closed, 5_000, "'close'");
   assert.equal(closed.wasClean, true);
 }
 
@@ -79,7 +79,7 @@ for (const mode of [
           const payload = kind === 'text' ? textOfSize(size) : binaryOfSize(size);
           assert.equal(Buffer.byteLength(payload), size);
           client.ws.send(payload);
-          const echoed = await within(client.events.nextMessage(), 10_000, 'the echo');
+          const echoed = await withTimeout(client.events.nextMessage(), 10_000, 'the echo');
           assert.equal(echoed.isBinary, kind === 'binary');
           assert.equal(echoed.data.length, size);
           const expected = typeof payload === 'string' ? Buffer.from(payload) : payload;
@@ -105,7 +105,7 @@ describe('echo against our server: the rest of a session', () => {
       client.ws.send(binaryOfSize(65536));
       client.ws.send('x'.repeat(999));
       client.ws.send(Buffer.alloc(2500), { fragmentSize: 0 });
-      for (let i = 0; i < 3; i++) await within(client.events.nextMessage(), 5_000, 'the echo');
+      for (let i = 0; i < 3; i++) await withTimeout(client.events.nextMessage(), 5_000, 'the echo');
       const shape = out.map((f) => f.opcode);
       assert.equal(shape.length, 66 + 1 + 1);
       assert.equal(shape[0], Opcode.Binary);
@@ -129,7 +129,7 @@ describe('echo against our server: the rest of a session', () => {
       client.ws.ping('are you there?');
       client.ws.ping();
       client.ws.ping(Buffer.alloc(125, 0x61));
-      await within(
+      await withTimeout(
         (async () => {
           while (pongs.length < 3) await new Promise((resolve) => setTimeout(resolve, 5));
         })(),
@@ -161,7 +161,7 @@ describe('echo against our server: the rest of a session', () => {
         }
       }
       const received: { data: Buffer; isBinary: boolean }[] = [];
-      for (let i = 0; i < count; i++) received.push(await within(client.events.nextMessage(), 10_000, `echo #${i}`));
+      for (let i = 0; i < count; i++) received.push(await withTimeout(client.events.nextMessage(), 10_000, `echo #${i}`));
       for (let i = 0; i < count; i++) {
         assert.equal(received[i]!.isBinary, expected[i]!.isBinary, `message ${i}: wrong type`);
         assert.ok(received[i]!.data.equals(expected[i]!.data), `message ${i} differs or is out of order`);
@@ -190,12 +190,12 @@ describe('echo against our server: the rest of a session', () => {
     const ws = new WebSocket(echo.url, [], options);
     const events = record(ws);
     try {
-      await within(events.opened, 2_000, "'open'");
+      await withTimeout(events.opened, 2_000, "'open'");
       ws.send('hello');
-      assert.equal((await within(events.nextMessage(), 2_000, 'the echo')).data.toString(), 'hello');
+      assert.equal((await withTimeout(events.nextMessage(), 2_000, 'the echo')).data.toString(), 'hello');
       // The echo of 2000 bytes is over the client's maxMessageSize of 1000: 1009.
       ws.send('x'.repeat(2000));
-      const closed = await within(events.closed, 2_000, "'close'");
+      const closed = await withTimeout(events.closed, 2_000, "'close'");
       assert.equal(closed.code, 1009);
     } finally {
       ws.terminate();
@@ -209,9 +209,9 @@ describe('echo against our server: the rest of a session', () => {
     const ws = await connect(echo.url, { pingInterval: 0 });
     const events = record(ws);
     ws.close(4321, 'client says bye');
-    const closed = await within(events.closed, 5_000, "'close'");
+    const closed = await withTimeout(events.closed, 5_000, "'close'");
     assert.deepEqual([closed.code, closed.reason, closed.wasClean], [4321, 'client says bye', true]);
-    assert.deepEqual(await within(serverSide, 5_000, "the server's 'close'"), [4321, 'client says bye', true]);
+    assert.deepEqual(await withTimeout(serverSide, 5_000, "the server's 'close'"), [4321, 'client says bye', true]);
   });
 
   it('a clean close started by the server: the client sees its code and reason, wasClean', T, async () => {
@@ -221,7 +221,7 @@ describe('echo against our server: the rest of a session', () => {
     const ws = await connect(echo.url, { pingInterval: 0 });
     const events = record(ws);
     ws.send('close me');
-    const closed = await within(events.closed, 5_000, "'close'");
+    const closed = await withTimeout(events.closed, 5_000, "'close'");
     assert.deepEqual([closed.code, closed.reason, closed.wasClean], [4000, 'server says bye', true]);
   });
 
@@ -230,7 +230,7 @@ describe('echo against our server: the rest of a session', () => {
     const ws = await connect(own.url, { pingInterval: 0 });
     const events = record(ws);
     await own.server.close();
-    const closed = await within(events.closed, 5_000, "'close'");
+    const closed = await withTimeout(events.closed, 5_000, "'close'");
     assert.equal(closed.code, 1001);
     assert.equal(closed.wasClean, true);
   });

@@ -1,46 +1,46 @@
 /**
  * The client's side of framing (RFC 6455 §5), protocol errors (§7.1.7) and the closing handshake
- * (§7), against a raw server (helpers/hostile-server.ts) that sends whatever a test wants and
- * decodes what the client sends with a Receiver in the server role (which fails on any unmasked
- * frame).
+ * (§7), against the raw server of the independent test peer (helpers/peer/), which sends whatever
+ * a test wants and decodes what the client sends with its own decoder, recording any unmasked
+ * frame as a protocol error.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { constants as zlib, deflateRawSync } from 'node:zlib';
 import { Opcode, ProtocolError, WebSocket, type ClientOptions } from '../src/index.js';
 import type { TracedFrame } from '../src/index.js';
 import { record, type Recorder } from './helpers/client-events.js';
 import {
-  HostileServer,
-  closePayload,
-  delay,
-  randomMaskKey,
-  rawFrame,
-  within,
+  RawServer,
   acceptResponse,
-  type HostilePeer,
-  type RawFrameSpec,
+  closePayload,
+  deflatePayload,
+  delay,
+  encodeFrame,
+  randomMaskKey,
+  withTimeout,
+  type FrameSpec,
   type Responder,
-} from './helpers/hostile-server.js';
+  type ServerPeer,
+} from './helpers/peer/index.js';
 
 const T = { timeout: 8_000 };
 
 interface Session {
-  server: HostileServer;
+  server: RawServer;
   ws: WebSocket;
   events: Recorder;
-  peer: HostilePeer;
+  peer: ServerPeer;
   /** Terminate the client and stop the server. */
   dispose(): Promise<void>;
 }
 
 /** A client connected to a hostile server that accepted it. No pings unless asked. */
 async function open(options: ClientOptions = {}, respond?: Responder): Promise<Session> {
-  const server = await HostileServer.start(respond !== undefined ? { respond } : {});
+  const server = await RawServer.start(respond !== undefined ? { respond } : {});
   const ws = new WebSocket(server.url('/'), [], { handshakeTimeout: 3_000, pingInterval: 0, ...options });
   const events = record(ws);
-  const peer = await within(server.nextPeer(), 3_000, 'the connection');
-  await within(events.opened, 3_000, "'open'");
+  const peer = await withTimeout(server.nextPeer(), 3_000, 'the connection');
+  await withTimeout(events.opened, 3_000, "'open'");
   return {
     server,
     ws,
@@ -48,14 +48,14 @@ async function open(options: ClientOptions = {}, respond?: Responder): Promise<S
     peer,
     async dispose() {
       ws.terminate();
-      await within(events.closed, 3_000, "'close' on dispose");
+      await withTimeout(events.closed, 3_000, "'close' on dispose");
       await server.close();
     },
   };
 }
 
-function waitFor<T>(peer: HostilePeer, event: string, ms = 3_000): Promise<T> {
-  return within(new Promise<T>((resolve) => peer.once(event, resolve)), ms, `the peer's '${event}'`);
+function waitFor<T>(peer: ServerPeer, event: string, ms = 3_000): Promise<T> {
+  return withTimeout(new Promise<T>((resolve) => peer.once(event, resolve)), ms, `the peer's '${event}'`);
 }
 
 describe('RFC 6455 §5.1, §5.3: every frame the client sends is masked, with a fresh key', () => {
@@ -81,10 +81,10 @@ describe('RFC 6455 §5.1, §5.3: every frame the client sends is masked, with a 
       s.ws.pong('unsolicited');
       s.ws.close(1000, 'done');
 
-      const close = await within(s.peer.closeFrame, 5_000, 'the close frame');
+      const close = await s.peer.waitCloseFrame(5_000);
       assert.equal(close.code, 1000);
       assert.equal(close.reason, 'done');
-      // The server-role receiver fails on the first unmasked frame: none failed.
+      // The peer records an unmasked frame as a protocol error: none was.
       assert.deepEqual(s.peer.protocolErrors, []);
       assert.deepEqual(s.peer.messages, sent, 'payloads did not survive masking');
       assert.deepEqual(
@@ -127,7 +127,7 @@ describe('RFC 6455 §5.1, §5.3: every frame the client sends is masked, with a 
       s.ws.send(large);
       s.ws.send(view.subarray(2, 6));
       s.ws.send(large, { fragmentSize: 4096 });
-      await within(Promise.all([s.peer.nextMessage(), s.peer.nextMessage(), s.peer.nextMessage(), s.peer.nextMessage()]), 5_000, 'the messages');
+      await withTimeout(Promise.all([s.peer.nextMessage(), s.peer.nextMessage(), s.peer.nextMessage(), s.peer.nextMessage()]), 5_000, 'the messages');
       assert.equal(small.toString(), 'hello, masking');
       assert.ok(large.every((b) => b === 0x41), 'large.every((b) => b === 0x41)');
       assert.deepEqual([...view], [1, 2, 3, 4, 5, 6, 7, 8]);
@@ -144,10 +144,10 @@ describe('RFC 6455 §5.1, §5.3: every frame the client sends is masked, with a 
       s.ws.send(text);
       s.ws.send(Buffer.alloc(10, 1)); // exactly one fragment: one frame
       s.ws.send(Buffer.alloc(0));
-      const first = await within(s.peer.nextMessage(), 3_000, 'the text message');
+      const first = await withTimeout(s.peer.nextMessage(), 3_000, 'the text message');
       assert.equal(first.data.toString(), text);
-      await within(s.peer.nextMessage(), 3_000, 'the second message');
-      await within(s.peer.nextMessage(), 3_000, 'the third message');
+      await withTimeout(s.peer.nextMessage(), 3_000, 'the second message');
+      await withTimeout(s.peer.nextMessage(), 3_000, 'the third message');
       const shape = s.peer.frames.map((f) => [f.opcode, f.fin, f.payload.length]);
       assert.deepEqual(shape, [
         [Opcode.Text, false, 10],
@@ -174,40 +174,40 @@ interface ViolationCase {
   delivered?: number;
 }
 
-const text = (payload: string | Uint8Array, extra: Partial<RawFrameSpec> = {}): Buffer => rawFrame({ opcode: Opcode.Text, payload, ...extra });
-const binary = (payload: Uint8Array, extra: Partial<RawFrameSpec> = {}): Buffer => rawFrame({ opcode: Opcode.Binary, payload, ...extra });
-const closeFrame = (payload: Uint8Array): Buffer => rawFrame({ opcode: Opcode.Close, payload });
+const text = (payload: string | Uint8Array, extra: Partial<FrameSpec> = {}): Buffer => encodeFrame({ opcode: Opcode.Text, payload, ...extra });
+const binary = (payload: Uint8Array, extra: Partial<FrameSpec> = {}): Buffer => encodeFrame({ opcode: Opcode.Binary, payload, ...extra });
+const closeFrame = (payload: Uint8Array): Buffer => encodeFrame({ opcode: Opcode.Close, payload });
 
 const violations: ViolationCase[] = [
   { name: 'a masked frame from the server (§5.1)', bytes: () => text('hello', { maskKey: randomMaskKey() }), code: 1002 },
-  { name: 'a masked ping from the server (§5.1)', bytes: () => rawFrame({ opcode: Opcode.Ping, payload: 'x', maskKey: randomMaskKey() }), code: 1002 },
+  { name: 'a masked ping from the server (§5.1)', bytes: () => encodeFrame({ opcode: Opcode.Ping, payload: 'x', maskKey: randomMaskKey() }), code: 1002 },
   ...[0x3, 0x4, 0x7].map((opcode) => ({
     name: `reserved data opcode 0x${opcode.toString(16)} (§5.2)`,
-    bytes: () => rawFrame({ opcode, payload: 'x' }),
+    bytes: () => encodeFrame({ opcode, payload: 'x' }),
     code: 1002,
   })),
   ...[0xb, 0xc, 0xf].map((opcode) => ({
     name: `reserved control opcode 0x${opcode.toString(16)} (§5.2)`,
-    bytes: () => rawFrame({ opcode, payload: '' }),
+    bytes: () => encodeFrame({ opcode, payload: '' }),
     code: 1002,
   })),
   { name: 'RSV1 set with no extension (§5.2)', bytes: () => text('x', { rsv1: true }), code: 1002 },
   { name: 'RSV2 set (§5.2)', bytes: () => binary(Buffer.from([1]), { rsv2: true }), code: 1002 },
   { name: 'RSV3 set (§5.2)', bytes: () => text('x', { rsv3: true }), code: 1002 },
-  { name: 'RSV1 on a ping (§5.2)', bytes: () => rawFrame({ opcode: Opcode.Ping, rsv1: true }), code: 1002 },
-  { name: 'a ping with 126 bytes of payload (§5.5)', bytes: () => rawFrame({ opcode: Opcode.Ping, payload: Buffer.alloc(126) }), code: 1002 },
-  { name: 'a pong with 200 bytes of payload, 16-bit length (§5.5)', bytes: () => rawFrame({ opcode: Opcode.Pong, payload: Buffer.alloc(200) }), code: 1002 },
+  { name: 'RSV1 on a ping (§5.2)', bytes: () => encodeFrame({ opcode: Opcode.Ping, rsv1: true }), code: 1002 },
+  { name: 'a ping with 126 bytes of payload (§5.5)', bytes: () => encodeFrame({ opcode: Opcode.Ping, payload: Buffer.alloc(126) }), code: 1002 },
+  { name: 'a pong with 200 bytes of payload, 16-bit length (§5.5)', bytes: () => encodeFrame({ opcode: Opcode.Pong, payload: Buffer.alloc(200) }), code: 1002 },
   {
     name: 'a close frame with 126 bytes of payload (§5.5)',
     bytes: () => closeFrame(closePayload(1000, 'r'.repeat(124))),
     code: 1002,
   },
-  { name: 'a fragmented ping (§5.5)', bytes: () => rawFrame({ opcode: Opcode.Ping, fin: false, payload: 'x' }), code: 1002 },
-  { name: 'a fragmented close (§5.5)', bytes: () => rawFrame({ opcode: Opcode.Close, fin: false, payload: closePayload(1000) }), code: 1002 },
-  { name: 'a continuation frame with no message open (§5.4)', bytes: () => rawFrame({ opcode: Opcode.Continuation, payload: 'x' }), code: 1002 },
+  { name: 'a fragmented ping (§5.5)', bytes: () => encodeFrame({ opcode: Opcode.Ping, fin: false, payload: 'x' }), code: 1002 },
+  { name: 'a fragmented close (§5.5)', bytes: () => encodeFrame({ opcode: Opcode.Close, fin: false, payload: closePayload(1000) }), code: 1002 },
+  { name: 'a continuation frame with no message open (§5.4)', bytes: () => encodeFrame({ opcode: Opcode.Continuation, payload: 'x' }), code: 1002 },
   {
     name: 'a final continuation frame after a complete message (§5.4)',
-    bytes: () => Buffer.concat([text('done'), rawFrame({ opcode: Opcode.Continuation, payload: 'more' })]),
+    bytes: () => Buffer.concat([text('done'), encodeFrame({ opcode: Opcode.Continuation, payload: 'more' })]),
     code: 1002,
     delivered: 1,
   },
@@ -223,12 +223,12 @@ const violations: ViolationCase[] = [
   },
   {
     name: 'a 64-bit length with the most significant bit set (§5.2)',
-    bytes: () => rawFrame({ opcode: Opcode.Binary, lengthEncoding: 64, declaredLength: 1n << 63n }),
+    bytes: () => encodeFrame({ opcode: Opcode.Binary, lengthEncoding: 64, declaredLength: 1n << 63n }),
     code: 1002,
   },
   {
     name: 'a 64-bit length of 2^64 - 1 (§5.2)',
-    bytes: () => rawFrame({ opcode: Opcode.Binary, lengthEncoding: 64, declaredLength: (1n << 64n) - 1n }),
+    bytes: () => encodeFrame({ opcode: Opcode.Binary, lengthEncoding: 64, declaredLength: (1n << 64n) - 1n }),
     code: 1002,
   },
   { name: 'invalid UTF-8 in a text message (§8.1)', bytes: () => text(Buffer.from([0x48, 0xc3, 0x28])), code: 1007 },
@@ -237,7 +237,7 @@ const violations: ViolationCase[] = [
   { name: 'a text message ending inside a code point (§8.1)', bytes: () => text(Buffer.from([0x61, 0xe2, 0x82])), code: 1007 },
   {
     name: 'invalid UTF-8 in the second fragment of a text message (§8.1)',
-    bytes: () => Buffer.concat([text('valid ', { fin: false }), rawFrame({ opcode: Opcode.Continuation, fin: false, payload: Buffer.from([0xff]) })]),
+    bytes: () => Buffer.concat([text('valid ', { fin: false }), encodeFrame({ opcode: Opcode.Continuation, fin: false, payload: Buffer.from([0xff]) })]),
     code: 1007,
   },
   {
@@ -245,7 +245,7 @@ const violations: ViolationCase[] = [
     bytes: () =>
       Buffer.concat([
         text(Buffer.from([0xf0, 0x9f]), { fin: false }),
-        rawFrame({ opcode: Opcode.Continuation, payload: Buffer.from([0x41]) }),
+        encodeFrame({ opcode: Opcode.Continuation, payload: Buffer.from([0x41]) }),
       ]),
     code: 1007,
   },
@@ -268,15 +268,15 @@ const violations: ViolationCase[] = [
     bytes: () =>
       Buffer.concat([
         text('a'.repeat(600), { fin: false }),
-        rawFrame({ opcode: Opcode.Continuation, fin: false, payload: 'b'.repeat(300) }),
-        rawFrame({ opcode: Opcode.Continuation, payload: 'c'.repeat(101) }),
+        encodeFrame({ opcode: Opcode.Continuation, fin: false, payload: 'b'.repeat(300) }),
+        encodeFrame({ opcode: Opcode.Continuation, payload: 'c'.repeat(101) }),
       ]),
     code: 1009,
   },
   {
     name: 'a 64-bit length far over maxMessageSize, with no payload sent (§10.4)',
     options: { maxMessageSize: 1 << 20 },
-    bytes: () => rawFrame({ opcode: Opcode.Binary, lengthEncoding: 64, declaredLength: 1n << 40n }),
+    bytes: () => encodeFrame({ opcode: Opcode.Binary, lengthEncoding: 64, declaredLength: 1n << 40n }),
     code: 1009,
   },
   {
@@ -293,12 +293,12 @@ describe('RFC 6455 §7.1.7: the client fails the connection on protocol errors, 
       const s = await open(violation.options);
       try {
         // A valid message right behind the bad bytes must never be delivered.
-        s.peer.send(Buffer.concat([violation.bytes(), text('after the error')]));
-        const close = await within(s.peer.closeFrame, 3_000, "the client's close frame");
+        s.peer.write(Buffer.concat([violation.bytes(), text('after the error')]));
+        const close = await s.peer.waitCloseFrame(3_000);
         assert.equal(close.code, violation.code, `the client sent close ${close.code} (${close.reason})`);
         // The client closes TCP after failing the connection.
-        await within(s.peer.ended, 3_000, "the client's FIN");
-        const closed = await within(s.events.closed, 3_000, "'close'");
+        await s.peer.waitPeerEnd(3_000);
+        const closed = await withTimeout(s.events.closed, 3_000, "'close'");
         assert.equal(closed.code, violation.code);
         assert.equal(closed.wasClean, false);
         assert.equal(s.events.count('message'), violation.delivered ?? 0);
@@ -318,14 +318,14 @@ describe('RFC 6455 §7.1.7: the client fails the connection on protocol errors, 
   it('fails the same way when the bad frame arrives one byte at a time', T, async () => {
     const s = await open();
     try {
-      const bytes = Buffer.concat([text('ok'), rawFrame({ opcode: Opcode.Ping, payload: Buffer.alloc(126) })]);
+      const bytes = Buffer.concat([text('ok'), encodeFrame({ opcode: Opcode.Ping, payload: Buffer.alloc(126) })]);
       for (const byte of bytes) {
-        s.peer.send(Buffer.from([byte]));
+        s.peer.write(Buffer.from([byte]));
         await delay(1);
       }
-      const close = await within(s.peer.closeFrame, 3_000, "the client's close frame");
+      const close = await s.peer.waitCloseFrame(3_000);
       assert.equal(close.code, 1002);
-      const closed = await within(s.events.closed, 3_000, "'close'");
+      const closed = await withTimeout(s.events.closed, 3_000, "'close'");
       assert.equal(closed.code, 1002);
       assert.equal(s.events.count('message'), 1);
     } finally {
@@ -336,9 +336,7 @@ describe('RFC 6455 §7.1.7: the client fails the connection on protocol errors, 
 
 /** RFC 7692 §7.2.1: a message compressed with raw DEFLATE, without the final 00 00 ff ff. */
 function compressed(data: string | Uint8Array): Buffer {
-  const out = deflateRawSync(typeof data === 'string' ? Buffer.from(data) : data, { finishFlush: zlib.Z_SYNC_FLUSH });
-  assert.deepEqual([...out.subarray(-4)], [0, 0, 0xff, 0xff]);
-  return out.subarray(0, -4);
+  return deflatePayload(typeof data === 'string' ? Buffer.from(data) : data);
 }
 
 describe('RFC 7692: with permessage-deflate negotiated', () => {
@@ -349,14 +347,14 @@ describe('RFC 7692: with permessage-deflate negotiated', () => {
     try {
       const body = 'compress me '.repeat(200);
       const packed = compressed(body);
-      s.peer.send(Buffer.concat([
+      s.peer.write(Buffer.concat([
         text(packed, { rsv1: true }),
         text(packed.subarray(0, 10), { rsv1: true, fin: false }),
-        rawFrame({ opcode: Opcode.Continuation, payload: packed.subarray(10) }),
+        encodeFrame({ opcode: Opcode.Continuation, payload: packed.subarray(10) }),
         text('not compressed'),
       ]));
       const messages = [];
-      for (let i = 0; i < 3; i++) messages.push(await within(s.events.nextMessage(), 3_000, `message ${i}`));
+      for (let i = 0; i < 3; i++) messages.push(await withTimeout(s.events.nextMessage(), 3_000, `message ${i}`));
       assert.deepEqual(messages.map((m) => m.data.toString()), [body, body, 'not compressed']);
     } finally {
       await s.dispose();
@@ -364,10 +362,10 @@ describe('RFC 7692: with permessage-deflate negotiated', () => {
   });
 
   const deflateViolations: ViolationCase[] = [
-    { name: 'RSV1 on a ping', bytes: () => rawFrame({ opcode: Opcode.Ping, rsv1: true }), code: 1002 },
+    { name: 'RSV1 on a ping', bytes: () => encodeFrame({ opcode: Opcode.Ping, rsv1: true }), code: 1002 },
     {
       name: 'RSV1 on a continuation frame',
-      bytes: () => Buffer.concat([text(compressed('ab'), { rsv1: true, fin: false }), rawFrame({ opcode: Opcode.Continuation, rsv1: true, payload: compressed('cd') })]),
+      bytes: () => Buffer.concat([text(compressed('ab'), { rsv1: true, fin: false }), encodeFrame({ opcode: Opcode.Continuation, rsv1: true, payload: compressed('cd') })]),
       code: 1002,
     },
     { name: 'RSV2 on a data frame', bytes: () => text(compressed('x'), { rsv1: true, rsv2: true }), code: 1002 },
@@ -388,10 +386,10 @@ describe('RFC 7692: with permessage-deflate negotiated', () => {
     it(`${violation.name} -> ${violation.code}`, T, async () => {
       const s = await open({ perMessageDeflate: true, ...violation.options }, acceptDeflate);
       try {
-        s.peer.send(Buffer.concat([violation.bytes(), text('after the error')]));
-        const close = await within(s.peer.closeFrame, 3_000, "the client's close frame");
+        s.peer.write(Buffer.concat([violation.bytes(), text('after the error')]));
+        const close = await s.peer.waitCloseFrame(3_000);
         assert.equal(close.code, violation.code, `the client sent close ${close.code} (${close.reason})`);
-        const closed = await within(s.events.closed, 3_000, "'close'");
+        const closed = await withTimeout(s.events.closed, 3_000, "'close'");
         assert.equal(closed.code, violation.code);
         assert.equal(closed.wasClean, false);
         assert.equal(s.events.count('message'), 0);
@@ -406,20 +404,20 @@ describe('RFC 6455 §5.5.2, §5.5.3: pings and pongs from the server', () => {
   it("answers a ping with a pong carrying the same payload, and emits 'ping'", T, async () => {
     const s = await open();
     try {
-      s.peer.send(rawFrame({ opcode: Opcode.Ping, payload: 'are you there?' }));
+      s.peer.write(encodeFrame({ opcode: Opcode.Ping, payload: 'are you there?' }));
       const pong = await waitFor<Buffer>(s.peer, 'pong');
       assert.equal(pong.toString(), 'are you there?');
       const pings = s.events.events.filter((e) => e.type === 'ping');
       assert.equal(pings.length, 1);
       // A ping in the middle of a fragmented message is answered too, and the message survives.
-      s.peer.send(Buffer.concat([text('frag', { fin: false }), rawFrame({ opcode: Opcode.Ping, payload: Buffer.alloc(125, 7) }), rawFrame({ opcode: Opcode.Continuation, payload: 'mented' })]));
-      const message = await within(s.events.nextMessage(), 3_000, 'the message');
+      s.peer.write(Buffer.concat([text('frag', { fin: false }), encodeFrame({ opcode: Opcode.Ping, payload: Buffer.alloc(125, 7) }), encodeFrame({ opcode: Opcode.Continuation, payload: 'mented' })]));
+      const message = await withTimeout(s.events.nextMessage(), 3_000, 'the message');
       assert.equal(message.data.toString(), 'fragmented');
       const pong2 = await waitFor<Buffer>(s.peer, 'pong');
       assert.deepEqual(pong2, Buffer.alloc(125, 7));
       // An unsolicited pong is reported and needs no answer.
-      s.peer.send(rawFrame({ opcode: Opcode.Pong, payload: 'heartbeat' }));
-      await within(
+      s.peer.write(encodeFrame({ opcode: Opcode.Pong, payload: 'heartbeat' }));
+      await withTimeout(
         (async () => {
           while (s.events.count('pong') === 0) await delay(5);
         })(),
@@ -435,9 +433,9 @@ describe('RFC 6455 §5.5.2, §5.5.3: pings and pongs from the server', () => {
   it('does not answer pings when autoPong is false', T, async () => {
     const s = await open({ autoPong: false });
     try {
-      s.peer.send(rawFrame({ opcode: Opcode.Ping, payload: 'p' }));
-      s.peer.send(text('marker'));
-      await within(s.events.nextMessage(), 3_000, 'the marker');
+      s.peer.write(encodeFrame({ opcode: Opcode.Ping, payload: 'p' }));
+      s.peer.write(text('marker'));
+      await withTimeout(s.events.nextMessage(), 3_000, 'the marker');
       await delay(50);
       assert.equal(s.events.count('ping'), 1);
       assert.equal(s.peer.pongs.length, 0);
@@ -450,13 +448,13 @@ describe('RFC 6455 §5.5.2, §5.5.3: pings and pongs from the server', () => {
     const s = await open({ pingInterval: 100, pongTimeout: 400 });
     try {
       const started = performance.now();
-      const closed = await within(s.events.closed, 4_000, "'close' after the pong timeout");
+      const closed = await withTimeout(s.events.closed, 4_000, "'close' after the pong timeout");
       const elapsed = performance.now() - started;
       assert.ok(s.peer.pings.length >= 1, 'no ping was sent');
       assert.equal(closed.code, 1006);
       assert.equal(closed.wasClean, false);
       assert.ok(elapsed >= 300 && elapsed < 3_000, `dropped after ${Math.round(elapsed)} ms`);
-      await within(s.peer.closed, 3_000, 'the socket to close');
+      await s.peer.waitClosed(3_000);
     } finally {
       await s.dispose();
     }
@@ -467,21 +465,21 @@ describe('RFC 6455 §7: the closing handshake from the client side', () => {
   it('server-initiated: the client echoes the code and waits for the server to close TCP first (§7.1.1)', T, async () => {
     const s = await open({ closeTimeout: 5_000 });
     try {
-      s.peer.send(closeFrame(closePayload(1001, 'going away')));
-      const close = await within(s.peer.closeFrame, 3_000, "the client's close frame");
+      s.peer.write(closeFrame(closePayload(1001, 'going away')));
+      const close = await s.peer.waitCloseFrame(3_000);
       assert.equal(close.code, 1001);
       // The server takes its time: the client must not close TCP meanwhile.
       await delay(250);
-      assert.equal(s.peer.endedAt, null, 'the client closed TCP before the server did');
+      assert.equal(s.peer.peerEndedAt, null, 'the client closed TCP before the server did');
       assert.equal(s.events.count('close'), 0);
       assert.equal(s.ws.readyState, WebSocket.CLOSING);
       // Messages can no longer be sent.
       assert.equal(s.ws.send('too late'), false);
       s.peer.end();
-      const closed = await within(s.events.closed, 3_000, "'close'");
+      const closed = await withTimeout(s.events.closed, 3_000, "'close'");
       assert.deepEqual({ code: closed.code, reason: closed.reason, wasClean: closed.wasClean }, { code: 1001, reason: 'going away', wasClean: true });
-      await within(s.peer.closed, 3_000, 'TCP to close');
-      assert.ok(s.peer.endedAt! >= s.peer.serverClosedAt!, 'the client FIN came before the server FIN');
+      await s.peer.waitClosed(3_000);
+      assert.ok(s.peer.peerEndedAt! >= s.peer.weEndedAt!, 'the client FIN came before the server FIN');
       assert.equal(s.peer.messages.length, 0, 'data sent after the close frame');
     } finally {
       await s.dispose();
@@ -493,14 +491,14 @@ describe('RFC 6455 §7: the closing handshake from the client side', () => {
     try {
       s.peer.on('closeFrame', () => s.peer.end());
       const started = performance.now();
-      s.peer.send(closeFrame(closePayload(4001, 'custom')));
-      const close = await within(s.peer.closeFrame, 3_000, "the client's close frame");
+      s.peer.write(closeFrame(closePayload(4001, 'custom')));
+      const close = await s.peer.waitCloseFrame(3_000);
       assert.equal(close.code, 4001);
-      const closed = await within(s.events.closed, 3_000, "'close'");
+      const closed = await withTimeout(s.events.closed, 3_000, "'close'");
       assert.deepEqual({ code: closed.code, reason: closed.reason, wasClean: closed.wasClean }, { code: 4001, reason: 'custom', wasClean: true });
       assert.ok(closed.at - started < 2_000, `closed after ${Math.round(closed.at - started)} ms`);
-      await within(s.peer.closed, 3_000, 'TCP to close');
-      assert.ok(s.peer.serverClosedAt !== null && s.peer.endedAt !== null && s.peer.serverClosedAt <= s.peer.endedAt, 'the client closed TCP first');
+      await s.peer.waitClosed(3_000);
+      assert.ok(s.peer.weEndedAt !== null && s.peer.peerEndedAt !== null && s.peer.weEndedAt <= s.peer.peerEndedAt, 'the client closed TCP first');
     } finally {
       await s.dispose();
     }
@@ -510,12 +508,12 @@ describe('RFC 6455 §7: the closing handshake from the client side', () => {
     const s = await open();
     try {
       s.peer.on('closeFrame', () => s.peer.end());
-      s.peer.send(closeFrame(Buffer.alloc(0)));
-      await within(s.peer.closeFrame, 3_000, "the client's close frame");
+      s.peer.write(closeFrame(Buffer.alloc(0)));
+      await s.peer.waitCloseFrame(3_000);
       const lastFrame = s.peer.frames.at(-1)!;
       assert.equal(lastFrame.opcode, Opcode.Close);
       assert.equal(lastFrame.payload.length, 0, 'a reply to an empty close must not carry 1005');
-      const closed = await within(s.events.closed, 3_000, "'close'");
+      const closed = await withTimeout(s.events.closed, 3_000, "'close'");
       assert.deepEqual({ code: closed.code, wasClean: closed.wasClean }, { code: 1005, wasClean: true });
     } finally {
       await s.dispose();
@@ -525,13 +523,13 @@ describe('RFC 6455 §7: the closing handshake from the client side', () => {
   it('server-initiated, server never closes TCP: the client closes it after closeTimeout', T, async () => {
     const s = await open({ closeTimeout: 300 });
     try {
-      s.peer.send(closeFrame(closePayload(1000, 'bye')));
-      const close = await within(s.peer.closeFrame, 3_000, "the client's close frame");
+      s.peer.write(closeFrame(closePayload(1000, 'bye')));
+      const close = await s.peer.waitCloseFrame(3_000);
       assert.equal(close.code, 1000);
-      await within(s.peer.closed, 3_000, 'the client to close TCP');
+      await s.peer.waitClosed(3_000);
       const waited = s.peer.closedAt! - close.at;
       assert.ok(waited >= 200 && waited < 2_500, `the client closed TCP ${Math.round(waited)} ms after its close frame`);
-      const closed = await within(s.events.closed, 3_000, "'close'");
+      const closed = await withTimeout(s.events.closed, 3_000, "'close'");
       // Both close frames were exchanged: the closing handshake completed (§7.1.4).
       assert.deepEqual({ code: closed.code, reason: closed.reason, wasClean: closed.wasClean }, { code: 1000, reason: 'bye', wasClean: true });
     } finally {
@@ -543,15 +541,15 @@ describe('RFC 6455 §7: the closing handshake from the client side', () => {
     const s = await open({ closeTimeout: 4_000 });
     try {
       s.peer.on('closeFrame', (frame: { code: number; reason: string }) => {
-        s.peer.send(closeFrame(closePayload(frame.code, frame.reason)));
+        s.peer.write(closeFrame(closePayload(frame.code, frame.reason)));
         s.peer.end();
       });
       const started = performance.now();
       s.ws.close(1000, 'done');
       assert.equal(s.ws.readyState, WebSocket.CLOSING);
-      const close = await within(s.peer.closeFrame, 3_000, "the client's close frame");
+      const close = await s.peer.waitCloseFrame(3_000);
       assert.deepEqual({ code: close.code, reason: close.reason }, { code: 1000, reason: 'done' });
-      const closed = await within(s.events.closed, 3_000, "'close'");
+      const closed = await withTimeout(s.events.closed, 3_000, "'close'");
       assert.deepEqual({ code: closed.code, reason: closed.reason, wasClean: closed.wasClean }, { code: 1000, reason: 'done', wasClean: true });
       assert.ok(closed.at - started < 2_000, `closed after ${Math.round(closed.at - started)} ms`);
       assert.equal(s.ws.readyState, WebSocket.CLOSED);
@@ -565,13 +563,13 @@ describe('RFC 6455 §7: the closing handshake from the client side', () => {
   it('client-initiated: after the reply, the client still waits for the server to close TCP', T, async () => {
     const s = await open({ closeTimeout: 4_000 });
     try {
-      s.peer.on('closeFrame', () => s.peer.send(closeFrame(closePayload(1000))));
+      s.peer.on('closeFrame', () => s.peer.write(closeFrame(closePayload(1000))));
       s.ws.close(3000, 'app close');
-      await within(s.peer.closeFrame, 3_000, "the client's close frame");
+      await s.peer.waitCloseFrame(3_000);
       await delay(250);
-      assert.equal(s.peer.endedAt, null, 'the client closed TCP before the server did');
+      assert.equal(s.peer.peerEndedAt, null, 'the client closed TCP before the server did');
       s.peer.end();
-      const closed = await within(s.events.closed, 3_000, "'close'");
+      const closed = await withTimeout(s.events.closed, 3_000, "'close'");
       assert.deepEqual({ code: closed.code, wasClean: closed.wasClean }, { code: 1000, wasClean: true });
     } finally {
       await s.dispose();
@@ -582,12 +580,12 @@ describe('RFC 6455 §7: the closing handshake from the client side', () => {
     const s = await open({ closeTimeout: 300 });
     try {
       s.ws.close(1000);
-      const close = await within(s.peer.closeFrame, 3_000, "the client's close frame");
+      const close = await s.peer.waitCloseFrame(3_000);
       assert.equal(close.code, 1000);
-      await within(s.peer.closed, 3_000, 'the client to close TCP');
+      await s.peer.waitClosed(3_000);
       const waited = s.peer.closedAt! - close.at;
       assert.ok(waited >= 200 && waited < 2_500, `gave up after ${Math.round(waited)} ms`);
-      const closed = await within(s.events.closed, 3_000, "'close'");
+      const closed = await withTimeout(s.events.closed, 3_000, "'close'");
       assert.deepEqual({ code: closed.code, wasClean: closed.wasClean }, { code: 1006, wasClean: false });
     } finally {
       await s.dispose();
@@ -597,9 +595,9 @@ describe('RFC 6455 §7: the closing handshake from the client side', () => {
   it('the server drops TCP without a close frame: close 1006, not clean', T, async () => {
     const s = await open();
     try {
-      s.peer.send(text('last words'));
+      s.peer.write(text('last words'));
       s.peer.end();
-      const closed = await within(s.events.closed, 3_000, "'close'");
+      const closed = await withTimeout(s.events.closed, 3_000, "'close'");
       assert.deepEqual({ code: closed.code, wasClean: closed.wasClean }, { code: 1006, wasClean: false });
       assert.equal(s.events.count('message'), 1);
     } finally {
@@ -611,9 +609,9 @@ describe('RFC 6455 §7: the closing handshake from the client side', () => {
     const s = await open();
     try {
       s.peer.on('closeFrame', () => s.peer.end());
-      const frames = [text('one'), binary(Buffer.from([2])), text('th', { fin: false }), rawFrame({ opcode: Opcode.Continuation, payload: 'ree' })];
-      s.peer.send(Buffer.concat([...frames, closeFrame(closePayload(1000)), text('after close: ignored')]));
-      await within(s.events.closed, 3_000, "'close'");
+      const frames = [text('one'), binary(Buffer.from([2])), text('th', { fin: false }), encodeFrame({ opcode: Opcode.Continuation, payload: 'ree' })];
+      s.peer.write(Buffer.concat([...frames, closeFrame(closePayload(1000)), text('after close: ignored')]));
+      await withTimeout(s.events.closed, 3_000, "'close'");
       const types = s.events.events.filter((e) => e.type === 'message' || e.type === 'close').map((e) => (e.type === 'message' ? e.data.toString('latin1') : 'close'));
       assert.deepEqual(types, ['one', '\x02', 'three', 'close']);
     } finally {
@@ -627,10 +625,10 @@ describe('the trace option', () => {
     const traced: TracedFrame[] = [];
     const s = await open({ trace: (frame) => traced.push({ ...frame, payload: Buffer.from(frame.payload) }) });
     try {
-      s.peer.send(text('from server'));
-      await within(s.events.nextMessage(), 3_000, 'the message');
+      s.peer.write(text('from server'));
+      await withTimeout(s.events.nextMessage(), 3_000, 'the message');
       s.ws.send('from client');
-      await within(s.peer.nextMessage(), 3_000, "the client's message");
+      await withTimeout(s.peer.nextMessage(), 3_000, "the client's message");
       const seen = traced.map((f) => `${f.direction} ${f.opcode} ${f.payload.toString()} ${f.masked}`);
       assert.ok(seen.includes(`out ${Opcode.Text} from client true`), seen.join(' | '));
       assert.ok(seen.includes(`in ${Opcode.Text} from server false`), `incoming frames are not traced: ${seen.join(' | ')}`);

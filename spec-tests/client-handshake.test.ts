@@ -1,6 +1,6 @@
 /**
  * RFC 6455 §4.1, the client's side of the opening handshake, against a raw TCP server that plays
- * the WebSocket server (helpers/hostile-server.ts): what the client writes, which URLs it takes,
+ * the WebSocket server (the independent peer, helpers/peer/): what the client writes, which URLs it takes,
  * and every server answer that must fail the connection.
  */
 import assert from 'node:assert/strict';
@@ -8,35 +8,35 @@ import { after, before, describe, it } from 'node:test';
 import { HandshakeError, InvalidStateError, Opcode, WebSocket, connect, parseWebSocketUrl, type ClientOptions } from '../src/index.js';
 import { record } from './helpers/client-events.js';
 import {
-  HostileServer,
+  RawServer,
+  acceptFor,
   acceptResponse,
   closedPort,
-  computeAccept,
   delay,
+  encodeFrame,
   httpResponse,
-  rawFrame,
-  within,
-  type ClientRequest,
+  withTimeout,
+  type ParsedRequest,
   type Responder,
-} from './helpers/hostile-server.js';
+} from './helpers/peer/index.js';
 
 const T = { timeout: 8_000 };
 
 /** Connect a client to `server` and return the request the server read, then close both ends. */
-async function requestFor(server: HostileServer, url: string, options: ClientOptions = {}, protocols?: string | string[]): Promise<ClientRequest> {
+async function requestFor(server: RawServer, url: string, options: ClientOptions = {}, protocols?: string | string[]): Promise<ParsedRequest> {
   const ws = new WebSocket(url, protocols, { handshakeTimeout: 3_000, ...options });
   const events = record(ws);
-  const peer = await within(server.nextPeer(), 3_000, 'the request');
-  await within(events.opened, 3_000, "the client's 'open'");
+  const peer = await withTimeout(server.nextPeer(), 3_000, 'the request');
+  await withTimeout(events.opened, 3_000, "the client's 'open'");
   ws.terminate();
-  await within(events.closed, 3_000, "the client's 'close'");
+  await withTimeout(events.closed, 3_000, "the client's 'close'");
   return peer.request!;
 }
 
 describe('RFC 6455 §4.1: the opening handshake request', () => {
-  let server: HostileServer;
+  let server: RawServer;
   before(async () => {
-    server = await HostileServer.start();
+    server = await RawServer.start();
   });
   after(() => server.close());
 
@@ -113,9 +113,9 @@ describe('RFC 6455 §4.1: the opening handshake request', () => {
   });
 
   it('connects to ws://[::1]:PORT with Host: [::1]:PORT', T, async (t) => {
-    let v6: HostileServer;
+    let v6: RawServer;
     try {
-      v6 = await HostileServer.start({ host: '::1' });
+      v6 = await RawServer.start({ host: '::1' });
     } catch (error) {
       const reason = `IPv6 loopback (::1) is not available here: ${(error as Error).message}`;
       console.log(`# skipped: ${reason}`);
@@ -191,7 +191,7 @@ describe('RFC 6455 §4.1: the opening handshake request', () => {
       }
       if (ws !== null) {
         const events = record(ws);
-        const outcome = await within(Promise.race([events.closed.then(() => 'closed'), events.opened.then(() => 'opened')]), 3_000, "'close'");
+        const outcome = await withTimeout(Promise.race([events.closed.then(() => 'closed'), events.opened.then(() => 'opened')]), 3_000, "'close'");
         if (outcome === 'opened') {
           const sent = server.peers.at(-1)?.request;
           ws.terminate();
@@ -199,7 +199,7 @@ describe('RFC 6455 §4.1: the opening handshake request', () => {
         }
         assert.equal((await events.closed).code, 1006);
       }
-      const viaConnect = await within(
+      const viaConnect = await withTimeout(
         connect(server.url('/inj'), { ...options, handshakeTimeout: 1_000 }).then(
           (ws) => {
             ws.terminate();
@@ -221,9 +221,9 @@ describe('RFC 6455 §4.1: the opening handshake request', () => {
 
 describe('RFC 6455 §4.1: accepting the server response', () => {
   it('accepts header names and tokens in any case, and a status line without a reason phrase', T, async () => {
-    const server = await HostileServer.start({
+    const server = await RawServer.start({
       respond: (request) =>
-        `HTTP/1.1 101\r\nupgrade: WebSocket\r\nCONNECTION: keep-alive, UPGRADE\r\nsec-websocket-accept: ${computeAccept(request.key!)}\r\n\r\n`,
+        `HTTP/1.1 101\r\nupgrade: WebSocket\r\nCONNECTION: keep-alive, UPGRADE\r\nsec-websocket-accept: ${acceptFor(request.key!)}\r\n\r\n`,
     });
     try {
       const ws = await connect(server.url('/'), { handshakeTimeout: 3_000 });
@@ -231,14 +231,14 @@ describe('RFC 6455 §4.1: accepting the server response', () => {
       assert.equal(ws.protocol, '');
       const events = record(ws);
       ws.terminate();
-      await within(events.closed, 3_000, "'close'");
+      await withTimeout(events.closed, 3_000, "'close'");
     } finally {
       await server.close();
     }
   });
 
   it("sets protocol to the server's choice, or '' when the server chooses none", T, async () => {
-    const server = await HostileServer.start({
+    const server = await RawServer.start({
       respond: (request) =>
         acceptResponse(request, { headers: request.target === '/choose' ? [['Sec-WebSocket-Protocol', 'superchat']] : [] }),
     });
@@ -250,7 +250,7 @@ describe('RFC 6455 §4.1: accepting the server response', () => {
       for (const ws of [chosen, none]) {
         const events = record(ws);
         ws.terminate();
-        await within(events.closed, 3_000, "'close'");
+        await withTimeout(events.closed, 3_000, "'close'");
       }
     } finally {
       await server.close();
@@ -258,25 +258,25 @@ describe('RFC 6455 §4.1: accepting the server response', () => {
   });
 
   it('offers permessage-deflate when asked, and records the agreed extension', T, async () => {
-    const server = await HostileServer.start({
+    const server = await RawServer.start({
       respond: (request) => acceptResponse(request, { headers: [['Sec-WebSocket-Extensions', 'permessage-deflate; client_max_window_bits=10']] }),
     });
     try {
       const ws = await connect(server.url('/'), { perMessageDeflate: true });
-      const peer = await within(server.nextPeer(), 3_000, 'the peer');
+      const peer = await withTimeout(server.nextPeer(), 3_000, 'the peer');
       const offer = peer.request!.header('sec-websocket-extensions') ?? '';
       assert.match(offer, /^permessage-deflate\b/);
       assert.match(ws.extensions, /^permessage-deflate/);
       const events = record(ws);
       ws.terminate();
-      await within(events.closed, 3_000, "'close'");
+      await withTimeout(events.closed, 3_000, "'close'");
     } finally {
       await server.close();
     }
   });
 
   it("emits 'upgrade' with the response headers (lower-case names), then 'open'; readyState goes 0 -> 1", T, async () => {
-    const server = await HostileServer.start({
+    const server = await RawServer.start({
       respond: (request) => acceptResponse(request, { headers: [['X-Server', 'hostile/1.0'], ['Set-Cookie', 'a=b']] }),
     });
     try {
@@ -284,7 +284,7 @@ describe('RFC 6455 §4.1: accepting the server response', () => {
       assert.equal(ws.readyState, WebSocket.CONNECTING);
       assert.throws(() => ws.send('too early'), InvalidStateError);
       const events = record(ws);
-      await within(events.opened, 3_000, "'open'");
+      await withTimeout(events.opened, 3_000, "'open'");
       assert.equal(ws.readyState, WebSocket.OPEN);
       assert.deepEqual(
         events.events.map((e) => e.type),
@@ -294,7 +294,7 @@ describe('RFC 6455 §4.1: accepting the server response', () => {
       assert.equal(upgrade.headers['x-server'], 'hostile/1.0');
       assert.equal(upgrade.headers['upgrade'], 'websocket');
       ws.terminate();
-      await within(events.closed, 3_000, "'close'");
+      await withTimeout(events.closed, 3_000, "'close'");
     } finally {
       await server.close();
     }
@@ -354,7 +354,7 @@ const failures: FailureCase[] = [
   },
   {
     name: 'a 101 with the accept key of another key',
-    respond: (request) => acceptResponse(request, { accept: computeAccept(Buffer.alloc(16, 7).toString('base64')) }),
+    respond: (request) => acceptResponse(request, { accept: acceptFor(Buffer.alloc(16, 7).toString('base64')) }),
     message: /accept/i,
     status: 101,
   },
@@ -372,7 +372,7 @@ const failures: FailureCase[] = [
   },
   {
     name: 'a 101 with two Sec-WebSocket-Accept headers',
-    respond: (request) => acceptResponse(request, { headers: [['Sec-WebSocket-Accept', computeAccept(request.key!)]] }),
+    respond: (request) => acceptResponse(request, { headers: [['Sec-WebSocket-Accept', acceptFor(request.key!)]] }),
     message: /accept/i,
     status: 101,
   },
@@ -494,7 +494,7 @@ const failures: FailureCase[] = [
   {
     name: 'a 101 with bare LF line ends, then the server closes',
     respond: (request) =>
-      `HTTP/1.1 101 Switching Protocols\nUpgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Accept: ${computeAccept(request.key!)}\n\n`,
+      `HTTP/1.1 101 Switching Protocols\nUpgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Accept: ${acceptFor(request.key!)}\n\n`,
     message: /closed|malformed|invalid/i,
     afterResponse: 'end',
   },
@@ -538,7 +538,7 @@ const failures: FailureCase[] = [
 describe('RFC 6455 §4.1: server answers that fail the connection', () => {
   for (const failure of failures) {
     it(`fails on ${failure.name}`, T, async () => {
-      const server = await HostileServer.start({
+      const server = await RawServer.start({
         decode: false,
         respond: failure.respond,
         onPeer: (peer) => {
@@ -550,7 +550,7 @@ describe('RFC 6455 §4.1: server answers that fail the connection', () => {
       try {
         // 1. connect(): rejects with a HandshakeError that says why.
         const started = performance.now();
-        const error = await within(
+        const error = await withTimeout(
           connect(server.url('/'), { ...options, ...(failure.protocols ? { protocols: failure.protocols } : {}) }).then(
             (ws) => {
               ws.terminate();
@@ -567,27 +567,27 @@ describe('RFC 6455 §4.1: server answers that fail the connection', () => {
         if (failure.body !== undefined) assert.equal(error.body, failure.body);
         if (failure.status !== undefined && failure.status !== 101) assert.ok(error.headers !== undefined, 'the refusal headers are kept');
         assert.ok(performance.now() - started < maxMs, `took ${Math.round(performance.now() - started)} ms`);
-        const peer1 = await within(server.nextPeer(), 2_000, 'the first peer');
-        await within(peer1.closed, 3_000, "the client's socket to be closed");
+        const peer1 = await withTimeout(server.nextPeer(), 2_000, 'the first peer');
+        await peer1.waitClosed(3_000);
 
         // 2. new WebSocket with an 'error' listener: 'error' (the same kind), then 'close' 1006 once.
         const ws = new WebSocket(server.url('/'), failure.protocols, options);
         const events = record(ws);
-        const closed = await within(events.closed, 5_000, "'close'");
+        const closed = await withTimeout(events.closed, 5_000, "'close'");
         assert.deepEqual({ code: closed.code, reason: closed.reason, wasClean: closed.wasClean }, { code: 1006, reason: '', wasClean: false });
         assert.equal(ws.readyState, WebSocket.CLOSED);
         const types = events.events.map((e) => e.type);
         assert.deepEqual(types, ['error', 'close']);
         assert.ok(events.errors()[0] instanceof HandshakeError, 'events.errors()[0] instanceof HandshakeError');
-        const peer2 = await within(server.nextPeer(), 2_000, 'the second peer');
-        await within(peer2.closed, 3_000, "the client's socket to be closed");
+        const peer2 = await withTimeout(server.nextPeer(), 2_000, 'the second peer');
+        await peer2.waitClosed(3_000);
 
         // 3. Without an 'error' listener: no exception, just 'close' 1006 once.
         const quiet = new WebSocket(server.url('/'), failure.protocols, options);
         const quietEvents = record(quiet, false);
-        assert.equal((await within(quietEvents.closed, 5_000, "'close'")).code, 1006);
-        const peer3 = await within(server.nextPeer(), 2_000, 'the third peer');
-        await within(peer3.closed, 3_000, "the client's socket to be closed");
+        assert.equal((await withTimeout(quietEvents.closed, 5_000, "'close'")).code, 1006);
+        const peer3 = await withTimeout(server.nextPeer(), 2_000, 'the third peer');
+        await peer3.waitClosed(3_000);
 
         // Nothing more, ever.
         await delay(60);
@@ -611,7 +611,7 @@ describe('RFC 6455 §4.1: server answers that fail the connection', () => {
 
     const ws = new WebSocket(url);
     const events = record(ws);
-    const closed = await within(events.closed, 3_000, "'close'");
+    const closed = await withTimeout(events.closed, 3_000, "'close'");
     assert.equal(closed.code, 1006);
     assert.equal(closed.wasClean, false);
     assert.deepEqual(events.events.map((e) => e.type), ['error', 'close']);
@@ -619,14 +619,14 @@ describe('RFC 6455 §4.1: server answers that fail the connection', () => {
 
     const quiet = new WebSocket(url);
     const quietEvents = record(quiet, false);
-    assert.equal((await within(quietEvents.closed, 3_000, "'close'")).code, 1006);
+    assert.equal((await withTimeout(quietEvents.closed, 3_000, "'close'")).code, 1006);
     await delay(50);
     assert.equal(events.count('close') + quietEvents.count('close'), 2);
   });
 
   it('fails at once, not at the handshake timeout, when the answer does not start with HTTP/ (a TLS server on a ws:// URL)', T, async () => {
     // A TLS alert record (handshake failure): what a TLS-only port sends back to plain text.
-    const server = await HostileServer.start({ decode: false, respond: () => Buffer.from('15030100020228', 'hex') });
+    const server = await RawServer.start({ decode: false, respond: () => Buffer.from('15030100020228', 'hex') });
     try {
       const started = Date.now();
       const error = await connect(server.url('/'), { handshakeTimeout: 5_000 }).then(
@@ -641,7 +641,7 @@ describe('RFC 6455 §4.1: server answers that fail the connection', () => {
   });
 
   it('fails when the server resets the connection during the handshake', T, async () => {
-    const server = await HostileServer.start({
+    const server = await RawServer.start({
       decode: false,
       respond: () => null,
       onPeer: (peer) => peer.socket.resetAndDestroy(),
@@ -650,7 +650,7 @@ describe('RFC 6455 §4.1: server answers that fail the connection', () => {
       await assert.rejects(connect(server.url('/')));
       const ws = new WebSocket(server.url('/'));
       const events = record(ws, false);
-      assert.equal((await within(events.closed, 3_000, "'close'")).code, 1006);
+      assert.equal((await withTimeout(events.closed, 3_000, "'close'")).code, 1006);
     } finally {
       await server.close();
     }
@@ -662,22 +662,22 @@ describe('frames that arrive with the 101', () => {
   const respondWithFrames: Responder = (request) =>
     Buffer.concat([
       acceptResponse(request),
-      rawFrame({ opcode: Opcode.Text, payload: 'hello' }),
-      rawFrame({ opcode: Opcode.Binary, payload: Buffer.from([1, 2, 3]) }),
-      rawFrame({ opcode: Opcode.Ping, payload: 'p' }),
+      encodeFrame({ opcode: Opcode.Text, payload: 'hello' }),
+      encodeFrame({ opcode: Opcode.Binary, payload: Buffer.from([1, 2, 3]) }),
+      encodeFrame({ opcode: Opcode.Ping, payload: 'p' }),
     ]);
 
   it("delivers them to a 'message' listener attached in the 'open' handler", T, async () => {
-    const server = await HostileServer.start({ respond: respondWithFrames });
+    const server = await RawServer.start({ respond: respondWithFrames });
     try {
       const ws = new WebSocket(server.url('/'));
       const received: [string, boolean][] = [];
       ws.on('open', () => {
         ws.on('message', (data, isBinary) => received.push([isBinary ? data.toString('hex') : data.toString(), isBinary]));
       });
-      const peer = await within(server.nextPeer(), 3_000, 'the peer');
+      const peer = await withTimeout(server.nextPeer(), 3_000, 'the peer');
       // The ping was answered (with its payload, masked).
-      await within(new Promise((resolve) => (peer.pongs.length > 0 ? resolve(null) : peer.once('pong', resolve))), 3_000, 'the pong');
+      await withTimeout(new Promise((resolve) => (peer.pongs.length > 0 ? resolve(null) : peer.once('pong', resolve))), 3_000, 'the pong');
       assert.deepEqual(received, [
         ['hello', false],
         ['010203', true],
@@ -686,25 +686,25 @@ describe('frames that arrive with the 101', () => {
       assert.equal(peer.protocolErrors.length, 0);
       const events = record(ws);
       ws.terminate();
-      await within(events.closed, 3_000, "'close'");
+      await withTimeout(events.closed, 3_000, "'close'");
     } finally {
       await server.close();
     }
   });
 
   it("delivers them to a 'message' listener attached right after `await connect()`", T, async () => {
-    const server = await HostileServer.start({ respond: respondWithFrames });
+    const server = await RawServer.start({ respond: respondWithFrames });
     try {
       const ws = await connect(server.url('/'));
       const received: string[] = [];
       ws.on('message', (data) => received.push(data.toString('hex')));
-      const peer = await within(server.nextPeer(), 3_000, 'the peer');
-      await within(new Promise((resolve) => (peer.pongs.length > 0 ? resolve(null) : peer.once('pong', resolve))), 3_000, 'the pong');
+      const peer = await withTimeout(server.nextPeer(), 3_000, 'the peer');
+      await withTimeout(new Promise((resolve) => (peer.pongs.length > 0 ? resolve(null) : peer.once('pong', resolve))), 3_000, 'the pong');
       await delay(30);
       assert.deepEqual(received, [Buffer.from('hello').toString('hex'), '010203'], 'messages sent with the 101 were lost');
       const events = record(ws);
       ws.terminate();
-      await within(events.closed, 3_000, "'close'");
+      await withTimeout(events.closed, 3_000, "'close'");
     } finally {
       await server.close();
     }
@@ -713,19 +713,19 @@ describe('frames that arrive with the 101', () => {
 
 describe('close() and terminate() while CONNECTING', () => {
   it('close() right after the constructor: close 1006 once, and no connection is left behind', T, async () => {
-    const server = await HostileServer.start({ respond: () => null, decode: false });
+    const server = await RawServer.start({ respond: () => null, decode: false });
     try {
       const ws = new WebSocket(server.url('/'));
       const events = record(ws);
       ws.close();
-      const closed = await within(events.closed, 2_000, "'close'");
+      const closed = await withTimeout(events.closed, 2_000, "'close'");
       assert.equal(closed.code, 1006);
       assert.equal(closed.wasClean, false);
       assert.equal(ws.readyState, WebSocket.CLOSED);
       // Give a stray connection attempt time to show up, then check none is still open.
       await delay(300);
       for (const peer of server.peers) {
-        await within(peer.closed, 1_500, 'a connection opened after close() to be closed');
+        await peer.waitClosed(1_500);
       }
       assert.equal(events.count('close'), 1);
       assert.equal(events.count('open'), 0);
@@ -735,15 +735,15 @@ describe('close() and terminate() while CONNECTING', () => {
   });
 
   it('close() after the request was sent: the socket is destroyed, close 1006 once', T, async () => {
-    const server = await HostileServer.start({ respond: () => null, decode: false });
+    const server = await RawServer.start({ respond: () => null, decode: false });
     try {
       const ws = new WebSocket(server.url('/'), [], { handshakeTimeout: 5_000 });
       const events = record(ws);
-      const peer = await within(server.nextPeer(), 3_000, 'the request');
+      const peer = await withTimeout(server.nextPeer(), 3_000, 'the request');
       ws.close(1000, 'never mind');
-      const closed = await within(events.closed, 2_000, "'close'");
+      const closed = await withTimeout(events.closed, 2_000, "'close'");
       assert.equal(closed.code, 1006);
-      await within(peer.closed, 2_000, 'the socket to be closed');
+      await peer.waitClosed(2_000);
       await delay(50);
       assert.equal(events.count('close'), 1);
       assert.equal(events.count('open'), 0);
@@ -758,26 +758,26 @@ describe('close() and terminate() while CONNECTING', () => {
   });
 
   it('terminate() while connecting: the socket is destroyed, close 1006 once', T, async () => {
-    const server = await HostileServer.start({ respond: () => null, decode: false });
+    const server = await RawServer.start({ respond: () => null, decode: false });
     try {
       const ws = new WebSocket(server.url('/'), [], { handshakeTimeout: 5_000 });
       const events = record(ws, false);
-      const peer = await within(server.nextPeer(), 3_000, 'the request');
+      const peer = await withTimeout(server.nextPeer(), 3_000, 'the request');
       ws.terminate();
-      assert.equal((await within(events.closed, 2_000, "'close'")).code, 1006);
-      await within(peer.closed, 2_000, 'the socket to be closed');
+      assert.equal((await withTimeout(events.closed, 2_000, "'close'")).code, 1006);
+      await peer.waitClosed(2_000);
     } finally {
       await server.close();
     }
   });
 
   it('connect() rejects when the connection is closed before the handshake completes', T, async () => {
-    const server = await HostileServer.start({ respond: () => null, decode: false });
+    const server = await RawServer.start({ respond: () => null, decode: false });
     try {
       const pending = connect(server.url('/'), { handshakeTimeout: 5_000 });
-      const peer = await within(server.nextPeer(), 3_000, 'the request');
+      const peer = await withTimeout(server.nextPeer(), 3_000, 'the request');
       peer.end();
-      await assert.rejects(within(pending, 3_000, 'connect()'), HandshakeError);
+      await assert.rejects(withTimeout(pending, 3_000, 'connect()'), HandshakeError);
     } finally {
       await server.close();
     }

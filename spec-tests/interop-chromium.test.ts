@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { WebSocketServer } from '../src/index.js';
-import { within } from './helpers/hostile-server.js';
+import { withTimeout } from './helpers/library.js';
 
 function findChromium(): string | null {
   const candidates = [process.env['CHROMIUM'], '/usr/bin/chromium', 'chromium', 'chromium-browser'];
@@ -212,7 +212,7 @@ describe('interop: headless Chromium against our server (handleUpgrade on node:h
       `--user-data-dir=${profile}`, `http://127.0.0.1:${port}/`,
     ], { stdio: 'ignore', detached: true });
 
-    const page = await within(result, 80_000, 'the page to report');
+    const page = await withTimeout(result, 80_000, 'the page to report');
     assert.equal(page.error, undefined, `${page.error}; log so far: ${page.log.join(' | ')}`);
     assert.deepEqual(page.log, [
       // The browser offered permessage-deflate and we accepted; of its two protocols, ours.
@@ -226,7 +226,7 @@ describe('interop: headless Chromium against our server (handleUpgrade on node:h
       'too big: 1009 clean=true',
       'not served: error event on /not-served',
     ]);
-    await within((async () => {
+    await withTimeout((async () => {
       while (echo.clients.size + limited.clients.size > 0) await new Promise((resolve) => setTimeout(resolve, 10));
     })(), 5_000, 'every connection to be gone from the registries');
     const withoutReasons = serverLog.map((line) => (line.startsWith('/limited closed') ? line.replace(/ ".*"/, '') : line));

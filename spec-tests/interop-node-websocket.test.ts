@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { WebSocketServer, connect, type WebSocket } from '../src/index.js';
 import { record } from './helpers/client-events.js';
-import { within } from './helpers/hostile-server.js';
+import { withTimeout } from './helpers/library.js';
 
 const CLIENT_SCRIPT = fileURLToPath(new URL('./helpers/node-websocket-client.mjs', import.meta.url));
 
@@ -124,7 +124,7 @@ async function runOurClient(base: string): Promise<ScenarioResult> {
     });
     ws.on('error', (error) => result.errors.push(error.message));
     onOpen(ws);
-    const closed = await within(events.closed, 8_000, "'close'");
+    const closed = await withTimeout(events.closed, 8_000, "'close'");
     result.close = { code: closed.code, reason: closed.reason, wasClean: closed.wasClean };
     return result;
   };
@@ -181,7 +181,7 @@ function checkScenario(result: ScenarioResult, log: ServerLog[]): void {
 
 /** The server's 'close' may come a moment after the client's. */
 async function settled(log: ServerLog[]): Promise<void> {
-  await within(
+  await withTimeout(
     (async () => {
       while (log.length < 3 || log.some((entry) => entry.close === null)) await new Promise((resolve) => setTimeout(resolve, 10));
     })(),

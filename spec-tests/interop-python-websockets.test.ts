@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { WebSocketServer, connect, type WebSocket } from '../src/index.js';
-import { within } from './helpers/hostile-server.js';
+import { withTimeout } from './helpers/library.js';
 
 const PEER = fileURLToPath(new URL('./helpers/python-websockets-peer.py', import.meta.url));
 
@@ -99,7 +99,7 @@ describe('interop: Python websockets client against our server', () => {
     assert.equal(report.long_ping, 1002);
     assert.equal(report.close_1005, 1002);
 
-    await within((async () => {
+    await withTimeout((async () => {
       while (closes.length < 5 || server!.clients.size > 0) await new Promise((resolve) => setTimeout(resolve, 10));
     })(), 5_000, 'every connection to close on our side');
     assert.deepEqual(closes.slice(0, 2), [[4000, 'bye from python', true], [4000, 'bye from python', true]]);
@@ -118,7 +118,7 @@ describe('interop: our client against a Python websockets server', () => {
     if (python === null) return;
     const serverProcess = spawn(python, [PEER, 'server'], { stdio: ['ignore', 'pipe', 'inherit'] });
     child = serverProcess;
-    const port = await within(new Promise<number>((resolve, reject) => {
+    const port = await withTimeout(new Promise<number>((resolve, reject) => {
       let out = '';
       serverProcess.stdout.setEncoding('utf8').on('data', (chunk: string) => {
         out += chunk;
@@ -160,7 +160,7 @@ describe('interop: our client against a Python websockets server', () => {
       assert.ok((await reply())[0].equals(fragmented));
       const closed = new Promise<[number, string, boolean]>((resolve) => ws.once('close', (code, reason, wasClean) => resolve([code, reason, wasClean])));
       ws.close(4000, 'bye from node');
-      assert.deepEqual(await within(closed, 10_000, "'close'"), [4000, 'bye from node', true]);
+      assert.deepEqual(await withTimeout(closed, 10_000, "'close'"), [4000, 'bye from node', true]);
     }
   });
 });
