@@ -28,7 +28,7 @@ import { inflateBudget } from '../src/inflate-budget.js';
 import { parseExtensions } from '../src/extensions.js';
 import { Receiver, type Frame, type Role } from '../src/receiver.js';
 import { MaskKeySource, appendControlFrame, appendFrame, appendMessage } from '../src/writer.js';
-import { compressible, prng, randomBuffer, randomText } from '../spec-tests/helpers/deflate.js';
+import { compressible, prng, randomBuffer, randomText } from '../spec-tests/helpers/data.js';
 
 const runs = Number(process.env.FUZZ_RUNS ?? 50);
 const seed = process.env.FUZZ_SEED === undefined ? undefined : Number(process.env.FUZZ_SEED);

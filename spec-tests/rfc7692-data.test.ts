@@ -13,40 +13,49 @@ import * as zlibModule from 'node:zlib';
 import { setFlagsFromString } from 'node:v8';
 import { after, describe, it } from 'node:test';
 import { WebSocket as WsClient, WebSocketServer as WsServer } from 'ws';
-import { ProtocolViolation, type PerMessageDeflateOptions, type WebSocket } from '../src/index.js';
+import { ProtocolViolation, type PerMessageDeflateOptions, type ServerOptions, type WebSocket } from '../src/index.js';
 import { PerMessageDeflate, zlibLimiter } from '../src/permessage-deflate.js';
 import { inflateBudget } from '../src/inflate-budget.js';
 import { Receiver } from '../src/receiver.js';
+import { compressible, prng, randomBuffer, randomText } from './helpers/data.js';
 import {
   KiB,
   MiB,
-  OP,
-  RawClient,
   closeEvent,
-  compressible,
-  deflatePayload,
   delay,
-  encode,
-  destroyRawClients,
-  hostileServer,
-  negotiated,
+  lastConnection,
+  rawRequest,
   received,
-  prng,
-  randomBuffer,
-  randomText,
-  startServer,
-  strictInflate,
+  startServer as start,
   tracedClient,
   waitUntil,
   withTimeout,
   wireMessages,
-  zeroBomb,
+  type ConnectionHandler,
   type Received,
+  type TestServer,
   type TracedClient,
-} from './helpers/deflate.js';
+} from './helpers/library.js';
+import {
+  OP,
+  RawServer,
+  clientFrame,
+  deflatePayload,
+  destroyRawClients,
+  encodeFrame,
+  negotiated,
+  strictInflate,
+  upgradeWith,
+  zeroBomb,
+} from './helpers/peer/index.js';
 import type { TracedFrame } from '../src/trace.js';
 
 after(() => destroyRawClients());
+
+/** Our server, without pings, with a short close timeout. */
+function startServer(options: ServerOptions, handler?: ConnectionHandler): Promise<TestServer> {
+  return start({ pingInterval: 0, closeTimeout: 1000, ...options }, handler);
+}
 
 function closedOf(client: TracedClient, ms = 3000): Promise<{ code: number; reason: string; wasClean: boolean }> {
   return withTimeout(client.closed, ms, 'the client close event');
@@ -338,10 +347,10 @@ describe('RFC 7692 §7.2.3: the examples, on the wire', () => {
     it(`a raw client sending ${what}: the server inflates it`, { timeout: 5000 }, async () => {
       const srv = await startServer({ perMessageDeflate: true });
       try {
-        const raw = await RawClient.open(srv.port, ['Sec-WebSocket-Extensions: permessage-deflate']);
+        const raw = await rawRequest(srv.port, ['Sec-WebSocket-Extensions: permessage-deflate']);
         assert.equal(raw.header('sec-websocket-extensions'), 'permessage-deflate');
-        for (const frames of messages) raw.send(...frames);
-        const got = await raw.waitForFrames(expected.length, 2000);
+        for (const frames of messages) raw.sendFrames(...frames);
+        const got = await raw.waitFrames(expected.length, 2000);
         assert.deepEqual(
           got.map((f) => [f.opcode === OP.CLOSE ? `close ${f.payload.readUInt16BE(0)}` : f.payload.toString()]),
           expected.map((text) => [text]),
@@ -354,11 +363,11 @@ describe('RFC 7692 §7.2.3: the examples, on the wire', () => {
   }
 
   it('a server sending RFC example payloads: our client inflates them (BFINAL included)', { timeout: 5000 }, async () => {
-    const hostile = await hostileServer(
-      () => ['Sec-WebSocket-Extensions: permessage-deflate'],
-      (socket) => {
-        const frame = (payload: Buffer, rsv1 = true): Buffer => Buffer.concat([Buffer.from([0x81 | (rsv1 ? 0x40 : 0), payload.length]), payload]);
-        socket.write(Buffer.concat([
+    const hostile = await RawServer.start({
+      respond: upgradeWith('Sec-WebSocket-Extensions: permessage-deflate'),
+      onPeer: (peer) => {
+        const frame = (payload: Buffer): Buffer => encodeFrame({ opcode: OP.TEXT, rsv1: true, payload });
+        peer.write(Buffer.concat([
           frame(hello('f248cdc9c90700')),
           frame(hello('f200110000')),
           frame(hello('000500faff48656c6c6f00')),
@@ -366,9 +375,9 @@ describe('RFC 7692 §7.2.3: the examples, on the wire', () => {
           frame(deflatePayload(Buffer.from('World'))),
         ]));
       },
-    );
+    });
     try {
-      const client = await tracedClient(hostile.url, { perMessageDeflate: true });
+      const client = await tracedClient(hostile.url(), { perMessageDeflate: true });
       const ws = client.ws;
       const got = await received(client, 5, 2000);
       assert.deepEqual(got.map((m) => m.data.toString()), ['Hello', 'Hello', 'Hello', 'Hello', 'World']);
@@ -640,11 +649,11 @@ describe('RSV1 misuse (RFC 6455 §5.2, RFC 7692 §6.1): close 1002', () => {
     it(`${what}`, { timeout: 5000 }, async () => {
       const srv = await startServer({ perMessageDeflate: true });
       try {
-        const raw = await RawClient.open(srv.port, negotiate ? ['Sec-WebSocket-Extensions: permessage-deflate'] : []);
+        const raw = await rawRequest(srv.port, negotiate ? ['Sec-WebSocket-Extensions: permessage-deflate'] : []);
         assert.equal(raw.header('sec-websocket-extensions'), negotiate ? 'permessage-deflate' : undefined);
-        const serverSide = closeEvent(await waitForConnection(srv.connections));
-        raw.send(...frames);
-        assert.equal(await raw.waitForClose(), 1002);
+        const serverSide = closeEvent(await waitForConnection(srv));
+        raw.sendFrames(...frames);
+        assert.equal((await raw.waitCloseFrame()).code, 1002);
         // No message was delivered out of the bad frames.
         assert.ok(raw.frames.every((f) => f.opcode === OP.CLOSE || f.opcode === OP.PONG), 'raw.frames.every((f) => f.opcode === OP.CLOSE || f.opcode === OP.PONG)');
         assert.equal((await serverSide).code, 1002);
@@ -656,9 +665,8 @@ describe('RSV1 misuse (RFC 6455 §5.2, RFC 7692 §6.1): close 1002', () => {
   }
 });
 
-async function waitForConnection(connections: WebSocket[]): Promise<WebSocket> {
-  await waitUntil(() => connections.length > 0, 2000, 'the server connection');
-  return connections.at(-1)!;
+async function waitForConnection(srv: TestServer): Promise<WebSocket> {
+  return (await lastConnection(srv)).ws;
 }
 
 describe('invalid compressed data', () => {
@@ -677,10 +685,10 @@ describe('invalid compressed data', () => {
     it(`${what}: closes with ${code}, and the server keeps serving`, { timeout: 5000 }, async () => {
       const srv = await startServer({ perMessageDeflate: true });
       try {
-        const raw = await RawClient.open(srv.port, ['Sec-WebSocket-Extensions: permessage-deflate']);
-        const serverSide = closeEvent(await waitForConnection(srv.connections));
-        raw.send(...frames);
-        assert.equal(await raw.waitForClose(), code);
+        const raw = await rawRequest(srv.port, ['Sec-WebSocket-Extensions: permessage-deflate']);
+        const serverSide = closeEvent(await waitForConnection(srv));
+        raw.sendFrames(...frames);
+        assert.equal((await raw.waitCloseFrame()).code, code);
         assert.equal((await serverSide).code, code);
         assert.ok(raw.frames.every((f) => f.opcode === OP.CLOSE), 'nothing was echoed');
         raw.destroy();
@@ -699,12 +707,12 @@ describe('invalid compressed data', () => {
   }
 
   it('our client fails a server that sends invalid compressed data', { timeout: 5000 }, async () => {
-    const hostile = await hostileServer(
-      () => ['Sec-WebSocket-Extensions: permessage-deflate'],
-      (socket) => socket.write(Buffer.concat([Buffer.from([0xc2, 16]), Buffer.alloc(16, 0xff)])),
-    );
+    const hostile = await RawServer.start({
+      respond: upgradeWith('Sec-WebSocket-Extensions: permessage-deflate'),
+      onPeer: (peer) => peer.write(Buffer.concat([Buffer.from([0xc2, 16]), Buffer.alloc(16, 0xff)])),
+    });
     try {
-      const client = await tracedClient(hostile.url, { perMessageDeflate: true, closeTimeout: 300 });
+      const client = await tracedClient(hostile.url(), { perMessageDeflate: true, closeTimeout: 300 });
       const closed = await closedOf(client);
       assert.equal(closed.code, ProtocolViolation.InvalidCompressedData);
     } finally {
@@ -747,8 +755,8 @@ describe('decompression bombs', () => {
     it(`64 MiB of zeros in ${Math.round(bomb.length / KiB)} KiB, ${what}, to a server with maxMessageSize 1 MiB: 1009, quickly, without the memory`, { timeout: 10_000 }, async () => {
       const srv = await startServer({ perMessageDeflate: true, maxMessageSize: MiB });
       try {
-        const raw = await RawClient.open(srv.port, ['Sec-WebSocket-Extensions: permessage-deflate']);
-        const conn = await waitForConnection(srv.connections);
+        const raw = await rawRequest(srv.port, ['Sec-WebSocket-Extensions: permessage-deflate']);
+        const conn = await waitForConnection(srv);
         let messages = 0;
         conn.on('message', () => messages++);
         const serverSide = closeEvent(conn);
@@ -762,9 +770,9 @@ describe('decompression bombs', () => {
           peakBuffers = Math.max(peakBuffers, now.arrayBuffers);
         }, 1);
         const started = Date.now();
-        raw.send(...frames);
+        raw.sendFrames(...frames);
         try {
-          assert.equal(await raw.waitForClose(3000), 1009);
+          assert.equal((await raw.waitCloseFrame(3000)).code, 1009);
           const closed = await serverSide;
           assert.equal(closed.code, 1009);
           // The reason names the configured limit, not what was left of it when a later
@@ -791,18 +799,14 @@ describe('decompression bombs', () => {
   }
 
   it('a server sending a bomb to our client with maxMessageSize 1 MiB: the client closes with 1009', { timeout: 5000 }, async () => {
-    const hostile = await hostileServer(
-      () => ['Sec-WebSocket-Extensions: permessage-deflate'],
-      (socket) => {
-        const head = Buffer.alloc(10);
-        head[0] = 0xc2;
-        head[1] = 127;
-        head.writeBigUInt64BE(BigInt(bomb.length), 2);
-        socket.write(Buffer.concat([head, bomb]));
+    const hostile = await RawServer.start({
+      respond: upgradeWith('Sec-WebSocket-Extensions: permessage-deflate'),
+      onPeer: (peer) => {
+        peer.write(encodeFrame({ opcode: OP.BINARY, rsv1: true, payload: bomb, lengthEncoding: 64 }));
       },
-    );
+    });
     try {
-      const client = await tracedClient(hostile.url, { perMessageDeflate: true, maxMessageSize: MiB, closeTimeout: 300 });
+      const client = await tracedClient(hostile.url(), { perMessageDeflate: true, maxMessageSize: MiB, closeTimeout: 300 });
       const ws = client.ws;
       let messages = 0;
       ws.on('message', () => messages++);
@@ -835,7 +839,7 @@ describe('zlib state is released', () => {
         const got = received(client, 1);
         ws.send(compressible(16 * KiB, prng(i)));
         await got;
-        const conn = srv.connections.at(-1)!;
+        const conn = srv.connections.at(-1)!.ws;
         const pmds = [ws, conn].map((c) => (c as unknown as Internals).compression!.deflate);
         const streams = pmds.flatMap((p) => {
           const s = p as unknown as Streams;
@@ -940,11 +944,11 @@ describe('closing while zlib is busy', () => {
     const srv = await startServer({ perMessageDeflate: true });
     try {
       const errors = await catchingUncaught(async () => {
-        const raw = await RawClient.open(srv.port, ['Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover']);
+        const raw = await rawRequest(srv.port, ['Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover']);
         assert.equal(raw.header('sec-websocket-extensions'), 'permessage-deflate; client_no_context_takeover');
-        const conn = await waitForConnection(srv.connections);
+        const conn = await waitForConnection(srv);
         const closed = closeEvent(conn);
-        raw.send({ opcode: OP.BINARY, rsv1: true, payload });
+        raw.sendFrames({ opcode: OP.BINARY, rsv1: true, payload });
         raw.socket.end();
         await closed.catch(() => {});
         await delay(300);
@@ -995,7 +999,7 @@ describe('zlib work per frame', () => {
         { onMessage: (d) => messages.push(Buffer.from(d)), onPing() {}, onPong() {}, onClose() {}, onError: (e) => assert.fail(e.message) },
       );
       // A first message creates the inflater; then count what the second costs.
-      receiver.push(encode({ opcode: OP.BINARY, rsv1: true, payload: await compress(Buffer.from('warm up')) }));
+      receiver.push(clientFrame({ opcode: OP.BINARY, rsv1: true, payload: await compress(Buffer.from('warm up')) }));
       await waitUntil(() => messages.length === 1, 2000, 'the first message');
       const inflater = (pmd as unknown as { inflater: { write: (...args: unknown[]) => boolean } }).inflater;
       assert.ok(inflater !== null, 'the inflater exists after a message');
@@ -1006,7 +1010,7 @@ describe('zlib work per frame', () => {
         return write(...(args as Parameters<typeof write>));
       };
       const data = randomBuffer(16 * KiB, prng(31));
-      const frame = encode({ opcode: OP.BINARY, rsv1: true, payload: await compress(data) });
+      const frame = clientFrame({ opcode: OP.BINARY, rsv1: true, payload: await compress(data) });
       for (let i = 0; i < frame.length; i++) receiver.push(frame.subarray(i, i + 1));
       await waitUntil(() => messages.length === 2, 8000, 'the second message');
       assert.ok(messages[1]!.equals(data), 'messages[1]!.equals(data)');
@@ -1121,38 +1125,38 @@ describe('the process-wide inflate budget: unfinished compressed messages cannot
     const srv = await startServer({ perMessageDeflate: true }, (ws) => ws.on('message', (data) => delivered.push(data.length)));
     try {
       // A: half a message, which holds 2 MiB of inflated data on the server.
-      const a = await RawClient.open(srv.port, DEFLATE);
-      a.send({ opcode: OP.BINARY, rsv1: true, fin: false, payload: half });
+      const a = await rawRequest(srv.port, DEFLATE);
+      a.sendFrames({ opcode: OP.BINARY, rsv1: true, fin: false, payload: half });
       await waitUntil(() => inflateBudget.held === heldBefore + 2 * MiB, 3000, 'A to hold 2 MiB');
 
       // B: the same would make 4 MiB, past the 3 MiB budget: B is closed, with 1013 (Try Again Later).
-      const b = await RawClient.open(srv.port, DEFLATE);
-      const bServer = srv.connections[1]!;
+      const b = await rawRequest(srv.port, DEFLATE);
+      const bServer = srv.connections[1]!.ws;
       const bClosed = closeEvent(bServer);
-      b.send({ opcode: OP.BINARY, rsv1: true, fin: false, payload: half });
-      assert.equal(await b.waitForClose(3000), 1013);
+      b.sendFrames({ opcode: OP.BINARY, rsv1: true, fin: false, payload: half });
+      assert.equal((await b.waitCloseFrame(3000)).code, 1013);
       assert.equal((await bClosed).code, 1013);
       assert.equal(inflateBudget.held, heldBefore + 2 * MiB, 'B gave back what it had taken');
 
       // A is untouched: it finishes its message, which is delivered whole and leaves the budget.
-      assert.equal(a.closeFrame(), undefined);
-      a.send({ opcode: OP.CONT, fin: true, payload: Buffer.alloc(0) });
+      assert.equal(a.closeFrame, null);
+      a.sendFrames({ opcode: OP.CONT, fin: true, payload: Buffer.alloc(0) });
       await waitUntil(() => delivered.length === 1, 3000, "A's message");
       assert.deepEqual(delivered, [2 * MiB]);
       assert.equal(inflateBudget.held, heldBefore);
 
       // C now fits; and a connection that dies in the middle of a message gives its bytes back.
-      const c = await RawClient.open(srv.port, DEFLATE);
-      c.send({ opcode: OP.BINARY, rsv1: true, fin: false, payload: half });
+      const c = await rawRequest(srv.port, DEFLATE);
+      c.sendFrames({ opcode: OP.BINARY, rsv1: true, fin: false, payload: half });
       await waitUntil(() => inflateBudget.held === heldBefore + 2 * MiB, 3000, 'C to hold 2 MiB');
       c.destroy();
       await waitUntil(() => inflateBudget.held === heldBefore, 3000, "C's bytes to come back after its connection died");
 
       // A close frame in the middle of a message drops the message, and its bytes.
-      a.send({ opcode: OP.BINARY, rsv1: true, fin: false, payload: half });
+      a.sendFrames({ opcode: OP.BINARY, rsv1: true, fin: false, payload: half });
       await waitUntil(() => inflateBudget.held === heldBefore + 2 * MiB, 3000, 'A to hold 2 MiB again');
-      a.send({ opcode: OP.CLOSE, payload: Buffer.from([0x03, 0xe8]) });
-      assert.equal(await a.waitForClose(3000), 1000);
+      a.sendFrames({ opcode: OP.CLOSE, payload: Buffer.from([0x03, 0xe8]) });
+      assert.equal((await a.waitCloseFrame(3000)).code, 1000);
       await waitUntil(() => inflateBudget.held === heldBefore, 3000, "A's unfinished message to be dropped");
       assert.deepEqual(delivered, [2 * MiB]);
     } finally {

@@ -18,21 +18,28 @@ import {
   parseExtensions,
   type DeflateParams,
   type PerMessageDeflateOptions,
+  type ServerOptions,
 } from '../src/index.js';
 import {
   KiB,
-  RawClient,
   closeEvent,
-  destroyRawClients,
-  hostileServer,
   nextMessages,
-  startServer,
+  rawRequest,
+  startServer as start,
   tracedClient,
   withTimeout,
   wireMessages,
-} from './helpers/deflate.js';
+  type ConnectionHandler,
+  type TestServer,
+} from './helpers/library.js';
+import { RawServer, destroyRawClients, upgradeWith } from './helpers/peer/index.js';
 
 after(() => destroyRawClients());
+
+/** Our server, without pings, with a short close timeout. */
+function startServer(options: ServerOptions, handler?: ConnectionHandler): Promise<TestServer> {
+  return start({ pingInterval: 0, closeTimeout: 1000, ...options }, handler);
+}
 
 /** The server's answer to one Sec-WebSocket-Extensions value: the response string, or null for a decline. */
 function answer(header: string, options: PerMessageDeflateOptions = {}): string | null {
@@ -411,7 +418,7 @@ async function negotiateOverSockets(server: PerMessageDeflateOptions | boolean, 
       ws.once('close', (code) => reject(new Error(`closed ${code}`)));
     }), 3000, 'open');
     await withTimeout((async () => { while (srv.connections.length === 0) await new Promise((r) => setTimeout(r, 2)); })(), 2000, 'the server connection');
-    const result = { header, clientExtensions: ws.extensions, serverExtensions: srv.connections[0]!.extensions };
+    const result = { header, clientExtensions: ws.extensions, serverExtensions: srv.connections[0]!.ws.extensions };
     ws.close();
     await closeEvent(ws).catch(() => {});
     return result;
@@ -442,7 +449,7 @@ describe('negotiation over real sockets', () => {
     try {
       const { ws, frames } = await tracedClient(srv.url, { perMessageDeflate: true });
       assert.equal(ws.extensions, '');
-      assert.equal(srv.connections[0]?.extensions ?? '', '');
+      assert.equal(srv.connections[0]?.ws.extensions ?? '', '');
       const big = Buffer.alloc(8 * KiB, 'abcabcabc');
       const got = nextMessages(ws, 2);
       ws.send(big);
@@ -467,8 +474,8 @@ describe('negotiation over real sockets', () => {
   it('a raw offer to a server without perMessageDeflate gets a 101 without the header', { timeout: 5000 }, async () => {
     const srv = await startServer({});
     try {
-      const raw = await RawClient.open(srv.port, ['Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits']);
-      assert.equal(raw.head!.status, 101);
+      const raw = await rawRequest(srv.port, ['Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits']);
+      assert.equal(raw.response!.status, 101);
       assert.equal(raw.header('sec-websocket-extensions'), undefined);
       raw.destroy();
     } finally {
@@ -479,11 +486,11 @@ describe('negotiation over real sockets', () => {
   it('a raw client with offers in two header fields: one list, first acceptable wins', { timeout: 5000 }, async () => {
     const srv = await startServer({ perMessageDeflate: true });
     try {
-      const raw = await RawClient.open(srv.port, [
+      const raw = await rawRequest(srv.port, [
         'Sec-WebSocket-Extensions: x-webkit-deflate-frame, permessage-deflate; bogus',
         'Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=11',
       ]);
-      assert.equal(raw.head!.status, 101);
+      assert.equal(raw.response!.status, 101);
       assert.equal(raw.header('sec-websocket-extensions'), 'permessage-deflate; server_max_window_bits=11');
       raw.destroy();
     } finally {
@@ -494,8 +501,8 @@ describe('negotiation over real sockets', () => {
   it('a raw client whose offers are all declined gets a 101 without the header', { timeout: 5000 }, async () => {
     const srv = await startServer({ perMessageDeflate: true });
     try {
-      const raw = await RawClient.open(srv.port, ['Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=16, permessage-deflate; foo']);
-      assert.equal(raw.head!.status, 101);
+      const raw = await rawRequest(srv.port, ['Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=16, permessage-deflate; foo']);
+      assert.equal(raw.response!.status, 101);
       assert.equal(raw.header('sec-websocket-extensions'), undefined);
       raw.destroy();
     } finally {
@@ -507,8 +514,8 @@ describe('negotiation over real sockets', () => {
     it(`a malformed Sec-WebSocket-Extensions (${JSON.stringify(bad)}) to a deflate-enabled server gets 400`, { timeout: 5000 }, async () => {
       const srv = await startServer({ perMessageDeflate: true });
       try {
-        const raw = await RawClient.open(srv.port, [`Sec-WebSocket-Extensions: ${bad}`]);
-        assert.equal(raw.head!.status, 400);
+        const raw = await rawRequest(srv.port, [`Sec-WebSocket-Extensions: ${bad}`]);
+        assert.equal(raw.response!.status, 400);
         assert.equal(srv.connections.length, 0);
         raw.destroy();
       } finally {
@@ -543,11 +550,11 @@ describe('a hostile server answering the client with what it did not offer', () 
   ];
   for (const [what, lines, clientOption] of answers) {
     it(`${what}: connect() rejects with a HandshakeError and 'close' reports 1006`, { timeout: 5000 }, async () => {
-      const hostile = await hostileServer(() => lines);
+      const hostile = await RawServer.start({ respond: upgradeWith(...lines) });
       try {
-        await assert.rejects(withTimeout(connect(hostile.url, { perMessageDeflate: clientOption, pingInterval: 0 }), 3000, 'connect'), HandshakeError);
+        await assert.rejects(withTimeout(connect(hostile.url(), { perMessageDeflate: clientOption, pingInterval: 0 }), 3000, 'connect'), HandshakeError);
 
-        const ws = openClient(hostile.url, { perMessageDeflate: clientOption, pingInterval: 0 });
+        const ws = openClient(hostile.url(), { perMessageDeflate: clientOption, pingInterval: 0 });
         const errors: Error[] = [];
         ws.on('error', (error) => errors.push(error));
         let opened = false;
@@ -570,9 +577,9 @@ describe('a hostile server answering the client with what it did not offer', () 
   }
 
   it('a valid answer from the same raw server opens (the harness itself is sound)', { timeout: 5000 }, async () => {
-    const hostile = await hostileServer(() => ['Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=9; client_max_window_bits=10']);
+    const hostile = await RawServer.start({ respond: upgradeWith('Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=9; client_max_window_bits=10') });
     try {
-      const ws = await withTimeout(connect(hostile.url, { perMessageDeflate: true, pingInterval: 0 }), 3000, 'connect');
+      const ws = await withTimeout(connect(hostile.url(), { perMessageDeflate: true, pingInterval: 0 }), 3000, 'connect');
       ws.on('error', () => {});
       assert.equal(ws.extensions, 'permessage-deflate; server_max_window_bits=9; client_max_window_bits=10');
       ws.terminate();

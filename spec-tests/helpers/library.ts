@@ -18,7 +18,8 @@ import {
   type UpgradeRequest,
   type WebSocket,
 } from '../../src/index.js';
-import { destroyRawClients, type RawClient } from './peer/client.js';
+import { RawClient, destroyRawClients } from './peer/client.js';
+import { acceptFor } from './peer/http.js';
 import { OP } from './peer/frames.js';
 import { delay, waitUntil, withTimeout } from './peer/wait.js';
 
@@ -153,6 +154,17 @@ export async function assertClosedOnce(connection: ServerConnection, code: numbe
   assert.equal(record.code, code, `close code ${record.code}, expected ${code}`);
   if (wasClean !== undefined) assert.equal(record.wasClean, wasClean, `wasClean ${record.wasClean}, expected ${wasClean}`);
   return record;
+}
+
+/**
+ * A raw client that sends a handshake with these extra field lines ("Name: value", in order) and
+ * reads the response, whatever its status; a 101 must carry the right Sec-WebSocket-Accept.
+ */
+export async function rawRequest(port: number, lines: readonly string[] = []): Promise<RawClient> {
+  const extraFields = lines.map((line): [string, string] => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 1).trim()]);
+  const client = await RawClient.request(port, { extraFields });
+  if (client.response!.status === 101) assert.equal(client.header('sec-websocket-accept'), acceptFor(client.key!), 'the Sec-WebSocket-Accept of the server under test');
+  return client;
 }
 
 /** Assert that a raw client still gets its messages echoed: the connection is unaffected. */

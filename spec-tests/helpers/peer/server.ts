@@ -149,6 +149,12 @@ export class RawServer {
   }
 }
 
+/** A responder: a correct 101 with these extra field lines ("Name: value", in order). */
+export function upgradeWith(...lines: string[]): Responder {
+  const headers = lines.map((line): [string, string] => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 1).trim()]);
+  return (request) => acceptResponse(request, { headers });
+}
+
 /** A port nothing listens on (bound, then released). */
 export async function closedPort(host = '127.0.0.1'): Promise<number> {
   const server = createServer();
