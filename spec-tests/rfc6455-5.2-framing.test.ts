@@ -168,8 +168,8 @@ describe('RFC 6455 §5.2 Payload length: the writer uses the minimal encoding', 
     const key = bytes(0x11, 0x22, 0x33, 0x44);
     for (const len of [0, 1, 125, 126, 127, 65535, 65536, 70001]) {
       const payload = payloadOf(len);
-      assert.deepEqual(encodeFrame({ opcode: Opcode.Binary, payload }), rawFrame({ opcode: Opcode.Binary, payload, mask: null }), `unmasked ${len}`);
-      assert.deepEqual(encodeFrame({ opcode: Opcode.Binary, payload, maskKey: key }), rawFrame({ opcode: Opcode.Binary, payload, mask: key }), `masked ${len}`);
+      assert.deepEqual(encodeFrame({ opcode: Opcode.Binary, payload }), rawFrame({ opcode: Opcode.Binary, payload, maskKey: null }), `unmasked ${len}`);
+      assert.deepEqual(encodeFrame({ opcode: Opcode.Binary, payload, maskKey: key }), rawFrame({ opcode: Opcode.Binary, payload, maskKey: key }), `masked ${len}`);
     }
   });
 });
@@ -189,20 +189,20 @@ describe('RFC 6455 §5.2 Payload length: the reader', () => {
     });
 
     it(`accepts non-minimal length encodings, which change nothing in meaning (${role})`, () => {
-      const cases: { len: number; lengthBytes: 2 | 8 }[] = [
-        { len: 0, lengthBytes: 2 },
-        { len: 5, lengthBytes: 2 },
-        { len: 125, lengthBytes: 2 },
-        { len: 0, lengthBytes: 8 },
-        { len: 5, lengthBytes: 8 },
-        { len: 200, lengthBytes: 8 },
-        { len: 65535, lengthBytes: 8 },
+      const cases: { len: number; lengthEncoding: 16 | 64 }[] = [
+        { len: 0, lengthEncoding: 16 },
+        { len: 5, lengthEncoding: 16 },
+        { len: 125, lengthEncoding: 16 },
+        { len: 0, lengthEncoding: 64 },
+        { len: 5, lengthEncoding: 64 },
+        { len: 200, lengthEncoding: 64 },
+        { len: 65535, lengthEncoding: 64 },
       ];
-      for (const { len, lengthBytes } of cases) {
+      for (const { len, lengthEncoding } of cases) {
         const payload = payloadOf(len);
         const h = makeReceiver(role);
-        h.push(frameFor(role, { opcode: Opcode.Binary, payload, lengthBytes }));
-        assert.ok(onlyMessage(h.events).data.equals(payload), `${len} bytes in a ${lengthBytes * 8}-bit length`);
+        h.push(frameFor(role, { opcode: Opcode.Binary, payload, lengthEncoding }));
+        assert.ok(onlyMessage(h.events).data.equals(payload), `${len} bytes in a ${lengthEncoding}-bit length`);
       }
     });
 
@@ -237,8 +237,8 @@ describe('RFC 6455 §5.2 Payload length: the reader', () => {
       const h = makeReceiver(role, {}, true);
       const mask = role === 'server' ? key : null;
       h.push(concat(
-        rawFrame({ opcode: Opcode.Text, payload: 'he', fin: false, mask }),
-        rawFrame({ opcode: Opcode.Continuation, payload: 'llo', mask }),
+        rawFrame({ opcode: Opcode.Text, payload: 'he', fin: false, maskKey: mask }),
+        rawFrame({ opcode: Opcode.Continuation, payload: 'llo', maskKey: mask }),
       ));
       const frames = h.events.filter((e) => e.type === 'frame').map((e) => (e as { frame: Frame }).frame);
       assert.equal(frames.length, 2);

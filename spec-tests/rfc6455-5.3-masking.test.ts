@@ -196,7 +196,7 @@ describe('RFC 6455 §5.3 The masking key: the writer', () => {
       assert.equal(wire[1]! & 0x80, 0x80, 'MASK bit set');
       const headerSize = length < 126 ? 2 : length < 65536 ? 4 : 10;
       const key = wire.subarray(headerSize, headerSize + 4);
-      assert.deepEqual(wire, rawFrame({ opcode: Opcode.Binary, payload, mask: key }), `length ${length}`);
+      assert.deepEqual(wire, rawFrame({ opcode: Opcode.Binary, payload, maskKey: key }), `length ${length}`);
     }
   });
 
@@ -205,7 +205,7 @@ describe('RFC 6455 §5.3 The masking key: the writer', () => {
       const payload = Buffer.from(pattern(length, 6));
       const out: Buffer[] = [];
       appendFrame(out, Opcode.Binary, payload, true, false, null);
-      assert.deepEqual(Buffer.concat(out), rawFrame({ opcode: Opcode.Binary, payload, mask: null }));
+      assert.deepEqual(Buffer.concat(out), rawFrame({ opcode: Opcode.Binary, payload, maskKey: null }));
     }
   });
 
@@ -222,8 +222,8 @@ describe('RFC 6455 §5.1, §5.3 Masking on the receiving side', () => {
   it('a server unmasks each frame with its own key, across chunks cut at every position', () => {
     const payload = Buffer.from(pattern(300, 2));
     const stream = concat(
-      rawFrame({ opcode: Opcode.Binary, payload, mask: KEY }),
-      rawFrame({ opcode: Opcode.Binary, payload, mask: OTHER_KEY }),
+      rawFrame({ opcode: Opcode.Binary, payload, maskKey: KEY }),
+      rawFrame({ opcode: Opcode.Binary, payload, maskKey: OTHER_KEY }),
     );
     for (let cut = 1; cut < stream.length; cut += 7) {
       const h = makeReceiver('server');
@@ -236,7 +236,7 @@ describe('RFC 6455 §5.1, §5.3 Masking on the receiving side', () => {
   it('a server unmasks a payload pushed byte by byte', () => {
     const payload = Buffer.from(pattern(130, 8));
     const h = makeReceiver('server');
-    h.push(rawFrame({ opcode: Opcode.Binary, payload, mask: KEY }), 1);
+    h.push(rawFrame({ opcode: Opcode.Binary, payload, maskKey: KEY }), 1);
     assert.ok(onlyMessage(h.events).data.equals(payload), 'onlyMessage(h.events).data.equals(payload)');
   });
 

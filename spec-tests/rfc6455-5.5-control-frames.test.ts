@@ -87,11 +87,11 @@ describe('RFC 6455 §5.5 "All control frames MUST have a payload length of 125 b
 
       it(`a ${name} with a 64-bit length (length code 127) fails with 1002 (${role})`, () => {
         expectViolation(role, frameFor(role, { opcode, payload: filled(65536) }), 'ControlFrameTooLong', PROTOCOL_ERROR);
-        expectViolation(role, frameFor(role, { opcode, payload: filled(10), lengthBytes: 8 }), 'ControlFrameTooLong', PROTOCOL_ERROR);
+        expectViolation(role, frameFor(role, { opcode, payload: filled(10), lengthEncoding: 64 }), 'ControlFrameTooLong', PROTOCOL_ERROR);
       });
 
       it(`a ${name} with a short payload in a 16-bit length (length code 126) fails with 1002 (${role})`, () => {
-        expectViolation(role, frameFor(role, { opcode, payload: filled(2), lengthBytes: 2 }), 'ControlFrameTooLong', PROTOCOL_ERROR);
+        expectViolation(role, frameFor(role, { opcode, payload: filled(2), lengthEncoding: 16 }), 'ControlFrameTooLong', PROTOCOL_ERROR);
       });
     }
 
@@ -148,7 +148,7 @@ describe('RFC 6455 §5.5 Control frames: the writer', () => {
     appendControlFrame(out, Opcode.Ping, Buffer.from('hi'), new MaskKeySource());
     const wire = Buffer.concat(out);
     assert.equal(wire[1], 0x82);
-    assert.deepEqual(wire, rawFrame({ opcode: Opcode.Ping, payload: 'hi', mask: wire.subarray(2, 6) }));
+    assert.deepEqual(wire, rawFrame({ opcode: Opcode.Ping, payload: 'hi', maskKey: wire.subarray(2, 6) }));
   });
 
   it('appendControlFrame refuses data opcodes', () => {

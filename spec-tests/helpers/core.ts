@@ -1,13 +1,15 @@
 /**
  * Shared helpers for the protocol-core conformance tests.
  *
- * Frames are built here by hand, byte by byte, without the library's writer, so the receiver is
- * checked against an independent encoder (and the writer against the receiver elsewhere).
+ * The tests here feed bytes straight into src's Receiver. The bytes come from the independent test
+ * peer's encoder (helpers/peer/frames.ts), not the library's writer, so the receiver is checked
+ * against a second reading of RFC 6455 §5.2 (and the writer against the receiver elsewhere).
  */
 import assert from 'node:assert/strict';
 import { Opcode } from '../../src/constants.js';
 import { ProtocolError, ProtocolViolation } from '../../src/errors.js';
 import { Receiver, type Frame, type ReceiverHandler, type ReceiverOptions, type Role } from '../../src/receiver.js';
+import { closePayload, encodeFrame, type FrameSpec } from './peer/frames.js';
 
 export type Event =
   | { type: 'message'; data: Buffer; isBinary: boolean }
@@ -119,52 +121,11 @@ export function bytes(...values: number[]): Buffer {
   return Buffer.from(values);
 }
 
-/** XOR byte i with key[(phase + i) % 4], the obvious way (RFC 6455 §5.3). */
-export function naiveMask(data: Uint8Array, key: Uint8Array, phase = 0): Buffer {
-  const out = Buffer.alloc(data.length);
-  for (let i = 0; i < data.length; i++) out[i] = data[i]! ^ key[(phase + i) % 4]!;
-  return out;
-}
-
-export interface RawFrameSpec {
-  opcode: number;
-  payload?: Uint8Array | string;
-  /** Default true. */
-  fin?: boolean;
-  rsv1?: boolean;
-  rsv2?: boolean;
-  rsv3?: boolean;
-  /** A 4-byte masking key, or null for an unmasked frame. */
-  mask: Uint8Array | null;
-  /** Force the length encoding: 0 (7-bit), 2 (16-bit) or 8 (64-bit). Default: minimal. */
-  lengthBytes?: 0 | 2 | 8;
-  /** Write this length in the header instead of the payload's. */
-  declaredLength?: bigint;
-}
-
-/** Encode one frame by hand (RFC 6455 §5.2), independently of src/frame.ts. */
-export function rawFrame(spec: RawFrameSpec): Buffer {
-  const payload = typeof spec.payload === 'string' ? utf8(spec.payload) : Buffer.from(spec.payload ?? []);
-  const length = spec.declaredLength ?? BigInt(payload.length);
-  const lengthBytes = spec.lengthBytes ?? (length < 126n ? 0 : length <= 0xffffn ? 2 : 8);
-  const head: number[] = [
-    ((spec.fin ?? true) ? 0x80 : 0) |
-      (spec.rsv1 ? 0x40 : 0) |
-      (spec.rsv2 ? 0x20 : 0) |
-      (spec.rsv3 ? 0x10 : 0) |
-      spec.opcode,
-  ];
-  const maskBit = spec.mask === null ? 0 : 0x80;
-  if (lengthBytes === 0) {
-    head.push(maskBit | Number(length));
-  } else {
-    head.push(maskBit | (lengthBytes === 2 ? 126 : 127));
-    for (let i = lengthBytes - 1; i >= 0; i--) head.push(Number((length >> BigInt(8 * i)) & 0xffn));
-  }
-  if (spec.mask !== null) head.push(...spec.mask);
-  const body = spec.mask === null ? payload : naiveMask(payload, spec.mask);
-  return Buffer.concat([Buffer.from(head), body]);
-}
+/**
+ * Frames are encoded by the independent test peer (helpers/peer/frames.ts, RFC 6455 §5.2): one
+ * encoder for every test, network peers and receiver unit tests alike.
+ */
+export { encodeFrame as rawFrame, naiveMask } from './peer/frames.js';
 
 let keyCounter = 0;
 /** A varied, deterministic masking key (never all zeros, so masking is visible). */
@@ -174,20 +135,18 @@ export function nextKey(): Buffer {
   return Buffer.from([(n >>> 24) | 1, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]);
 }
 
-export type FrameSpec = Omit<RawFrameSpec, 'mask'> & { mask?: Uint8Array | null };
-
-/** A frame as a client sends it: masked (RFC 6455 §5.3). Goes to a server receiver. */
+/** A frame as a client sends it: masked (RFC 6455 §5.3), with a varied key unless `maskKey` says otherwise. Goes to a server receiver. */
 export function clientFrame(spec: FrameSpec): Buffer {
-  return rawFrame({ ...spec, mask: spec.mask === undefined ? nextKey() : spec.mask });
+  return encodeFrame({ ...spec, maskKey: spec.maskKey === undefined ? nextKey() : spec.maskKey });
 }
 
-/** A frame as a server sends it: unmasked. Goes to a client receiver. */
+/** A frame as a server sends it: unmasked unless `maskKey` is given. Goes to a client receiver. */
 export function serverFrame(spec: FrameSpec): Buffer {
-  return rawFrame({ ...spec, mask: spec.mask === undefined ? null : spec.mask });
+  return encodeFrame(spec);
 }
 
 /** A well-formed frame for a receiver of the given role (masked for a server, unmasked for a client). */
-export function frameFor(receiverRole: Role, spec: Omit<RawFrameSpec, 'mask'>): Buffer {
+export function frameFor(receiverRole: Role, spec: Omit<FrameSpec, 'maskKey'>): Buffer {
   return receiverRole === 'server' ? clientFrame(spec) : serverFrame(spec);
 }
 
@@ -200,8 +159,7 @@ export const continuation = (role: Role, payload: string | Uint8Array, fin = tru
 export const ping = (role: Role, payload: string | Uint8Array = ''): Buffer => frameFor(role, { opcode: Opcode.Ping, payload });
 export const pong = (role: Role, payload: string | Uint8Array = ''): Buffer => frameFor(role, { opcode: Opcode.Pong, payload });
 export function close(role: Role, code?: number, reason = ''): Buffer {
-  const payload = code === undefined ? Buffer.alloc(0) : concat(bytes(code >>> 8, code & 0xff), utf8(reason));
-  return frameFor(role, { opcode: Opcode.Close, payload });
+  return frameFor(role, { opcode: Opcode.Close, payload: closePayload(code, reason) });
 }
 
 /** A stream of valid frames of every kind, to push after an error or a close. */
