@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { connect, HandshakeError, WebSocketServer, type ServerOptions, type UpgradeRequest } from '../src/index.js';
-import { KiB, Opcode, assertEchoes, delay, startServer, withTimeout, type TestServer } from './helpers/library.js';
+import { KiB, Opcode, assertEchoes, delay, startServer, waitUntil, withTimeout, type TestServer } from './helpers/library.js';
 import {
   RFC_ACCEPT,
   RFC_KEY,
@@ -135,7 +135,7 @@ describe('RFC 6455 §4.2.2: the server answers a valid handshake with 101', () =
         clientFrame({ opcode: Opcode.Continuation, payload: 'ond' }),
       ]);
       const client = await RawClient.connect(port, {}, {}, frames);
-      await waitFor(() => received.length >= 2, 'two messages');
+      await waitUntil(() => received.length >= 2, 3000, 'two messages');
       assert.deepEqual(received, ['first', 'second']);
       assert.equal(client.upgraded, true);
     } finally {
@@ -155,7 +155,7 @@ describe('RFC 6455 §4.2.2: the server answers a valid handshake with 101', () =
       client.sendText('early 1');
       client.sendText('early 2');
       assert.equal((await client.readResponse()).status, 101);
-      await waitFor(() => received.length >= 2, 'two messages');
+      await waitUntil(() => received.length >= 2, 3000, 'two messages');
       assert.deepEqual(received, ['early 1', 'early 2']);
     } finally {
       await wss.close(100);
@@ -207,15 +207,6 @@ describe('RFC 6455 §4.2.2: the server answers a valid handshake with 101', () =
     assert.deepEqual(request.protocols, []);
   });
 });
-
-/** Poll a condition that is not an event of ours (a server-side array filling up). */
-async function waitFor(predicate: () => boolean, what: string, ms = 3000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await delay(5);
-  }
-}
 
 describe('RFC 6455 §4.2.1: every requirement on the request, refused with an HTTP error', () => {
   let server: TestServer;
@@ -279,7 +270,7 @@ describe('RFC 6455 §4.2.1: every requirement on the request, refused with an HT
   it("each refusal is reported by the server's 'rejected' event with its status", async () => {
     rejected.length = 0;
     await assertRefusal(server.port, handshakeRequest({ method: 'PUT' }), 405);
-    await waitFor(() => rejected.length > 0, "'rejected'");
+    await waitUntil(() => rejected.length > 0, 3000, "'rejected'");
     assert.equal(rejected[0]![0], 405);
     assert.equal(typeof rejected[0]![1], 'string');
   });
