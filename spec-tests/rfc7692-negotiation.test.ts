@@ -6,19 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import {
-  ExtensionHeaderError,
-  HandshakeError,
-  WebSocketServer,
-  acceptDeflateOffer,
-  acceptDeflateResponse,
-  connect,
-  deflateOffer,
-  openClient,
-  parseExtensions,
-  type DeflateParams,
-  type PerMessageDeflateOptions,
-} from '../src/index.js';
+import { HandshakeError, WebSocketServer, connect, openClient, type PerMessageDeflateOptions } from '../src/index.js';
+import { ExtensionHeaderError, parseExtensions } from '../src/extensions.js';
+import { acceptDeflateOffer, acceptDeflateResponse, deflateOffer, type DeflateParams } from '../src/permessage-deflate.js';
 import {
   KiB,
   RawClient,

@@ -7,7 +7,7 @@
 import { parseArgs } from 'node:util';
 import { WebSocketServer } from './server.js';
 import { formatFrame } from './trace.js';
-import type { ConnectionOptions } from './websocket.js';
+import type { ConnectionOptions } from './options.js';
 
 const HELP = `Usage: wsrfc-echo [options]
 

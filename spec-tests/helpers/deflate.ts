@@ -7,7 +7,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { constants as zc, deflateRawSync, inflateRawSync } from 'node:zlib';
-import { openClient, type ClientOptions } from '../../src/client.js';
+import type { ClientOptions } from '../../src/client.js';
+import { openClient } from '../../src/websocket.js';
 import { WebSocketServer, type ServerOptions } from '../../src/server.js';
 import type { TracedFrame } from '../../src/trace.js';
 import type { WebSocket } from '../../src/websocket.js';

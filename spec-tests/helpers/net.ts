@@ -15,7 +15,8 @@ import { encodeFrame } from '../../src/frame.js';
 import { Receiver, type Frame } from '../../src/receiver.js';
 import { WebSocketServer, type ServerOptions, type UpgradeRequest } from '../../src/server.js';
 import type { WebSocket } from '../../src/websocket.js';
-import { connect, type ClientOptions } from '../../src/client.js';
+import type { ClientOptions } from '../../src/client.js';
+import { connect } from '../../src/websocket.js';
 
 /** The example key of RFC 6455 §1.3 / §4.2.2 and the accept value it must produce. */
 export const RFC_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
