@@ -166,12 +166,12 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     return this.receiver;
   }
 
-  /** @internal (ReceiverHandler) */
+  /** The receiver's event (ReceiverHandler). */
   onMessage(data: Buffer, isBinary: boolean): void {
     this.handler.onMessage(data, isBinary);
   }
 
-  /** @internal (ReceiverHandler) */
+  /** The receiver's event (ReceiverHandler). */
   onPing(data: Buffer): void {
     // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
     // response, unless it already received a Close frame." (The receiver reads nothing after a
@@ -180,12 +180,12 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     this.handler.onPing(data);
   }
 
-  /** @internal (ReceiverHandler) */
+  /** The receiver's event (ReceiverHandler). */
   onPong(data: Buffer): void {
     this.handler.onPong(data);
   }
 
-  /** @internal (ReceiverHandler) RFC 6455 §5.5.1, §7.1.5: the peer's close frame. */
+  /** The receiver's event (ReceiverHandler). RFC 6455 §5.5.1, §7.1.5: the peer's close frame. */
   onClose(code: number, reason: string): void {
     this.closeReceived = true;
     const closing = this.startClosing();
@@ -200,12 +200,12 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     this.afterCloseFrames();
   }
 
-  /** @internal (ReceiverHandler) RFC 6455 §7.1.7: the receiver found a violation and chose the code. */
+  /** The receiver's event (ReceiverHandler). RFC 6455 §7.1.7: the receiver found a violation and chose the code. */
   onError(error: ProtocolError): void {
     this.fail(error.closeCode, error.message, error);
   }
 
-  /** @internal (ReceiverHandler) */
+  /** The receiver's event (ReceiverHandler). */
   onResumed(): void {
     this.handler.onInputResumed();
   }
@@ -253,17 +253,17 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     return (this.sender ??= new Sender(this.setup.maskKeys ?? null, this.setup.compression ?? null, this));
   }
 
-  /** @internal (SenderEvents) */
+  /** The sender's event (SenderEvents). */
   onOutput(): void {
     this.handler.onOutput();
   }
 
-  /** @internal (SenderEvents) Compressing our own data failed: nothing the peer did. */
+  /** The sender's event (SenderEvents). Compressing our own data failed: nothing the peer did. */
   onDeflateError(): void {
     this.fail(CloseCode.InternalError, 'compression failed', new Error('permessage-deflate: zlib failed to compress a message'));
   }
 
-  /** @internal (SenderEvents) */
+  /** The sender's event (SenderEvents). */
   onDropped(callbacks: SendCallback[]): void {
     this.handler.onSendFailed(callbacks);
   }
