@@ -66,7 +66,11 @@ function main(): void {
   let online = 0;
   // On by default: browsers offer compression on every connection, and Autobahn's 12.x/13.x cases
   // only pass (rather than count as unimplemented) when the server accepts it.
-  const deflate = !values['no-deflate'];
+  if (values.deflate && values['no-deflate']) {
+    process.stderr.write('--deflate and --no-deflate: choose one\n');
+    process.exit(2);
+  }
+  const deflate = values.deflate || !values['no-deflate'];
   const server = new WebSocketServer({
     ...options,
     perMessageDeflate: deflate,
