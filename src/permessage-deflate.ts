@@ -188,8 +188,10 @@ export function acceptDeflateResponse(responses: readonly ExtensionOffer[], opti
   if (seen.has('client_max_window_bits')) {
     const bits = windowBits(seen.get('client_max_window_bits')!);
     if (bits === null) throw new Error('invalid client_max_window_bits');
-    if (bits > clientBits) throw new Error('client_max_window_bits larger than offered');
-    clientBits = bits;
+    // §7.1.2.2: the server "may either ignore this value or use" it. autobahn-python ignores it
+    // and answers with its own limit, which may be larger than what we offered: we keep to the
+    // smaller of the two, which satisfies both (our offer was a promise to stay within it).
+    clientBits = Math.min(clientBits, bits);
   }
   return {
     // §7.1.1.2: having offered client_no_context_takeover, we reset our compressor whatever the
