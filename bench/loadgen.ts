@@ -46,6 +46,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { constants as zlibConstants, deflateRawSync, inflateRawSync } from 'node:zlib';
+import { WEBSOCKET_GUID as GUID } from '../src/constants.js';
 
 type Mode = 'echo' | 'raw' | 'deflate' | 'idle' | 'deflate-idle' | 'broadcast';
 
@@ -364,7 +365,6 @@ function buildPool(config: Config): PoolEntry[] {
 }
 
 const DEFLATE_TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
-const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
 // ---------------------------------------------------------------------------------------------
 // The run's shared state

@@ -4,11 +4,11 @@
  *
  *   node --import tsx bench/server.ts [--only A,B,...] [--reps N] [--wsload PATH] [--warmup S] [--duration S]
  *                                     [--idle-conns N] [--deflate-idle-conns N] [--json FILE] [--profile DIR]
- *                                     [--tools node,wsload] [--ours-from build|src]
+ *                                     [--tools node,wsload] [--ours-from build|src] [--baseline REF] [--impls LIST]
  *   env: BENCH_REPS (3), BENCH_WARMUP (1 s), BENCH_DURATION (3 s), WSLOAD (a wsload binary)
  *   (`main(args)` is exported for bench/run.ts; --help lists the options.)
  *
- * Scenarios (the load generator's arguments, as in ../shared/README.md):
+ * Scenarios (the load generator's arguments; bench/loadgen.ts and the C load generator wsload take the same):
  *   A  latency             -c 1 -w 1 -s 32            p50 / p99 µs
  *   B  small pipelined     -c 1 -w 128 -s 32          msgs/s
  *   C  many connections    -c 100 -w 8 -s 32          msgs/s
@@ -27,7 +27,8 @@
  * every named closure and would be measured too), ws with WS_NO_BUFFER_UTIL=1 ("ws (pure JS)"), ws
  * with bufferutil, and "raw": a `net` echo server for A-E, a hand-rolled handshake plus plain
  * sockets for F and broadcast (the floor for any Node server; none for deflate and Fz). Servers:
- * bench/servers/*.ts.
+ * bench/servers/*.ts. With --baseline REF, "ours @ REF" too: the same echo server running a tsc
+ * build of src/ as it was at git commit REF, so a change is measured against its parent in one run.
  *
  * Every measurement gets a fresh server process, pinned to core 0 (`taskset -c 0`), and a fresh
  * load generator (bench/loadgen.ts, or wsload with --wsload), pinned to core 1; both started through
@@ -48,8 +49,8 @@ import { parseArgs } from 'node:util';
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(BENCH_DIR);
 
-type Impl = 'ours' | 'ws-js' | 'ws-bu' | 'raw';
-const IMPL_LABEL: Record<Impl, string> = { ours: 'ours', 'ws-js': 'ws (pure JS)', 'ws-bu': 'ws + bufferutil', raw: 'raw TCP (Node)' };
+type Impl = 'ours' | 'base' | 'ws-js' | 'ws-bu' | 'raw';
+const IMPL_LABEL: Record<Impl, string> = { ours: 'ours', base: 'ours @ baseline', 'ws-js': 'ws (pure JS)', 'ws-bu': 'ws + bufferutil', raw: 'raw TCP (Node)' };
 const ALL_IMPLS: Impl[] = ['ours', 'ws-js', 'ws-bu', 'raw'];
 const WS_IMPLS: Impl[] = ['ours', 'ws-js', 'ws-bu'];
 
@@ -157,6 +158,10 @@ interface Settings {
   tools: Tool[];
   /** Our server from a fresh tsc build of src/ (its index.js), or null: from src/ through tsx. */
   oursEntry: string | null;
+  /** --baseline: a tsc build of src/ at that commit (its index.js), measured as 'base'. */
+  baseline: { ref: string; entry: string } | null;
+  /** --impls: only these implementations (null: all of each scenario's). */
+  impls: Set<Impl> | null;
 }
 
 /** One measurement: the load generator's JSON (plus the server's, for broadcast). */
@@ -285,15 +290,17 @@ function serverScript(impl: Impl, kind: Kind): string {
   // F and broadcast: the raw column is the floor, a hand-rolled handshake then plain sockets.
   if (impl === 'raw' && (kind === 'broadcast' || kind === 'idle')) return 'raw-ws.ts';
   // Fz runs the echo servers with --deflate: each connection echoes its one message.
-  if (kind === 'broadcast') return impl === 'ours' ? 'ours-broadcast.ts' : 'ws-broadcast.ts';
-  return impl === 'ours' ? 'ours.ts' : impl === 'raw' ? 'raw.ts' : 'ws.ts';
+  const mine = impl === 'ours' || impl === 'base';
+  if (kind === 'broadcast') return mine ? 'ours-broadcast.ts' : 'ws-broadcast.ts';
+  return mine ? 'ours.ts' : impl === 'raw' ? 'raw.ts' : 'ws.ts';
 }
 
 async function startServer(settings: Settings, scenario: Scenario, impl: Impl, profileName: string): Promise<ServerProcess> {
   const env = { ...process.env };
   if (impl === 'ws-js') env.WS_NO_BUFFER_UTIL = '1';
   else delete env.WS_NO_BUFFER_UTIL;
-  if (settings.oursEntry !== null) env.WSRFC_BENCH_ENTRY = settings.oursEntry;
+  const entry = impl === 'base' ? settings.baseline!.entry : settings.oursEntry;
+  if (entry !== null) env.WSRFC_BENCH_ENTRY = entry;
   else delete env.WSRFC_BENCH_ENTRY;
   // One directory per measurement: Node writes a profile per thread (tsx's loader runs in a worker).
   const profile = settings.profileDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', join(settings.profileDir, profileName)];
@@ -305,9 +312,9 @@ async function startServer(settings: Settings, scenario: Scenario, impl: Impl, p
     throw new Error(`${impl} server did not start: ${running.stderr.all.slice(-5).join(' | ')}`);
   }
   const info = JSON.parse(line) as { port: number; pid: number; bufferutil?: boolean; entry?: string };
-  if (impl === 'ours' && info.entry !== (settings.oursEntry ?? 'src (tsx)')) {
+  if ((impl === 'ours' || impl === 'base') && info.entry !== (entry ?? 'src (tsx)')) {
     await stop(running);
-    throw new Error(`ours: the server loaded ${info.entry}, not ${settings.oursEntry ?? 'src (tsx)'}`);
+    throw new Error(`${impl}: the server loaded ${info.entry}, not ${entry ?? 'src (tsx)'}`);
   }
   // ws decides at load time; make sure it did what the name says.
   if ((impl === 'ws-js' && info.bufferutil !== false) || (impl === 'ws-bu' && info.bufferutil !== true)) {
@@ -495,10 +502,11 @@ function ratio(a: number | null | undefined, b: number | null | undefined): stri
   return `${(a / b).toFixed(2)}×`;
 }
 
-function table(results: Measurement[], list: Scenario[], medians: Medians): string {
+function table(results: Measurement[], list: Scenario[], medians: Medians, baseline: string | null): string {
+  const base = baseline !== null;
   const rows = [
-    '| scenario | metric | ours | ws (pure JS) | ws + bufferutil | raw TCP (Node) | ours/ws-js | ours/ws+bu | ours/raw |',
-    '|---|---|--:|--:|--:|--:|--:|--:|--:|',
+    `| scenario | metric | ours |${base ? ` ours @ ${baseline} |` : ''} ws (pure JS) | ws + bufferutil | raw TCP (Node) |${base ? ' ours/base |' : ''} ours/ws-js | ours/ws+bu | ours/raw |`,
+    `|---|---|--:|${base ? '--:|' : ''}--:|--:|--:|${base ? '--:|' : ''}--:|--:|--:|`,
   ];
   for (const scenario of list) {
     const byImpl = medians.get(scenario.id)!;
@@ -511,7 +519,10 @@ function table(results: Measurement[], list: Scenario[], medians: Medians): stri
         return format(get(impl) ?? null, metric.digits) + (failed > 0 ? ` (${failed}/${runs.length} failed)` : '');
       };
       const rel = (impl: Impl): string => (scenario.impls.includes(impl) ? ratio(get('ours'), get(impl)) : '');
-      rows.push(`| ${scenario.title} | ${metric.label} | ${cell('ours')} | ${cell('ws-js')} | ${cell('ws-bu')} | ${cell('raw')} | ${rel('ws-js')} | ${rel('ws-bu')} | ${rel('raw')} |`);
+      const baseCells = base ? [` ${cell('base')} |`, ` ${rel('base')} |`] : ['', ''];
+      rows.push(
+        `| ${scenario.title} | ${metric.label} | ${cell('ours')} |${baseCells[0]} ${cell('ws-js')} | ${cell('ws-bu')} | ${cell('raw')} |${baseCells[1]} ${rel('ws-js')} | ${rel('ws-bu')} | ${rel('raw')} |`,
+      );
     }
   }
   rows.push(
@@ -684,6 +695,9 @@ const USAGE = `usage: node --import tsx bench/server.ts [options]
   --ours-from WHAT   build (default): our server runs a fresh tsc build of src/ (tsconfig.build.json, into
                      node_modules/.cache/wsrfc-bench/), as the package ships; src: src/ through tsx, whose
                      transform (esbuild keepNames) adds ~256 B to every named closure
+  --baseline REF     also measure "ours @ REF": src/ as it was at git commit REF, built the same way, beside
+                     ours in every scenario (a change against its parent, in one run)
+  --impls LIST       only these implementations: ours,base,ws-js,ws-bu,raw (default: all)
 `;
 
 function numberSetting(flag: string | undefined, env: string | undefined, fallback: number, name: string): number {
@@ -694,19 +708,33 @@ function numberSetting(flag: string | undefined, env: string | undefined, fallba
   return value;
 }
 
-/** Compile src/ with the project's tsc and build config into a scratch folder; returns its index.js. */
-function buildOurs(): string {
-  const out = join(ROOT, 'node_modules', '.cache', 'wsrfc-bench', 'dist');
+const CACHE = join(ROOT, 'node_modules', '.cache', 'wsrfc-bench');
+
+/** Compile src/ (of `tree`) with the project's tsc and build config into a scratch folder; returns its index.js. */
+function buildOurs(tree = ROOT, out = join(CACHE, 'dist')): string {
   rmSync(out, { recursive: true, force: true });
   const tsc = join(ROOT, 'node_modules', '.bin', 'tsc');
-  const result = spawnSync(tsc, ['-p', join(ROOT, 'tsconfig.build.json'), '--outDir', out, '--declaration', 'false', '--sourceMap', 'false'], {
-    cwd: ROOT,
+  const result = spawnSync(tsc, ['-p', join(tree, 'tsconfig.build.json'), '--outDir', out, '--declaration', 'false', '--sourceMap', 'false'], {
+    cwd: tree,
     encoding: 'utf8',
   });
-  if (result.status !== 0) throw new Error(`building src/ failed (use --ours-from src to skip it): ${result.stdout}${result.stderr}`);
+  if (result.status !== 0) throw new Error(`building ${tree}/src failed (use --ours-from src to skip it): ${result.stdout}${result.stderr}`);
   // node_modules/ ends the search for a package scope: say that these files are ES modules.
   writeFileSync(join(out, 'package.json'), '{"type":"module"}\n');
   return join(out, 'index.js');
+}
+
+/** src/ and its build config as they were at git commit `ref`, built like ours. */
+function buildBaseline(ref: string): { ref: string; entry: string } {
+  const sha = spawnSync('git', ['rev-parse', '--short', `${ref}^{commit}`], { cwd: ROOT, encoding: 'utf8' });
+  if (sha.status !== 0) throw new Error(`--baseline: no such commit: ${ref}`);
+  const short = sha.stdout.trim();
+  const tree = join(CACHE, `baseline-${short}`);
+  rmSync(tree, { recursive: true, force: true });
+  mkdirSync(tree, { recursive: true });
+  const archive = spawnSync('bash', ['-c', `git archive "$1" src tsconfig.json tsconfig.build.json | tar -x -C "$2"`, 'archive', short, tree], { cwd: ROOT, encoding: 'utf8' });
+  if (archive.status !== 0) throw new Error(`--baseline: git archive failed: ${archive.stderr}`);
+  return { ref: short, entry: buildOurs(tree, join(tree, 'dist')) };
 }
 
 function wsVersion(): string {
@@ -745,6 +773,8 @@ export async function main(args: string[]): Promise<number> {
         json: { type: 'string' },
         profile: { type: 'string' },
         'ours-from': { type: 'string', default: 'build' },
+        baseline: { type: 'string' },
+        impls: { type: 'string' },
         tools: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -771,8 +801,15 @@ export async function main(args: string[]): Promise<number> {
       profileDir: values.profile === undefined ? null : resolve(values.profile),
       jsonFile: values.json ?? null,
       oursEntry: null,
+      baseline: null,
+      impls: null,
       tools: ['node', 'wsload'],
     };
+    if (values.impls !== undefined) {
+      const impls = values.impls.split(',').map((name) => name.trim());
+      for (const name of impls) if (!(name in IMPL_LABEL)) throw new Error(`--impls: unknown implementation ${name}`);
+      settings.impls = new Set(impls as Impl[]);
+    }
     if (values.tools !== undefined) {
       const tools = values.tools.split(',').map((t) => t.trim());
       if (tools.some((t) => t !== 'node' && t !== 'wsload')) throw new Error('--tools: node and/or wsload');
@@ -780,12 +817,21 @@ export async function main(args: string[]): Promise<number> {
     }
     if (values['ours-from'] === 'build') settings.oursEntry = buildOurs();
     else if (values['ours-from'] !== 'src') throw new Error('--ours-from must be build or src');
+    if (values.baseline !== undefined) {
+      settings.baseline = buildBaseline(values.baseline);
+      IMPL_LABEL.base = `ours @ ${settings.baseline.ref}`;
+    }
   } catch (error) {
     process.stderr.write(`${(error as Error).message}\n${USAGE}`);
     return 2;
   }
 
-  const every = scenarios(settings.idleConns, settings.deflateIdleConns);
+  const every = scenarios(settings.idleConns, settings.deflateIdleConns).map((scenario) => {
+    // The baseline runs wherever ours does, beside it; --impls keeps only what was asked for.
+    let impls = settings.baseline === null ? scenario.impls : scenario.impls.flatMap((impl): Impl[] => (impl === 'ours' ? ['ours', 'base'] : [impl]));
+    if (settings.impls !== null) impls = impls.filter((impl) => settings.impls!.has(impl));
+    return { ...scenario, impls };
+  });
   const list = settings.only === null ? every : every.filter((s) => settings.only!.has(s.id.toLowerCase()));
   if (settings.only !== null) {
     const unknown = [...settings.only].filter((id) => !every.some((s) => s.id.toLowerCase() === id));
@@ -809,6 +855,7 @@ export async function main(args: string[]): Promise<number> {
       : 'pinning: NOT pinned (taskset missing or fewer than 2 CPUs): server and load generator share the CPUs',
   );
   say(`ours: ${settings.oursEntry === null ? 'src/ through tsx' : `a fresh tsc build of src/ (${settings.oursEntry.replace(`${ROOT}/`, '')})`}; ws ${wsVersion()}`);
+  if (settings.baseline !== null) say(`baseline: src/ at ${settings.baseline.ref}, built the same way (${settings.baseline.entry.replace(`${ROOT}/`, '')})`);
   say(`fd limit for server and load generator: ${settings.fdLimit}${settings.idleConns < 10_000 ? ` (so F and broadcast use ${settings.idleConns} connections, not 10000)` : ''}`);
   say(`Fz: ${settings.deflateIdleConns} connections (--deflate-idle-conns)`);
   if (settings.wsload === null) say('wsload: skipped (pass --wsload PATH or set WSLOAD to also run A-F with the C load generator)');
@@ -846,7 +893,7 @@ export async function main(args: string[]): Promise<number> {
     if (scenariosRun.length === 0) continue;
     const medians = mediansOf(mine, scenariosRun);
     say(`\n### Load generator: ${tool === 'node' ? 'bench/loadgen.ts (Node)' : 'wsload (C)'} — medians of ${settings.reps} interleaved reps\n`);
-    say(table(mine, scenariosRun, medians));
+    say(table(mine, scenariosRun, medians, settings.baseline?.ref ?? null));
     say('\nTargets:\n');
     say(targetTable(scenariosRun, medians));
     say('\nEvery measurement (metrics as in the table; srv/gen: CPU of server and load generator in the measured window; other: CPU the two cores spent on other processes):');

@@ -17,13 +17,8 @@ import { constants as zc, deflateRawSync } from 'node:zlib';
 import fc from 'fast-check';
 import { Opcode } from '../src/constants.js';
 import { ProtocolError } from '../src/errors.js';
-import {
-  PerMessageDeflate,
-  acceptDeflateOffer,
-  acceptDeflateResponse,
-  deflateOffer,
-  type PerMessageDeflateOptions,
-} from '../src/permessage-deflate.js';
+import { PerMessageDeflate } from '../src/deflate-zlib.js';
+import { acceptDeflateOffer, acceptDeflateResponse, deflateOffer, type PerMessageDeflateOptions } from '../src/permessage-deflate.js';
 import { inflateBudget } from '../src/inflate-budget.js';
 import { parseExtensions } from '../src/extensions.js';
 import { Receiver, type Frame, type Role } from '../src/receiver.js';

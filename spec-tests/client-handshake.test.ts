@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { HandshakeError, InvalidStateError, Opcode, WebSocket, connect, parseWebSocketUrl, type ClientOptions } from '../src/index.js';
+import { HandshakeError, InvalidStateError, Opcode, WebSocket, connect, type ClientOptions } from '../src/index.js';
+import { parseWebSocketUrl } from '../src/client.js';
 import { record } from './helpers/client-events.js';
 import {
   RawServer,

@@ -702,8 +702,16 @@ describe('RFC 7692 §7.1.2.2 client_max_window_bits', () => {
       }
     });
 
+    it('offered with a value (clientMaxWindowBits 10), answered with a larger one: accepted (the server may ignore the offered value), and our client keeps to its 10', T, async () => {
+      const session = await clientSession('permessage-deflate; client_max_window_bits=12', { clientMaxWindowBits: 10, threshold: 0 });
+      try {
+        await sentBy(session, plan(60, 111), new StrictInflater(10, true));
+      } finally {
+        await endSession(session);
+      }
+    });
+
     const refusals: [string, string, PerMessageDeflateOptions][] = [
-      ['larger than offered', 'permessage-deflate; client_max_window_bits=12', { clientMaxWindowBits: 10 }],
       ['without a value', 'permessage-deflate; client_max_window_bits', {}],
       ['7', 'permessage-deflate; client_max_window_bits=7', {}],
       ['16', 'permessage-deflate; client_max_window_bits=16', {}],

@@ -14,7 +14,7 @@ import { setFlagsFromString } from 'node:v8';
 import { after, describe, it } from 'node:test';
 import { WebSocket as WsClient, WebSocketServer as WsServer } from 'ws';
 import { ProtocolViolation, type PerMessageDeflateOptions, type ServerOptions, type WebSocket } from '../src/index.js';
-import { PerMessageDeflate, zlibLimiter } from '../src/permessage-deflate.js';
+import { PerMessageDeflate, zlibLimiter } from '../src/deflate-zlib.js';
 import { inflateBudget } from '../src/inflate-budget.js';
 import { Receiver } from '../src/receiver.js';
 import { compressible, prng, randomBuffer, randomText } from './helpers/data.js';
@@ -820,27 +820,35 @@ describe('decompression bombs', () => {
 });
 
 describe('zlib state is released', () => {
-  // The connection's private compression state (src/websocket.ts).
-  type Internals = { compression: { deflate: PerMessageDeflate } | null };
+  // PerMessageDeflate's private zlib streams (src/deflate-zlib.ts).
   type Streams = { deflater: { destroyed: boolean } | null; inflater: { destroyed: boolean } | null };
 
   it('every connection closes its PerMessageDeflate and destroys its zlib streams, on both sides', { timeout: 10_000 }, async () => {
     const original = PerMessageDeflate.prototype.close;
+    const originalDeflate = PerMessageDeflate.prototype.deflate;
     const closed = new Set<PerMessageDeflate>();
+    // Every connection's PerMessageDeflate, seen when it compresses (both sides do, below).
+    const used = new Set<PerMessageDeflate>();
     PerMessageDeflate.prototype.close = function (this: PerMessageDeflate): void {
       closed.add(this);
       original.call(this);
     };
+    PerMessageDeflate.prototype.deflate = function (this: PerMessageDeflate, ...args: Parameters<PerMessageDeflate['deflate']>): void {
+      used.add(this);
+      originalDeflate.apply(this, args);
+    };
     const srv = await startServer({ perMessageDeflate: true });
     try {
       for (let i = 0; i < 10; i++) {
+        const before = new Set(used);
         const client = await tracedClient(srv.url, { perMessageDeflate: true });
         const ws = client.ws;
         const got = received(client, 1);
         ws.send(compressible(16 * KiB, prng(i)));
         await got;
         const conn = srv.connections.at(-1)!.ws;
-        const pmds = [ws, conn].map((c) => (c as unknown as Internals).compression!.deflate);
+        const pmds = [...used].filter((p) => !before.has(p));
+        assert.equal(pmds.length, 2, 'the client and the server connection each compressed with their own PerMessageDeflate');
         const streams = pmds.flatMap((p) => {
           const s = p as unknown as Streams;
           return [s.deflater, s.inflater];
@@ -863,6 +871,7 @@ describe('zlib state is released', () => {
       }
     } finally {
       PerMessageDeflate.prototype.close = original;
+      PerMessageDeflate.prototype.deflate = originalDeflate;
       await srv.close();
     }
   });

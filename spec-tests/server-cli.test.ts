@@ -202,3 +202,34 @@ describe('the echo CLI: --max-message-size', () => {
     assert.match(stderr, /max-message-size/);
   });
 });
+
+describe('the echo CLI: --deflate, --no-deflate', () => {
+  const offer = { perMessageDeflate: true };
+  for (const [args, expected] of [
+    [[], 'permessage-deflate'],
+    [['--deflate'], 'permessage-deflate'],
+    [['--no-deflate'], ''],
+  ] as const) {
+    it(`${args.join(' ') || 'no flag'}: a client offering permessage-deflate gets ${expected === '' ? 'no extension' : expected}`, async () => {
+      const cli = await startCli([...args]);
+      try {
+        const ws = await connect(cli.url, offer);
+        assert.equal(ws.extensions, expected);
+        ws.terminate();
+      } finally {
+        cli.child.kill('SIGINT');
+        await withTimeout(cli.exited, 5000, 'the CLI to exit');
+      }
+    });
+  }
+
+  it('--deflate with --no-deflate exits with status 2 and a message', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', '--deflate', '--no-deflate'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+    const [code] = (await withTimeout(once(child, 'exit'), 10_000, 'exit')) as [number | null];
+    assert.equal(code, 2);
+    assert.match(stderr, /choose one/);
+  });
+});

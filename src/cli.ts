@@ -7,7 +7,7 @@
 import { parseArgs } from 'node:util';
 import { WebSocketServer } from './server.js';
 import { formatFrame } from './trace.js';
-import type { ConnectionOptions } from './websocket.js';
+import type { ConnectionOptions } from './options.js';
 
 const HELP = `Usage: wsrfc-echo [options]
 
@@ -66,7 +66,11 @@ function main(): void {
   let online = 0;
   // On by default: browsers offer compression on every connection, and Autobahn's 12.x/13.x cases
   // only pass (rather than count as unimplemented) when the server accepts it.
-  const deflate = !values['no-deflate'];
+  if (values.deflate && values['no-deflate']) {
+    process.stderr.write('--deflate and --no-deflate: choose one\n');
+    process.exit(2);
+  }
+  const deflate = values.deflate || !values['no-deflate'];
   const server = new WebSocketServer({
     ...options,
     perMessageDeflate: deflate,

@@ -1,21 +1,17 @@
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { HandshakeError, generateKey, upgradeRequest, validateUpgradeResponse } from './handshake.js';
-import { DEFAULT_MAX_HEAD_SIZE, HeadReader, HttpError, parseResponseHead, type ResponseHead } from './http1.js';
+import { DEFAULT_MAX_HEAD_SIZE, HeadReader, HttpError, headersRecord, isToken, parseResponseHead, type ResponseHead } from './http1.js';
 import { ExtensionHeaderError, parseExtensions } from './extensions.js';
-import {
-  PerMessageDeflate,
-  acceptDeflateResponse,
-  deflateOffer,
-  validateDeflateOptions,
-  type PerMessageDeflateOptions,
-} from './permessage-deflate.js';
+import { acceptDeflateResponse, deflateOffer, deflateOptionsOf, type PerMessageDeflateOptions } from './permessage-deflate.js';
+import { PerMessageDeflate } from './deflate-zlib.js';
+import type { ConnectionOptions } from './options.js';
 import { sharedWheel, type WheelTarget } from './timer-wheel.js';
-import { WebSocket, type ConnectionOptions } from './websocket.js';
 
 /**
  * The client side of the opening handshake (RFC 6455 §4.1) on a socket it opens itself. Once the
- * server's 101 is verified, the same WebSocket class as on the server runs the connection.
+ * server's 101 is verified, it hands the socket over (`HandshakeEvents.onOpen`), and the same
+ * driver as on the server (src/websocket.ts) runs the connection.
  */
 
 export interface ClientOptions extends ConnectionOptions {
@@ -75,66 +71,50 @@ export function parseWebSocketUrl(address: string | URL): Target {
   return { secure, host, port, authority, path: (url.pathname === '' ? '/' : url.pathname) + url.search };
 }
 
+/** What the handshake agreed on, for the connection that takes the socket over. */
+export interface Opened {
+  socket: Socket;
+  /** The subprotocol the server chose, or ''. */
+  protocol: string;
+  /** The Sec-WebSocket-Extensions value agreed, or ''. */
+  extensions: string;
+  /** permessage-deflate, when agreed. */
+  deflate: PerMessageDeflate | null;
+  /** The 101's headers (lower-case names). */
+  headers: Record<string, string>;
+  /** Bytes that came after the 101's head: the server's first frames, possibly. */
+  rest: Buffer;
+}
+
+export interface HandshakeEvents {
+  onOpen(opened: Opened): void;
+  /** The handshake failed (or was aborted): the connection never opened. */
+  onFail(error: Error): void;
+}
+
 /**
- * Open a connection and resolve once it is OPEN; reject with a HandshakeError (which carries the
- * HTTP status and the start of the body when the server refused) or a network error.
+ * Start a client handshake on the next tick (so listeners attached right after `new WebSocket()`
+ * see everything). Returns the function that aborts it. Throws a SyntaxError for a bad URL or
+ * protocol list, and a TypeError for a header that cannot be sent, before anything happens.
  */
-export function connect(address: string | URL, options: ClientOptions = {}): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    let connection: WebSocket;
-    try {
-      connection = openClient(address, options);
-    } catch (error) {
-      reject(error);
-      return;
-    }
-    const onOpen = (): void => {
-      connection.off('close', onClose);
-      connection.off('error', onError);
-      resolve(connection);
-    };
-    let failure: Error | null = null;
-    const onError = (error: Error): void => {
-      failure ??= error;
-    };
-    const onClose = (code: number): void => {
-      connection.off('open', onOpen);
-      connection.off('error', onError);
-      reject(failure ?? new HandshakeError(`connection closed during the handshake (${code})`));
-    };
-    connection.once('open', onOpen);
-    connection.on('error', onError);
-    connection.once('close', onClose);
-  });
-}
-
-/** Create a client WebSocket and start its handshake; events tell the rest ('open' or 'error' then 'close'). */
-export function openClient(address: string | URL, options: ClientOptions = {}): WebSocket {
-  return new WebSocket(address, options.protocols, options);
-}
-
-/** @internal Called by the WebSocket constructor for a client. Throws SyntaxError for a bad URL or protocol list. */
 export function startClientHandshake(
-  connection: WebSocket,
   address: string | URL,
   offered: string | readonly string[],
   options: ClientOptions,
-): void {
+  events: HandshakeEvents,
+): () => void {
   const target = parseWebSocketUrl(address);
   const protocols = typeof offered === 'string' ? [offered] : [...offered];
   // RFC 6455 §4.1: each offered subprotocol is a token, and "MUST all be unique strings".
-  if (protocols.some((p) => !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(p)) || new Set(protocols).size !== protocols.length) {
+  if (protocols.some((p) => !isToken(p)) || new Set(protocols).size !== protocols.length) {
     throw new SyntaxError('invalid subprotocol list');
   }
-  const deflate = options.perMessageDeflate;
-  const deflateOptions = deflate === true ? {} : deflate === false || deflate === undefined ? null : { ...deflate };
-  if (deflateOptions !== null) validateDeflateOptions(deflateOptions);
-  const handshake = new ClientHandshake(connection, target, protocols, options, deflateOptions);
+  const deflateOptions = deflateOptionsOf(options.perMessageDeflate);
+  const handshake = new ClientHandshake(events, target, protocols, options, deflateOptions);
   // Built now, so a bad header or origin throws from the constructor (and rejects connect()).
   const request = handshake.buildRequest();
-  connection.setConnecting(() => handshake.fail(new HandshakeError('connection closed before the handshake completed')));
-  // Started on the next tick, so listeners attached right after `new WebSocket()` see everything.
   process.nextTick(() => handshake.start(request));
+  return () => handshake.fail(new HandshakeError('connection closed before the handshake completed'));
 }
 
 class ClientHandshake implements WheelTarget {
@@ -148,7 +128,7 @@ class ClientHandshake implements WheelTarget {
   private refusal: { response: ResponseHead; body: Buffer[]; bodyBytes: number; expected: number } | null = null;
 
   constructor(
-    private readonly connection: WebSocket,
+    private readonly events: HandshakeEvents,
     private readonly target: Target,
     private readonly protocols: string[],
     private readonly options: ClientOptions,
@@ -313,18 +293,10 @@ class ClientHandshake implements WheelTarget {
 
   private succeed(protocol: string, extensions: string, deflate: PerMessageDeflate | null, rest: Buffer, response: ResponseHead): void {
     const socket = this.detach();
-    const connection = this.connection;
-    connection.attach(socket, 'client', protocol, extensions, deflate);
-    const headers: Record<string, string> = {};
-    for (const [name, values] of response.headers) headers[name] = values.join(', ');
-    connection.emit('upgrade', headers);
-    connection.emit('open');
-    // Reading starts on a later turn: code after `await connect()` runs in a microtask after
-    // 'open', and must get to attach its 'message' listener before frames that came with the 101.
-    setImmediate(() => connection.start(rest));
+    this.events.onOpen({ socket, protocol, extensions, deflate, headers: headersRecord(response.headers), rest });
   }
 
-  /** The handshake failed: the connection never opened. 'error' (if listened to), then 'close' 1006. */
+  /** The handshake failed: the connection never opened. */
   fail(error: Error): void {
     if (this.done) return;
     const socket = this.socket;
@@ -337,8 +309,6 @@ class ClientHandshake implements WheelTarget {
       this.done = true;
       sharedWheel.cancel(this);
     }
-    this.connection.failConnecting(error);
+    this.events.onFail(error);
   }
 }
-
-

@@ -57,3 +57,20 @@ export function buildClosePayload(code?: number, reason = ''): Buffer {
   payload.write(reason, 2, 'utf8');
   return payload;
 }
+
+/**
+ * Cut a string to at most `maxBytes` of UTF-8 without splitting a character (a reason that came
+ * from an error message must still fit a close frame, §5.5: 123 bytes after the code).
+ */
+export function truncateUtf8(text: string, maxBytes: number): string {
+  if (Buffer.byteLength(text) <= maxBytes) return text;
+  let result = '';
+  let bytes = 0;
+  for (const char of text) {
+    const size = Buffer.byteLength(char);
+    if (bytes + size > maxBytes) break;
+    result += char;
+    bytes += size;
+  }
+  return result;
+}

@@ -93,3 +93,10 @@ export function isValidWireCloseCode(code: number): boolean {
 export function isValidApplicationCloseCode(code: number): boolean {
   return Number.isInteger(code) && isValidWireCloseCode(code);
 }
+
+/**
+ * A connection's states, as the WebSocket API numbers them (and RFC 6455 names them: §4.1 "CONNECTING",
+ * §4.2.2 "OPEN", §7.1.3 "CLOSING", §7.1.4 "CLOSED").
+ */
+export const ReadyState = { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 } as const;
+export type ReadyState = (typeof ReadyState)[keyof typeof ReadyState];

@@ -63,3 +63,20 @@ export class ProtocolError extends Error {
     this.closeCode = ProtocolViolation[violation];
   }
 }
+
+/** Why a connection was dropped without a clean close: a deadline passed. */
+export class ConnectionTimeoutError extends Error {
+  override readonly name = 'ConnectionTimeoutError';
+  constructor(
+    /** Which deadline: no frame for `pongTimeout`, no write progress for `writeTimeout`, no close handshake within `closeTimeout`. */
+    readonly reason: 'pong' | 'write' | 'close',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Thrown for `send()` and friends used while the connection is still connecting (as in the browser API). */
+export class InvalidStateError extends Error {
+  override readonly name = 'InvalidStateError';
+}

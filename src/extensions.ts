@@ -1,3 +1,5 @@
+import { isTchar, isToken } from './http1.js';
+
 /**
  * The Sec-WebSocket-Extensions header (RFC 6455 §9.1):
  *
@@ -19,8 +21,6 @@ export class ExtensionHeaderError extends Error {
   override readonly name = 'ExtensionHeaderError';
 }
 
-const TOKEN_CHAR = /[!#$%&'*+\-.^_`|~0-9A-Za-z]/;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /** Parse every Sec-WebSocket-Extensions field of a message (repeated fields form one list). Throws ExtensionHeaderError. */
 export function parseExtensions(values: readonly string[]): ExtensionOffer[] {
@@ -37,7 +37,7 @@ function parseInto(text: string, offers: ExtensionOffer[]): void {
   };
   const token = (what: string): string => {
     const start = i;
-    while (i < n && TOKEN_CHAR.test(text[i]!)) i++;
+    while (i < n && isTchar(text.charCodeAt(i))) i++;
     if (i === start) throw new ExtensionHeaderError(`expected ${what} at offset ${start} of "${text}"`);
     return text.slice(start, i);
   };
@@ -79,7 +79,7 @@ function parseInto(text: string, offers: ExtensionOffer[]): void {
         skipSpace();
         value = i < n && text[i] === '"' ? quoted() : token('a parameter value');
         // RFC 6455 §9.1: a quoted value must still be a token once unquoted.
-        if (!TOKEN.test(value)) throw new ExtensionHeaderError(`parameter ${name} has a value that is not a token`);
+        if (!isToken(value)) throw new ExtensionHeaderError(`parameter ${name} has a value that is not a token`);
         skipSpace();
       }
       offer.params.push([name, value]);

@@ -4,6 +4,7 @@ import {
   HttpError,
   assertSendableHeader,
   headerHasToken,
+  isToken,
   listHeader,
   singleHeader,
   writeResponseHead,
@@ -30,8 +31,6 @@ export function generateKey(): string {
 
 // RFC 6455 §4.2.1 item 5: the key decodes to 16 bytes; 16 bytes are always 22 base64 digits and "==".
 const KEY_PATTERN = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
-// RFC 6455 §4.1 / RFC 2616 §2.2: a subprotocol is a token.
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /** What a valid upgrade request asks for, once RFC 6455 §4.2.1 is satisfied. */
 export interface UpgradeFields {
@@ -76,7 +75,8 @@ export function validateUpgradeRequest(request: RequestHead): UpgradeFields {
     });
   }
   const protocols = listHeader(headers, 'sec-websocket-protocol');
-  if (protocols.some((p) => !TOKEN.test(p)) || new Set(protocols).size !== protocols.length) {
+  // §4.1: each subprotocol is a token (RFC 9110 §5.6.2), and they "MUST all be unique strings".
+  if (protocols.some((p) => !isToken(p)) || new Set(protocols).size !== protocols.length) {
     throw new HttpError(400, 'invalid Sec-WebSocket-Protocol header');
   }
   const origin = singleHeader(headers, 'origin');

@@ -2,7 +2,7 @@ import { parseClosePayload } from './close.js';
 import { MAX_CONTROL_PAYLOAD, Opcode, isControlOpcode, isKnownOpcode } from './constants.js';
 import { ProtocolError, type ProtocolViolation } from './errors.js';
 import { decodeHeaderStart, extendedLengthSize, readExtendedLength, type FrameHeaderStart } from './frame.js';
-import { inflateBudget } from './inflate-budget.js';
+import type { InflateBudget } from './inflate-budget.js';
 import { mask } from './mask.js';
 import { Utf8Validator } from './utf8.js';
 
@@ -81,6 +81,12 @@ export interface ReceiverOptions {
   maxFramePayload?: number;
   /** Set when permessage-deflate was negotiated: RSV1 then marks a compressed message. */
   inflater?: MessageInflater | null;
+  /**
+   * Inflated bytes not yet delivered count against this budget, shared with other receivers (a
+   * process-wide one, say: src/inflate-budget.ts); a message that would cross it fails with 1013.
+   * Default: none, each message is bounded by `maxMessageSize` alone.
+   */
+  budget?: InflateBudget | null;
 }
 
 // Parser states. The first four walk a frame in order (§5.2); the others stop the loop.
@@ -197,6 +203,7 @@ export class Receiver {
   readonly maxMessageSize: number;
   readonly maxFramePayload: number;
   private readonly inflater: MessageInflater | null;
+  private readonly budget: InflateBudget | null;
   private readonly handler: ReceiverHandler;
 
   private state = READ_HEADER;
@@ -227,7 +234,7 @@ export class Receiver {
   /** Opcode of the open message (Text or Binary), or 0 when no message is open. */
   private messageOpcode = 0;
   private messageCompressed = false;
-  /** Inflated bytes of the current message taken from the process-wide budget (inflate-budget.ts). */
+  /** Inflated bytes of the current message taken from the budget (inflate-budget.ts). */
   private inflatedHeld = 0;
   /** The message's payload so far (uncompressed: as received; compressed: as inflated). */
   private readonly message = new PayloadBuffer();
@@ -238,6 +245,7 @@ export class Receiver {
     this.maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
     this.maxFramePayload = Math.min(options.maxFramePayload ?? this.maxMessageSize, this.maxMessageSize);
     this.inflater = options.inflater ?? null;
+    this.budget = options.budget ?? null;
     this.handler = handler;
   }
 
@@ -491,7 +499,7 @@ export class Receiver {
           this.fail('InvalidUtf8', 'text message is not valid UTF-8');
           return false;
         }
-        if (!inflateBudget.reserve(data.length)) {
+        if (this.budget !== null && !this.budget.reserve(data.length)) {
           this.fail('InflateMemoryExhausted', 'too much inflated data held across connections; try again later');
           return false;
         }
@@ -563,7 +571,7 @@ export class Receiver {
   /** The current message is delivered or dropped: its inflated bytes go back to the budget. */
   private releaseInflated(): void {
     if (this.inflatedHeld === 0) return;
-    inflateBudget.release(this.inflatedHeld);
+    this.budget?.release(this.inflatedHeld);
     this.inflatedHeld = 0;
   }
 

@@ -1,9 +1,11 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
-import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import type { Duplex } from 'node:stream';
-import { CloseCode, Opcode } from './constants.js';
+import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
+import { CloseCode, Opcode, ReadyState } from './constants.js';
+import { PerMessageDeflate } from './deflate-zlib.js';
+import { ExtensionHeaderError, parseExtensions } from './extensions.js';
 import { encodeFrame } from './frame.js';
 import { selectProtocol, switchingProtocolsResponse, validateUpgradeRequest, type UpgradeFields } from './handshake.js';
 import {
@@ -11,20 +13,21 @@ import {
   HeadReader,
   HttpError,
   errorResponse,
+  headersRecord,
   parseRequestHead,
   type HeaderMap,
   type RequestHead,
 } from './http1.js';
-import { ExtensionHeaderError, parseExtensions } from './extensions.js';
-import {
-  PerMessageDeflate,
-  acceptDeflateOffer,
-  validateDeflateOptions,
-  type DeflateParams,
-  type PerMessageDeflateOptions,
-} from './permessage-deflate.js';
+import { resolveConnectionOptions, toPayload, type ConnectionOptions, type Data, type ResolvedConnectionOptions } from './options.js';
+import { acceptDeflateOffer, deflateOptionsOf, type DeflateParams, type PerMessageDeflateOptions } from './permessage-deflate.js';
 import { sharedWheel, type WheelTarget } from './timer-wheel.js';
-import { ReadyState, WebSocket, resolveConnectionOptions, type ConnectionOptions, type Data } from './websocket.js';
+import { adoptStream, sendFramed, startReading, type WebSocket } from './websocket.js';
+
+/**
+ * The server: reads each client's opening handshake off its socket (RFC 6455 §4.2), decides, answers,
+ * and hands the socket to a connection; keeps the registry of live connections for `broadcast` and
+ * the connection limit; shuts down gracefully.
+ */
 
 /** What the server knows about an upgrade request, passed to every hook and to 'connection'. */
 export interface UpgradeRequest {
@@ -104,94 +107,84 @@ export const SERVER_DEFAULTS = Object.freeze({
 });
 
 /** How long a refused client gets to read the error response before its socket is destroyed. */
-const REFUSAL_LINGER = 1_000;
+const REFUSAL_LINGER_MS = 1_000;
+/**
+ * What a refused client may still send meanwhile: read and dropped (so its FIN is seen and our
+ * response is not cut short by a reset), but no more than this, or a peer could keep us reading
+ * whatever it streams for the whole linger.
+ */
+const REFUSAL_DRAIN_BYTES = 64 * 1024;
 
 /**
- * The registry of live connections: one map from id to connection, seen from outside as the
- * read-only Set of connections `ws` users know (`clients.size`, `for (const c of clients)`).
+ * The live connections (OPEN or CLOSING) seen as the read-only Set `ws` users know
+ * (`clients.size`, `for (const c of clients)`), over the server's own map from id to connection.
  */
-export class ConnectionRegistry implements ReadonlySet<WebSocket> {
-  private readonly byId = new Map<number, WebSocket>();
+export class ClientSet implements ReadonlySet<WebSocket> {
+  readonly #byId: ReadonlyMap<number, WebSocket>;
+
+  constructor(byId: ReadonlyMap<number, WebSocket>) {
+    this.#byId = byId;
+  }
 
   get size(): number {
-    return this.byId.size;
+    return this.#byId.size;
   }
 
   has(connection: WebSocket): boolean {
-    return this.byId.get(connection.id) === connection;
+    return this.#byId.get(connection.id) === connection;
   }
 
   /** The connection with this id, if it is live. */
   get(id: number): WebSocket | undefined {
-    return this.byId.get(id);
+    return this.#byId.get(id);
   }
 
   forEach(callback: (value: WebSocket, key: WebSocket, set: ReadonlySet<WebSocket>) => void, thisArg?: unknown): void {
-    for (const connection of this.byId.values()) callback.call(thisArg, connection, connection, this);
+    for (const connection of this.#byId.values()) callback.call(thisArg, connection, connection, this);
   }
 
   values(): SetIterator<WebSocket> {
-    return this.byId.values();
+    return this.#byId.values();
   }
 
   keys(): SetIterator<WebSocket> {
-    return this.byId.values();
+    return this.#byId.values();
   }
 
   *entries(): SetIterator<[WebSocket, WebSocket]> {
-    for (const connection of this.byId.values()) yield [connection, connection];
+    for (const connection of this.#byId.values()) yield [connection, connection];
   }
 
   [Symbol.iterator](): SetIterator<WebSocket> {
-    return this.byId.values();
-  }
-
-  /** @internal */
-  add(connection: WebSocket): void {
-    this.byId.set(connection.id, connection);
-  }
-
-  /** @internal */
-  delete(connection: WebSocket): void {
-    if (this.has(connection)) this.byId.delete(connection.id);
+    return this.#byId.values();
   }
 }
 
 export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
   /** The live connections (OPEN or CLOSING), a read-only Set keyed by connection (as in `ws`). */
-  readonly clients = new ConnectionRegistry();
-  private nextId = 1;
-  private readonly options: ServerOptions;
-  private readonly connectionOptions: ReturnType<typeof resolveConnectionOptions>;
-  private readonly handshakes = new Set<PendingHandshake>();
-  /** Handshakes past the connection-limit check that are not connections yet (being verified). */
-  private reserved = 0;
-  private netServer: NetServer | null = null;
-  private closing: Promise<void> | null = null;
+  readonly clients: ClientSet;
+  readonly #admission: Admission;
+  #netServer: NetServer | null = null;
+  #closing: Promise<void> | null = null;
 
   constructor(options: ServerOptions = {}) {
     super();
-    this.options = { ...options };
-    // Resolved once and frozen: every connection shares this object instead of a copy.
-    this.connectionOptions = resolveConnectionOptions(options);
-    const deflate = options.perMessageDeflate;
-    this.deflateOptions = deflate === true ? {} : deflate === false || deflate === undefined ? null : { ...deflate };
-    if (this.deflateOptions !== null) validateDeflateOptions(this.deflateOptions);
+    this.#admission = new Admission(this, options);
+    this.clients = new ClientSet(this.#admission.byId);
   }
-
-  private readonly deflateOptions: PerMessageDeflateOptions | null;
 
   /** Listen on a TCP port (0 for any free one). Resolves with the bound address. */
   listen(port = 0, host?: string): Promise<AddressInfo> {
-    if (this.netServer !== null) return Promise.reject(new Error('already listening'));
+    if (this.#netServer !== null) return Promise.reject(new Error('already listening'));
+    const tls = this.#admission.options.tls;
     const onSocket = (socket: Socket): void => this.handleSocket(socket);
-    const server = this.options.tls !== undefined ? createTlsServer(this.options.tls, onSocket) : createNetServer(onSocket);
-    this.netServer = server;
+    const server = tls !== undefined ? createTlsServer(tls, onSocket) : createNetServer(onSocket);
+    this.#netServer = server;
     return new Promise((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {
         server.off('error', reject);
-        server.on('error', (error) => this.emitError(error));
+        server.on('error', (error) => this.#admission.emitError(error));
         resolve(server.address() as AddressInfo);
       });
     });
@@ -199,7 +192,7 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
 
   /** The bound address, once listening. */
   address(): AddressInfo | null {
-    const address = this.netServer?.address();
+    const address = this.#netServer?.address();
     return address !== null && typeof address === 'object' ? address : null;
   }
 
@@ -209,17 +202,18 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
   }
 
   /**
-   * Take a raw socket (accepted by any `net` or `tls` server) whose first bytes are an HTTP
-   * upgrade request: read and answer the handshake, then run the connection.
+   * Take a stream (a socket accepted by any `net` or `tls` server, or any stream.Duplex) whose first
+   * bytes are an HTTP upgrade request: read and answer the handshake, then run the connection.
    */
-  handleSocket(socket: Socket): void {
-    if (this.closing !== null) {
+  handleSocket(socket: Duplex): void {
+    const admission = this.#admission;
+    if (this.#closing !== null) {
       socket.destroy();
       return;
     }
-    const handshake = new PendingHandshake(this, socket, this.options.maxHeaderSize ?? SERVER_DEFAULTS.maxHeaderSize);
-    this.handshakes.add(handshake);
-    handshake.start(this.options.handshakeTimeout ?? SERVER_DEFAULTS.handshakeTimeout);
+    const handshake = new PendingHandshake(admission, socket, admission.options.maxHeaderSize ?? SERVER_DEFAULTS.maxHeaderSize);
+    admission.handshakes.add(handshake);
+    handshake.start(admission.options.handshakeTimeout ?? SERVER_DEFAULTS.handshakeTimeout);
   }
 
   /**
@@ -227,32 +221,27 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
    * `httpServer.on('upgrade', (req, socket, head) => wss.handleUpgrade(req, socket, head))`.
    * Emits 'connection', or calls `callback` instead when given.
    */
-  handleUpgrade(
-    request: IncomingMessage,
-    socket: Duplex,
-    head: Buffer,
-    callback?: (connection: WebSocket, request: UpgradeRequest) => void,
-  ): void {
-    const netSocket = socket as Socket;
-    if (this.closing !== null) {
-      netSocket.destroy();
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer, callback?: (connection: WebSocket, request: UpgradeRequest) => void): void {
+    const admission = this.#admission;
+    if (this.#closing !== null) {
+      socket.destroy();
       return;
     }
-    const handshake = new PendingHandshake(this, netSocket, 0);
-    this.handshakes.add(handshake);
-    handshake.startFromParsed(fromIncomingMessage(request), head, this.options.handshakeTimeout ?? SERVER_DEFAULTS.handshakeTimeout, callback);
+    const handshake = new PendingHandshake(admission, socket, 0);
+    admission.handshakes.add(handshake);
+    const timeout = admission.options.handshakeTimeout ?? SERVER_DEFAULTS.handshakeTimeout;
+    handshake.startFromParsed(fromIncomingMessage(request), head, timeout, callback);
   }
 
   /** Send one message to every open connection (that `filter` accepts), framed once. Returns how many got it. */
   broadcast(data: Data, options: { binary?: boolean } = {}, filter?: (connection: WebSocket) => boolean): number {
-    const payload = typeof data === 'string' ? Buffer.from(data) : Buffer.isBuffer(data) ? data : ArrayBuffer.isView(data) ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : Buffer.from(data);
     const binary = options.binary ?? typeof data !== 'string';
     // One frame for everybody: a server's frames are unmasked (RFC 6455 §5.1), so the bytes are the same.
-    const frame = encodeFrame({ opcode: binary ? Opcode.Binary : Opcode.Text, payload });
+    const frame = encodeFrame({ opcode: binary ? Opcode.Binary : Opcode.Text, payload: toPayload(data) });
     let count = 0;
     for (const client of this.clients) {
       if (client.readyState !== ReadyState.OPEN || (filter !== undefined && !filter(client))) continue;
-      if (client.sendFrame(frame) || client.readyState === ReadyState.OPEN) count++;
+      if (sendFramed(client, frame) || client.readyState === ReadyState.OPEN) count++;
     }
     return count;
   }
@@ -261,10 +250,10 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
    * Graceful shutdown: stop accepting, close every connection with 1001 (going away), destroy the
    * ones still there after `timeout` ms, and resolve when all are gone.
    */
-  close(timeout = this.connectionOptions.closeTimeout): Promise<void> {
-    if (this.closing !== null) return this.closing;
-    this.closing = new Promise<void>((resolve) => {
-      const server = this.netServer;
+  close(timeout = this.#admission.connectionOptions.closeTimeout): Promise<void> {
+    if (this.#closing !== null) return this.#closing;
+    this.#closing = new Promise<void>((resolve) => {
+      const server = this.#netServer;
       let listening = server !== null && server.listening;
       let remaining = this.clients.size;
       const maybeDone = (): void => {
@@ -284,7 +273,7 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
           maybeDone();
         });
       }
-      for (const handshake of this.handshakes) handshake.abort();
+      for (const handshake of this.#admission.handshakes) handshake.abort();
       for (const client of this.clients) {
         client.once('close', () => {
           remaining--;
@@ -294,15 +283,39 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
       }
       maybeDone();
     });
-    return this.closing;
+    return this.#closing;
+  }
+}
+
+type Verdict = { fields: UpgradeFields; request: UpgradeRequest; deflate: { response: string; params: DeflateParams } | null };
+type ConnectionCallback = (connection: WebSocket, request: UpgradeRequest) => void;
+
+/**
+ * The server's decisions about handshakes (RFC 6455 §4.2.1, then its own policy) and its registry
+ * of connections: what pending handshakes talk to, out of the public class's way.
+ */
+class Admission {
+  readonly byId = new Map<number, WebSocket>();
+  readonly handshakes = new Set<PendingHandshake>();
+  readonly options: ServerOptions;
+  /** Resolved once and frozen: every connection shares this object instead of a copy. */
+  readonly connectionOptions: ResolvedConnectionOptions;
+  readonly deflateOptions: PerMessageDeflateOptions | null;
+  /** Handshakes past the connection-limit check that are not connections yet (being verified). */
+  reserved = 0;
+  private nextId = 1;
+
+  constructor(
+    private readonly server: WebSocketServer,
+    options: ServerOptions,
+  ) {
+    this.options = { ...options };
+    this.connectionOptions = resolveConnectionOptions(options);
+    this.deflateOptions = deflateOptionsOf(options.perMessageDeflate);
   }
 
-  // ---------------------------------------------------------------------------------------------
-  // The decisions of a handshake, once the request is parsed (used by PendingHandshake).
-  // ---------------------------------------------------------------------------------------------
-
-  /** @internal RFC 6455 §4.2.1, then this server's own policy. Throws an HttpError to refuse. */
-  evaluate(head: RequestHead, socket: Socket): { fields: UpgradeFields; request: UpgradeRequest; deflate: { response: string; params: DeflateParams } | null } {
+  /** RFC 6455 §4.2.1, then this server's own policy. Throws an HttpError to refuse. */
+  evaluate(head: RequestHead, socket: Duplex): Verdict {
     const request = toUpgradeRequest(head, socket);
     const options = this.options;
     // A path we do not serve is "not found" whatever else is wrong with the request.
@@ -318,9 +331,9 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
       throw new HttpError(403, 'origin not allowed');
     }
     const limit = options.maxConnections ?? SERVER_DEFAULTS.maxConnections;
-    if (this.clients.size + this.reserved >= limit) throw new HttpError(503, 'too many connections; try again later', { 'Retry-After': '1' });
+    if (this.byId.size + this.reserved >= limit) throw new HttpError(503, 'too many connections; try again later', { 'Retry-After': '1' });
     // RFC 7692 §5: accept the first permessage-deflate offer we can; ignore extensions we don't know.
-    let deflate: { response: string; params: DeflateParams } | null = null;
+    let deflate: Verdict['deflate'] = null;
     if (this.deflateOptions !== null && fields.extensions.length > 0) {
       try {
         deflate = acceptDeflateOffer(parseExtensions(fields.extensions), this.deflateOptions);
@@ -332,7 +345,7 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
     return { fields, request, deflate };
   }
 
-  /** @internal Choose the subprotocol (RFC 6455 §4.2.2 item 5.4). Never one the client did not offer. */
+  /** Choose the subprotocol (RFC 6455 §4.2.2 item 5.4). Never one the client did not offer. */
   chooseProtocol(offered: readonly string[], request: UpgradeRequest): string | undefined {
     if (offered.length === 0) return undefined;
     if (this.options.handleProtocols !== undefined) {
@@ -345,63 +358,38 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
     return selectProtocol(offered, this.options.protocols ?? []);
   }
 
-  /** @internal */
-  get verifyHook(): ServerOptions['verify'] {
-    return this.options.verify;
-  }
-
-  /** @internal */
-  reserve(delta: number): void {
-    this.reserved += delta;
-  }
-
-  /** @internal The handshake is done: make it a connection and register it. */
-  admit(
-    socket: Socket,
-    rest: Buffer,
-    protocol: string | undefined,
-    deflate: { response: string; params: DeflateParams } | null,
-    request: UpgradeRequest,
-    data: unknown,
-    callback?: (connection: WebSocket, request: UpgradeRequest) => void,
-  ): void {
-    const connection = new WebSocket(null, undefined, this.connectionOptions);
-    connection.id = this.nextId++;
-    connection.data = data;
-    this.clients.add(connection);
-    // Told directly when the connection closes (cheaper than a listener and its closure per connection).
-    connection.setRegistry(this.clients);
-    connection.attach(
-      socket,
-      'server',
-      protocol ?? '',
-      deflate?.response ?? '',
-      deflate === null ? null : new PerMessageDeflate(deflate.params, this.deflateOptions!),
-    );
+  /** The handshake is done: make it a connection, register it, announce it, start reading. */
+  admit(stream: Duplex, rest: Buffer, protocol: string | undefined, verdict: Verdict, data: unknown, callback?: ConnectionCallback): void {
+    const { deflate, request } = verdict;
+    const id = this.nextId++;
+    const connection = adoptStream(this.connectionOptions, {
+      stream,
+      protocol: protocol ?? '',
+      extensions: deflate?.response ?? '',
+      deflate: deflate === null ? null : new PerMessageDeflate(deflate.params, this.deflateOptions!),
+      id,
+      data,
+      registry: this.byId,
+    });
+    this.byId.set(id, connection);
     if (callback !== undefined) callback(connection, request);
-    else this.emit('connection', connection, request);
-    connection.start(rest);
+    else this.server.emit('connection', connection, request);
+    startReading(connection, rest);
   }
 
-  /** @internal */
-  forget(handshake: PendingHandshake): void {
-    this.handshakes.delete(handshake);
-  }
-
-  /** @internal */
   emitRejected(status: number, message: string, remoteAddress: string | undefined): void {
-    if (this.listenerCount('rejected') > 0) this.emit('rejected', status, message, remoteAddress);
+    if (this.server.listenerCount('rejected') > 0) this.server.emit('rejected', status, message, remoteAddress);
   }
 
-  /** @internal Never throw into a socket callback: report, if anyone listens. */
+  /** Never throw into a socket callback: report, if anyone listens. */
   emitError(error: Error): void {
-    if (this.listenerCount('error') > 0) this.emit('error', error);
+    if (this.server.listenerCount('error') > 0) this.server.emit('error', error);
   }
 }
 
 /**
- * One socket between accept and the 101 response: reads the request head incrementally, asks
- * the server for a verdict, answers. Lives on the timer wheel for the handshake timeout.
+ * One stream between accept and the 101 response: reads the request head incrementally, asks
+ * for a verdict, answers. Lives on the timer wheel for the handshake timeout.
  */
 class PendingHandshake implements WheelTarget {
   wheelTick = 0;
@@ -410,6 +398,8 @@ class PendingHandshake implements WheelTarget {
   /** A verdict was reached (accepted or refused): later events change nothing. */
   private decided = false;
   private deadline = 0;
+  /** Bytes read and dropped after a refusal. */
+  private drained = 0;
   private readonly onData = (chunk: Buffer): void => this.receive(chunk);
   // Errors before the handshake completes (resets, say) end the attempt quietly; 'close' follows.
   private readonly onError = (): void => {
@@ -418,8 +408,8 @@ class PendingHandshake implements WheelTarget {
   private readonly onClose = (): void => this.release();
 
   constructor(
-    private readonly server: WebSocketServer,
-    private readonly socket: Socket,
+    private readonly admission: Admission,
+    private readonly socket: Duplex,
     maxHeaderSize: number,
   ) {
     this.reader = maxHeaderSize > 0 ? new HeadReader(maxHeaderSize) : null;
@@ -432,7 +422,7 @@ class PendingHandshake implements WheelTarget {
     this.socket.on('data', this.onData);
   }
 
-  startFromParsed(head: RequestHead, rest: Buffer, timeout: number, callback?: (connection: WebSocket, request: UpgradeRequest) => void): void {
+  startFromParsed(head: RequestHead, rest: Buffer, timeout: number, callback?: ConnectionCallback): void {
     this.arm(timeout);
     this.decide(head, rest, callback);
   }
@@ -456,6 +446,12 @@ class PendingHandshake implements WheelTarget {
   }
 
   private receive(chunk: Buffer): void {
+    if (this.decided) {
+      // Refused: drop what still comes, up to the allowance.
+      this.drained += chunk.length;
+      if (this.drained > REFUSAL_DRAIN_BYTES) this.abort();
+      return;
+    }
     let result: { head: Buffer; rest: Buffer } | null;
     try {
       result = this.reader!.push(chunk);
@@ -478,37 +474,36 @@ class PendingHandshake implements WheelTarget {
     this.decide(head, result.rest);
   }
 
-  private decide(head: RequestHead, rest: Buffer, callback?: (connection: WebSocket, request: UpgradeRequest) => void): void {
-    const server = this.server;
-    let verdict: ReturnType<WebSocketServer['evaluate']>;
+  private decide(head: RequestHead, rest: Buffer, callback?: ConnectionCallback): void {
+    const admission = this.admission;
+    let verdict: Verdict;
     let protocol: string | undefined;
     try {
-      verdict = server.evaluate(head, this.socket);
-      protocol = server.chooseProtocol(verdict.fields.protocols, verdict.request);
+      verdict = admission.evaluate(head, this.socket);
+      protocol = admission.chooseProtocol(verdict.fields.protocols, verdict.request);
     } catch (error) {
       this.refuse(error instanceof HttpError ? error : this.internalError(error));
       return;
     }
-    const { fields, request, deflate } = verdict;
     const accept = (data: unknown): void => {
       if (this.decided || this.socket.destroyed) return;
       this.decided = true;
       this.detach();
-      this.socket.write(switchingProtocolsResponse(fields.key, protocol, deflate?.response));
-      server.admit(this.socket, rest, protocol, deflate, request, data, callback);
+      this.socket.write(switchingProtocolsResponse(verdict.fields.key, protocol, verdict.deflate?.response));
+      admission.admit(this.socket, rest, protocol, verdict, data, callback);
     };
-    const verify = server.verifyHook;
+    const verify = admission.options.verify;
     if (verify === undefined) {
       accept(undefined);
       return;
     }
     // Count this one against the connection limit while it is being verified.
-    server.reserve(1);
+    admission.reserved++;
     let settled = false;
     const conclude = (result: VerifyResult): void => {
       if (settled) return;
       settled = true;
-      server.reserve(-1);
+      admission.reserved--;
       if (result === undefined || result === true) accept(undefined);
       else if (result === false) this.refuse(new HttpError(403, 'connection refused'));
       else if ('status' in result) this.refuse(new HttpError(result.status, result.message ?? 'connection refused', result.headers ?? {}));
@@ -517,11 +512,11 @@ class PendingHandshake implements WheelTarget {
     const fail = (error: unknown): void => {
       if (settled) return;
       settled = true;
-      server.reserve(-1);
+      admission.reserved--;
       this.refuse(this.internalError(error));
     };
     try {
-      const result = verify(request);
+      const result = verify(verdict.request);
       if (result instanceof Promise) result.then(conclude, fail).catch(fail);
       else conclude(result);
     } catch (error) {
@@ -530,7 +525,7 @@ class PendingHandshake implements WheelTarget {
   }
 
   private internalError(error: unknown): HttpError {
-    this.server.emitError(error instanceof Error ? error : new Error(String(error)));
+    this.admission.emitError(error instanceof Error ? error : new Error(String(error)));
     return new HttpError(500, 'internal server error');
   }
 
@@ -539,8 +534,7 @@ class PendingHandshake implements WheelTarget {
     if (this.decided) return;
     this.decided = true;
     const socket = this.socket;
-    this.server.emitRejected(error.status, error.message, socket.remoteAddress);
-    socket.off('data', this.onData);
+    this.admission.emitRejected(error.status, error.message, remoteAddressOf(socket));
     this.reader = null;
     if (socket.destroyed) return;
     let response: Buffer;
@@ -548,14 +542,16 @@ class PendingHandshake implements WheelTarget {
       response = errorResponse(error.status, error.message, error.headers);
     } catch (invalid) {
       // Headers from a `verify` hook that cannot be sent (a CR or LF in a value, say).
-      this.server.emitError(invalid instanceof Error ? invalid : new Error(String(invalid)));
+      this.admission.emitError(invalid instanceof Error ? invalid : new Error(String(invalid)));
       response = errorResponse(500, 'internal server error');
     }
     socket.end(response);
-    // Read and discard whatever else comes, so the client's FIN is seen; give it a moment to read
-    // the response, then the socket goes, whatever the client does.
+    // Read and drop a little of whatever else comes, so the client's FIN is seen; give it a moment
+    // to read the response, then the socket goes, whatever the client does.
+    socket.off('data', this.onData);
+    socket.on('data', this.onData);
     socket.resume();
-    this.deadline = Date.now() + REFUSAL_LINGER;
+    this.deadline = Date.now() + REFUSAL_LINGER_MS;
     sharedWheel.schedule(this, this.deadline);
   }
 
@@ -570,14 +566,12 @@ class PendingHandshake implements WheelTarget {
   private release(): void {
     this.deadline = 0;
     sharedWheel.cancel(this);
-    this.server.forget(this);
+    this.admission.handshakes.delete(this);
   }
 }
 
-function headersRecord(headers: HeaderMap): Record<string, string> {
-  const record: Record<string, string> = {};
-  for (const [name, values] of headers) record[name] = values.join(', ');
-  return record;
+function remoteAddressOf(stream: Duplex): string | undefined {
+  return (stream as Partial<Socket>).remoteAddress;
 }
 
 /**
@@ -601,7 +595,7 @@ function splitTarget(target: string): { path: string; search: string } {
   throw new HttpError(400, 'malformed request target');
 }
 
-function toUpgradeRequest(head: RequestHead, socket: Socket): UpgradeRequest {
+function toUpgradeRequest(head: RequestHead, socket: Duplex): UpgradeRequest {
   const { path, search } = splitTarget(head.target);
   return {
     method: head.method,
@@ -610,8 +604,8 @@ function toUpgradeRequest(head: RequestHead, socket: Socket): UpgradeRequest {
     query: new URLSearchParams(search),
     httpVersion: `${head.version[0]}.${head.version[1]}`,
     headers: headersRecord(head.headers),
-    remoteAddress: socket.remoteAddress,
-    remotePort: socket.remotePort,
+    remoteAddress: remoteAddressOf(socket),
+    remotePort: (socket as Partial<Socket>).remotePort,
     origin: head.headers.get('origin')?.[0],
     protocols: [],
   };

@@ -8,9 +8,9 @@
  */
 import { createHash } from 'node:crypto';
 import { createServer, type Socket } from 'node:net';
+import { WEBSOCKET_GUID as GUID } from '../../src/constants.js';
 import { announce, exitOnSignals, onBroadcastCommand, portArg } from './common.js';
 
-const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const CLOSE = Buffer.from([0x88, 0x02, 0x03, 0xe8]);
 const sockets = new Set<Socket>();
 

@@ -1,0 +1,513 @@
+import { isUtf8 } from 'node:buffer';
+import type { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { startClientHandshake, type ClientOptions, type Opened } from './client.js';
+import { CloseCode, Opcode, ReadyState } from './constants.js';
+import type { PerMessageDeflate } from './deflate-zlib.js';
+import { ConnectionTimeoutError, InvalidStateError } from './errors.js';
+import { inflateBudget } from './inflate-budget.js';
+import { toPayload, type Data, type ResolvedConnectionOptions, type SendOptions } from './options.js';
+import { Protocol, type ProtocolHandler } from './protocol.js';
+import type { SendCallback } from './sender.js';
+import { sharedWheel, type WheelTarget } from './timer-wheel.js';
+import { MaskKeySource } from './writer.js';
+
+/**
+ * The driver of a WebSocket connection, server or client side: the thin layer between a stream
+ * (a net.Socket, a tls.TLSSocket, any stream.Duplex) and the protocol state machine
+ * (src/protocol.ts). The driver decides nothing about the protocol; it
+ *
+ * - moves bytes: stream `data` into `protocol.receive()`, the protocol's output into one stream
+ *   write per turn of the event loop (replies to one read leave in one write);
+ * - applies backpressure both ways: `send()` returns false past `highWaterMark` and `'drain'`
+ *   follows; reading pauses while the write side, the application or an inflation is behind;
+ * - keeps the deadlines on the shared timer wheel (the protocol says when to wake it; the write
+ *   deadline is the driver's own, since only it sees the stream);
+ * - ends or destroys the stream when the protocol says so, and reports the close exactly once.
+ */
+
+export interface WebSocketEventMap {
+  /** Client: the handshake succeeded; the connection is OPEN. */
+  open: [];
+  /** Client: the server's 101 response headers (lower-case names), just before 'open'. */
+  upgrade: [headers: Record<string, string>];
+  /** A complete message. Text messages are valid UTF-8; `data.toString()` decodes them. */
+  message: [data: Buffer, isBinary: boolean];
+  ping: [data: Buffer];
+  pong: [data: Buffer];
+  /** Exactly once per connection. `wasClean`: close frames were exchanged both ways (RFC 6455 §7.1.4). */
+  close: [code: number, reason: string, wasClean: boolean];
+  /** Protocol errors, socket errors and timeouts. Only emitted when a listener is attached. */
+  error: [error: Error];
+  /** The outgoing buffer has drained after `send()` returned false. */
+  drain: [];
+}
+
+/** How a server hands a stream whose handshake it completed to a new connection. */
+export interface ServerSide {
+  stream: Duplex;
+  protocol: string;
+  extensions: string;
+  deflate: PerMessageDeflate | null;
+  id: number;
+  data: unknown;
+  /** The server's registry, left (by id) when the connection closes. */
+  registry: { delete(id: number): unknown };
+}
+
+// Why reading is paused: each reason is lifted on its own.
+export const PAUSED_BY_APPLICATION = 1;
+const PAUSED_BY_WRITES = 2;
+export const PAUSED_BY_ITERATOR = 4;
+const PAUSED_BY_INFLATE = 8;
+
+/** Large writes are handed to the stream in pieces of this size, so write progress is visible. */
+const WRITE_PIECE_BYTES = 256 * 1024;
+/** Up to this many bytes in several pieces are joined into one buffer: one small copy, one system call. */
+const WRITE_JOIN_BYTES = 16 * 1024;
+
+/** One pool of random mask keys for every client connection of the process. */
+const maskKeys = new MaskKeySource();
+
+/** Connections with bytes queued outside the read loop, flushed together in one microtask. */
+let dirty: Connection[] = [];
+
+/** The write deadline's bookkeeping, made when a write has to wait on the peer. */
+interface WriteWatch {
+  /** Stream writes completed since the watch began. */
+  done: number;
+  /** `done`, and the stream's own queue, at the last check. */
+  checkedDone: number;
+  checkedQueue: number;
+  /** The last time the peer took bytes. */
+  progressAt: number;
+}
+
+const kConnection = Symbol('wsrfc.connection');
+type StreamWithConnection = Duplex & { [kConnection]?: Connection };
+
+/** The driver: one per WebSocket, held in the WebSocket's private field. */
+export class Connection implements ProtocolHandler, WheelTarget {
+  wheelTick = 0;
+  wheelIndex = 0;
+  id = 0;
+  protocolName = '';
+  extensions = '';
+  pausedBy = 0;
+  private stream: Duplex | null = null;
+  private core: Protocol | null = null;
+  private deflate: PerMessageDeflate | null = null;
+  private registry: ServerSide['registry'] | null = null;
+  /** Client: aborts the handshake in progress. */
+  private abortHandshake: (() => void) | null = null;
+  private closed = false;
+  /** Queued for the next microtask's flush. */
+  flushQueued = false;
+  private inReadLoop = false;
+  private needDrain = false;
+  private writeWatch: WriteWatch | null = null;
+  private onWriteDone: ((error?: Error | null) => void) | null = null;
+
+  constructor(
+    /** The public object whose events the driver emits. */
+    private readonly socket: EventEmitter<WebSocketEventMap>,
+    private readonly config: ResolvedConnectionOptions,
+  ) {}
+
+  get readyState(): ReadyState {
+    if (this.closed) return ReadyState.CLOSED;
+    return this.core === null ? ReadyState.CONNECTING : this.core.state;
+  }
+
+  get bufferedAmount(): number {
+    return (this.core === null ? 0 : this.core.bufferedOutput) + (this.stream === null ? 0 : this.stream.writableLength);
+  }
+
+  remote(field: 'remoteAddress' | 'remotePort'): unknown {
+    return (this.stream as Partial<Record<typeof field, unknown>> | null)?.[field];
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Opening: a client's handshake, or a stream from the server
+  // ---------------------------------------------------------------------------------------------
+
+  connect(address: string | URL, protocols: string | readonly string[], options: ClientOptions): void {
+    this.abortHandshake = startClientHandshake(address, protocols, options, {
+      onOpen: (opened) => this.opened(opened),
+      onFail: (error) => this.failConnecting(error),
+    });
+  }
+
+  private opened({ socket, protocol, extensions, deflate, headers, rest }: Opened): void {
+    this.abortHandshake = null;
+    this.attach(socket, 'client', protocol, extensions, deflate);
+    this.socket.emit('upgrade', headers);
+    this.socket.emit('open');
+    // Reading starts on a later turn: code after `await connect()` runs in a microtask after
+    // 'open', and must get to attach its 'message' listener before frames that came with the 101.
+    setImmediate(() => this.start(rest));
+  }
+
+  private failConnecting(error: Error): void {
+    if (this.readyState !== ReadyState.CONNECTING) return;
+    this.closed = true;
+    this.abortHandshake = null;
+    if (this.socket.listenerCount('error') > 0) this.socket.emit('error', error);
+    this.socket.emit('close', CloseCode.Abnormal, '', false);
+  }
+
+  adopt(side: ServerSide): void {
+    this.id = side.id;
+    this.registry = side.registry;
+    this.attach(side.stream, 'server', side.protocol, side.extensions, side.deflate);
+  }
+
+  /** Take over a stream whose handshake is done; nothing is read until `start()`. */
+  private attach(stream: Duplex, role: 'server' | 'client', protocol: string, extensions: string, deflate: PerMessageDeflate | null): void {
+    this.stream = stream;
+    this.protocolName = protocol;
+    this.extensions = extensions;
+    this.deflate = deflate;
+    const net = stream as Partial<{ setNoDelay(noDelay: boolean): void; setTimeout(ms: number): void }>;
+    net.setNoDelay?.(true);
+    net.setTimeout?.(0);
+    // Listeners shared by every connection (they find theirs through the stream), so an idle
+    // connection carries no closures. Paused first: a 'data' listener would start the flow.
+    (stream as StreamWithConnection)[kConnection] = this;
+    stream.pause();
+    stream.on('data', onStreamData);
+    stream.on('end', onStreamEnd);
+    stream.on('close', onStreamClose);
+    stream.on('error', onStreamError);
+    this.core = new Protocol(role, this.config, this, Date.now(), {
+      compression: deflate,
+      inflateBudget,
+      maskKeys: role === 'client' ? maskKeys : null,
+    });
+  }
+
+  /** Start reading; `head` holds bytes that arrived with the end of the handshake. */
+  start(head: Buffer): void {
+    if (head.length > 0 && !this.closed) this.onData(head);
+    if (this.pausedBy === 0 && this.stream !== null && !this.closed) this.stream.resume();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The read loop
+  // ---------------------------------------------------------------------------------------------
+
+  onData(chunk: Buffer): void {
+    const core = this.core!;
+    this.inReadLoop = true;
+    try {
+      core.receive(chunk, Date.now());
+    } finally {
+      this.inReadLoop = false;
+    }
+    // Every reply the chunk produced (echoes, pongs) goes out in one write.
+    if (core.hasOutput) this.flush();
+    // A compressed frame is being inflated and input piles up behind it: stop reading meanwhile.
+    if (core.bufferedInput > this.config.highWaterMark) this.pauseReading(PAUSED_BY_INFLATE);
+  }
+
+  onMessage(data: Buffer, isBinary: boolean): void {
+    this.socket.emit('message', data, isBinary);
+  }
+
+  onPing(data: Buffer): void {
+    this.socket.emit('ping', data);
+  }
+
+  onPong(data: Buffer): void {
+    this.socket.emit('pong', data);
+  }
+
+  onInputResumed(): void {
+    if ((this.pausedBy & PAUSED_BY_INFLATE) !== 0 && this.core!.bufferedInput <= this.config.highWaterMark) {
+      this.resumeReading(PAUSED_BY_INFLATE);
+    }
+  }
+
+  pauseReading(reason: number): void {
+    if (this.pausedBy === 0) this.stream?.pause();
+    this.pausedBy |= reason;
+  }
+
+  resumeReading(reason: number): void {
+    if (this.pausedBy === 0) return;
+    this.pausedBy &= ~reason;
+    if (this.pausedBy === 0 && this.stream !== null && !this.closed) {
+      this.core!.readingResumed(Date.now());
+      this.stream.resume();
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The write loop
+  // ---------------------------------------------------------------------------------------------
+
+  send(data: Data, options: SendOptions | undefined, callback: SendCallback | undefined): boolean {
+    const core = this.core;
+    if (core === null || !core.canSend) return this.refuse(callback);
+    const payload = toPayload(data);
+    const binary = options?.binary ?? typeof data !== 'string';
+    // RFC 6455 §5.6: a text frame carries UTF-8. Strings always encode to valid UTF-8; buffers might not.
+    if (!binary && typeof data !== 'string' && !isUtf8(payload)) throw new TypeError('a buffer sent as text must be valid UTF-8');
+    const fragmentSize = options?.fragmentSize ?? this.config.fragmentSize;
+    core.send(binary ? Opcode.Binary : Opcode.Text, payload, options?.compress !== false, fragmentSize, callback);
+    return this.afterQueue();
+  }
+
+  sendControl(opcode: typeof Opcode.Ping | typeof Opcode.Pong, data: Data, callback: SendCallback | undefined): void {
+    const core = this.core;
+    if (core === null || !core.canSend) {
+      this.refuse(callback);
+      return;
+    }
+    core.sendControl(opcode, toPayload(data), callback);
+    this.afterQueue();
+  }
+
+  sendFramed(frame: Buffer): boolean {
+    const core = this.core;
+    if (core === null || !core.canSend) return false;
+    core.sendFramed(frame);
+    return this.afterQueue();
+  }
+
+  private afterQueue(): boolean {
+    const buffered = this.bufferedAmount;
+    if (buffered > this.config.maxBufferedBytes) {
+      // The peer reads slower than the application writes and the application did not stop at
+      // `false`: drop it rather than let memory grow (1008: the peer broke our policy).
+      this.core!.fail(CloseCode.PolicyViolation, 'peer too slow: outgoing buffer limit exceeded', null, true, Date.now());
+      return false;
+    }
+    if (buffered > this.config.highWaterMark) {
+      this.needDrain = true;
+      return false;
+    }
+    return true;
+  }
+
+  private refuse(callback: SendCallback | undefined): false {
+    if (this.readyState === ReadyState.CONNECTING) throw new InvalidStateError('WebSocket is still connecting');
+    if (callback !== undefined) {
+      process.nextTick(callback, new InvalidStateError(`WebSocket is ${this.closed ? 'closed' : 'closing'}`));
+    }
+    return false;
+  }
+
+  onOutput(): void {
+    // Inside the read loop the flush comes when the chunk is done; elsewhere, in a microtask, so
+    // that everything sent in one turn of the event loop leaves in one write.
+    if (this.inReadLoop || this.flushQueued) return;
+    this.flushQueued = true;
+    if (dirty.length === 0) queueMicrotask(flushDirty);
+    dirty.push(this);
+  }
+
+  flush(): void {
+    const stream = this.stream;
+    const core = this.core;
+    // Nothing more can be written once the stream is going; its 'close' fails the callbacks.
+    if (stream === null || core === null || !core.hasOutput || stream.destroyed || stream.writableEnded) return;
+    const wasIdle = stream.writableLength === 0;
+    const pending = core.takeOutput();
+    const callbacks = core.takeCallbacks();
+    let total = 0;
+    for (const buffer of pending) total += buffer.length;
+
+    // One callback per connection, made the first time it writes (the stream calls it without `this`).
+    const onWriteDone = (this.onWriteDone ??= (error) => this.writeDone(error));
+    // Node calls back without an error for a write cut short by destroy(): only a write that
+    // completed at once, or before the stream was destroyed, counts as sent.
+    let handedOver = false;
+    const done =
+      callbacks === null
+        ? onWriteDone
+        : (error?: Error | null): void => {
+            onWriteDone(error);
+            const failure = error ?? (handedOver || !stream.destroyed ? undefined : new InvalidStateError('WebSocket closed before the data was sent'));
+            for (const callback of callbacks) callback(failure);
+          };
+
+    if (pending.length === 1 && total <= WRITE_PIECE_BYTES) {
+      stream.write(pending[0]!, done);
+    } else if (total <= WRITE_JOIN_BYTES) {
+      stream.write(Buffer.concat(pending, total), done);
+    } else {
+      // Large payloads go as they are (no copy), in pieces so the write deadline sees progress;
+      // corked, so the pieces leave in one writev.
+      const pieces: Buffer[] = [];
+      for (const buffer of pending) {
+        if (buffer.length <= WRITE_PIECE_BYTES) pieces.push(buffer);
+        else for (let at = 0; at < buffer.length; at += WRITE_PIECE_BYTES) pieces.push(buffer.subarray(at, at + WRITE_PIECE_BYTES));
+      }
+      stream.cork();
+      const last = pieces.length - 1;
+      for (let i = 0; i < last; i++) stream.write(pieces[i]!, onWriteDone);
+      stream.write(pieces[last]!, done);
+      stream.uncork();
+    }
+
+    handedOver = stream.writableLength === 0;
+    if (!handedOver) {
+      // Bytes are waiting on the peer: watch the write deadline.
+      const watch = (this.writeWatch ??= { done: 0, checkedDone: 0, checkedQueue: 0, progressAt: 0 });
+      if (wasIdle || watch.progressAt === 0) watch.progressAt = Date.now();
+      if (this.config.writeTimeout > 0) this.scheduleWriteCheck(Date.now());
+      // The write side is behind: stop reading until it catches up, so memory stays bounded.
+      if (stream.writableLength > this.config.highWaterMark) this.pauseReading(PAUSED_BY_WRITES);
+    }
+  }
+
+  /** Every completed stream write: progress for the write deadline, and maybe the end of backpressure. */
+  private writeDone(error?: Error | null): void {
+    const watch = this.writeWatch;
+    if (watch !== null && error == null) {
+      watch.done++;
+      // Nothing waits on the peer any more: the watch is done.
+      if (this.stream!.writableLength === 0) this.writeWatch = null;
+    }
+    if (!this.needDrain && (this.pausedBy & PAUSED_BY_WRITES) === 0) return;
+    if (this.bufferedAmount > this.config.highWaterMark) return;
+    this.resumeReading(PAUSED_BY_WRITES);
+    if (this.needDrain) {
+      this.needDrain = false;
+      if (this.readyState === ReadyState.OPEN) this.socket.emit('drain');
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Deadlines
+  // ---------------------------------------------------------------------------------------------
+
+  onWake(at: number): void {
+    if (!this.closed) sharedWheel.schedule(this, at);
+  }
+
+  /** Called by the timer wheel: the write deadline (ours), then the protocol's deadlines. */
+  onWheel(now: number): void {
+    const core = this.core;
+    const stream = this.stream;
+    if (this.closed || core === null || stream === null) return;
+    const watch = this.writeWatch;
+    const writeTimeout = this.config.writeTimeout;
+    if (watch !== null && stream.writableLength > 0 && writeTimeout > 0) {
+      // Progress: a write completed, or (on a socket) the kernel took bytes of the one in flight.
+      const queued = writeQueueSize(stream);
+      if (watch.done !== watch.checkedDone || queued < watch.checkedQueue) watch.progressAt = now;
+      watch.checkedDone = watch.done;
+      watch.checkedQueue = queued;
+      if (now - watch.progressAt >= writeTimeout) {
+        this.onError(new ConnectionTimeoutError('write', `peer accepted no data for ${writeTimeout} ms`));
+        this.onDestroy();
+        return;
+      }
+      this.scheduleWriteCheck(now);
+    }
+    core.timeout(now, this.pausedBy !== 0);
+  }
+
+  /** Check a few times per write deadline, so a stall is caught within a fifth of it. */
+  private scheduleWriteCheck(now: number): void {
+    sharedWheel.schedule(this, now + Math.max(this.config.writeTimeout / 5, 1));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Closing: the protocol decides, the driver carries it out
+  // ---------------------------------------------------------------------------------------------
+
+  close(code: number | undefined, reason: string): void {
+    if (this.readyState === ReadyState.CONNECTING) this.abortHandshake?.();
+    else this.core?.close(code, reason, Date.now());
+  }
+
+  terminate(): void {
+    if (this.readyState === ReadyState.CONNECTING) this.abortHandshake?.();
+    else if (!this.closed) this.core?.terminate();
+  }
+
+  /** Write what is queued, then end our side of the stream; the peer's end (or a deadline) follows. */
+  onEnd(): void {
+    this.flush();
+    const stream = this.stream;
+    if (stream !== null && !stream.writableEnded) stream.end();
+  }
+
+  onDestroy(): void {
+    this.flush();
+    this.stream?.destroy();
+  }
+
+  onError(error: Error): void {
+    if (this.socket.listenerCount('error') > 0) this.socket.emit('error', error);
+  }
+
+  onSendFailed(callbacks: SendCallback[]): void {
+    const error = new InvalidStateError('WebSocket closed before the data was sent');
+    for (const callback of callbacks) process.nextTick(callback, error);
+  }
+
+  onStreamEnd(): void {
+    this.core?.receiveEnd();
+  }
+
+  /** The one place the connection ends: the stream is closed, whatever closed it. */
+  onStreamClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    sharedWheel.cancel(this);
+    const stream = this.stream!;
+    stream.off('data', onStreamData);
+    stream.off('end', onStreamEnd);
+    stream.off('close', onStreamClose);
+    stream.off('error', onStreamError);
+    // A late 'error' from a destroyed stream must not become an uncaught exception.
+    stream.on('error', ignoreError);
+    delete (stream as StreamWithConnection)[kConnection];
+    this.onWriteDone = null;
+    const { code, reason, wasClean } = this.core!.streamClosed();
+    this.deflate?.close();
+    // Gone from the registry before anyone hears of the close (a 'close' listener may count clients).
+    this.registry?.delete(this.id);
+    this.registry = null;
+    this.socket.emit('close', code, reason, wasClean);
+  }
+}
+
+// Shared stream listeners: `this` is the stream, which knows its connection.
+function onStreamData(this: StreamWithConnection, chunk: Buffer): void {
+  this[kConnection]!.onData(chunk);
+}
+function onStreamEnd(this: StreamWithConnection): void {
+  this[kConnection]!.onStreamEnd();
+}
+function onStreamClose(this: StreamWithConnection): void {
+  this[kConnection]!.onStreamClose();
+}
+// A reset or a broken pipe: the 'close' that follows reports 1006.
+function onStreamError(this: StreamWithConnection, error: Error): void {
+  this[kConnection]!.onError(error);
+}
+function ignoreError(): void {}
+
+function flushDirty(): void {
+  const connections = dirty;
+  dirty = [];
+  for (const connection of connections) {
+    connection.flushQueued = false;
+    connection.flush();
+  }
+}
+
+/**
+ * Bytes the kernel has not taken yet from the write in flight, on a net.Socket (libuv's queue, not
+ * part of the stream API); 0 for other streams, whose progress shows in completed writes only.
+ */
+function writeQueueSize(stream: Duplex): number {
+  const handle = (stream as unknown as { _handle?: { writeQueueSize?: unknown } })._handle;
+  const size = handle?.writeQueueSize;
+  return typeof size === 'number' ? size : 0;
+}

@@ -1,0 +1,283 @@
+import { constants as zlibConstants, createDeflateRaw, createInflateRaw, type DeflateRaw, type InflateRaw } from 'node:zlib';
+import { ProtocolError } from './errors.js';
+import { DEFLATE_DEFAULTS, MIN_WINDOW_BITS, type DeflateParams, type PerMessageDeflateOptions } from './permessage-deflate.js';
+import type { MessageInflater } from './receiver.js';
+import type { MessageDeflater } from './sender.js';
+
+/**
+ * permessage-deflate's DEFLATE (RFC 7692 §7.2) on node:zlib's raw streams: what the protocol core
+ * uses through its MessageInflater and MessageDeflater interfaces, supplied by the driver. zlib runs
+ * on the thread pool, so every job calls back later; the receiver waits for each inflation and the
+ * sender stages messages behind each compression, so order holds. Every zlib job of the process goes
+ * through one limiter, so thousands of connections cannot flood the thread pool or allocate
+ * thousands of zlib states at once.
+ */
+
+/** Concurrent zlib jobs per process (ws uses the same number). */
+export const ZLIB_CONCURRENCY = 10;
+
+/**
+ * zlib cannot deflate with a 256-byte window (since 1.2.9 it refuses 8 for raw streams, and turned
+ * it into 9 before that); 9 is the smallest it can inflate with too.
+ */
+const ZLIB_MIN_WINDOW_BITS = 9;
+
+// ---------------------------------------------------------------------------------------------
+// The zlib job limiter
+// ---------------------------------------------------------------------------------------------
+
+type Job = (release: () => void) => void;
+
+/** Runs at most `concurrency` jobs at once, the rest in arrival order. */
+export class JobLimiter {
+  private running = 0;
+  private readonly queue: Job[] = [];
+  private head = 0;
+
+  constructor(private readonly concurrency: number) {}
+
+  run(job: Job): void {
+    this.queue.push(job);
+    this.next();
+  }
+
+  get waiting(): number {
+    return this.queue.length - this.head;
+  }
+
+  get active(): number {
+    return this.running;
+  }
+
+  private next(): void {
+    while (this.running < this.concurrency && this.head < this.queue.length) {
+      const job = this.queue[this.head]!;
+      this.queue[this.head++] = undefined as unknown as Job;
+      if (this.head === this.queue.length) {
+        this.queue.length = 0;
+        this.head = 0;
+      }
+      this.running++;
+      let released = false;
+      job(() => {
+        if (released) return;
+        released = true;
+        this.running--;
+        this.next();
+      });
+    }
+  }
+}
+
+export const zlibLimiter = new JobLimiter(ZLIB_CONCURRENCY);
+
+// ---------------------------------------------------------------------------------------------
+// Compression and decompression (RFC 7692 §7.2)
+// ---------------------------------------------------------------------------------------------
+
+/** §7.2.1 / §7.2.2: the empty stored block a sync flush ends with, stripped on send, put back on receive. */
+const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
+
+/**
+ * The payload and the tail in one buffer, so zlib gets one job per message. Its own memory rather
+ * than a slice of Node's Buffer pool: a pool slab lives as long as any slice of it does.
+ */
+function withTail(payload: Buffer): Buffer {
+  const joined = Buffer.allocUnsafeSlow(payload.length + TAIL.length);
+  joined.set(payload, 0);
+  joined.set(TAIL, payload.length);
+  return joined;
+}
+
+/**
+ * One connection's compression state. zlib streams are made on first use (a connection that never
+ * sends or receives a compressed message holds no zlib memory), reset after every message without
+ * context takeover, and released when the connection closes.
+ */
+export class PerMessageDeflate implements MessageInflater, MessageDeflater {
+  readonly threshold: number;
+  private inflater: InflateRaw | null = null;
+  private deflater: DeflateRaw | null = null;
+  private inflateSink: ((chunk: Buffer) => void) | null = null;
+  private inflateError: ((error: Error) => void) | null = null;
+  private deflateChunks: Buffer[] = [];
+  private finishInflate: (() => void) | null = null;
+  private finishDeflate: (() => void) | null = null;
+  private closed = false;
+
+  constructor(
+    readonly params: DeflateParams,
+    private readonly options: PerMessageDeflateOptions = {},
+  ) {
+    this.threshold = options.threshold ?? DEFLATE_DEFAULTS.threshold;
+  }
+
+  /**
+   * RFC 7692 §7.2.2: inflate one frame's payload (appending the tail on the message's last frame),
+   * as one zlib job, however many TCP chunks it came in.
+   */
+  inflate(
+    payload: Buffer,
+    fin: boolean,
+    maxOutput: number,
+    onData: (data: Buffer) => boolean,
+    done: (error: ProtocolError | null) => void,
+  ): void {
+    zlibLimiter.run((release) => {
+      if (this.closed) {
+        release();
+        return;
+      }
+      const inflater = (this.inflater ??= this.createInflater());
+      let total = 0;
+      let stopped = false;
+      const stop = (error: ProtocolError | null): void => {
+        if (stopped) return;
+        stopped = true;
+        this.inflateSink = null;
+        this.inflateError = null;
+        this.finishInflate = null;
+        release();
+        done(error);
+      };
+      // close() ends the job if zlib never calls back (its stream is closed under it).
+      this.finishInflate = () => stop(null);
+      this.inflateSink = (chunk) => {
+        if (stopped) return;
+        total += chunk.length;
+        if (total > maxOutput) {
+          // A decompression bomb, or just too big: stop now, not after inflating it all.
+          this.discardInflater();
+          stop(new ProtocolError('InflatedMessageTooBig', `inflated message exceeds the limit of ${maxOutput} bytes`));
+        } else if (!onData(chunk)) {
+          this.discardInflater();
+          stop(null);
+        }
+      };
+      this.inflateError = (error) => {
+        this.discardInflater();
+        stop(new ProtocolError('InvalidCompressedData', `invalid compressed data: ${error.message}`));
+      };
+      // The stream flushes every write (Z_SYNC_FLUSH): one thread-pool job per frame, and its
+      // output is all out when the write calls back.
+      inflater.write(fin ? withTail(payload) : payload, () => {
+        if (stopped) return;
+        if (this.inflater === inflater) {
+          if (inflater.readableEnded) {
+            // §7.2.3.4: the sender ended its DEFLATE stream (a block with BFINAL set). The next
+            // message starts a new one, so the next inflater must be new too.
+            this.discardInflater();
+          } else if (fin && this.params.peerNoContextTakeover) {
+            // §7.2.2: without the peer's context takeover, every message starts from an empty window.
+            inflater.reset();
+          }
+        }
+        stop(null);
+      });
+    });
+  }
+
+  /**
+   * RFC 7692 §7.2.1: compress one message; the result lacks the 4-byte tail and goes in frames
+   * whose first has RSV1 set. Calls back with null when it cannot (the connection closed
+   * meanwhile, or zlib failed).
+   */
+  deflate(payload: Buffer, callback: (compressed: Buffer | null) => void): void {
+    if (payload.length === 0) {
+      // §7.2.3.6: an empty message compresses to one byte, an empty stored block's header (its
+      // LEN/NLEN are the stripped tail). zlib has nothing to flush here and would write nothing.
+      // The window is unchanged either way, so context takeover stays in step.
+      process.nextTick(callback, this.closed ? null : Buffer.from([0x00]));
+      return;
+    }
+    zlibLimiter.run((release) => {
+      if (this.closed) {
+        release();
+        callback(null);
+        return;
+      }
+      const deflater = (this.deflater ??= this.createDeflater());
+      let finished = false;
+      const finish = (data: Buffer | null): void => {
+        if (finished) return;
+        finished = true;
+        this.finishDeflate = null;
+        this.deflateChunks = [];
+        release();
+        callback(this.closed ? null : data);
+      };
+      this.finishDeflate = () => finish(null);
+      deflater.write(payload, () => {
+        if (finished || this.deflater !== deflater) return;
+        const chunks = this.deflateChunks;
+        let data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+        if (data.length >= 4 && data.subarray(data.length - 4).equals(TAIL)) data = data.subarray(0, data.length - 4);
+        if (this.params.ownNoContextTakeover) deflater.reset();
+        finish(data);
+      });
+    });
+  }
+
+  /** Release the zlib streams (the connection closed), and the limiter slot of a job in flight. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.discardInflater();
+    this.discardDeflater();
+    this.finishInflate?.();
+    this.finishDeflate?.();
+  }
+
+  private createInflater(): InflateRaw {
+    // A window at least as large as the peer's always works; zlib treats 8 as 9 anyway.
+    const inflater = createInflateRaw({
+      windowBits: Math.max(this.params.peerMaxWindowBits, ZLIB_MIN_WINDOW_BITS),
+      flush: zlibConstants.Z_SYNC_FLUSH,
+    });
+    inflater.on('data', (chunk: Buffer) => this.inflateSink?.(chunk));
+    inflater.on('error', (error: Error) => this.inflateError?.(error));
+    return inflater;
+  }
+
+  private createDeflater(): DeflateRaw {
+    const bits = this.params.ownMaxWindowBits;
+    const deflater = createDeflateRaw({
+      level: this.options.level ?? DEFLATE_DEFAULTS.level,
+      memLevel: this.options.memLevel ?? DEFLATE_DEFAULTS.memLevel,
+      // zlib cannot compress with a 256-byte window (since 1.2.9 it turns 8 into 9, which a strict
+      // peer with an 8-bit window could not inflate). With 8 agreed, code symbols only, with no
+      // back-references at all: valid for any window, and still Huffman-compressed.
+      windowBits: Math.max(bits, ZLIB_MIN_WINDOW_BITS),
+      strategy: bits === MIN_WINDOW_BITS ? zlibConstants.Z_HUFFMAN_ONLY : zlibConstants.Z_DEFAULT_STRATEGY,
+      // §7.2.1: every message ends with a sync flush; as the stream's own flag, the write does it
+      // (one thread-pool job per message instead of a write and a flush).
+      flush: zlibConstants.Z_SYNC_FLUSH,
+    });
+    deflater.on('data', (chunk: Buffer) => this.deflateChunks.push(chunk));
+    // Compressing our own data should not fail; if zlib does, the message cannot be sent.
+    deflater.on('error', () => {
+      this.discardDeflater();
+      this.finishDeflate?.();
+    });
+    return deflater;
+  }
+
+  private discardInflater(): void {
+    const inflater = this.inflater;
+    if (inflater === null) return;
+    this.inflater = null;
+    inflater.removeAllListeners('data');
+    inflater.on('error', () => {});
+    inflater.close();
+  }
+
+  private discardDeflater(): void {
+    const deflater = this.deflater;
+    if (deflater === null) return;
+    this.deflater = null;
+    deflater.removeAllListeners('data');
+    deflater.removeAllListeners('error');
+    deflater.on('error', () => {});
+    deflater.close();
+  }
+}
