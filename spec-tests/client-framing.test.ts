@@ -319,10 +319,7 @@ describe('RFC 6455 §7.1.7: the client fails the connection on protocol errors, 
     const s = await open();
     try {
       const bytes = Buffer.concat([text('ok'), encodeFrame({ opcode: Opcode.Ping, payload: Buffer.alloc(126) })]);
-      for (const byte of bytes) {
-        s.peer.write(Buffer.from([byte]));
-        await delay(1);
-      }
+      await s.peer.writeChunked(bytes, 1, 1);
       const close = await s.peer.waitCloseFrame(3_000);
       assert.equal(close.code, 1002);
       const closed = await withTimeout(s.events.closed, 3_000, "'close'");

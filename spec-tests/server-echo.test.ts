@@ -139,9 +139,7 @@ describe('RFC 6455 §5.2, §5.6: echo of single-frame messages from the raw clie
   it('frames split at every byte still echo', async () => {
     const client = await RawClient.connect(server.port);
     const frame = clientFrame({ opcode: Opcode.Text, payload: 'byte by byte: ñ' });
-    for (const byte of frame) {
-      await client.writeAsync(Buffer.from([byte]));
-    }
+    await client.writeChunked(frame, 1);
     const [message] = await client.waitMessages(1);
     assert.equal(message!.data.toString(), 'byte by byte: ñ');
   });

@@ -319,13 +319,20 @@ export class PeerConnection extends EventEmitter {
 
   /**
    * Write `bytes` in pieces: cut at these offsets (an array), or every `cuts` bytes (a number),
-   * each piece handed to the kernel before the next, `gapMs` apart.
+   * each piece handed to the kernel before the next, `gapMs` apart. Stops quietly once our side of
+   * TCP is ended or destroyed (the other side may fail the connection half-way, as it should).
    */
   async writeChunked(bytes: Uint8Array, cuts: number | readonly number[], gapMs = 0): Promise<void> {
     const points = typeof cuts === 'number' ? Array.from({ length: Math.ceil(bytes.length / cuts) }, (_, i) => i * cuts) : [0, ...cuts];
     const sorted = [...new Set(points)].filter((c) => c >= 0 && c < bytes.length).sort((a, b) => a - b);
     for (let i = 0; i < sorted.length; i++) {
-      await this.writeAsync(bytes.subarray(sorted[i]!, sorted[i + 1] ?? bytes.length));
+      if (this.socket.destroyed || this.socket.writableEnded) return;
+      try {
+        await this.writeAsync(bytes.subarray(sorted[i]!, sorted[i + 1] ?? bytes.length));
+      } catch (error) {
+        if (this.socket.destroyed || this.socket.writableEnded) return;
+        throw error;
+      }
       if (gapMs > 0) await new Promise((resolve) => setTimeout(resolve, gapMs));
     }
   }
