@@ -202,9 +202,15 @@ async function clientSession(extensions: string | null, options: PerMessageDefla
   const server = await RawServer.start({
     respond: (request) => acceptResponse(request, { headers: extensions === null ? [] : [['Sec-WebSocket-Extensions', extensions]] }),
   });
-  const client = await tracedClient(server.url(), { perMessageDeflate: options });
-  const peer = await withTimeout(server.nextPeer(), 3000, 'the raw server to see our client');
-  return { server, peer, client, offer: peer.request!.header('sec-websocket-extensions') };
+  try {
+    const client = await tracedClient(server.url(), { perMessageDeflate: options });
+    const peer = await withTimeout(server.nextPeer(), 3000, 'the raw server to see our client');
+    return { server, peer, client, offer: peer.request!.header('sec-websocket-extensions') };
+  } catch (error) {
+    // Our client refused the answer: nothing is left listening.
+    await server.close();
+    throw error;
+  }
 }
 
 /** Our client failed the connection: a 1002 close frame, its end of TCP, and a 'close' event with 1002. */
