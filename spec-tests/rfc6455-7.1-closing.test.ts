@@ -73,10 +73,9 @@ describe('RFC 6455 §7.1.2 Start the WebSocket Closing Handshake', () => {
 
     it(
       `§5.5.1 "The application MUST NOT send any more data frames after sending a Close frame", §6.1 "The endpoint MUST ensure the WebSocket connection is in the OPEN state": send() itself writes no data frame after our close (${role})`,
-      { todo: 'Protocol.send()/sendFramed() queue data frames after the close frame; only the driver checks canSend' },
       () => {
-        // The driver (src/connection.ts) checks canSend before every send; the state machine, which
-        // owns the other §5.5.1 decisions, does not enforce this one itself.
+        // The driver (src/connection.ts) refuses first, for its users; the state machine enforces
+        // the rule on its own too, so no driver can break it.
         const h = new Harness(role);
         h.close(1000);
         h.send('too late');
@@ -250,7 +249,6 @@ describe('RFC 6455 §7.1.4 The WebSocket Connection is Closed', () => {
 
     it(
       `once CLOSED, bytes are not read even on a connection that had received nothing before, and the peer's end is not answered (${role})`,
-      { todo: 'the receiver is made on the first receive(): one made after streamClosed() parses, answers a close and moves CLOSED back to CLOSING; receiveEnd() after CLOSED calls onEnd' },
       () => {
         const h = new Harness(role);
         h.streamClosed();
@@ -279,7 +277,6 @@ describe('RFC 6455 §7.1.4 The WebSocket Connection is Closed', () => {
 
     it(
       `TCP closed while our answer to the peer's close still waits behind a compression: not cleanly, our close frame never left (${role})`,
-      { todo: 'closeSent is set when the close frame is staged, so wasClean is true though it was never written' },
       () => {
         const compression = new FakeCompression();
         const h = new Harness(role, { compression });
@@ -439,7 +436,6 @@ describe('RFC 6455 §7.1.7 Fail the WebSocket Connection', () => {
     ] as const) {
       it(
         `"MUST NOT continue to attempt to process data": also when the connection fails before the peer sent a byte, ${how} (${role})`,
-        { todo: 'fail() destroys the receiver only if one exists; the first receive() afterwards makes a new one that parses, answers pings and reads the close frame (then wasClean is true)' },
         () => {
           const h = new Harness(role);
           failIt(h);
@@ -505,7 +501,6 @@ describe('RFC 6455 §7.1.7 Fail the WebSocket Connection', () => {
 
     it(
       `our close frame waiting behind a compression is still written when the connection fails (${role})`,
-      { todo: 'fail() drops the staged close frame with the staged messages, and sends none since closeSent is already true' },
       () => {
         const compression = new FakeCompression();
         const h = new Harness(role, { compression });
@@ -608,7 +603,6 @@ describe('RFC 6455 §5.5.1 Close: answering, and the order of the last frames', 
 
     it(
       `the peer's close arrives while our message compresses and zlib then fails: our answer is still written (${role})`,
-      { todo: 'fail() drops the staged answer; no close frame is ever written, yet streamClosed() reports wasClean true' },
       () => {
         const compression = new FakeCompression();
         const h = new Harness(role, { compression });
