@@ -91,6 +91,8 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   private nextPingAt = 0;
   /** Asked the driver to end the stream (once is enough). */
   private ending = false;
+  /** Nothing more is read: the connection failed (§7.1.7) or the stream is gone. */
+  private inputEnded = false;
   private receiver: Receiver | null = null;
   private sender: Sender | null = null;
   private traceOut: ((bytes: Buffer) => void) | null = null;
@@ -133,6 +135,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   receive(chunk: Buffer, now: number): void {
     this.now = now;
     this.lastReceivedAt = now;
+    if (this.inputEnded) return;
     (this.receiver ?? this.createReceiver()).push(chunk);
   }
 
@@ -141,7 +144,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
    * client waits for it, §7.1.1); before one, the connection is over anyway: end ours too.
    */
   receiveEnd(): void {
-    this.end();
+    if (this.state !== ReadyState.CLOSED) this.end();
   }
 
   /** Reading was paused by us, not by the peer: that time is not the peer's silence. */
@@ -214,19 +217,34 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   // Output
   // -------------------------------------------------------------------------------------------
 
-  /** A text or binary message (check `canSend` first). The callback runs once it is written. */
-  send(opcode: number, payload: Buffer, compress: boolean, fragmentSize: number, callback?: SendCallback): void {
+  /**
+   * A text or binary message; the callback runs once it is written. Returns false, and fails the
+   * callback, once a close frame was sent: §5.5.1 "After sending a Close frame, the endpoint MUST
+   * NOT send any more data frames."
+   */
+  send(opcode: number, payload: Buffer, compress: boolean, fragmentSize: number, callback?: SendCallback): boolean {
+    if (!this.canSend) return this.refuse(callback);
     this.output().message(opcode, payload, compress, fragmentSize, callback);
+    return true;
   }
 
-  /** A frame encoded elsewhere (a broadcast is framed once for every connection). */
-  sendFramed(frame: Buffer): void {
+  /** A frame encoded elsewhere (a broadcast is framed once for every connection). False once closing. */
+  sendFramed(frame: Buffer): boolean {
+    if (!this.canSend) return false;
     this.output().framed(frame);
+    return true;
   }
 
-  /** A ping or pong of at most 125 bytes (§5.5.2, §5.5.3). */
-  sendControl(opcode: typeof Opcode.Ping | typeof Opcode.Pong, payload: Uint8Array, callback?: SendCallback): void {
+  /** A ping or pong of at most 125 bytes (§5.5.2, §5.5.3). False once closing. */
+  sendControl(opcode: typeof Opcode.Ping | typeof Opcode.Pong, payload: Uint8Array, callback?: SendCallback): boolean {
+    if (!this.canSend) return this.refuse(callback);
     this.output().control(opcode, payload, callback);
+    return true;
+  }
+
+  private refuse(callback: SendCallback | undefined): false {
+    if (callback !== undefined) this.handler.onSendFailed([callback]);
+    return false;
   }
 
   /** Whether bytes wait to be taken. */
@@ -301,11 +319,13 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     }
     // "An endpoint MUST NOT continue to attempt to process data ... after being instructed to
     // _Fail the WebSocket Connection_": the receiver stops at the violation it reports, and here.
+    this.inputEnded = true;
     this.receiver?.destroy();
     if (error !== null) this.handler.onError(error);
-    this.sender?.dropStaged();
+    // A close frame of ours still waiting behind a compression goes with the staged messages.
+    const closeDropped = this.sender !== null && this.sender.dropStaged();
     // §7.1.7: "the endpoint SHOULD send a Close frame with an appropriate status code".
-    if (!this.closeSent) this.sendClose(code, truncateUtf8(reason, MAX_CLOSE_REASON_BYTES));
+    if (!this.closeSent || closeDropped) this.sendClose(code, truncateUtf8(reason, MAX_CLOSE_REASON_BYTES));
     if (immediately) this.handler.onDestroy();
     else this.end();
   }
@@ -348,10 +368,13 @@ export class Protocol implements ReceiverHandler, SenderEvents {
    */
   streamClosed(): CloseReport {
     this.state = ReadyState.CLOSED;
+    this.inputEnded = true;
     this.receiver?.destroy();
+    // §7.1.4: clean means the closing handshake completed: the peer's close frame read, ours sent
+    // (handed to the stream, not still waiting behind a compression when TCP went).
+    const wasClean = this.closeReceived && this.sender !== null && this.sender.closeFrameTaken;
     this.sender?.clear();
     const closing = this.closing;
-    const wasClean = this.closeSent && this.closeReceived;
     // §7.1.5: the code is the first close frame received's; 1005 if it had none (the receiver
     // reports that already); 1006 if none was received. A connection we failed reports the code
     // we failed it with (what the peer should have sent, had it answered).
@@ -361,8 +384,10 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   }
 
   private sendClose(code: number | undefined, reason: string): void {
+    // Built first: an invalid code or reason throws before anything changes.
+    const payload = buildClosePayload(code, code === undefined ? '' : reason);
     this.closeSent = true;
-    this.output().close(buildClosePayload(code, code === undefined ? '' : reason));
+    this.output().close(payload);
   }
 
   /**
@@ -381,7 +406,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     if (closing === null) {
       closing = this.closing = { deadline: 0, peerCode: CloseCode.Abnormal, peerReason: '', failCode: 0, failReason: '' };
     }
-    this.state = ReadyState.CLOSING;
+    if (this.state !== ReadyState.CLOSED) this.state = ReadyState.CLOSING;
     if (closing.deadline === 0 && this.config.closeTimeout > 0) {
       closing.deadline = this.now + this.config.closeTimeout;
       this.handler.onWake(closing.deadline);

@@ -42,8 +42,21 @@ interface Staged {
   callback: SendCallback | undefined;
 }
 
-/** Staged entries that are frames already (a broadcast, the close frame) carry this opcode. */
+/** Staged entries that are frames already carry one of these opcodes: a broadcast, or the close frame. */
 const FRAMED = -1;
+const CLOSE_FRAME = -2;
+
+/** Where the close frame is (RFC 6455 §5.5.1: one per connection, the last frame). */
+const CloseFrame = {
+  None: 0,
+  /** Waiting behind messages being compressed. */
+  Staged: 1,
+  /** In the queue, not yet taken by the driver. */
+  Queued: 2,
+  /** Taken by the driver, which hands it to the stream. */
+  Taken: 3,
+} as const;
+type CloseFrame = (typeof CloseFrame)[keyof typeof CloseFrame];
 
 export class Sender {
   /** Frames ready to write (made on first use: an idle connection holds none). */
@@ -56,6 +69,7 @@ export class Sender {
   private compressing = false;
   /** Run once nothing is staged any more (the close handshake ends TCP after its close frame). */
   private afterStaged: (() => void) | null = null;
+  private closeFrame: CloseFrame = CloseFrame.None;
 
   constructor(
     /** Set for a client: every frame it sends is masked (RFC 6455 §5.3). */
@@ -72,6 +86,11 @@ export class Sender {
   /** Whether frames are ready to take. */
   get hasOutput(): boolean {
     return this.out !== null && this.out.length !== 0;
+  }
+
+  /** Whether the close frame has left: taken by the driver for the stream (RFC 6455 §7.1.4 "closed cleanly" needs it sent). */
+  get closeFrameTaken(): boolean {
+    return this.closeFrame === CloseFrame.Taken;
   }
 
   /**
@@ -106,10 +125,14 @@ export class Sender {
 
   /** The close frame (RFC 6455 §5.5.1): after every message already sent, compressed ones included. */
   close(payload: Buffer): void {
-    if (this.staged === null) return this.control(Opcode.Close, payload);
+    if (this.staged === null) {
+      this.closeFrame = CloseFrame.Queued;
+      return this.control(Opcode.Close, payload);
+    }
     const frame = new FrameQueue(this.maskKeys, true);
     frame.control(Opcode.Close, payload);
-    this.stage({ opcode: FRAMED, payload: frame.take()[0]!, compress: false, fragmentSize: 0, callback: undefined });
+    this.closeFrame = CloseFrame.Staged;
+    this.stage({ opcode: CLOSE_FRAME, payload: frame.take()[0]!, compress: false, fragmentSize: 0, callback: undefined });
   }
 
   /** Run `action` once every staged message has been framed (at once when none is staged). */
@@ -120,7 +143,9 @@ export class Sender {
 
   /** The frames ready to write, as few buffers as possible; the queue is empty afterwards. */
   take(): Buffer[] {
-    return this.out === null ? [] : this.out.take();
+    if (this.out === null) return [];
+    if (this.closeFrame === CloseFrame.Queued) this.closeFrame = CloseFrame.Taken;
+    return this.out.take();
   }
 
   /** The callbacks of the frames just taken, or null. */
@@ -130,10 +155,15 @@ export class Sender {
     return callbacks;
   }
 
-  /** Forget the staged messages (the connection is failing: the close frame goes now). */
-  dropStaged(): void {
+  /**
+   * Forget the staged messages (the connection is failing: the close frame goes now). Returns
+   * whether a close frame was among them, and so never sent.
+   */
+  dropStaged(): boolean {
     const staged = this.staged;
-    if (staged === null) return;
+    if (staged === null) return false;
+    const closeDropped = this.closeFrame === CloseFrame.Staged;
+    if (closeDropped) this.closeFrame = CloseFrame.None;
     this.staged = null;
     this.stagedLength = 0;
     this.compressing = false;
@@ -143,6 +173,7 @@ export class Sender {
     const after = this.afterStaged;
     this.afterStaged = null;
     after?.();
+    return closeDropped;
   }
 
   /** The connection is gone: drop everything, queued or staged. */
@@ -180,7 +211,8 @@ export class Sender {
         return;
       }
       this.unstage(staged, message);
-      if (message.opcode === FRAMED) {
+      if (message.opcode === FRAMED || message.opcode === CLOSE_FRAME) {
+        if (message.opcode === CLOSE_FRAME) this.closeFrame = CloseFrame.Queued;
         this.queue().framed(message.payload);
         this.done(undefined);
       } else {
