@@ -96,14 +96,21 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   private receiver: Receiver | null = null;
   private sender: Sender | null = null;
   private traceOut: ((bytes: Buffer) => void) | null = null;
+  // What the setup lends, kept as fields (an idle connection should cost as few objects as possible).
+  private readonly compression: (MessageInflater & MessageDeflater) | null;
+  private readonly inflateBudget: InflateBudget | null;
+  private readonly maskKeys: MaskKeySource | null;
 
   constructor(
     readonly role: Role,
     private readonly config: ResolvedConnectionOptions,
     private readonly handler: ProtocolHandler,
     now: number,
-    private readonly setup: ProtocolSetup = {},
+    setup: ProtocolSetup = {},
   ) {
+    this.compression = setup.compression ?? null;
+    this.inflateBudget = setup.inflateBudget ?? null;
+    this.maskKeys = setup.maskKeys ?? null;
     this.now = now;
     this.lastReceivedAt = now;
     if (config.pingInterval > 0) {
@@ -154,15 +161,15 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   }
 
   private createReceiver(): Receiver {
-    const { config, setup } = this;
+    const config = this.config;
     const trace = config.trace;
     this.receiver = new Receiver(
       {
         role: this.role,
         maxMessageSize: config.maxMessageSize,
         maxFramePayload: config.maxFramePayload,
-        inflater: setup.compression ?? null,
-        budget: setup.inflateBudget ?? null,
+        inflater: this.compression,
+        budget: this.inflateBudget,
       },
       trace === null ? this : tracing(this, (frame) => trace({ ...frame, direction: 'in' })),
     );
@@ -268,7 +275,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   }
 
   private output(): Sender {
-    return (this.sender ??= new Sender(this.setup.maskKeys ?? null, this.setup.compression ?? null, this));
+    return (this.sender ??= new Sender(this.maskKeys, this.compression, this));
   }
 
   /** The sender's event (SenderEvents). */

@@ -70,6 +70,8 @@ export class Sender {
   /** Run once nothing is staged any more (the close handshake ends TCP after its close frame). */
   private afterStaged: (() => void) | null = null;
   private closeFrame: CloseFrame = CloseFrame.None;
+  /** The owner was told output is waiting, and has not taken it yet: once per batch is enough. */
+  private notified = false;
 
   constructor(
     /** Set for a client: every frame it sends is masked (RFC 6455 §5.3). */
@@ -114,12 +116,19 @@ export class Sender {
     this.done(callback);
   }
 
+  /** Tell the owner that output waits, once until it takes it. */
+  private ready(): void {
+    if (this.notified) return;
+    this.notified = true;
+    this.events.onOutput();
+  }
+
   /** Bytes framed elsewhere (a broadcast frames its message once for every connection). */
   framed(frame: Buffer): void {
     if (this.staged !== null) this.stage({ opcode: FRAMED, payload: frame, compress: false, fragmentSize: 0, callback: undefined });
     else {
       this.queue().framed(frame);
-      this.events.onOutput();
+      this.ready();
     }
   }
 
@@ -143,6 +152,7 @@ export class Sender {
 
   /** The frames ready to write, as few buffers as possible; the queue is empty afterwards. */
   take(): Buffer[] {
+    this.notified = false;
     if (this.out === null) return [];
     if (this.closeFrame === CloseFrame.Queued) this.closeFrame = CloseFrame.Taken;
     return this.out.take();
@@ -191,7 +201,7 @@ export class Sender {
 
   private done(callback: SendCallback | undefined): void {
     if (callback !== undefined) (this.callbacks ??= []).push(callback);
-    this.events.onOutput();
+    this.ready();
   }
 
   private stage(message: Staged): void {
