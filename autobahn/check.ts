@@ -36,7 +36,14 @@ const PASSING = new Set(['OK', 'INFORMATIONAL']);
  * A case goes in the column of the worse of its two values. FAILED is the worst; the close-only
  * failures (WRONG CODE, UNCLEAN, FAILED BY CLIENT) and unknown values sit just above it.
  */
-const RANK: Record<Column, number> = { OK: 0, INFORMATIONAL: 1, 'NON-STRICT': 2, UNIMPLEMENTED: 3, other: 4, FAILED: 5 };
+const RANK: Record<Column, number> = {
+  OK: 0,
+  INFORMATIONAL: 1,
+  'NON-STRICT': 2,
+  UNIMPLEMENTED: 3,
+  other: 4,
+  FAILED: 5,
+};
 
 /**
  * The suite's case categories (autobahntestsuite/case/__init__.py, CaseCategories). Category 10 is
@@ -123,22 +130,27 @@ export function parseIndex(text: string, path: string): AgentResults[] {
     throw new ReportError(`${path} is not valid JSON: ${(error as Error).message}`);
   }
   if (!isObject(data)) {
-    throw new ReportError(`${path}: expected an object of agents ({ "<agent>": { "<case id>": { "behavior": ... } } }), got ${describe(data)}`);
+    throw new ReportError(
+      `${path}: expected an object of agents ({ "<agent>": { "<case id>": { "behavior": ... } } }), got ${describe(data)}`,
+    );
   }
   const agents = Object.keys(data);
   if (agents.length === 0) throw new ReportError(`${path} lists no agents: the run recorded no cases`);
   return agents.map((agent) => {
     const entries = data[agent];
-    if (!isObject(entries)) throw new ReportError(`${path}: agent "${agent}": expected an object of cases, got ${describe(entries)}`);
+    if (!isObject(entries))
+      throw new ReportError(`${path}: agent "${agent}": expected an object of cases, got ${describe(entries)}`);
     const ids = Object.keys(entries);
     if (ids.length === 0) throw new ReportError(`${path}: agent "${agent}" has no cases`);
     const cases = ids.map((id): CaseResult => {
       const where = `${path}: agent "${agent}", case "${id}"`;
-      if (!CASE_ID.test(id)) throw new ReportError(`${where}: not a case id (expected numbers separated by dots, like 1.1.1)`);
+      if (!CASE_ID.test(id))
+        throw new ReportError(`${where}: not a case id (expected numbers separated by dots, like 1.1.1)`);
       const entry = entries[id];
       if (!isObject(entry)) throw new ReportError(`${where}: expected an object, got ${describe(entry)}`);
       for (const field of ['behavior', 'behaviorClose']) {
-        if (typeof entry[field] !== 'string') throw new ReportError(`${where}: "${field}" should be a string, got ${describe(entry[field])}`);
+        if (typeof entry[field] !== 'string')
+          throw new ReportError(`${where}: "${field}" should be a string, got ${describe(entry[field])}`);
       }
       // The rest is informative: shown when present, never required.
       return {
@@ -164,7 +176,8 @@ export function readIndex(path: string): AgentResults[] {
     text = readFileSync(file, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new ReportError(`${file} does not exist (run the suite first; see autobahn/README.md)`);
+    if (code === 'ENOENT')
+      throw new ReportError(`${file} does not exist (run the suite first; see autobahn/README.md)`);
     throw new ReportError(`cannot read ${file}: ${(error as Error).message}`);
   }
   return parseIndex(text, file);
@@ -233,7 +246,13 @@ export function renderAgent(results: AgentResults, path: string): { text: string
     lines.push(
       table(
         ['Case', 'behavior', 'behaviorClose', 'remoteCloseCode', 'reportfile'],
-        failing.map((c) => [c.id, c.behavior, c.behaviorClose, c.remoteCloseCode === null ? '-' : String(c.remoteCloseCode), c.reportfile ?? '-']),
+        failing.map((c) => [
+          c.id,
+          c.behavior,
+          c.behaviorClose,
+          c.remoteCloseCode === null ? '-' : String(c.remoteCloseCode),
+          c.reportfile ?? '-',
+        ]),
         ['l', 'l', 'l', 'r', 'l'],
       ),
     );
@@ -266,7 +285,11 @@ export function main(argv: string[] = process.argv.slice(2), io: Output = CONSOL
   let paths: string[];
   let help: boolean | undefined;
   try {
-    const parsed = parseArgs({ args: argv, allowPositionals: true, options: { help: { type: 'boolean', short: 'h' } } });
+    const parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { help: { type: 'boolean', short: 'h' } },
+    });
     paths = parsed.positionals;
     help = parsed.values.help;
   } catch (error) {

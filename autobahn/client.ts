@@ -105,7 +105,12 @@ interface Session {
  * One connection: listeners are attached before the handshake completes, so a message the server
  * sends with its 101 (as the fuzzingserver does) is never missed.
  */
-function session(url: string, options: ClientOptions, onMessage: (ws: WebSocket, data: Buffer, isBinary: boolean) => void, timeoutMs: number): Promise<Session> {
+function session(
+  url: string,
+  options: ClientOptions,
+  onMessage: (ws: WebSocket, data: Buffer, isBinary: boolean) => void,
+  timeoutMs: number,
+): Promise<Session> {
   return new Promise((resolve) => {
     const result: Session = { code: 0, reason: '', wasClean: false, messages: [], error: null, timedOut: false };
     let ws: WebSocket;
@@ -148,15 +153,30 @@ export async function runDriver(options: DriverOptions = {}): Promise<DriverResu
   const caseTimeout = options.caseTimeout ?? 120_000;
   const agentParam = encodeURIComponent(agent);
 
-  const countSession = await session(`${base}/getCaseCount`, { handshakeTimeout: 10_000, pingInterval: 0 }, (ws) => ws.close(1000), 30_000);
+  const countSession = await session(
+    `${base}/getCaseCount`,
+    { handshakeTimeout: 10_000, pingInterval: 0 },
+    (ws) => ws.close(1000),
+    30_000,
+  );
   const first = countSession.messages[0];
   const caseCount = first === undefined ? NaN : Number(first.toString('utf8'));
   if (!Number.isInteger(caseCount) || caseCount < 0) {
-    const why = countSession.error !== null ? countSession.error.message : first === undefined ? `closed with ${countSession.code} before sending it` : `got ${JSON.stringify(first.toString('utf8').slice(0, 40))}`;
+    const why =
+      countSession.error !== null
+        ? countSession.error.message
+        : first === undefined
+          ? `closed with ${countSession.code} before sending it`
+          : `got ${JSON.stringify(first.toString('utf8').slice(0, 40))}`;
     throw new Error(`cannot get the case count from ${base}/getCaseCount: ${why}`);
   }
-  const cases = options.cases === undefined ? Array.from({ length: caseCount }, (_, i) => i + 1) : parseCaseList(options.cases, caseCount);
-  log(`fuzzingserver at ${base}: ${caseCount} cases; running ${cases.length} as agent "${agent}"${options.deflate === true ? ', offering permessage-deflate' : ''}`);
+  const cases =
+    options.cases === undefined
+      ? Array.from({ length: caseCount }, (_, i) => i + 1)
+      : parseCaseList(options.cases, caseCount);
+  log(
+    `fuzzingserver at ${base}: ${caseCount} cases; running ${cases.length} as agent "${agent}"${options.deflate === true ? ', offering permessage-deflate' : ''}`,
+  );
 
   const results: CaseResult[] = [];
   const width = String(caseCount).length;
@@ -172,21 +192,39 @@ export async function runDriver(options: DriverOptions = {}): Promise<DriverResu
       caseTimeout,
     );
     const ms = Math.round(performance.now() - started);
-    const result: CaseResult = { case: n, code: outcome.code, reason: outcome.reason, wasClean: outcome.wasClean, ms, messages: outcome.messages.length };
+    const result: CaseResult = {
+      case: n,
+      code: outcome.code,
+      reason: outcome.reason,
+      wasClean: outcome.wasClean,
+      ms,
+      messages: outcome.messages.length,
+    };
     if (outcome.error !== null) result.error = outcome.error.message;
     if (outcome.timedOut) result.timedOut = true;
     results.push(result);
-    const note = outcome.timedOut ? `  (terminated after ${caseTimeout} ms)` : outcome.error !== null ? `  (${outcome.error.message})` : '';
+    const note = outcome.timedOut
+      ? `  (terminated after ${caseTimeout} ms)`
+      : outcome.error !== null
+        ? `  (${outcome.error.message})`
+        : '';
     log(
       `case ${String(n).padStart(width)}/${caseCount}: close ${outcome.code} ${outcome.wasClean ? 'clean' : 'not clean'}, ` +
         `${result.messages} message(s) echoed, ${ms} ms${note}`,
     );
   }
 
-  const update = await session(`${base}/updateReports?agent=${agentParam}`, { handshakeTimeout: 10_000, pingInterval: 0 }, () => {}, 120_000);
+  const update = await session(
+    `${base}/updateReports?agent=${agentParam}`,
+    { handshakeTimeout: 10_000, pingInterval: 0 },
+    () => {},
+    120_000,
+  );
   if (update.error !== null && update.code === 1006) log(`warning: /updateReports failed: ${update.error.message}`);
   const clean = results.filter((r) => r.wasClean).length;
-  log(`done: ${results.length} case(s), ${clean} closed cleanly; the verdicts are in the fuzzingserver's report (reports/clients/index.html)`);
+  log(
+    `done: ${results.length} case(s), ${clean} closed cleanly; the verdicts are in the fuzzingserver's report (reports/clients/index.html)`,
+  );
   return { caseCount, results };
 }
 
@@ -202,7 +240,10 @@ Runs the Autobahn|Testsuite cases of a fuzzingserver against this library's clie
 `;
 
 /** The command line. Returns the exit code: 0 done, 1 the fuzzingserver failed us, 2 usage. */
-export async function main(argv: string[] = process.argv.slice(2), log: (line: string) => void = (line) => console.log(line)): Promise<number> {
+export async function main(
+  argv: string[] = process.argv.slice(2),
+  log: (line: string) => void = (line) => console.log(line),
+): Promise<number> {
   let values: { url?: string; agent?: string; cases?: string; deflate?: boolean; help?: boolean };
   try {
     ({ values } = parseArgs({

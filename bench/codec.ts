@@ -61,7 +61,8 @@ function envNumber(name: string, fallback: number): number {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got ${JSON.stringify(raw)}`);
+  if (!Number.isFinite(value) || value <= 0)
+    throw new Error(`${name} must be a positive number, got ${JSON.stringify(raw)}`);
   return value;
 }
 
@@ -102,7 +103,9 @@ function loadWs(impl: Impl): WsModule {
     mask: (...args: unknown[]) => void;
     unmask: (...args: unknown[]) => void;
   };
-  const native = bufferUtil.unmask.toString().includes('bufferUtil.unmask') && bufferUtil.mask.toString().includes('bufferUtil.mask');
+  const native =
+    bufferUtil.unmask.toString().includes('bufferUtil.unmask') &&
+    bufferUtil.mask.toString().includes('bufferUtil.mask');
   if (impl === 'ws-bufferutil') {
     const addon = require('bufferutil') as { unmask: () => void };
     if (!native || !addon.unmask.toString().includes('[native code]')) {
@@ -303,7 +306,16 @@ async function parseChild(impl: Impl, size: number): Promise<ParseResult> {
   if (frames !== timedPasses * framesPerPass) throw new Error('frame count mismatch');
   const seconds = ns / 1e9;
   const wireBytes = timedPasses * passBytes;
-  return { workload: 'parse', impl, size, frames, wireBytes, seconds, mbps: wireBytes / seconds / 1e6, fps: frames / seconds };
+  return {
+    workload: 'parse',
+    impl,
+    size,
+    frames,
+    wireBytes,
+    seconds,
+    mbps: wireBytes / seconds / 1e6,
+    fps: frames / seconds,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -366,7 +378,9 @@ function writeChild(impl: Impl): WriteResult {
   }
 
   // BENCH_WRITE_ONLY=masked:32,unmasked:1024 limits a child to some workloads (for profiling).
-  const only = process.env.BENCH_WRITE_ONLY?.split(',').map((w) => w.trim()).filter((w) => w !== '');
+  const only = process.env.BENCH_WRITE_ONLY?.split(',')
+    .map((w) => w.trim())
+    .filter((w) => w !== '');
   const workloads = WRITE_MODES.flatMap((mode) =>
     SIZES.map((size, s) => {
       const masked = mode === 'masked';
@@ -384,7 +398,8 @@ function writeChild(impl: Impl): WriteResult {
       return { mode, size, batch, frameBytes: headerSize(size, masked) + size, batchSize: 1 };
     }),
   ).filter((w) => only === undefined || only.length === 0 || only.includes(`${w.mode}:${w.size}`));
-  if (workloads.length === 0) throw new Error(`BENCH_WRITE_ONLY matches no workload (use e.g. masked:32,unmasked:65536)`);
+  if (workloads.length === 0)
+    throw new Error(`BENCH_WRITE_ONLY matches no workload (use e.g. masked:32,unmasked:65536)`);
 
   // Warm-up: all workloads in turn, growing each one's batch until it takes at least a
   // millisecond, so the clock is read rarely.
@@ -411,7 +426,14 @@ function writeChild(impl: Impl): WriteResult {
     }
     if (bytes !== frames * w.frameBytes) throw new Error(`${impl}: wrong byte count`);
     const seconds = ns / 1e9;
-    return { mode: w.mode, size: w.size, frames, seconds, fps: frames / seconds, mbps: (frames * w.size) / seconds / 1e6 };
+    return {
+      mode: w.mode,
+      size: w.size,
+      frames,
+      seconds,
+      fps: frames / seconds,
+      mbps: (frames * w.size) / seconds / 1e6,
+    };
   });
   return { workload: 'write', impl, results };
 }
@@ -502,7 +524,8 @@ function fmtRatio(n: number): string {
 
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  const line = (cells: string[]): string =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
@@ -522,7 +545,10 @@ function machineCpuTimes(): { busy: number; total: number } | null {
 }
 
 /** Cores' worth of CPU used on the machine between two samples taken `seconds` apart. */
-function coresBusy(before: ReturnType<typeof machineCpuTimes>, after: ReturnType<typeof machineCpuTimes>): number | null {
+function coresBusy(
+  before: ReturnType<typeof machineCpuTimes>,
+  after: ReturnType<typeof machineCpuTimes>,
+): number | null {
   if (before === null || after === null || after.total === before.total) return null;
   return ((after.busy - before.busy) / (after.total - before.total)) * availableParallelism();
 }
@@ -576,13 +602,18 @@ export async function runCodecBench(options: CodecBenchOptions = {}): Promise<vo
         const result = (await runChild(job.args, job.impl)) as ParseResult | WriteResult;
         done++;
         const other = (result as { otherCores?: number | null }).otherCores;
-        if (other != null && other > OTHER_LOAD_LIMIT) disturbed.push(`${job.key} (rep ${rep + 1}): ${other.toFixed(2)} cores`);
+        if (other != null && other > OTHER_LOAD_LIMIT)
+          disturbed.push(`${job.key} (rep ${rep + 1}): ${other.toFixed(2)} cores`);
         if (result.workload === 'parse') {
           parse.set(job.key, [...(parse.get(job.key) ?? []), result]);
-          log(`  [${done}/${total}] rep ${rep + 1} parse ${sizeLabel(result.size)} ${job.impl}: ${fmtMBps(result.mbps)} MB/s, ${fmtRate(result.fps)} frames/s`);
+          log(
+            `  [${done}/${total}] rep ${rep + 1} parse ${sizeLabel(result.size)} ${job.impl}: ${fmtMBps(result.mbps)} MB/s, ${fmtRate(result.fps)} frames/s`,
+          );
         } else {
           write.set(job.key, [...(write.get(job.key) ?? []), result]);
-          const summary = result.results.map((r) => `${r.mode === 'masked' ? 'm' : 'u'}${sizeLabel(r.size).replace(' ', '')} ${fmtRate(r.fps)}`).join(', ');
+          const summary = result.results
+            .map((r) => `${r.mode === 'masked' ? 'm' : 'u'}${sizeLabel(r.size).replace(' ', '')} ${fmtRate(r.fps)}`)
+            .join(', ');
           log(`  [${done}/${total}] rep ${rep + 1} write ${job.impl} (frames/s): ${summary}`);
         }
       }
@@ -592,7 +623,9 @@ export async function runCodecBench(options: CodecBenchOptions = {}): Promise<vo
   const out: string[] = [];
   out.push('');
   out.push(`Parser: masked binary frames in 64 KiB chunks, parse + unmask + deliver. Medians of ${reps} runs.`);
-  out.push('MB/s = input (wire) bytes / s, 1 MB = 10^6 B; spread = half the range of the runs / median, worst of the three.');
+  out.push(
+    'MB/s = input (wire) bytes / s, 1 MB = 10^6 B; spread = half the range of the runs / median, worst of the three.',
+  );
   const targets: string[] = [];
   const parseRows = SIZES.map((size) => {
     const runs = IMPLS.map((impl) => parse.get(`parse/${size}/${impl}`) ?? []);
@@ -601,8 +634,14 @@ export async function runCodecBench(options: CodecBenchOptions = {}): Promise<vo
     const worstSpread = Math.max(...runs.map((r) => spread(r.map((x) => x.mbps))));
     const vsJs = mbps[0]! / mbps[1]!;
     const vsBu = mbps[0]! / mbps[2]!;
-    if (size === 32) targets.push(`parser ${sizeLabel(size)}: ours/ws-js = ${fmtRatio(vsJs)} (target >= 1.50x) ${vsJs >= 1.5 ? 'met' : 'MISSED'}`);
-    if (size >= 64 * 1024) targets.push(`parser ${sizeLabel(size)}: ours/ws+bu = ${fmtRatio(vsBu)} (target >= 1.00x) ${vsBu >= 1 ? 'met' : 'MISSED'}`);
+    if (size === 32)
+      targets.push(
+        `parser ${sizeLabel(size)}: ours/ws-js = ${fmtRatio(vsJs)} (target >= 1.50x) ${vsJs >= 1.5 ? 'met' : 'MISSED'}`,
+      );
+    if (size >= 64 * 1024)
+      targets.push(
+        `parser ${sizeLabel(size)}: ours/ws+bu = ${fmtRatio(vsBu)} (target >= 1.00x) ${vsBu >= 1 ? 'met' : 'MISSED'}`,
+      );
     return [
       sizeLabel(size),
       ...IMPLS.flatMap((_, i) => [fmtMBps(mbps[i]!), fmtRate(fps[i]!)]),
@@ -613,7 +652,13 @@ export async function runCodecBench(options: CodecBenchOptions = {}): Promise<vo
   });
   out.push(
     table(
-      ['size', ...IMPLS.flatMap((impl) => [`${SHORT[impl]} MB/s`, `${SHORT[impl]} fr/s`]), 'ours/ws-js', 'ours/ws+bu', 'spread'],
+      [
+        'size',
+        ...IMPLS.flatMap((impl) => [`${SHORT[impl]} MB/s`, `${SHORT[impl]} fr/s`]),
+        'ours/ws-js',
+        'ours/ws+bu',
+        'spread',
+      ],
       parseRows,
     ),
   );

@@ -136,7 +136,8 @@ function parseConfig(argv: string[]): Config {
     process.exit(0);
   }
   const mode = values.mode as Mode;
-  if (!['echo', 'raw', 'deflate', 'idle', 'deflate-idle', 'broadcast'].includes(mode)) throw new Error(`unknown mode ${mode}`);
+  if (!['echo', 'raw', 'deflate', 'idle', 'deflate-idle', 'broadcast'].includes(mode))
+    throw new Error(`unknown mode ${mode}`);
   if (values.port === undefined) throw new Error('--port is required');
   const size = parseSize(values.size ?? (isDeflate(mode) ? '4K' : '32'));
   const config: Config = {
@@ -370,7 +371,19 @@ const DEFLATE_TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
 // The run's shared state
 // ---------------------------------------------------------------------------------------------
 
-const ERROR_KINDS = ['connect', 'handshake', 'bad_len', 'bad_content', 'bad_opcode', 'protocol', 'server_close', 'eof', 'io', 'unexpected', 'timeout'] as const;
+const ERROR_KINDS = [
+  'connect',
+  'handshake',
+  'bad_len',
+  'bad_content',
+  'bad_opcode',
+  'protocol',
+  'server_close',
+  'eof',
+  'io',
+  'unexpected',
+  'timeout',
+] as const;
 type ErrorKind = (typeof ERROR_KINDS)[number];
 
 const PHASE_CONNECT = 0;
@@ -379,7 +392,10 @@ const PHASE_MEASURE = 2;
 const PHASE_DONE = 3;
 
 class Run {
-  readonly errors: Record<ErrorKind, number> = Object.fromEntries(ERROR_KINDS.map((k) => [k, 0])) as Record<ErrorKind, number>;
+  readonly errors: Record<ErrorKind, number> = Object.fromEntries(ERROR_KINDS.map((k) => [k, 0])) as Record<
+    ErrorKind,
+    number
+  >;
   readonly histogram = new Histogram();
   phase = PHASE_CONNECT;
   /** Echoes completed (all phases). */
@@ -467,12 +483,17 @@ class Connection {
     const config = run.config;
     this.settledCallback = onSettled;
     this.poolStart = run.pool.length === 0 ? 0 : (index * 7) % run.pool.length;
-    this.sendTimes = new Float64Array(config.mode === 'idle' || config.mode === 'deflate-idle' || config.mode === 'broadcast' ? 1 : config.window);
+    this.sendTimes = new Float64Array(
+      config.mode === 'idle' || config.mode === 'deflate-idle' || config.mode === 'broadcast' ? 1 : config.window,
+    );
     if (isDeflate(config.mode) && config.verify) this.firstReply = [];
     const socket = netConnect({ host: config.host, port: config.port });
     this.socket = socket;
     socket.on('connect', () => this.onConnect());
-    socket.on('data', config.mode === 'raw' ? (chunk: Buffer) => this.onRawData(chunk) : (chunk: Buffer) => this.onData(chunk));
+    socket.on(
+      'data',
+      config.mode === 'raw' ? (chunk: Buffer) => this.onRawData(chunk) : (chunk: Buffer) => this.onData(chunk),
+    );
     socket.on('error', (error: Error) => this.onError(error));
     socket.on('close', () => this.onClose());
   }
@@ -561,12 +582,19 @@ class Connection {
       const value = line.slice(colon + 1).trim();
       headers.set(name, headers.has(name) ? `${headers.get(name)}, ${value}` : value);
     }
-    const expected = createHash('sha1').update(this.key + GUID).digest('base64');
+    const expected = createHash('sha1')
+      .update(this.key + GUID)
+      .digest('base64');
     if ((headers.get('upgrade') ?? '').toLowerCase() !== 'websocket') {
       this.fail('handshake', 'no Upgrade: websocket');
       return;
     }
-    if (!(headers.get('connection') ?? '').toLowerCase().split(',').some((token) => token.trim() === 'upgrade')) {
+    if (
+      !(headers.get('connection') ?? '')
+        .toLowerCase()
+        .split(',')
+        .some((token) => token.trim() === 'upgrade')
+    ) {
       this.fail('handshake', 'no Connection: upgrade');
       return;
     }
@@ -670,7 +698,8 @@ class Connection {
     if (length === 126) length = buffer.readUInt16BE(offset + 2);
     else if (length === 127) length = buffer.readUInt32BE(offset + 2) * 2 ** 32 + buffer.readUInt32BE(offset + 6);
     if (opcode >= 0x08) {
-      if (!fin || length > 125 || rsv !== 0 || opcode > 0x0a) return this.fail('protocol', `bad control frame (opcode ${opcode})`);
+      if (!fin || length > 125 || rsv !== 0 || opcode > 0x0a)
+        return this.fail('protocol', `bad control frame (opcode ${opcode})`);
       this.control = [];
     } else if (opcode === 0x00) {
       if (!this.messageActive) return this.fail('protocol', 'continuation frame outside a message');
@@ -723,7 +752,8 @@ class Connection {
 
   private endFrame(now: number): boolean {
     const opcode = this.frameOpcode;
-    if (opcode >= 0x08) return this.onControl(opcode, this.control.length === 1 ? this.control[0]! : Buffer.concat(this.control));
+    if (opcode >= 0x08)
+      return this.onControl(opcode, this.control.length === 1 ? this.control[0]! : Buffer.concat(this.control));
     if (!this.frameFin) return true;
     // A complete message.
     const run = this.run;
@@ -732,7 +762,8 @@ class Connection {
     run.dataFrames++;
     switch (config.mode) {
       case 'echo':
-        if (!this.messageBad && this.messageLength !== config.size) run.error('bad_len', `echo of ${this.messageLength} bytes, sent ${config.size}`);
+        if (!this.messageBad && this.messageLength !== config.size)
+          run.error('bad_len', `echo of ${this.messageLength} bytes, sent ${config.size}`);
         this.complete(now);
         return true;
       case 'deflate':
@@ -752,7 +783,8 @@ class Connection {
         run.echoed++;
         return true;
       case 'broadcast':
-        if (this.messageLength !== config.size) run.error('bad_len', `broadcast message of ${this.messageLength} bytes, expected ${config.size}`);
+        if (this.messageLength !== config.size)
+          run.error('bad_len', `broadcast message of ${this.messageLength} bytes, expected ${config.size}`);
         this.received++;
         if (this.received === config.expect) run.satisfied++;
         else if (this.received > config.expect) run.error('unexpected', 'more broadcast messages than expected');
@@ -772,7 +804,9 @@ class Connection {
     const body = Buffer.concat(parts);
     let inflated: Buffer;
     try {
-      inflated = this.messageRsv1 ? inflateRawSync(Buffer.concat([body, DEFLATE_TAIL]), { finishFlush: zlibConstants.Z_SYNC_FLUSH }) : body;
+      inflated = this.messageRsv1
+        ? inflateRawSync(Buffer.concat([body, DEFLATE_TAIL]), { finishFlush: zlibConstants.Z_SYNC_FLUSH })
+        : body;
     } catch (error) {
       run.error('bad_content', `first reply does not inflate: ${(error as Error).message}`);
       return;
@@ -799,7 +833,10 @@ class Connection {
       return true;
     }
     this.state = ST_CLOSED;
-    this.run.error('server_close', `the server closed with ${payload.length >= 2 ? payload.readUInt16BE(0) : 'no code'}`);
+    this.run.error(
+      'server_close',
+      `the server closed with ${payload.length >= 2 ? payload.readUInt16BE(0) : 'no code'}`,
+    );
     this.socket.destroy();
     return false;
   }
@@ -940,7 +977,8 @@ function openAll(run: Run): Promise<Connection[]> {
     };
     const timer = setTimeout(() => {
       for (const connection of connections) {
-        if (connection.state === ST_CONNECTING || connection.state === ST_HANDSHAKE) connection.fail('timeout', 'connect or handshake timed out');
+        if (connection.state === ST_CONNECTING || connection.state === ST_HANDSHAKE)
+          connection.fail('timeout', 'connect or handshake timed out');
       }
       finish();
     }, config.connectTimeout * 1000);
@@ -1031,7 +1069,8 @@ async function runEcho(run: Run): Promise<Record<string, unknown>> {
 function cpuFields(before: CpuSnapshot, after: CpuSnapshot): Record<string, unknown> {
   const seconds = (after.at - before.at) / 1e9;
   const fields: Record<string, unknown> = {};
-  if (before.server !== null && after.server !== null) fields.server_cpu_pct = round(((after.server - before.server) / 100 / seconds) * 100);
+  if (before.server !== null && after.server !== null)
+    fields.server_cpu_pct = round(((after.server - before.server) / 100 / seconds) * 100);
   const client = after.client.user + after.client.system - before.client.user - before.client.system;
   fields.client_cpu_pct = round((client / 1e6 / seconds) * 100);
   if (before.cpus.length > 0 && before.cpus.length === after.cpus.length) {

@@ -23,7 +23,8 @@ const SUITES: Record<string, Suite> = {
     run: () => runCodecBench(),
   },
   server: {
-    description: 'servers under load: scenarios A-F, Fz, broadcast, deflate; ours vs ws vs raw TCP (bench/server.ts --help)',
+    description:
+      'servers under load: scenarios A-F, Fz, broadcast, deflate; ours vs ws vs raw TCP (bench/server.ts --help)',
     run: async (options) => {
       const code = await runServerBench(options);
       if (code !== 0) process.exitCode = code;
@@ -37,7 +38,10 @@ function usage(): string {
 }
 
 async function main(args: string[]): Promise<number> {
-  if (args.includes('--list') || ((args.includes('--help') || args.includes('-h')) && !Object.hasOwn(SUITES, args[0] ?? ''))) {
+  if (
+    args.includes('--list') ||
+    ((args.includes('--help') || args.includes('-h')) && !Object.hasOwn(SUITES, args[0] ?? ''))
+  ) {
     process.stdout.write(`${usage()}\n`);
     return 0;
   }

@@ -39,7 +39,16 @@
  * never absolute figures from different runs.
  */
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -50,7 +59,13 @@ const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(BENCH_DIR);
 
 type Impl = 'ours' | 'base' | 'ws-js' | 'ws-bu' | 'raw';
-const IMPL_LABEL: Record<Impl, string> = { ours: 'ours', base: 'ours @ baseline', 'ws-js': 'ws (pure JS)', 'ws-bu': 'ws + bufferutil', raw: 'raw TCP (Node)' };
+const IMPL_LABEL: Record<Impl, string> = {
+  ours: 'ours',
+  base: 'ours @ baseline',
+  'ws-js': 'ws (pure JS)',
+  'ws-bu': 'ws + bufferutil',
+  raw: 'raw TCP (Node)',
+};
 const ALL_IMPLS: Impl[] = ['ours', 'ws-js', 'ws-bu', 'raw'];
 const WS_IMPLS: Impl[] = ['ours', 'ws-js', 'ws-bu'];
 
@@ -79,7 +94,12 @@ interface Scenario {
 const MSGS: Metric = { key: 'msgs_per_s', label: 'msgs/s', lowerIsBetter: false, digits: 0 };
 const MBS: Metric = { key: 'mbytes_per_s', label: 'MB/s', lowerIsBetter: false, digits: 1 };
 
-const KIB_PER_CONN: Metric = { key: 'kib_per_conn', label: 'KiB/conn (lower is better)', lowerIsBetter: true, digits: 2 };
+const KIB_PER_CONN: Metric = {
+  key: 'kib_per_conn',
+  label: 'KiB/conn (lower is better)',
+  lowerIsBetter: true,
+  digits: 2,
+};
 
 function scenarios(idleConns: number, deflateIdleConns: number): Scenario[] {
   return [
@@ -96,10 +116,42 @@ function scenarios(idleConns: number, deflateIdleConns: number): Scenario[] {
       ],
       wsload: true,
     },
-    { id: 'B', title: 'B small pipelined', kind: 'echo', echoArgs: ['-c', '1', '-w', '128', '-s', '32'], impls: ALL_IMPLS, metrics: [MSGS], wsload: true },
-    { id: 'C', title: 'C many connections', kind: 'echo', echoArgs: ['-c', '100', '-w', '8', '-s', '32'], impls: ALL_IMPLS, metrics: [MSGS], wsload: true },
-    { id: 'D', title: 'D 64 KiB binary', kind: 'echo', echoArgs: ['-c', '1', '-w', '4', '-s', '64K', '-b'], impls: ALL_IMPLS, metrics: [MBS], wsload: true },
-    { id: 'E', title: 'E 1 MiB binary', kind: 'echo', echoArgs: ['-c', '1', '-w', '2', '-s', '1M', '-b'], impls: ALL_IMPLS, metrics: [MBS], wsload: true },
+    {
+      id: 'B',
+      title: 'B small pipelined',
+      kind: 'echo',
+      echoArgs: ['-c', '1', '-w', '128', '-s', '32'],
+      impls: ALL_IMPLS,
+      metrics: [MSGS],
+      wsload: true,
+    },
+    {
+      id: 'C',
+      title: 'C many connections',
+      kind: 'echo',
+      echoArgs: ['-c', '100', '-w', '8', '-s', '32'],
+      impls: ALL_IMPLS,
+      metrics: [MSGS],
+      wsload: true,
+    },
+    {
+      id: 'D',
+      title: 'D 64 KiB binary',
+      kind: 'echo',
+      echoArgs: ['-c', '1', '-w', '4', '-s', '64K', '-b'],
+      impls: ALL_IMPLS,
+      metrics: [MBS],
+      wsload: true,
+    },
+    {
+      id: 'E',
+      title: 'E 1 MiB binary',
+      kind: 'echo',
+      echoArgs: ['-c', '1', '-w', '2', '-s', '1M', '-b'],
+      impls: ALL_IMPLS,
+      metrics: [MBS],
+      wsload: true,
+    },
     {
       id: 'F',
       title: `F idle memory (${idleConns} conns)`,
@@ -273,7 +325,10 @@ async function stop(running: Running, graceMs = 5000): Promise<void> {
   if (running.child.exitCode !== null || running.child.signalCode !== null) return;
   running.child.kill('SIGTERM');
   let timer: NodeJS.Timeout | undefined;
-  const killed = await Promise.race([running.exited.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs)))]);
+  const killed = await Promise.race([
+    running.exited.then(() => false),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs))),
+  ]);
   clearTimeout(timer);
   if (killed) {
     running.child.kill('SIGKILL');
@@ -295,7 +350,12 @@ function serverScript(impl: Impl, kind: Kind): string {
   return mine ? 'ours.ts' : impl === 'raw' ? 'raw.ts' : 'ws.ts';
 }
 
-async function startServer(settings: Settings, scenario: Scenario, impl: Impl, profileName: string): Promise<ServerProcess> {
+async function startServer(
+  settings: Settings,
+  scenario: Scenario,
+  impl: Impl,
+  profileName: string,
+): Promise<ServerProcess> {
   const env = { ...process.env };
   if (impl === 'ws-js') env.WS_NO_BUFFER_UTIL = '1';
   else delete env.WS_NO_BUFFER_UTIL;
@@ -303,9 +363,20 @@ async function startServer(settings: Settings, scenario: Scenario, impl: Impl, p
   if (entry !== null) env.WSRFC_BENCH_ENTRY = entry;
   else delete env.WSRFC_BENCH_ENTRY;
   // One directory per measurement: Node writes a profile per thread (tsx's loader runs in a worker).
-  const profile = settings.profileDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', join(settings.profileDir, profileName)];
+  const profile =
+    settings.profileDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', join(settings.profileDir, profileName)];
   const args = scenario.kind === 'deflate' || scenario.kind === 'deflate-idle' ? ['--deflate'] : [];
-  const running = start(wrap(settings, 0, [process.execPath, ...profile, '--import', 'tsx', join(BENCH_DIR, 'servers', serverScript(impl, scenario.kind)), ...args]), env);
+  const running = start(
+    wrap(settings, 0, [
+      process.execPath,
+      ...profile,
+      '--import',
+      'tsx',
+      join(BENCH_DIR, 'servers', serverScript(impl, scenario.kind)),
+      ...args,
+    ]),
+    env,
+  );
   const line = await running.stdout.next(/^\{/, 30_000);
   if (line === null) {
     await stop(running);
@@ -333,7 +404,20 @@ function loadgenArgs(settings: Settings, scenario: Scenario, server: ServerProce
   const duration = String(settings.duration);
   const pid = String(server.pid);
   if (tool === 'wsload') {
-    if (scenario.kind === 'idle') return ['-q', '-m', 'idle', ...scenario.echoArgs, '-d', duration, '-p', pid, '127.0.0.1', String(server.port), '/'];
+    if (scenario.kind === 'idle')
+      return [
+        '-q',
+        '-m',
+        'idle',
+        ...scenario.echoArgs,
+        '-d',
+        duration,
+        '-p',
+        pid,
+        '127.0.0.1',
+        String(server.port),
+        '/',
+      ];
     return ['-q', ...scenario.echoArgs, '-W', warmup, '-d', duration, '-p', pid, '127.0.0.1', String(server.port), '/'];
   }
   const common = ['--port', String(server.port), '-p', pid, '-q'];
@@ -343,7 +427,18 @@ function loadgenArgs(settings: Settings, scenario: Scenario, server: ServerProce
     case 'deflate-idle':
       return ['-m', 'deflate-idle', ...scenario.echoArgs, '-s', '4K', '-d', duration, '--settle', '1', ...common];
     case 'broadcast':
-      return ['-m', 'broadcast', ...scenario.echoArgs, '-s', '32', '--expect', String(BROADCAST_COUNT), '-d', '60', ...common];
+      return [
+        '-m',
+        'broadcast',
+        ...scenario.echoArgs,
+        '-s',
+        '32',
+        '--expect',
+        String(BROADCAST_COUNT),
+        '-d',
+        '60',
+        ...common,
+      ];
     case 'deflate':
       return ['-m', 'deflate', ...scenario.echoArgs, '-W', warmup, '-d', duration, ...common];
     default:
@@ -359,7 +454,13 @@ interface BroadcastResult {
   times_ms: number[];
 }
 
-async function measure(settings: Settings, scenario: Scenario, impl: Impl, tool: Tool, rep: number): Promise<Measurement> {
+async function measure(
+  settings: Settings,
+  scenario: Scenario,
+  impl: Impl,
+  tool: Tool,
+  rep: number,
+): Promise<Measurement> {
   const measurement: Measurement = {
     scenario: scenario.id,
     impl,
@@ -385,8 +486,12 @@ async function measure(settings: Settings, scenario: Scenario, impl: Impl, tool:
     let args = loadgenArgs(settings, scenario, server, tool);
     // A-E against the raw echo server: both load generators have a raw TCP mode (F and broadcast
     // talk WebSocket to the raw floor server).
-    if (impl === 'raw' && scenario.kind === 'echo') args = tool === 'wsload' ? ['--raw', ...args] : args.map((arg) => (arg === 'echo' ? 'raw' : arg));
-    const argv = tool === 'wsload' ? [settings.wsload!, ...args] : [process.execPath, '--import', 'tsx', join(BENCH_DIR, 'loadgen.ts'), ...args];
+    if (impl === 'raw' && scenario.kind === 'echo')
+      args = tool === 'wsload' ? ['--raw', ...args] : args.map((arg) => (arg === 'echo' ? 'raw' : arg));
+    const argv =
+      tool === 'wsload'
+        ? [settings.wsload!, ...args]
+        : [process.execPath, '--import', 'tsx', join(BENCH_DIR, 'loadgen.ts'), ...args];
     const env = { ...process.env };
     delete env.WS_NO_BUFFER_UTIL;
     const load = start(wrap(settings, 1, argv), env);
@@ -421,7 +526,8 @@ async function measure(settings: Settings, scenario: Scenario, impl: Impl, tool:
     }
     if (scenario.kind === 'broadcast') {
       measurement.values.median_ms = serverResult?.median_ms ?? null;
-      if (serverResult !== null) measurement.extra = ` (call returned after ${serverResult.sync_median_ms.toFixed(2)} ms)`;
+      if (serverResult !== null)
+        measurement.extra = ` (call returned after ${serverResult.sync_median_ms.toFixed(2)} ms)`;
     }
     if (scenario.kind === 'idle' || scenario.kind === 'deflate-idle') {
       const end = number('kib_per_conn_end');
@@ -434,26 +540,41 @@ async function measure(settings: Settings, scenario: Scenario, impl: Impl, tool:
     measurement.serverCpu = number('server_cpu_pct');
     measurement.clientCpu = number('client_cpu_pct');
     const busy = result.cpu_busy_pct;
-    if (Array.isArray(busy) && busy.length >= 2 && measurement.serverCpu !== null && measurement.clientCpu !== null && settings.pinned) {
-      measurement.otherLoad = Math.max(0, (busy[0] as number) - measurement.serverCpu) + Math.max(0, (busy[1] as number) - measurement.clientCpu);
+    if (
+      Array.isArray(busy) &&
+      busy.length >= 2 &&
+      measurement.serverCpu !== null &&
+      measurement.clientCpu !== null &&
+      settings.pinned
+    ) {
+      measurement.otherLoad =
+        Math.max(0, (busy[0] as number) - measurement.serverCpu) +
+        Math.max(0, (busy[1] as number) - measurement.clientCpu);
     }
     const errors = number('errors') ?? 0;
     const problems: string[] = [];
     if (errors > 0) problems.push(`${errors} load generator error(s): ${JSON.stringify(result.error_detail)}`);
-    if (number('open') !== Number(scenario.echoArgs[1])) problems.push(`only ${number('open')} of ${scenario.echoArgs[1]} connections opened`);
+    if (number('open') !== Number(scenario.echoArgs[1]))
+      problems.push(`only ${number('open')} of ${scenario.echoArgs[1]} connections opened`);
     if (scenario.kind === 'broadcast') {
       if (serverResult === null) problems.push('no result from the broadcast server');
-      else if (serverResult.clients !== Number(scenario.echoArgs[1])) problems.push(`the server saw ${serverResult.clients} clients`);
-      if (number('received') !== number('expected')) problems.push(`received ${number('received')} of ${number('expected')} broadcast messages`);
+      else if (serverResult.clients !== Number(scenario.echoArgs[1]))
+        problems.push(`the server saw ${serverResult.clients} clients`);
+      if (number('received') !== number('expected'))
+        problems.push(`received ${number('received')} of ${number('expected')} broadcast messages`);
     }
-    if (scenario.kind === 'deflate' && tool === 'node' && number('compressed_replies') === 0) problems.push('the server compressed no reply');
+    if (scenario.kind === 'deflate' && tool === 'node' && number('compressed_replies') === 0)
+      problems.push('the server compressed no reply');
     if (scenario.kind === 'deflate-idle') {
-      if (number('echoed') !== number('open')) problems.push(`only ${number('echoed')} of ${number('open')} connections got their echo`);
+      if (number('echoed') !== number('open'))
+        problems.push(`only ${number('echoed')} of ${number('open')} connections got their echo`);
       // Both servers compress a 4 KiB reply (threshold 1024): an uncompressed one would mean no deflater was made.
-      if (number('compressed_replies') !== number('echoed')) problems.push(`${number('compressed_replies')} of ${number('echoed')} replies compressed`);
+      if (number('compressed_replies') !== number('echoed'))
+        problems.push(`${number('compressed_replies')} of ${number('echoed')} replies compressed`);
       if (typeof result.negotiated === 'string') measurement.extra += ` [${result.negotiated}]`;
     }
-    for (const metric of scenario.metrics) if (measurement.values[metric.key] === null) problems.push(`no ${metric.key}`);
+    for (const metric of scenario.metrics)
+      if (measurement.values[metric.key] === null) problems.push(`no ${metric.key}`);
     measurement.problem = problems.join('; ');
     measurement.ok = problems.length === 0;
     return measurement;
@@ -488,7 +609,10 @@ function mediansOf(results: Measurement[], list: Scenario[]): Medians {
       const mine = results.filter((m) => m.scenario === scenario.id && m.impl === impl && m.ok);
       const values = new Map<string, number | null>();
       for (const metric of scenario.metrics) {
-        values.set(metric.key, median(mine.map((m) => m.values[metric.key]).filter((v): v is number => v !== null && v !== undefined)));
+        values.set(
+          metric.key,
+          median(mine.map((m) => m.values[metric.key]).filter((v): v is number => v !== null && v !== undefined)),
+        );
       }
       byImpl.set(impl, values);
     }
@@ -542,20 +666,16 @@ interface Target {
 }
 
 const TARGETS: Target[] = [
-  ...['B', 'C'].map(
-    (id): Target => ({
-      scenario: id,
-      text: `${id}: msgs/s ≥ 2.5 × ws (pure JS)`,
-      check: (get) => speedup(get('ours', 'msgs_per_s'), get('ws-js', 'msgs_per_s'), 2.5),
-    }),
-  ),
-  ...['D', 'E'].map(
-    (id): Target => ({
-      scenario: id,
-      text: `${id}: MB/s ≥ ws + bufferutil`,
-      check: (get) => speedup(get('ours', 'mbytes_per_s'), get('ws-bu', 'mbytes_per_s'), 1),
-    }),
-  ),
+  ...['B', 'C'].map((id): Target => ({
+    scenario: id,
+    text: `${id}: msgs/s ≥ 2.5 × ws (pure JS)`,
+    check: (get) => speedup(get('ours', 'msgs_per_s'), get('ws-js', 'msgs_per_s'), 2.5),
+  })),
+  ...['D', 'E'].map((id): Target => ({
+    scenario: id,
+    text: `${id}: MB/s ≥ ws + bufferutil`,
+    check: (get) => speedup(get('ours', 'mbytes_per_s'), get('ws-bu', 'mbytes_per_s'), 1),
+  })),
   {
     scenario: 'F',
     text: 'F: KiB/conn ≤ ws (pure JS)',
@@ -598,12 +718,21 @@ const TARGETS: Target[] = [
   },
 ];
 
-function speedup(a: number | null | undefined, b: number | null | undefined, atLeast: number, what = 'ours/ws'): { measured: string; met: boolean | null } {
+function speedup(
+  a: number | null | undefined,
+  b: number | null | undefined,
+  atLeast: number,
+  what = 'ours/ws',
+): { measured: string; met: boolean | null } {
   if (a == null || b == null || b === 0) return { measured: '–', met: null };
   return { measured: `${what} = ${(a / b).toFixed(2)}×`, met: a / b >= atLeast };
 }
 
-function slowdown(a: number | null | undefined, b: number | null | undefined, atMost: number): { measured: string; met: boolean | null } {
+function slowdown(
+  a: number | null | undefined,
+  b: number | null | undefined,
+  atMost: number,
+): { measured: string; met: boolean | null } {
   if (a == null || b == null || b === 0) return { measured: '–', met: null };
   return { measured: `ours/raw = ${(a / b).toFixed(2)}×`, met: a / b <= atMost };
 }
@@ -652,7 +781,11 @@ interface ProfileNode {
  * µs. The first `skipMs` are left out: process start-up and module loading, before any load.
  */
 export function summarizeProfile(file: string, top = 15, skipMs = 1000): { lines: string[]; busy: number } {
-  const profile = JSON.parse(readFileSync(file, 'utf8')) as { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as {
+    nodes: ProfileNode[];
+    samples: number[];
+    timeDeltas: number[];
+  };
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const self = new Map<string, number>();
   let total = 0;
@@ -669,7 +802,10 @@ export function summarizeProfile(file: string, top = 15, skipMs = 1000): { lines
     total += delta;
   }
   const busy = total - (self.get('(idle)') ?? 0);
-  const ranked = [...self.entries()].filter(([key]) => key !== '(idle)').sort((a, b) => b[1] - a[1]).slice(0, top);
+  const ranked = [...self.entries()]
+    .filter(([key]) => key !== '(idle)')
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top);
   const lines = [
     `busy ${(busy / 1e3).toFixed(0)} ms of ${(total / 1e3).toFixed(0)} ms sampled (after the first ${skipMs} ms); self time as % of busy:`,
     ...ranked.map(([key, time]) => `  ${((time / busy) * 100).toFixed(1).padStart(5)}%  ${key}`),
@@ -714,11 +850,16 @@ const CACHE = join(ROOT, 'node_modules', '.cache', 'wsrfc-bench');
 function buildOurs(tree = ROOT, out = join(CACHE, 'dist')): string {
   rmSync(out, { recursive: true, force: true });
   const tsc = join(ROOT, 'node_modules', '.bin', 'tsc');
-  const result = spawnSync(tsc, ['-p', join(tree, 'tsconfig.build.json'), '--outDir', out, '--declaration', 'false', '--sourceMap', 'false'], {
-    cwd: tree,
-    encoding: 'utf8',
-  });
-  if (result.status !== 0) throw new Error(`building ${tree}/src failed (use --ours-from src to skip it): ${result.stdout}${result.stderr}`);
+  const result = spawnSync(
+    tsc,
+    ['-p', join(tree, 'tsconfig.build.json'), '--outDir', out, '--declaration', 'false', '--sourceMap', 'false'],
+    {
+      cwd: tree,
+      encoding: 'utf8',
+    },
+  );
+  if (result.status !== 0)
+    throw new Error(`building ${tree}/src failed (use --ours-from src to skip it): ${result.stdout}${result.stderr}`);
   // node_modules/ ends the search for a package scope: say that these files are ES modules.
   writeFileSync(join(out, 'package.json'), '{"type":"module"}\n');
   return join(out, 'index.js');
@@ -732,14 +873,19 @@ function buildBaseline(ref: string): { ref: string; entry: string } {
   const tree = join(CACHE, `baseline-${short}`);
   rmSync(tree, { recursive: true, force: true });
   mkdirSync(tree, { recursive: true });
-  const archive = spawnSync('bash', ['-c', `git archive "$1" src tsconfig.json tsconfig.build.json | tar -x -C "$2"`, 'archive', short, tree], { cwd: ROOT, encoding: 'utf8' });
+  const archive = spawnSync(
+    'bash',
+    ['-c', `git archive "$1" src tsconfig.json tsconfig.build.json | tar -x -C "$2"`, 'archive', short, tree],
+    { cwd: ROOT, encoding: 'utf8' },
+  );
   if (archive.status !== 0) throw new Error(`--baseline: git archive failed: ${archive.stderr}`);
   return { ref: short, entry: buildOurs(tree, join(tree, 'dist')) };
 }
 
 function wsVersion(): string {
   try {
-    return (JSON.parse(readFileSync(join(ROOT, 'node_modules', 'ws', 'package.json'), 'utf8')) as { version: string }).version;
+    return (JSON.parse(readFileSync(join(ROOT, 'node_modules', 'ws', 'package.json'), 'utf8')) as { version: string })
+      .version;
   } catch {
     return '?';
   }
@@ -792,7 +938,15 @@ export async function main(args: string[]): Promise<number> {
       reps,
       warmup: numberSetting(values.warmup, process.env.BENCH_WARMUP, 1, '--warmup'),
       duration: numberSetting(values.duration, process.env.BENCH_DURATION, 3, '--duration'),
-      only: values.only === undefined ? null : new Set(values.only.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s !== '')),
+      only:
+        values.only === undefined
+          ? null
+          : new Set(
+              values.only
+                .split(',')
+                .map((s) => s.trim().toLowerCase())
+                .filter((s) => s !== ''),
+            ),
       wsload: values.wsload ?? (process.env.WSLOAD || null),
       pinned: detectPinning(),
       fdLimit,
@@ -828,7 +982,10 @@ export async function main(args: string[]): Promise<number> {
 
   const every = scenarios(settings.idleConns, settings.deflateIdleConns).map((scenario) => {
     // The baseline runs wherever ours does, beside it; --impls keeps only what was asked for.
-    let impls = settings.baseline === null ? scenario.impls : scenario.impls.flatMap((impl): Impl[] => (impl === 'ours' ? ['ours', 'base'] : [impl]));
+    let impls =
+      settings.baseline === null
+        ? scenario.impls
+        : scenario.impls.flatMap((impl): Impl[] => (impl === 'ours' ? ['ours', 'base'] : [impl]));
     if (settings.impls !== null) impls = impls.filter((impl) => settings.impls!.has(impl));
     return { ...scenario, impls };
   });
@@ -848,17 +1005,27 @@ export async function main(args: string[]): Promise<number> {
 
   const say = (text: string): void => void process.stdout.write(`${text}\n`);
   const began = Date.now();
-  say(`server benchmark: ${list.map((s) => s.id).join(', ')}; ${settings.reps} reps, warm-up ${settings.warmup} s, measured ${settings.duration} s; node ${process.version}, ${cpus().length} CPUs`);
+  say(
+    `server benchmark: ${list.map((s) => s.id).join(', ')}; ${settings.reps} reps, warm-up ${settings.warmup} s, measured ${settings.duration} s; node ${process.version}, ${cpus().length} CPUs`,
+  );
   say(
     settings.pinned
       ? 'pinning: server on core 0 (taskset -c 0), load generator on core 1 (taskset -c 1)'
       : 'pinning: NOT pinned (taskset missing or fewer than 2 CPUs): server and load generator share the CPUs',
   );
-  say(`ours: ${settings.oursEntry === null ? 'src/ through tsx' : `a fresh tsc build of src/ (${settings.oursEntry.replace(`${ROOT}/`, '')})`}; ws ${wsVersion()}`);
-  if (settings.baseline !== null) say(`baseline: src/ at ${settings.baseline.ref}, built the same way (${settings.baseline.entry.replace(`${ROOT}/`, '')})`);
-  say(`fd limit for server and load generator: ${settings.fdLimit}${settings.idleConns < 10_000 ? ` (so F and broadcast use ${settings.idleConns} connections, not 10000)` : ''}`);
+  say(
+    `ours: ${settings.oursEntry === null ? 'src/ through tsx' : `a fresh tsc build of src/ (${settings.oursEntry.replace(`${ROOT}/`, '')})`}; ws ${wsVersion()}`,
+  );
+  if (settings.baseline !== null)
+    say(
+      `baseline: src/ at ${settings.baseline.ref}, built the same way (${settings.baseline.entry.replace(`${ROOT}/`, '')})`,
+    );
+  say(
+    `fd limit for server and load generator: ${settings.fdLimit}${settings.idleConns < 10_000 ? ` (so F and broadcast use ${settings.idleConns} connections, not 10000)` : ''}`,
+  );
   say(`Fz: ${settings.deflateIdleConns} connections (--deflate-idle-conns)`);
-  if (settings.wsload === null) say('wsload: skipped (pass --wsload PATH or set WSLOAD to also run A-F with the C load generator)');
+  if (settings.wsload === null)
+    say('wsload: skipped (pass --wsload PATH or set WSLOAD to also run A-F with the C load generator)');
 
   const tools: Tool[] = settings.tools.filter((tool) => tool === 'node' || settings.wsload !== null);
   if (tools.length === 0) {
@@ -879,8 +1046,12 @@ export async function main(args: string[]): Promise<number> {
           const measurement = await measure(settings, scenario, impl, tool, rep);
           results.push(measurement);
           const took = ((Date.now() - t0) / 1000).toFixed(1);
-          const shown = scenario.metrics.map((m) => `${m.key}=${format(measurement.values[m.key] ?? null, m.digits)}`).join(' ');
-          say(`  ${scenario.id} rep ${rep + 1}/${settings.reps} ${IMPL_LABEL[impl].padEnd(16)} ${shown}  (${took} s)${measurement.ok ? '' : `  FAILED: ${measurement.problem}`}`);
+          const shown = scenario.metrics
+            .map((m) => `${m.key}=${format(measurement.values[m.key] ?? null, m.digits)}`)
+            .join(' ');
+          say(
+            `  ${scenario.id} rep ${rep + 1}/${settings.reps} ${IMPL_LABEL[impl].padEnd(16)} ${shown}  (${took} s)${measurement.ok ? '' : `  FAILED: ${measurement.problem}`}`,
+          );
         }
       }
     }
@@ -892,19 +1063,33 @@ export async function main(args: string[]): Promise<number> {
     const scenariosRun = list.filter((s) => mine.some((m) => m.scenario === s.id));
     if (scenariosRun.length === 0) continue;
     const medians = mediansOf(mine, scenariosRun);
-    say(`\n### Load generator: ${tool === 'node' ? 'bench/loadgen.ts (Node)' : 'wsload (C)'} — medians of ${settings.reps} interleaved reps\n`);
+    say(
+      `\n### Load generator: ${tool === 'node' ? 'bench/loadgen.ts (Node)' : 'wsload (C)'} — medians of ${settings.reps} interleaved reps\n`,
+    );
     say(table(mine, scenariosRun, medians, settings.baseline?.ref ?? null));
     say('\nTargets:\n');
     say(targetTable(scenariosRun, medians));
-    say('\nEvery measurement (metrics as in the table; srv/gen: CPU of server and load generator in the measured window; other: CPU the two cores spent on other processes):');
+    say(
+      '\nEvery measurement (metrics as in the table; srv/gen: CPU of server and load generator in the measured window; other: CPU the two cores spent on other processes):',
+    );
     say(details(mine, scenariosRun));
     const noisy = mine.filter((m) => m.otherLoad !== null && m.otherLoad > 20).length;
-    if (noisy > 0) say(`warning: in ${noisy} measurement(s) other processes used more than 20 % of a core: the machine was busy, figures are noisy`);
+    if (noisy > 0)
+      say(
+        `warning: in ${noisy} measurement(s) other processes used more than 20 % of a core: the machine was busy, figures are noisy`,
+      );
   }
   say(`\ntotal time: ${Math.floor(elapsed / 60)} min ${Math.round(elapsed % 60)} s`);
 
   if (settings.jsonFile !== null) {
-    writeFileSync(settings.jsonFile, JSON.stringify({ settings: { ...settings, only: settings.only === null ? null : [...settings.only] }, elapsed, results }, null, 1));
+    writeFileSync(
+      settings.jsonFile,
+      JSON.stringify(
+        { settings: { ...settings, only: settings.only === null ? null : [...settings.only] }, elapsed, results },
+        null,
+        1,
+      ),
+    );
     say(`measurements written to ${settings.jsonFile}`);
   }
   if (settings.profileDir !== null) {

@@ -14,7 +14,8 @@ async function lookUp(token: string | null): Promise<User | null> {
 const server = new WebSocketServer({
   verify: async (request) => {
     const user = await lookUp(request.query.get('token'));
-    if (user === null) return { status: 401, message: 'bad or missing token', headers: { 'WWW-Authenticate': 'Bearer' } };
+    if (user === null)
+      return { status: 401, message: 'bad or missing token', headers: { 'WWW-Authenticate': 'Bearer' } };
     return { data: user };
   },
 });

@@ -10,7 +10,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { generateKey, upgradeRequest, validateUpgradeRequest, validateUpgradeResponse, switchingProtocolsResponse } from '../src/handshake.js';
+import {
+  generateKey,
+  upgradeRequest,
+  validateUpgradeRequest,
+  validateUpgradeResponse,
+  switchingProtocolsResponse,
+} from '../src/handshake.js';
 import { HeadReader, HttpError, parseRequestHead, parseResponseHead } from '../src/http1.js';
 import { cutChunks, chunkPlan, runs } from './streams.js';
 
@@ -21,12 +27,22 @@ const validRequest = fc.record({
   path,
   host: fc.stringMatching(/^[a-z0-9.-]{1,20}(:[0-9]{1,5})?$/),
   protocols: fc.uniqueArray(token, { maxLength: 4 }),
-  headers: fc.array(fc.tuple(fc.stringMatching(/^X-[A-Za-z0-9-]{1,12}$/), fc.stringMatching(/^[\x20-\x7e]{0,40}$/).map((v) => v.trim())), { maxLength: 5 }),
+  headers: fc.array(
+    fc.tuple(
+      fc.stringMatching(/^X-[A-Za-z0-9-]{1,12}$/),
+      fc.stringMatching(/^[\x20-\x7e]{0,40}$/).map((v) => v.trim()),
+    ),
+    { maxLength: 5 },
+  ),
   rest: fc.uint8Array({ maxLength: 64 }),
 });
 
 /** Feed `bytes` to a reader in the chunks of `plan`; the result, or the error it threw. */
-function feed(reader: HeadReader, bytes: Uint8Array, plan: Parameters<typeof cutChunks>[1]): { head: Buffer; rest: Buffer } | HttpError | null {
+function feed(
+  reader: HeadReader,
+  bytes: Uint8Array,
+  plan: Parameters<typeof cutChunks>[1],
+): { head: Buffer; rest: Buffer } | HttpError | null {
   let restParts: Buffer[] = [];
   let head: Buffer | null = null;
   for (const chunk of cutChunks(bytes, plan)) {
@@ -80,10 +96,17 @@ describe('HTTP head reader and handshake validation (RFC 9112, RFC 6455 §4)', (
     const bytes = fc.oneof(
       fc.uint8Array({ maxLength: 300 }),
       // Mostly printable, with line endings here and there: gets further into the parsers.
-      fc.array(fc.oneof(fc.constantFrom('\r\n', '\r\n\r\n', ' ', ':', '\n', '\r'), fc.stringMatching(/^[\x00-\x7f]{0,20}$/)), { maxLength: 30 }).map((parts) => Buffer.from(parts.join(''), 'latin1')),
+      fc
+        .array(
+          fc.oneof(fc.constantFrom('\r\n', '\r\n\r\n', ' ', ':', '\n', '\r'), fc.stringMatching(/^[\x00-\x7f]{0,20}$/)),
+          { maxLength: 30 },
+        )
+        .map((parts) => Buffer.from(parts.join(''), 'latin1')),
       // Valid requests with one byte changed.
       fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })).map(([at, value]) => {
-        const request = Buffer.from(upgradeRequest({ path: '/', host: 'h', key: generateKey(), protocols: ['chat'], headers: [] }));
+        const request = Buffer.from(
+          upgradeRequest({ path: '/', host: 'h', key: generateKey(), protocols: ['chat'], headers: [] }),
+        );
         request[at % request.length] = value;
         return request;
       }),
@@ -111,16 +134,21 @@ describe('HTTP head reader and handshake validation (RFC 9112, RFC 6455 §4)', (
 
   it('a 101 response reads and validates under any chunking; arbitrary bytes as a response only give HttpError', () => {
     fc.assert(
-      fc.property(fc.uniqueArray(token, { maxLength: 3 }), fc.uint8Array({ maxLength: 64 }), chunkPlan, (protocols, rest, plan) => {
-        const key = generateKey();
-        const protocol = protocols[0];
-        const response = switchingProtocolsResponse(key, protocol);
-        const result = feed(new HeadReader(undefined, 'response'), Buffer.concat([response, rest]), plan);
-        assert.ok(result !== null && !(result instanceof HttpError), `not read: ${String(result)}`);
-        assert.deepEqual(result.rest, Buffer.from(rest));
-        const validated = validateUpgradeResponse(parseResponseHead(result.head), key, protocols);
-        assert.equal(validated.protocol, protocol ?? '');
-      }),
+      fc.property(
+        fc.uniqueArray(token, { maxLength: 3 }),
+        fc.uint8Array({ maxLength: 64 }),
+        chunkPlan,
+        (protocols, rest, plan) => {
+          const key = generateKey();
+          const protocol = protocols[0];
+          const response = switchingProtocolsResponse(key, protocol);
+          const result = feed(new HeadReader(undefined, 'response'), Buffer.concat([response, rest]), plan);
+          assert.ok(result !== null && !(result instanceof HttpError), `not read: ${String(result)}`);
+          assert.deepEqual(result.rest, Buffer.from(rest));
+          const validated = validateUpgradeResponse(parseResponseHead(result.head), key, protocols);
+          assert.equal(validated.protocol, protocol ?? '');
+        },
+      ),
       { numRuns: runs },
     );
     fc.assert(

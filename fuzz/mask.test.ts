@@ -23,7 +23,10 @@ function placed(content: Uint8Array, byteOffset: number): Uint8Array {
 
 function guardsIntact(view: Uint8Array): boolean {
   const backing = new Uint8Array(view.buffer);
-  return backing.subarray(0, view.byteOffset).every((b) => b === 0xa5) && backing.subarray(view.byteOffset + view.length).every((b) => b === 0xa5);
+  return (
+    backing.subarray(0, view.byteOffset).every((b) => b === 0xa5) &&
+    backing.subarray(view.byteOffset + view.length).every((b) => b === 0xa5)
+  );
 }
 
 /**
@@ -43,7 +46,9 @@ const byteOffset = fc.integer({ min: 0, max: 7 });
 
 /** A [start, end) range inside `length` bytes. */
 function range(length: number): fc.Arbitrary<[number, number]> {
-  return fc.tuple(fc.integer({ min: 0, max: length }), fc.integer({ min: 0, max: length })).map(([a, b]) => (a <= b ? [a, b] : [b, a]));
+  return fc
+    .tuple(fc.integer({ min: 0, max: length }), fc.integer({ min: 0, max: length }))
+    .map(([a, b]) => (a <= b ? [a, b] : [b, a]));
 }
 
 describe('fuzz: masking', () => {
@@ -72,20 +77,27 @@ describe('fuzz: masking', () => {
 
   it('masking in pieces, carrying the phase, equals masking in one go', () => {
     fc.assert(
-      fc.property(data, key, phase, fc.array(fc.nat(), { maxLength: 8 }), byteOffset, (original, k, p, points, offset) => {
-        const whole = placed(original, offset);
-        mask(whole, k, p);
-        const pieces = placed(original, offset);
-        const cuts = [...new Set(points.map((c) => c % (original.length + 1)))].sort((a, b) => a - b);
-        let phaseNow = p;
-        let start = 0;
-        for (const end of [...cuts, original.length]) {
-          if (end < start) continue;
-          phaseNow = mask(pieces.subarray(start, end), k, phaseNow);
-          start = end;
-        }
-        assert.deepEqual(pieces, whole);
-      }),
+      fc.property(
+        data,
+        key,
+        phase,
+        fc.array(fc.nat(), { maxLength: 8 }),
+        byteOffset,
+        (original, k, p, points, offset) => {
+          const whole = placed(original, offset);
+          mask(whole, k, p);
+          const pieces = placed(original, offset);
+          const cuts = [...new Set(points.map((c) => c % (original.length + 1)))].sort((a, b) => a - b);
+          let phaseNow = p;
+          let start = 0;
+          for (const end of [...cuts, original.length]) {
+            if (end < start) continue;
+            phaseNow = mask(pieces.subarray(start, end), k, phaseNow);
+            start = end;
+          }
+          assert.deepEqual(pieces, whole);
+        },
+      ),
       { numRuns: runs },
     );
   });
@@ -109,8 +121,14 @@ describe('fuzz: masking', () => {
           const expectedPhase = mask(copy, k, p);
           assert.equal(next, expectedPhase, 'same next phase as mask()');
           assert.deepEqual(target.subarray(targetOffset, targetOffset + length), copy);
-          assert.ok(target.subarray(0, targetOffset).every((b) => b === 0x3c), 'target before the range untouched');
-          assert.ok(target.subarray(targetOffset + length).every((b) => b === 0x3c), 'target after the range untouched');
+          assert.ok(
+            target.subarray(0, targetOffset).every((b) => b === 0x3c),
+            'target before the range untouched',
+          );
+          assert.ok(
+            target.subarray(targetOffset + length).every((b) => b === 0x3c),
+            'target after the range untouched',
+          );
           assert.ok(guardsIntact(target), 'bytes around the target view untouched');
           assert.deepEqual(src, source, 'source untouched');
           assert.ok(guardsIntact(src), 'guardsIntact(src)');

@@ -41,48 +41,58 @@ const maskFor = (r: Role): fc.Arbitrary<boolean> =>
   fc.oneof({ weight: 4, arbitrary: fc.constant(r === 'server') }, { weight: 1, arbitrary: fc.boolean() });
 
 /** One frame with every header field random: any opcode, RSV bits, MASK, any length code and extended length. */
-const randomFrame = (r: Role): fc.Arbitrary<Uint8Array> => fc
-  .record({
-    byte0: fc.integer({ min: 0, max: 255 }),
-    masked: maskFor(r),
-    length: fc.oneof(
-      fc.integer({ min: 0, max: 125 }).map((n) => ({ code: n, ext: [] as number[] })),
-      fc.integer({ min: 0, max: 0xffff }).map((n) => ({ code: 126, ext: [n >>> 8, n & 0xff] })),
-      fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 8, maxLength: 8 }).map((ext) => ({ code: 127, ext })),
-      fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 8, maxLength: 8 }).map((ext) => ({ code: 127, ext: [0, 0, 0, 0, 0, ...ext.slice(5)] })),
-    ),
-    key: fc.uint8Array({ minLength: 4, maxLength: 4 }),
-    payload: fc.uint8Array({ maxLength: 140 }),
-  })
-  .map(({ byte0, masked, length, key, payload }) =>
-    Uint8Array.from([byte0, (masked ? 0x80 : 0) | length.code, ...length.ext, ...(masked ? key : []), ...payload]),
-  );
+const randomFrame = (r: Role): fc.Arbitrary<Uint8Array> =>
+  fc
+    .record({
+      byte0: fc.integer({ min: 0, max: 255 }),
+      masked: maskFor(r),
+      length: fc.oneof(
+        fc.integer({ min: 0, max: 125 }).map((n) => ({ code: n, ext: [] as number[] })),
+        fc.integer({ min: 0, max: 0xffff }).map((n) => ({ code: 126, ext: [n >>> 8, n & 0xff] })),
+        fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 8, maxLength: 8 }).map((ext) => ({ code: 127, ext })),
+        fc
+          .array(fc.integer({ min: 0, max: 3 }), { minLength: 8, maxLength: 8 })
+          .map((ext) => ({ code: 127, ext: [0, 0, 0, 0, 0, ...ext.slice(5)] })),
+      ),
+      key: fc.uint8Array({ minLength: 4, maxLength: 4 }),
+      payload: fc.uint8Array({ maxLength: 140 }),
+    })
+    .map(({ byte0, masked, length, key, payload }) =>
+      Uint8Array.from([byte0, (masked ? 0x80 : 0) | length.code, ...length.ext, ...(masked ? key : []), ...payload]),
+    );
 
 /** Frames that are mostly well formed: a plausible first byte (FIN plus a known opcode) more often than not. */
-const plausibleFrame = (r: Role): fc.Arbitrary<Uint8Array> => fc
-  .tuple(randomFrame(r), fc.constantFrom(0x81, 0x82, 0x01, 0x02, 0x00, 0x80, 0x88, 0x89, 0x8a), fc.boolean())
-  .map(([frame, byte0, keep]) => {
-    if (!keep && frame.length > 0) frame[0] = byte0;
-    return frame;
-  });
+const plausibleFrame = (r: Role): fc.Arbitrary<Uint8Array> =>
+  fc
+    .tuple(randomFrame(r), fc.constantFrom(0x81, 0x82, 0x01, 0x02, 0x00, 0x80, 0x88, 0x89, 0x8a), fc.boolean())
+    .map(([frame, byte0, keep]) => {
+      if (!keep && frame.length > 0) frame[0] = byte0;
+      return frame;
+    });
 
 /** Close frames with codes at every boundary of the valid ranges and reasons that may or may not be UTF-8. */
-const closeFrame = (r: Role): fc.Arbitrary<Uint8Array> => fc
-  .record({
-    code: fc.oneof(
-      fc.constantFrom(0, 999, 1000, 1003, 1004, 1005, 1006, 1007, 1014, 1015, 1016, 2999, 3000, 4999, 5000, 65535),
-      fc.integer({ min: 0, max: 65535 }),
-    ),
-    reason: fc.oneof(fc.string({ unit: 'binary', maxLength: 10 }).map((t) => Buffer.from(t)), fc.uint8Array({ maxLength: 6 })),
-    empty: fc.boolean(),
-    masked: maskFor(r),
-    key: fc.uint8Array({ minLength: 4, maxLength: 4 }),
-  })
-  .map(({ code, reason, empty, masked, key }) => {
-    const payload = empty ? Buffer.alloc(0) : Buffer.concat([Buffer.from([code >>> 8, code & 0xff]), reason]).subarray(0, 125);
-    const body = masked ? payload.map((b, i) => b ^ key[i & 3]!) : payload;
-    return Uint8Array.from([0x88, (masked ? 0x80 : 0) | payload.length, ...(masked ? key : []), ...body]);
-  });
+const closeFrame = (r: Role): fc.Arbitrary<Uint8Array> =>
+  fc
+    .record({
+      code: fc.oneof(
+        fc.constantFrom(0, 999, 1000, 1003, 1004, 1005, 1006, 1007, 1014, 1015, 1016, 2999, 3000, 4999, 5000, 65535),
+        fc.integer({ min: 0, max: 65535 }),
+      ),
+      reason: fc.oneof(
+        fc.string({ unit: 'binary', maxLength: 10 }).map((t) => Buffer.from(t)),
+        fc.uint8Array({ maxLength: 6 }),
+      ),
+      empty: fc.boolean(),
+      masked: maskFor(r),
+      key: fc.uint8Array({ minLength: 4, maxLength: 4 }),
+    })
+    .map(({ code, reason, empty, masked, key }) => {
+      const payload = empty
+        ? Buffer.alloc(0)
+        : Buffer.concat([Buffer.from([code >>> 8, code & 0xff]), reason]).subarray(0, 125);
+      const body = masked ? payload.map((b, i) => b ^ key[i & 3]!) : payload;
+      return Uint8Array.from([0x88, (masked ? 0x80 : 0) | payload.length, ...(masked ? key : []), ...body]);
+    });
 
 type Mutation =
   | { kind: 'flip'; at: number; bit: number }
@@ -94,7 +104,11 @@ type Mutation =
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), bit: fc.integer({ min: 0, max: 7 }) }),
   fc.record({ kind: fc.constant('set' as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }),
-  fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), bytes: fc.uint8Array({ minLength: 1, maxLength: 12 }) }),
+  fc.record({
+    kind: fc.constant('insert' as const),
+    at: fc.nat(),
+    bytes: fc.uint8Array({ minLength: 1, maxLength: 12 }),
+  }),
   fc.record({ kind: fc.constant('delete' as const), at: fc.nat(), count: fc.integer({ min: 1, max: 12 }) }),
   fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
 );
@@ -139,7 +153,11 @@ function checkAnyInput(r: Role, options: Omit<ReceiverOptions, 'role'>, input: U
   const events = recorder.events;
   const endAt = events.findIndex((e) => e.type === 'error' || e.type === 'close');
   if (endAt !== -1) {
-    assert.equal(endAt, events.length - 1, `events after the ${events[endAt]!.type}: ${events.slice(endAt + 1).map((e) => e.type)}`);
+    assert.equal(
+      endAt,
+      events.length - 1,
+      `events after the ${events[endAt]!.type}: ${events.slice(endAt + 1).map((e) => e.type)}`,
+    );
     assert.equal(receiver.finished, true);
     // More input, even valid-looking, changes nothing.
     for (const chunk of cutChunks(input, { kind: 'fixed', size: 7 })) receiver.push(chunk);
@@ -171,7 +189,8 @@ function checkAnyInput(r: Role, options: Omit<ReceiverOptions, 'role'>, input: U
         assert.equal(e.rsv1 || e.rsv2 || e.rsv3, false, 'no RSV bit without an extension');
         assert.equal(e.masked, r === 'server');
         assert.ok(DEFINED_OPCODES.includes(e.opcode), `frame with opcode ${e.opcode}`);
-        if (e.opcode >= 0x8) assert.ok(e.fin && e.payload.length <= MAX_CONTROL_PAYLOAD, 'control frames are final and short');
+        if (e.opcode >= 0x8)
+          assert.ok(e.fin && e.payload.length <= MAX_CONTROL_PAYLOAD, 'control frames are final and short');
         break;
     }
   }
@@ -191,7 +210,12 @@ describe('fuzz: push() never throws, and fails at most once', () => {
   it('sequences of frames with random header fields', () => {
     fc.assert(
       fc.property(
-        role.chain((r) => fc.tuple(fc.constant(r), fc.array(fc.oneof(randomFrame(r), plausibleFrame(r), closeFrame(r)), { maxLength: 8 }))),
+        role.chain((r) =>
+          fc.tuple(
+            fc.constant(r),
+            fc.array(fc.oneof(randomFrame(r), plausibleFrame(r), closeFrame(r)), { maxLength: 8 }),
+          ),
+        ),
         limits,
         chunkPlan,
         ([r, frames], options, plan) => {

@@ -33,7 +33,10 @@ const utf8 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'utf8'));
 export const binaryPayload: fc.Arbitrary<Uint8Array> = fc.oneof(
   { weight: 12, arbitrary: fc.uint8Array({ maxLength: 40 }) },
   { weight: 4, arbitrary: fc.uint8Array({ minLength: 100, maxLength: 400 }) },
-  { weight: 1, arbitrary: fc.tuple(fc.integer({ min: 65_530, max: 66_000 }), fc.integer()).map(([n, seed]) => fill(n, seed)) },
+  {
+    weight: 1,
+    arbitrary: fc.tuple(fc.integer({ min: 65_530, max: 66_000 }), fc.integer()).map(([n, seed]) => fill(n, seed)),
+  },
 );
 
 /** Text payloads: any code points (so 1- to 4-byte sequences), encoded as UTF-8. */
@@ -125,7 +128,9 @@ export const closeItem: fc.Arbitrary<CloseItem> = fc.oneof(
 );
 
 export const streamModel: fc.Arbitrary<StreamModel> = fc.record({
-  items: fc.array(fc.oneof({ weight: 3, arbitrary: messageItem }, { weight: 1, arbitrary: controlItem }), { maxLength: 6 }),
+  items: fc.array(fc.oneof({ weight: 3, arbitrary: messageItem }, { weight: 1, arbitrary: controlItem }), {
+    maxLength: 6,
+  }),
   close: fc.option(closeItem, { freq: 3 }),
   trailer: fc.uint8Array({ maxLength: 16 }),
 });
@@ -204,10 +209,7 @@ export function encodeFrames(frames: ModelFrame[], enc: Encoding): Encoded {
 // ---------------------------------------------------------------------------------------------
 // Chunking
 
-export type ChunkPlan =
-  | { kind: 'whole' }
-  | { kind: 'fixed'; size: number }
-  | { kind: 'cuts'; cuts: number[] };
+export type ChunkPlan = { kind: 'whole' } | { kind: 'fixed'; size: number } | { kind: 'cuts'; cuts: number[] };
 
 export const chunkPlan: fc.Arbitrary<ChunkPlan> = fc.oneof(
   fc.constant<ChunkPlan>({ kind: 'whole' }),
@@ -238,7 +240,17 @@ export function cutChunks(bytes: Uint8Array, plan: ChunkPlan): Buffer[] {
 // Recording what the receiver reports
 
 export type Recorded =
-  | { type: 'frame'; fin: boolean; opcode: number; rsv1: boolean; rsv2: boolean; rsv3: boolean; masked: boolean; maskKey: Uint8Array | null; payload: Buffer }
+  | {
+      type: 'frame';
+      fin: boolean;
+      opcode: number;
+      rsv1: boolean;
+      rsv2: boolean;
+      rsv3: boolean;
+      masked: boolean;
+      maskKey: Uint8Array | null;
+      payload: Buffer;
+    }
   | { type: 'message'; isBinary: boolean; data: Buffer }
   | { type: 'ping'; data: Buffer }
   | { type: 'pong'; data: Buffer }
@@ -257,8 +269,15 @@ export class Recorder implements ReceiverHandler {
     if (withFrames) {
       this.onFrame = (f: Frame) => {
         this.events.push({
-          type: 'frame', fin: f.fin, opcode: f.opcode, rsv1: f.rsv1, rsv2: f.rsv2, rsv3: f.rsv3,
-          masked: f.masked, maskKey: f.maskKey === null ? null : Uint8Array.from(f.maskKey), payload: this.keep(f.payload),
+          type: 'frame',
+          fin: f.fin,
+          opcode: f.opcode,
+          rsv1: f.rsv1,
+          rsv2: f.rsv2,
+          rsv3: f.rsv3,
+          masked: f.masked,
+          maskKey: f.maskKey === null ? null : Uint8Array.from(f.maskKey),
+          payload: this.keep(f.payload),
         });
       };
     }
@@ -295,7 +314,11 @@ export class Recorder implements ReceiverHandler {
 }
 
 /** The events a receiver should report for these frames (frames included when `withFrames`). */
-export function expectedEvents(frames: ModelFrame[], keys: (Uint8Array | null | undefined)[], withFrames: boolean): Recorded[] {
+export function expectedEvents(
+  frames: ModelFrame[],
+  keys: (Uint8Array | null | undefined)[],
+  withFrames: boolean,
+): Recorded[] {
   const out: Recorded[] = [];
   let message: Uint8Array[] = [];
   let messageOpcode = 0;
@@ -303,8 +326,14 @@ export function expectedEvents(frames: ModelFrame[], keys: (Uint8Array | null | 
     if (withFrames) {
       const key = keys[i];
       out.push({
-        type: 'frame', fin: f.fin, opcode: f.opcode, rsv1: false, rsv2: false, rsv3: false,
-        masked: key !== null, maskKey: key === undefined ? null : key === null ? null : Uint8Array.from(key),
+        type: 'frame',
+        fin: f.fin,
+        opcode: f.opcode,
+        rsv1: false,
+        rsv2: false,
+        rsv3: false,
+        masked: key !== null,
+        maskKey: key === undefined ? null : key === null ? null : Uint8Array.from(key),
         payload: Buffer.from(f.payload),
       });
     }
@@ -312,7 +341,11 @@ export function expectedEvents(frames: ModelFrame[], keys: (Uint8Array | null | 
     else if (f.opcode === Opcode.Pong) out.push({ type: 'pong', data: Buffer.from(f.payload) });
     else if (f.opcode === Opcode.Close) {
       const p = Buffer.from(f.payload);
-      out.push(p.length === 0 ? { type: 'close', code: 1005, reason: '' } : { type: 'close', code: p.readUInt16BE(0), reason: p.subarray(2).toString('utf8') });
+      out.push(
+        p.length === 0
+          ? { type: 'close', code: 1005, reason: '' }
+          : { type: 'close', code: p.readUInt16BE(0), reason: p.subarray(2).toString('utf8') },
+      );
     } else {
       if (f.opcode !== Opcode.Continuation) messageOpcode = f.opcode;
       message.push(f.payload);

@@ -27,12 +27,27 @@ const token: fc.Arbitrary<number[]> = fc.oneof(
   { weight: 3, arbitrary: byteIn(0x80, 0xff).map((b) => [b]) },
   { weight: 1, arbitrary: byteIn(0x00, 0xff).map((b) => [b]) },
   // A valid multi-byte sequence cut short.
-  { weight: 2, arbitrary: validCodePoint.filter((s) => s.length > 1).chain((s) => fc.integer({ min: 1, max: s.length - 1 }).map((n) => s.slice(0, n))) },
+  {
+    weight: 2,
+    arbitrary: validCodePoint
+      .filter((s) => s.length > 1)
+      .chain((s) => fc.integer({ min: 1, max: s.length - 1 }).map((n) => s.slice(0, n))),
+  },
   // Second bytes just outside the narrowed ranges: overlong, surrogate, above U+10FFFF.
   { weight: 1, arbitrary: fc.tuple(fc.constant(0xe0), byteIn(0x80, 0x9f), byteIn(0x80, 0xbf)).map((t) => [...t]) },
   { weight: 1, arbitrary: fc.tuple(fc.constant(0xed), byteIn(0xa0, 0xbf), byteIn(0x80, 0xbf)).map((t) => [...t]) },
-  { weight: 1, arbitrary: fc.tuple(fc.constant(0xf0), byteIn(0x80, 0x8f), byteIn(0x80, 0xbf), byteIn(0x80, 0xbf)).map((t) => [...t]) },
-  { weight: 1, arbitrary: fc.tuple(fc.constant(0xf4), byteIn(0x90, 0xbf), byteIn(0x80, 0xbf), byteIn(0x80, 0xbf)).map((t) => [...t]) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(fc.constant(0xf0), byteIn(0x80, 0x8f), byteIn(0x80, 0xbf), byteIn(0x80, 0xbf))
+      .map((t) => [...t]),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(fc.constant(0xf4), byteIn(0x90, 0xbf), byteIn(0x80, 0xbf), byteIn(0x80, 0xbf))
+      .map((t) => [...t]),
+  },
   { weight: 1, arbitrary: fc.tuple(fc.constantFrom(0xc0, 0xc1), byteIn(0x80, 0xbf)).map((t) => [...t]) },
   { weight: 1, arbitrary: byteIn(0xf5, 0xff).map((b) => [b, 0x80, 0x80]) },
 );
@@ -114,7 +129,8 @@ describe('fuzz: Utf8Validator agrees with TextDecoder (fatal)', () => {
         let index = -1;
         let start = 0;
         for (const end of [...splitPoints(bytes.length, points), bytes.length]) {
-          const r = mode === 'subarray' ? validator.write(bytes.subarray(start, end)) : validator.write(bytes, start, end);
+          const r =
+            mode === 'subarray' ? validator.write(bytes.subarray(start, end)) : validator.write(bytes, start, end);
           if (r !== -1) {
             index = mode === 'subarray' ? start + r : r;
             assert.ok(index >= start && index < end, `index ${index} outside the chunk [${start}, ${end})`);

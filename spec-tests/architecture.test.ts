@@ -36,6 +36,8 @@ const DRIVERS = ['client.ts', 'connection.ts', 'deflate-zlib.ts', 'server.ts', '
 const APPS = ['cli.ts', 'index.ts'];
 
 const MAX_LINES = 650;
+/** Prettier's print width (.prettierrc.json): it wraps code; comments and strings in src/ are wrapped by hand. */
+const MAX_COLUMNS = 120;
 
 function source(file: string): string {
   return readFileSync(SRC + file, 'utf8');
@@ -44,7 +46,8 @@ function source(file: string): string {
 /** Module specifiers a file imports (static imports and re-exports, type-only ones included). */
 function imports(file: string): string[] {
   const specifiers: string[] = [];
-  for (const match of source(file).matchAll(/^\s*(?:import|export)\s[^'"]*?from\s+'([^']+)'/gm)) specifiers.push(match[1]!);
+  for (const match of source(file).matchAll(/^\s*(?:import|export)\s[^'"]*?from\s+'([^']+)'/gm))
+    specifiers.push(match[1]!);
   return specifiers;
 }
 
@@ -56,12 +59,16 @@ function localImports(file: string): string[] {
 
 /** Code without comments, so a comment that mentions `Date.now()` is not a use of it. */
 function code(file: string): string {
-  return source(file).replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '');
+  return source(file)
+    .replace(/\/\*[\s\S]*?\*\//g, '')
+    .replace(/\/\/.*$/gm, '');
 }
 
 describe('the layers of src/', () => {
   it('every file of src/ is in exactly one layer (core, drivers, apps)', () => {
-    const files = readdirSync(SRC).filter((file) => file.endsWith('.ts')).sort();
+    const files = readdirSync(SRC)
+      .filter((file) => file.endsWith('.ts'))
+      .sort();
     assert.deepEqual(files, [...CORE, ...DRIVERS, ...APPS].sort());
   });
 
@@ -79,7 +86,8 @@ describe('the layers of src/', () => {
   });
 
   it('the core reads no clock and schedules nothing: time comes in as an argument', () => {
-    const forbidden = /\b(Date\.now|new Date|performance\.now|setTimeout|setInterval|setImmediate|queueMicrotask|process\.nextTick|process\.hrtime)\b/;
+    const forbidden =
+      /\b(Date\.now|new Date|performance\.now|setTimeout|setInterval|setImmediate|queueMicrotask|process\.nextTick|process\.hrtime)\b/;
     for (const file of CORE) {
       const found = forbidden.exec(code(file));
       assert.equal(found, null, `${file} uses ${found?.[0]}`);
@@ -98,6 +106,16 @@ describe('the layers of src/', () => {
       state.set(file, 'done');
     };
     for (const file of graph.keys()) walk(file, []);
+  });
+
+  it(`no line of src/ is wider than ${MAX_COLUMNS} columns, comments included`, () => {
+    for (const file of [...CORE, ...DRIVERS, ...APPS]) {
+      source(file)
+        .split('\n')
+        .forEach((line, index) => {
+          assert.ok(line.length <= MAX_COLUMNS, `${file}:${index + 1} is ${line.length} columns wide`);
+        });
+    }
   });
 
   it(`no file of src/ is longer than ${MAX_LINES} lines`, () => {

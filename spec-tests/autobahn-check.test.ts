@@ -19,22 +19,53 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
  * close code lists, 12.x: 5 data sets x 18 message sizes, 13.x: 7 deflate parameter sets x 18).
  */
 const SUBGROUPS: [string, number][] = [
-  ['1.1', 8], ['1.2', 8],
+  ['1.1', 8],
+  ['1.2', 8],
   ...Array.from({ length: 11 }, (_, i): [string, number] => [`2.${i + 1}`, 0]),
   ...Array.from({ length: 7 }, (_, i): [string, number] => [`3.${i + 1}`, 0]),
-  ['4.1', 5], ['4.2', 5],
+  ['4.1', 5],
+  ['4.2', 5],
   ...Array.from({ length: 20 }, (_, i): [string, number] => [`5.${i + 1}`, 0]),
-  ...[3, 4, 2, 4, 5, 11, 4, 2, 4, 3, 5, 8, 5, 10, 1, 3, 5, 5, 5, 7, 8, 34, 7].map((n, i): [string, number] => [`6.${i + 1}`, n]),
-  ['7.1', 6], ['7.3', 6], ['7.5', 1], ['7.7', 13], ['7.9', 9], ['7.13', 2],
-  ['9.1', 6], ['9.2', 6], ['9.3', 9], ['9.4', 9], ['9.5', 6], ['9.6', 6], ['9.7', 6], ['9.8', 6],
+  ...[3, 4, 2, 4, 5, 11, 4, 2, 4, 3, 5, 8, 5, 10, 1, 3, 5, 5, 5, 7, 8, 34, 7].map((n, i): [string, number] => [
+    `6.${i + 1}`,
+    n,
+  ]),
+  ['7.1', 6],
+  ['7.3', 6],
+  ['7.5', 1],
+  ['7.7', 13],
+  ['7.9', 9],
+  ['7.13', 2],
+  ['9.1', 6],
+  ['9.2', 6],
+  ['9.3', 9],
+  ['9.4', 9],
+  ['9.5', 6],
+  ['9.6', 6],
+  ['9.7', 6],
+  ['9.8', 6],
   ['10.1', 1],
   ...Array.from({ length: 5 }, (_, i): [string, number] => [`12.${i + 1}`, 18]),
   ...Array.from({ length: 7 }, (_, i): [string, number] => [`13.${i + 1}`, 18]),
 ];
 /** A count of 0 means the subgroup id is itself the case (2.1, 3.4, 5.20). */
-const ALL_CASES = SUBGROUPS.flatMap(([prefix, n]) => (n === 0 ? [prefix] : Array.from({ length: n }, (_, i) => `${prefix}.${i + 1}`)));
+const ALL_CASES = SUBGROUPS.flatMap(([prefix, n]) =>
+  n === 0 ? [prefix] : Array.from({ length: n }, (_, i) => `${prefix}.${i + 1}`),
+);
 /** Cases per group in a full run. */
-const FULL_GROUPS: Record<string, number> = { 1: 16, 2: 11, 3: 7, 4: 10, 5: 20, 6: 145, 7: 37, 9: 54, 10: 1, 12: 90, 13: 126 };
+const FULL_GROUPS: Record<string, number> = {
+  1: 16,
+  2: 11,
+  3: 7,
+  4: 10,
+  5: 20,
+  6: 145,
+  7: 37,
+  9: 54,
+  10: 1,
+  12: 90,
+  13: 126,
+};
 
 interface Entry {
   behavior: string;
@@ -44,12 +75,28 @@ interface Entry {
   reportfile: string;
 }
 
-function entry(agent: string, id: string, behavior = 'OK', behaviorClose = behavior, remoteCloseCode: number | null = 1000): Entry {
-  return { behavior, behaviorClose, duration: 3, remoteCloseCode, reportfile: `${agent}_case_${id.replaceAll('.', '_')}.json` };
+function entry(
+  agent: string,
+  id: string,
+  behavior = 'OK',
+  behaviorClose = behavior,
+  remoteCloseCode: number | null = 1000,
+): Entry {
+  return {
+    behavior,
+    behaviorClose,
+    duration: 3,
+    remoteCloseCode,
+    reportfile: `${agent}_case_${id.replaceAll('.', '_')}.json`,
+  };
 }
 
 /** The cases of one agent, with some overridden; keys in the order the suite writes them (sorted as strings). */
-function agentCases(agent: string, ids: readonly string[], overrides: Record<string, Partial<Entry>> = {}): Record<string, Entry> {
+function agentCases(
+  agent: string,
+  ids: readonly string[],
+  overrides: Record<string, Partial<Entry>> = {},
+): Record<string, Entry> {
   const cases: Record<string, Entry> = {};
   for (const id of [...ids].sort()) cases[id] = { ...entry(agent, id), ...overrides[id] };
   return cases;
@@ -77,7 +124,11 @@ interface Run {
   stderr: string;
 }
 
-function run(args: string[], command: string = process.execPath, prefix: string[] = ['--import', 'tsx', 'autobahn/check.ts']): Promise<Run> {
+function run(
+  args: string[],
+  command: string = process.execPath,
+  prefix: string[] = ['--import', 'tsx', 'autobahn/check.ts'],
+): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, [...prefix, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -95,7 +146,10 @@ function run(args: string[], command: string = process.execPath, prefix: string[
 
 /** The cells of a Markdown table row: "| a | b |" -> ["a", "b"]. */
 function cells(line: string): string[] {
-  return line.slice(1, -1).split('|').map((cell) => cell.trim());
+  return line
+    .slice(1, -1)
+    .split('|')
+    .map((cell) => cell.trim());
 }
 
 interface Section {
@@ -131,7 +185,11 @@ function sections(stdout: string): Section[] {
       const record = Object.fromEntries(header.map((name, i) => [name, row[i]!]));
       groups.set(record.Group === '' ? record.Name! : record.Group!, record);
     }
-    result.push({ heading: lines[0]!, groups, failing: failingTable === undefined ? [] : failingTable.slice(2).map(cells) });
+    result.push({
+      heading: lines[0]!,
+      groups,
+      failing: failingTable === undefined ? [] : failingTable.slice(2).map(cells),
+    });
   }
   return result;
 }
@@ -141,12 +199,21 @@ function counts(section: Section, group: string): Record<string, number> {
   const row = section.groups.get(group);
   assert.ok(row !== undefined, `no row for group ${group}`);
   const numbers: Record<string, number> = {};
-  for (const column of ['cases', 'OK', 'INFORMATIONAL', 'NON-STRICT', 'UNIMPLEMENTED', 'FAILED', 'other']) numbers[column] = Number(row[column]);
+  for (const column of ['cases', 'OK', 'INFORMATIONAL', 'NON-STRICT', 'UNIMPLEMENTED', 'FAILED', 'other'])
+    numbers[column] = Number(row[column]);
   return numbers;
 }
 
 function only(section: Section, group: string, column: string, n: number, cases: number): void {
-  const expected: Record<string, number> = { cases, OK: 0, INFORMATIONAL: 0, 'NON-STRICT': 0, UNIMPLEMENTED: 0, FAILED: 0, other: 0 };
+  const expected: Record<string, number> = {
+    cases,
+    OK: 0,
+    INFORMATIONAL: 0,
+    'NON-STRICT': 0,
+    UNIMPLEMENTED: 0,
+    FAILED: 0,
+    other: 0,
+  };
   expected[column] = n;
   if (column !== 'OK') expected.OK = cases - n;
   assert.deepEqual(counts(section, group), expected, `group ${group}`);
@@ -185,7 +252,15 @@ describe('autobahn:check, the Autobahn|Testsuite report checker', () => {
 
   it('passes when the only cases that are not OK are INFORMATIONAL (7.1.6, 7.13.1, 7.13.2)', async () => {
     const informational = { behavior: 'INFORMATIONAL', behaviorClose: 'INFORMATIONAL' };
-    const path = fixture(indexJson({ wsrfc: agentCases('wsrfc', ALL_CASES, { '7.1.6': informational, '7.13.1': informational, '7.13.2': informational }) }));
+    const path = fixture(
+      indexJson({
+        wsrfc: agentCases('wsrfc', ALL_CASES, {
+          '7.1.6': informational,
+          '7.13.1': informational,
+          '7.13.2': informational,
+        }),
+      }),
+    );
     const { code, stdout, stderr } = await run([path]);
     assert.equal(code, 0, `stdout: ${stdout}\nstderr: ${stderr}`);
     const [section] = sections(stdout);
@@ -196,15 +271,37 @@ describe('autobahn:check, the Autobahn|Testsuite report checker', () => {
 
   it('passes a report whose cases are all INFORMATIONAL', async () => {
     const ids = ['7.1.6', '7.13.1', '7.13.2'];
-    const path = fixture(indexJson({ wsrfc: agentCases('wsrfc', ids, Object.fromEntries(ids.map((id) => [id, { behavior: 'INFORMATIONAL', behaviorClose: 'INFORMATIONAL' }]))) }));
+    const path = fixture(
+      indexJson({
+        wsrfc: agentCases(
+          'wsrfc',
+          ids,
+          Object.fromEntries(ids.map((id) => [id, { behavior: 'INFORMATIONAL', behaviorClose: 'INFORMATIONAL' }])),
+        ),
+      }),
+    );
     const { code, stdout } = await run([path]);
     assert.equal(code, 0, stdout);
     const [section] = sections(stdout);
-    assert.deepEqual(counts(section!, 'Total'), { cases: 3, OK: 0, INFORMATIONAL: 3, 'NON-STRICT': 0, UNIMPLEMENTED: 0, FAILED: 0, other: 0 });
+    assert.deepEqual(counts(section!, 'Total'), {
+      cases: 3,
+      OK: 0,
+      INFORMATIONAL: 3,
+      'NON-STRICT': 0,
+      UNIMPLEMENTED: 0,
+      FAILED: 0,
+      other: 0,
+    });
   });
 
   it('fails on one NON-STRICT case, counts it in its group and lists it with both values', async () => {
-    const path = fixture(indexJson({ wsrfc: agentCases('wsrfc', ALL_CASES, { '6.4.3': { behavior: 'NON-STRICT', behaviorClose: 'OK', remoteCloseCode: 1007 } }) }));
+    const path = fixture(
+      indexJson({
+        wsrfc: agentCases('wsrfc', ALL_CASES, {
+          '6.4.3': { behavior: 'NON-STRICT', behaviorClose: 'OK', remoteCloseCode: 1007 },
+        }),
+      }),
+    );
     const { code, stdout, stderr } = await run([path]);
     assert.equal(code, 1, `stdout: ${stdout}\nstderr: ${stderr}`);
     const [section] = sections(stdout);
@@ -215,7 +312,11 @@ describe('autobahn:check, the Autobahn|Testsuite report checker', () => {
   });
 
   it('fails on one UNIMPLEMENTED case (compression not negotiated)', async () => {
-    const path = fixture(indexJson({ wsrfc: agentCases('wsrfc', ALL_CASES, { '13.3.1': { behavior: 'UNIMPLEMENTED', behaviorClose: 'OK' } }) }));
+    const path = fixture(
+      indexJson({
+        wsrfc: agentCases('wsrfc', ALL_CASES, { '13.3.1': { behavior: 'UNIMPLEMENTED', behaviorClose: 'OK' } }),
+      }),
+    );
     const { code, stdout } = await run([path]);
     assert.equal(code, 1, stdout);
     const [section] = sections(stdout);
@@ -225,7 +326,13 @@ describe('autobahn:check, the Autobahn|Testsuite report checker', () => {
   });
 
   it('fails on a case whose behaviorClose is FAILED although its behavior is OK', async () => {
-    const path = fixture(indexJson({ wsrfc: agentCases('wsrfc', ALL_CASES, { '5.1': { behavior: 'OK', behaviorClose: 'FAILED', remoteCloseCode: null } }) }));
+    const path = fixture(
+      indexJson({
+        wsrfc: agentCases('wsrfc', ALL_CASES, {
+          '5.1': { behavior: 'OK', behaviorClose: 'FAILED', remoteCloseCode: null },
+        }),
+      }),
+    );
     const { code, stdout } = await run([path]);
     assert.equal(code, 1, stdout);
     const [section] = sections(stdout);
@@ -247,7 +354,15 @@ describe('autobahn:check, the Autobahn|Testsuite report checker', () => {
     const { code, stdout } = await run([path]);
     assert.equal(code, 1, stdout);
     const [section] = sections(stdout);
-    assert.deepEqual(counts(section!, '7'), { cases: 37, OK: 34, INFORMATIONAL: 0, 'NON-STRICT': 0, UNIMPLEMENTED: 0, FAILED: 1, other: 2 });
+    assert.deepEqual(counts(section!, '7'), {
+      cases: 37,
+      OK: 34,
+      INFORMATIONAL: 0,
+      'NON-STRICT': 0,
+      UNIMPLEMENTED: 0,
+      FAILED: 1,
+      other: 2,
+    });
     only(section!, '2', 'other', 1, 11);
     assert.deepEqual(
       section!.failing.map((row) => row.slice(0, 3)),
@@ -263,7 +378,9 @@ describe('autobahn:check, the Autobahn|Testsuite report checker', () => {
   it('lists failing cases in numeric order (12.1.9 before 12.1.10, 2.1 before 10.1.1)', async () => {
     const failed = { behavior: 'FAILED', behaviorClose: 'OK' };
     const ids = ['12.1.10', '12.1.9', '10.1.1', '2.1', '1.1.8', '6.10.1', '6.9.1'];
-    const path = fixture(indexJson({ wsrfc: agentCases('wsrfc', ALL_CASES, Object.fromEntries(ids.map((id) => [id, failed]))) }));
+    const path = fixture(
+      indexJson({ wsrfc: agentCases('wsrfc', ALL_CASES, Object.fromEntries(ids.map((id) => [id, failed]))) }),
+    );
     const { code, stdout } = await run([path]);
     assert.equal(code, 1, stdout);
     const [section] = sections(stdout);
@@ -277,7 +394,12 @@ describe('autobahn:check, the Autobahn|Testsuite report checker', () => {
 
   it('reports each agent of a file on its own; one failing agent fails the file', async () => {
     // As in a client run: the driver once without --deflate, once with it.
-    const plainCompression = Object.fromEntries(ALL_CASES.filter((id) => /^1[23]\./.test(id)).map((id) => [id, { behavior: 'UNIMPLEMENTED', behaviorClose: 'OK' }]));
+    const plainCompression = Object.fromEntries(
+      ALL_CASES.filter((id) => /^1[23]\./.test(id)).map((id) => [
+        id,
+        { behavior: 'UNIMPLEMENTED', behaviorClose: 'OK' },
+      ]),
+    );
     const path = fixture(
       indexJson({
         wsrfc: agentCases('wsrfc', ALL_CASES, plainCompression),
@@ -319,9 +441,21 @@ describe('autobahn:check, the Autobahn|Testsuite report checker', () => {
       ['null', 'null', /expected an object of agents.*null/],
       ['an agent without cases', '{ "wsrfc": {} }', /agent "wsrfc" has no cases/],
       ['an agent that is not an object', '{ "wsrfc": [1, 2] }', /agent "wsrfc": expected an object of cases/],
-      ['a case without behavior', '{ "wsrfc": { "1.1.1": { "behaviorClose": "OK" } } }', /case "1\.1\.1": "behavior" should be a string/],
-      ['a case without behaviorClose', '{ "wsrfc": { "1.1.1": { "behavior": "OK" } } }', /"behaviorClose" should be a string/],
-      ['a key that is not a case id', '{ "wsrfc": { "1.1.x": { "behavior": "OK", "behaviorClose": "OK" } } }', /"1\.1\.x": not a case id/],
+      [
+        'a case without behavior',
+        '{ "wsrfc": { "1.1.1": { "behaviorClose": "OK" } } }',
+        /case "1\.1\.1": "behavior" should be a string/,
+      ],
+      [
+        'a case without behaviorClose',
+        '{ "wsrfc": { "1.1.1": { "behavior": "OK" } } }',
+        /"behaviorClose" should be a string/,
+      ],
+      [
+        'a key that is not a case id',
+        '{ "wsrfc": { "1.1.x": { "behavior": "OK", "behaviorClose": "OK" } } }',
+        /"1\.1\.x": not a case id/,
+      ],
     ];
     for (const [what, text, message] of cases) {
       it(what, async () => {
@@ -368,10 +502,15 @@ describe('autobahn:check, the Autobahn|Testsuite report checker', () => {
   });
 
   it('runs through the package script: npm run autobahn:check -- PATH keeps the exit code', async () => {
-    const path = fixture(indexJson({ wsrfc: agentCases('wsrfc', ['1.1.1', '6.4.3'], { '6.4.3': { behavior: 'NON-STRICT' } }) }));
+    const path = fixture(
+      indexJson({ wsrfc: agentCases('wsrfc', ['1.1.1', '6.4.3'], { '6.4.3': { behavior: 'NON-STRICT' } }) }),
+    );
     const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
     const { code, stdout } = await run(['run', '--silent', 'autobahn:check', '--', path], npm, []);
     assert.equal(code, 1, stdout);
-    assert.deepEqual(sections(stdout)[0]!.failing.map((row) => row.slice(0, 3)), [['6.4.3', 'NON-STRICT', 'OK']]);
+    assert.deepEqual(
+      sections(stdout)[0]!.failing.map((row) => row.slice(0, 3)),
+      [['6.4.3', 'NON-STRICT', 'OK']],
+    );
   });
 });

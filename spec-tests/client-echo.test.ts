@@ -5,7 +5,15 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Opcode, WebSocket, WebSocketServer, connect, type ClientOptions, type ServerOptions, type TracedFrame } from '../src/index.js';
+import {
+  Opcode,
+  WebSocket,
+  WebSocketServer,
+  connect,
+  type ClientOptions,
+  type ServerOptions,
+  type TracedFrame,
+} from '../src/index.js';
 import { record, type Recorder } from './helpers/client-events.js';
 import { withTimeout } from './helpers/library.js';
 
@@ -56,9 +64,18 @@ for (const mode of [
   { name: 'unfragmented', client: {}, server: {} },
   // Both sides fragment: the client sends odd-sized fragments that split UTF-8 sequences, and
   // the server's echo comes back in other fragment sizes, which the client reassembles.
-  { name: 'fragmented (client fragmentSize 1000, server 4093)', client: { fragmentSize: 1000 }, server: { fragmentSize: 4093 } },
+  {
+    name: 'fragmented (client fragmentSize 1000, server 4093)',
+    client: { fragmentSize: 1000 },
+    server: { fragmentSize: 4093 },
+  },
   // permessage-deflate (RFC 7692) on both sides: messages of 1024 bytes and more go compressed.
-  { name: 'compressed (permessage-deflate, fragmentSize 7000)', client: { perMessageDeflate: true, fragmentSize: 7000 }, server: { perMessageDeflate: true }, deflate: true },
+  {
+    name: 'compressed (permessage-deflate, fragmentSize 7000)',
+    client: { perMessageDeflate: true, fragmentSize: 7000 },
+    server: { perMessageDeflate: true },
+    deflate: true,
+  },
 ] as { name: string; client: ClientOptions; server: ServerOptions; deflate?: boolean }[]) {
   describe(`echo against our server, ${mode.name}`, () => {
     let echo: { server: WebSocketServer; url: string };
@@ -66,7 +83,11 @@ for (const mode of [
     before(async () => {
       echo = await startEcho(mode.server);
       client = await openClient(echo.url, mode.client);
-      assert.equal(client.ws.extensions.startsWith('permessage-deflate'), mode.deflate === true, `extensions: "${client.ws.extensions}"`);
+      assert.equal(
+        client.ws.extensions.startsWith('permessage-deflate'),
+        mode.deflate === true,
+        `extensions: "${client.ws.extensions}"`,
+      );
     });
     after(async () => {
       await closeClient(client);
@@ -100,7 +121,10 @@ describe('echo against our server: the rest of a session', () => {
 
   it('fragments outgoing messages by fragmentSize (seen through trace)', T, async () => {
     const out: TracedFrame[] = [];
-    const client = await openClient(echo.url, { fragmentSize: 1000, trace: (frame) => frame.direction === 'out' && out.push(frame) });
+    const client = await openClient(echo.url, {
+      fragmentSize: 1000,
+      trace: (frame) => frame.direction === 'out' && out.push(frame),
+    });
     try {
       client.ws.send(binaryOfSize(65536));
       client.ws.send('x'.repeat(999));
@@ -109,9 +133,15 @@ describe('echo against our server: the rest of a session', () => {
       const shape = out.map((f) => f.opcode);
       assert.equal(shape.length, 66 + 1 + 1);
       assert.equal(shape[0], Opcode.Binary);
-      assert.ok(shape.slice(1, 66).every((opcode) => opcode === Opcode.Continuation), 'shape.slice(1, 66).every((opcode) => opcode === Opcode.Continuation)');
+      assert.ok(
+        shape.slice(1, 66).every((opcode) => opcode === Opcode.Continuation),
+        'shape.slice(1, 66).every((opcode) => opcode === Opcode.Continuation)',
+      );
       assert.deepEqual(shape.slice(66), [Opcode.Text, Opcode.Binary]);
-      assert.ok(out.every((f) => f.masked), 'out.every((f) => f.masked)');
+      assert.ok(
+        out.every((f) => f.masked),
+        'out.every((f) => f.masked)',
+      );
       assert.deepEqual(
         out.map((f) => f.fin),
         [...Array(65).fill(false), true, true, true],
@@ -161,7 +191,8 @@ describe('echo against our server: the rest of a session', () => {
         }
       }
       const received: { data: Buffer; isBinary: boolean }[] = [];
-      for (let i = 0; i < count; i++) received.push(await withTimeout(client.events.nextMessage(), 10_000, `echo #${i}`));
+      for (let i = 0; i < count; i++)
+        received.push(await withTimeout(client.events.nextMessage(), 10_000, `echo #${i}`));
       for (let i = 0; i < count; i++) {
         assert.equal(received[i]!.isBinary, expected[i]!.isBinary, `message ${i}: wrong type`);
         assert.ok(received[i]!.data.equals(expected[i]!.data), `message ${i} differs or is out of order`);

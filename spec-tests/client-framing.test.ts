@@ -59,63 +59,73 @@ function waitFor<T>(peer: ServerPeer, event: string, ms = 3_000): Promise<T> {
 }
 
 describe('RFC 6455 §5.1, §5.3: every frame the client sends is masked, with a fresh key', () => {
-  it('masks data frames, fragments, pings, pongs and the close frame, each with its own unpredictable key', T, async () => {
-    const s = await open({ fragmentSize: 0 });
-    try {
-      const sent: { data: Buffer; isBinary: boolean }[] = [];
-      for (let i = 0; i < 160; i++) {
-        const text = 'é'.repeat(i % 40) + `#${i}`;
-        s.ws.send(text);
-        sent.push({ data: Buffer.from(text), isBinary: false });
-      }
-      for (let i = 0; i < 40; i++) {
-        const bytes = Buffer.alloc(i * 37, i);
-        s.ws.send(bytes);
-        sent.push({ data: bytes, isBinary: true });
-      }
-      s.ws.send('');
-      sent.push({ data: Buffer.alloc(0), isBinary: false });
-      s.ws.send(Buffer.alloc(300, 0x5a), { fragmentSize: 7 });
-      sent.push({ data: Buffer.alloc(300, 0x5a), isBinary: true });
-      for (let i = 0; i < 10; i++) s.ws.ping(i === 0 ? '' : `ping ${i}`);
-      s.ws.pong('unsolicited');
-      s.ws.close(1000, 'done');
+  it(
+    'masks data frames, fragments, pings, pongs and the close frame, each with its own unpredictable key',
+    T,
+    async () => {
+      const s = await open({ fragmentSize: 0 });
+      try {
+        const sent: { data: Buffer; isBinary: boolean }[] = [];
+        for (let i = 0; i < 160; i++) {
+          const text = 'é'.repeat(i % 40) + `#${i}`;
+          s.ws.send(text);
+          sent.push({ data: Buffer.from(text), isBinary: false });
+        }
+        for (let i = 0; i < 40; i++) {
+          const bytes = Buffer.alloc(i * 37, i);
+          s.ws.send(bytes);
+          sent.push({ data: bytes, isBinary: true });
+        }
+        s.ws.send('');
+        sent.push({ data: Buffer.alloc(0), isBinary: false });
+        s.ws.send(Buffer.alloc(300, 0x5a), { fragmentSize: 7 });
+        sent.push({ data: Buffer.alloc(300, 0x5a), isBinary: true });
+        for (let i = 0; i < 10; i++) s.ws.ping(i === 0 ? '' : `ping ${i}`);
+        s.ws.pong('unsolicited');
+        s.ws.close(1000, 'done');
 
-      const close = await s.peer.waitCloseFrame(5_000);
-      assert.equal(close.code, 1000);
-      assert.equal(close.reason, 'done');
-      // The peer records an unmasked frame as a protocol error: none was.
-      assert.deepEqual(s.peer.protocolErrors, []);
-      assert.deepEqual(s.peer.messages, sent, 'payloads did not survive masking');
-      assert.deepEqual(
-        s.peer.pings.map((p) => p.toString()),
-        ['', ...Array.from({ length: 9 }, (_, i) => `ping ${i + 1}`)],
-      );
-      assert.equal(s.peer.pongs[0]?.toString(), 'unsolicited');
+        const close = await s.peer.waitCloseFrame(5_000);
+        assert.equal(close.code, 1000);
+        assert.equal(close.reason, 'done');
+        // The peer records an unmasked frame as a protocol error: none was.
+        assert.deepEqual(s.peer.protocolErrors, []);
+        assert.deepEqual(s.peer.messages, sent, 'payloads did not survive masking');
+        assert.deepEqual(
+          s.peer.pings.map((p) => p.toString()),
+          ['', ...Array.from({ length: 9 }, (_, i) => `ping ${i + 1}`)],
+        );
+        assert.equal(s.peer.pongs[0]?.toString(), 'unsolicited');
 
-      const frames = s.peer.frames;
-      // 201 single-frame messages + 43 fragments + 11 control frames + close.
-      assert.equal(frames.length, 201 + 43 + 11 + 1);
-      assert.ok(frames.every((f) => f.masked && f.maskKey !== null && f.maskKey.length === 4), 'an unmasked frame');
-      const keys = frames.map((f) => Buffer.from(f.maskKey!));
-      const distinct = new Set(keys.map((k) => k.toString('hex'))).size;
-      assert.ok(distinct >= keys.length - 2, `only ${distinct} distinct keys out of ${keys.length}`);
-      // Unpredictable: about half of all key bits set, and no counter-like sequence.
-      const ones = keys.reduce((sum, k) => sum + [...k].reduce((n, b) => n + popcount(b), 0), 0);
-      const bits = keys.length * 32;
-      assert.ok(ones > bits * 0.4 && ones < bits * 0.6, `${ones} of ${bits} key bits set`);
-      let steps = 0;
-      for (let i = 1; i < keys.length; i++) {
-        const delta = (keys[i]!.readUInt32BE(0) - keys[i - 1]!.readUInt32BE(0)) >>> 0;
-        if (delta <= 16) steps++;
+        const frames = s.peer.frames;
+        // 201 single-frame messages + 43 fragments + 11 control frames + close.
+        assert.equal(frames.length, 201 + 43 + 11 + 1);
+        assert.ok(
+          frames.every((f) => f.masked && f.maskKey !== null && f.maskKey.length === 4),
+          'an unmasked frame',
+        );
+        const keys = frames.map((f) => Buffer.from(f.maskKey!));
+        const distinct = new Set(keys.map((k) => k.toString('hex'))).size;
+        assert.ok(distinct >= keys.length - 2, `only ${distinct} distinct keys out of ${keys.length}`);
+        // Unpredictable: about half of all key bits set, and no counter-like sequence.
+        const ones = keys.reduce((sum, k) => sum + [...k].reduce((n, b) => n + popcount(b), 0), 0);
+        const bits = keys.length * 32;
+        assert.ok(ones > bits * 0.4 && ones < bits * 0.6, `${ones} of ${bits} key bits set`);
+        let steps = 0;
+        for (let i = 1; i < keys.length; i++) {
+          const delta = (keys[i]!.readUInt32BE(0) - keys[i - 1]!.readUInt32BE(0)) >>> 0;
+          if (delta <= 16) steps++;
+        }
+        assert.ok(steps <= 2, `${steps} consecutive keys differ by a small step`);
+        // No all-zero keys (a zero key is no masking at all).
+        assert.ok(
+          keys.filter((k) => k.readUInt32BE(0) === 0).length <= 1,
+          'keys.filter((k) => k.readUInt32BE(0) === 0).length <= 1',
+        );
+      } finally {
+        await s.dispose();
       }
-      assert.ok(steps <= 2, `${steps} consecutive keys differ by a small step`);
-      // No all-zero keys (a zero key is no masking at all).
-      assert.ok(keys.filter((k) => k.readUInt32BE(0) === 0).length <= 1, 'keys.filter((k) => k.readUInt32BE(0) === 0).length <= 1');
-    } finally {
-      await s.dispose();
-    }
-  });
+    },
+  );
 
   it("never modifies the application's buffers when masking them", T, async () => {
     const s = await open();
@@ -127,9 +137,16 @@ describe('RFC 6455 §5.1, §5.3: every frame the client sends is masked, with a 
       s.ws.send(large);
       s.ws.send(view.subarray(2, 6));
       s.ws.send(large, { fragmentSize: 4096 });
-      await withTimeout(Promise.all([s.peer.nextMessage(), s.peer.nextMessage(), s.peer.nextMessage(), s.peer.nextMessage()]), 5_000, 'the messages');
+      await withTimeout(
+        Promise.all([s.peer.nextMessage(), s.peer.nextMessage(), s.peer.nextMessage(), s.peer.nextMessage()]),
+        5_000,
+        'the messages',
+      );
       assert.equal(small.toString(), 'hello, masking');
-      assert.ok(large.every((b) => b === 0x41), 'large.every((b) => b === 0x41)');
+      assert.ok(
+        large.every((b) => b === 0x41),
+        'large.every((b) => b === 0x41)',
+      );
       assert.deepEqual([...view], [1, 2, 3, 4, 5, 6, 7, 8]);
       assert.deepEqual(s.peer.messages[2]!.data, Buffer.from([3, 4, 5, 6]));
     } finally {
@@ -137,32 +154,39 @@ describe('RFC 6455 §5.1, §5.3: every frame the client sends is masked, with a 
     }
   });
 
-  it('splits messages into fragmentSize frames: first with the opcode, then continuations, FIN on the last', T, async () => {
-    const s = await open({ fragmentSize: 10 });
-    try {
-      const text = 'ab€'.repeat(9); // 45 bytes: the 3-byte € gets split across frames
-      s.ws.send(text);
-      s.ws.send(Buffer.alloc(10, 1)); // exactly one fragment: one frame
-      s.ws.send(Buffer.alloc(0));
-      const first = await withTimeout(s.peer.nextMessage(), 3_000, 'the text message');
-      assert.equal(first.data.toString(), text);
-      await withTimeout(s.peer.nextMessage(), 3_000, 'the second message');
-      await withTimeout(s.peer.nextMessage(), 3_000, 'the third message');
-      const shape = s.peer.frames.map((f) => [f.opcode, f.fin, f.payload.length]);
-      assert.deepEqual(shape, [
-        [Opcode.Text, false, 10],
-        [Opcode.Continuation, false, 10],
-        [Opcode.Continuation, false, 10],
-        [Opcode.Continuation, false, 10],
-        [Opcode.Continuation, true, 5],
-        [Opcode.Binary, true, 10],
-        [Opcode.Binary, true, 0],
-      ]);
-      assert.ok(s.peer.frames.every((f) => f.masked), 's.peer.frames.every((f) => f.masked)');
-    } finally {
-      await s.dispose();
-    }
-  });
+  it(
+    'splits messages into fragmentSize frames: first with the opcode, then continuations, FIN on the last',
+    T,
+    async () => {
+      const s = await open({ fragmentSize: 10 });
+      try {
+        const text = 'ab€'.repeat(9); // 45 bytes: the 3-byte € gets split across frames
+        s.ws.send(text);
+        s.ws.send(Buffer.alloc(10, 1)); // exactly one fragment: one frame
+        s.ws.send(Buffer.alloc(0));
+        const first = await withTimeout(s.peer.nextMessage(), 3_000, 'the text message');
+        assert.equal(first.data.toString(), text);
+        await withTimeout(s.peer.nextMessage(), 3_000, 'the second message');
+        await withTimeout(s.peer.nextMessage(), 3_000, 'the third message');
+        const shape = s.peer.frames.map((f) => [f.opcode, f.fin, f.payload.length]);
+        assert.deepEqual(shape, [
+          [Opcode.Text, false, 10],
+          [Opcode.Continuation, false, 10],
+          [Opcode.Continuation, false, 10],
+          [Opcode.Continuation, false, 10],
+          [Opcode.Continuation, true, 5],
+          [Opcode.Binary, true, 10],
+          [Opcode.Binary, true, 0],
+        ]);
+        assert.ok(
+          s.peer.frames.every((f) => f.masked),
+          's.peer.frames.every((f) => f.masked)',
+        );
+      } finally {
+        await s.dispose();
+      }
+    },
+  );
 });
 
 interface ViolationCase {
@@ -174,13 +198,23 @@ interface ViolationCase {
   delivered?: number;
 }
 
-const text = (payload: string | Uint8Array, extra: Partial<FrameSpec> = {}): Buffer => encodeFrame({ opcode: Opcode.Text, payload, ...extra });
-const binary = (payload: Uint8Array, extra: Partial<FrameSpec> = {}): Buffer => encodeFrame({ opcode: Opcode.Binary, payload, ...extra });
+const text = (payload: string | Uint8Array, extra: Partial<FrameSpec> = {}): Buffer =>
+  encodeFrame({ opcode: Opcode.Text, payload, ...extra });
+const binary = (payload: Uint8Array, extra: Partial<FrameSpec> = {}): Buffer =>
+  encodeFrame({ opcode: Opcode.Binary, payload, ...extra });
 const closeFrame = (payload: Uint8Array): Buffer => encodeFrame({ opcode: Opcode.Close, payload });
 
 const violations: ViolationCase[] = [
-  { name: 'a masked frame from the server (§5.1)', bytes: () => text('hello', { maskKey: randomMaskKey() }), code: 1002 },
-  { name: 'a masked ping from the server (§5.1)', bytes: () => encodeFrame({ opcode: Opcode.Ping, payload: 'x', maskKey: randomMaskKey() }), code: 1002 },
+  {
+    name: 'a masked frame from the server (§5.1)',
+    bytes: () => text('hello', { maskKey: randomMaskKey() }),
+    code: 1002,
+  },
+  {
+    name: 'a masked ping from the server (§5.1)',
+    bytes: () => encodeFrame({ opcode: Opcode.Ping, payload: 'x', maskKey: randomMaskKey() }),
+    code: 1002,
+  },
   ...[0x3, 0x4, 0x7].map((opcode) => ({
     name: `reserved data opcode 0x${opcode.toString(16)} (§5.2)`,
     bytes: () => encodeFrame({ opcode, payload: 'x' }),
@@ -195,16 +229,36 @@ const violations: ViolationCase[] = [
   { name: 'RSV2 set (§5.2)', bytes: () => binary(Buffer.from([1]), { rsv2: true }), code: 1002 },
   { name: 'RSV3 set (§5.2)', bytes: () => text('x', { rsv3: true }), code: 1002 },
   { name: 'RSV1 on a ping (§5.2)', bytes: () => encodeFrame({ opcode: Opcode.Ping, rsv1: true }), code: 1002 },
-  { name: 'a ping with 126 bytes of payload (§5.5)', bytes: () => encodeFrame({ opcode: Opcode.Ping, payload: Buffer.alloc(126) }), code: 1002 },
-  { name: 'a pong with 200 bytes of payload, 16-bit length (§5.5)', bytes: () => encodeFrame({ opcode: Opcode.Pong, payload: Buffer.alloc(200) }), code: 1002 },
+  {
+    name: 'a ping with 126 bytes of payload (§5.5)',
+    bytes: () => encodeFrame({ opcode: Opcode.Ping, payload: Buffer.alloc(126) }),
+    code: 1002,
+  },
+  {
+    name: 'a pong with 200 bytes of payload, 16-bit length (§5.5)',
+    bytes: () => encodeFrame({ opcode: Opcode.Pong, payload: Buffer.alloc(200) }),
+    code: 1002,
+  },
   {
     name: 'a close frame with 126 bytes of payload (§5.5)',
     bytes: () => closeFrame(closePayload(1000, 'r'.repeat(124))),
     code: 1002,
   },
-  { name: 'a fragmented ping (§5.5)', bytes: () => encodeFrame({ opcode: Opcode.Ping, fin: false, payload: 'x' }), code: 1002 },
-  { name: 'a fragmented close (§5.5)', bytes: () => encodeFrame({ opcode: Opcode.Close, fin: false, payload: closePayload(1000) }), code: 1002 },
-  { name: 'a continuation frame with no message open (§5.4)', bytes: () => encodeFrame({ opcode: Opcode.Continuation, payload: 'x' }), code: 1002 },
+  {
+    name: 'a fragmented ping (§5.5)',
+    bytes: () => encodeFrame({ opcode: Opcode.Ping, fin: false, payload: 'x' }),
+    code: 1002,
+  },
+  {
+    name: 'a fragmented close (§5.5)',
+    bytes: () => encodeFrame({ opcode: Opcode.Close, fin: false, payload: closePayload(1000) }),
+    code: 1002,
+  },
+  {
+    name: 'a continuation frame with no message open (§5.4)',
+    bytes: () => encodeFrame({ opcode: Opcode.Continuation, payload: 'x' }),
+    code: 1002,
+  },
   {
     name: 'a final continuation frame after a complete message (§5.4)',
     bytes: () => Buffer.concat([text('done'), encodeFrame({ opcode: Opcode.Continuation, payload: 'more' })]),
@@ -232,12 +286,24 @@ const violations: ViolationCase[] = [
     code: 1002,
   },
   { name: 'invalid UTF-8 in a text message (§8.1)', bytes: () => text(Buffer.from([0x48, 0xc3, 0x28])), code: 1007 },
-  { name: 'a UTF-16 surrogate encoded in a text message (§8.1)', bytes: () => text(Buffer.from([0xed, 0xa0, 0x80])), code: 1007 },
+  {
+    name: 'a UTF-16 surrogate encoded in a text message (§8.1)',
+    bytes: () => text(Buffer.from([0xed, 0xa0, 0x80])),
+    code: 1007,
+  },
   { name: 'an overlong encoding in a text message (§8.1)', bytes: () => text(Buffer.from([0xc0, 0xaf])), code: 1007 },
-  { name: 'a text message ending inside a code point (§8.1)', bytes: () => text(Buffer.from([0x61, 0xe2, 0x82])), code: 1007 },
+  {
+    name: 'a text message ending inside a code point (§8.1)',
+    bytes: () => text(Buffer.from([0x61, 0xe2, 0x82])),
+    code: 1007,
+  },
   {
     name: 'invalid UTF-8 in the second fragment of a text message (§8.1)',
-    bytes: () => Buffer.concat([text('valid ', { fin: false }), encodeFrame({ opcode: Opcode.Continuation, fin: false, payload: Buffer.from([0xff]) })]),
+    bytes: () =>
+      Buffer.concat([
+        text('valid ', { fin: false }),
+        encodeFrame({ opcode: Opcode.Continuation, fin: false, payload: Buffer.from([0xff]) }),
+      ]),
     code: 1007,
   },
   {
@@ -255,7 +321,11 @@ const violations: ViolationCase[] = [
     bytes: () => closeFrame(closePayload(code)),
     code: 1002,
   })),
-  { name: 'a close reason that is not UTF-8 (§5.5.1, §8.1)', bytes: () => closeFrame(closePayload(1000, Buffer.from([0xce, 0xba, 0xe1]))), code: 1007 },
+  {
+    name: 'a close reason that is not UTF-8 (§5.5.1, §8.1)',
+    bytes: () => closeFrame(closePayload(1000, Buffer.from([0xce, 0xba, 0xe1]))),
+    code: 1007,
+  },
   {
     name: 'a single-frame message over maxMessageSize (§10.4)',
     options: { maxMessageSize: 1000 },
@@ -337,22 +407,28 @@ function compressed(data: string | Uint8Array): Buffer {
 }
 
 describe('RFC 7692: with permessage-deflate negotiated', () => {
-  const acceptDeflate: Responder = (request) => acceptResponse(request, { headers: [['Sec-WebSocket-Extensions', 'permessage-deflate']] });
+  const acceptDeflate: Responder = (request) =>
+    acceptResponse(request, { headers: [['Sec-WebSocket-Extensions', 'permessage-deflate']] });
 
   it('inflates a compressed message (RSV1 on its first frame only), fragmented or not', T, async () => {
     const s = await open({ perMessageDeflate: true }, acceptDeflate);
     try {
       const body = 'compress me '.repeat(200);
       const packed = compressed(body);
-      s.peer.write(Buffer.concat([
-        text(packed, { rsv1: true }),
-        text(packed.subarray(0, 10), { rsv1: true, fin: false }),
-        encodeFrame({ opcode: Opcode.Continuation, payload: packed.subarray(10) }),
-        text('not compressed'),
-      ]));
+      s.peer.write(
+        Buffer.concat([
+          text(packed, { rsv1: true }),
+          text(packed.subarray(0, 10), { rsv1: true, fin: false }),
+          encodeFrame({ opcode: Opcode.Continuation, payload: packed.subarray(10) }),
+          text('not compressed'),
+        ]),
+      );
       const messages = [];
       for (let i = 0; i < 3; i++) messages.push(await withTimeout(s.events.nextMessage(), 3_000, `message ${i}`));
-      assert.deepEqual(messages.map((m) => m.data.toString()), [body, body, 'not compressed']);
+      assert.deepEqual(
+        messages.map((m) => m.data.toString()),
+        [body, body, 'not compressed'],
+      );
     } finally {
       await s.dispose();
     }
@@ -362,11 +438,19 @@ describe('RFC 7692: with permessage-deflate negotiated', () => {
     { name: 'RSV1 on a ping', bytes: () => encodeFrame({ opcode: Opcode.Ping, rsv1: true }), code: 1002 },
     {
       name: 'RSV1 on a continuation frame',
-      bytes: () => Buffer.concat([text(compressed('ab'), { rsv1: true, fin: false }), encodeFrame({ opcode: Opcode.Continuation, rsv1: true, payload: compressed('cd') })]),
+      bytes: () =>
+        Buffer.concat([
+          text(compressed('ab'), { rsv1: true, fin: false }),
+          encodeFrame({ opcode: Opcode.Continuation, rsv1: true, payload: compressed('cd') }),
+        ]),
       code: 1002,
     },
     { name: 'RSV2 on a data frame', bytes: () => text(compressed('x'), { rsv1: true, rsv2: true }), code: 1002 },
-    { name: 'a compressed message that does not inflate', bytes: () => text(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x00]), { rsv1: true }), code: 1002 },
+    {
+      name: 'a compressed message that does not inflate',
+      bytes: () => text(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x00]), { rsv1: true }),
+      code: 1002,
+    },
     {
       name: 'a compressed message that inflates to invalid UTF-8',
       bytes: () => text(compressed(Buffer.from([0x61, 0xff, 0x62])), { rsv1: true }),
@@ -407,7 +491,13 @@ describe('RFC 6455 §5.5.2, §5.5.3: pings and pongs from the server', () => {
       const pings = s.events.events.filter((e) => e.type === 'ping');
       assert.equal(pings.length, 1);
       // A ping in the middle of a fragmented message is answered too, and the message survives.
-      s.peer.write(Buffer.concat([text('frag', { fin: false }), encodeFrame({ opcode: Opcode.Ping, payload: Buffer.alloc(125, 7) }), encodeFrame({ opcode: Opcode.Continuation, payload: 'mented' })]));
+      s.peer.write(
+        Buffer.concat([
+          text('frag', { fin: false }),
+          encodeFrame({ opcode: Opcode.Ping, payload: Buffer.alloc(125, 7) }),
+          encodeFrame({ opcode: Opcode.Continuation, payload: 'mented' }),
+        ]),
+      );
       const message = await withTimeout(s.events.nextMessage(), 3_000, 'the message');
       assert.equal(message.data.toString(), 'fragmented');
       const pong2 = await waitFor<Buffer>(s.peer, 'pong');
@@ -459,29 +549,36 @@ describe('RFC 6455 §5.5.2, §5.5.3: pings and pongs from the server', () => {
 });
 
 describe('RFC 6455 §7: the closing handshake from the client side', () => {
-  it('server-initiated: the client echoes the code and waits for the server to close TCP first (§7.1.1)', T, async () => {
-    const s = await open({ closeTimeout: 5_000 });
-    try {
-      s.peer.write(closeFrame(closePayload(1001, 'going away')));
-      const close = await s.peer.waitCloseFrame(3_000);
-      assert.equal(close.code, 1001);
-      // The server takes its time: the client must not close TCP meanwhile.
-      await delay(250);
-      assert.equal(s.peer.peerEndedAt, null, 'the client closed TCP before the server did');
-      assert.equal(s.events.count('close'), 0);
-      assert.equal(s.ws.readyState, WebSocket.CLOSING);
-      // Messages can no longer be sent.
-      assert.equal(s.ws.send('too late'), false);
-      s.peer.end();
-      const closed = await withTimeout(s.events.closed, 3_000, "'close'");
-      assert.deepEqual({ code: closed.code, reason: closed.reason, wasClean: closed.wasClean }, { code: 1001, reason: 'going away', wasClean: true });
-      await s.peer.waitClosed(3_000);
-      assert.ok(s.peer.peerEndedAt! >= s.peer.weEndedAt!, 'the client FIN came before the server FIN');
-      assert.equal(s.peer.messages.length, 0, 'data sent after the close frame');
-    } finally {
-      await s.dispose();
-    }
-  });
+  it(
+    'server-initiated: the client echoes the code and waits for the server to close TCP first (§7.1.1)',
+    T,
+    async () => {
+      const s = await open({ closeTimeout: 5_000 });
+      try {
+        s.peer.write(closeFrame(closePayload(1001, 'going away')));
+        const close = await s.peer.waitCloseFrame(3_000);
+        assert.equal(close.code, 1001);
+        // The server takes its time: the client must not close TCP meanwhile.
+        await delay(250);
+        assert.equal(s.peer.peerEndedAt, null, 'the client closed TCP before the server did');
+        assert.equal(s.events.count('close'), 0);
+        assert.equal(s.ws.readyState, WebSocket.CLOSING);
+        // Messages can no longer be sent.
+        assert.equal(s.ws.send('too late'), false);
+        s.peer.end();
+        const closed = await withTimeout(s.events.closed, 3_000, "'close'");
+        assert.deepEqual(
+          { code: closed.code, reason: closed.reason, wasClean: closed.wasClean },
+          { code: 1001, reason: 'going away', wasClean: true },
+        );
+        await s.peer.waitClosed(3_000);
+        assert.ok(s.peer.peerEndedAt! >= s.peer.weEndedAt!, 'the client FIN came before the server FIN');
+        assert.equal(s.peer.messages.length, 0, 'data sent after the close frame');
+      } finally {
+        await s.dispose();
+      }
+    },
+  );
 
   it('server-initiated, server closes TCP promptly: clean close, well before closeTimeout', T, async () => {
     const s = await open({ closeTimeout: 4_000 });
@@ -492,10 +589,16 @@ describe('RFC 6455 §7: the closing handshake from the client side', () => {
       const close = await s.peer.waitCloseFrame(3_000);
       assert.equal(close.code, 4001);
       const closed = await withTimeout(s.events.closed, 3_000, "'close'");
-      assert.deepEqual({ code: closed.code, reason: closed.reason, wasClean: closed.wasClean }, { code: 4001, reason: 'custom', wasClean: true });
+      assert.deepEqual(
+        { code: closed.code, reason: closed.reason, wasClean: closed.wasClean },
+        { code: 4001, reason: 'custom', wasClean: true },
+      );
       assert.ok(closed.at - started < 2_000, `closed after ${Math.round(closed.at - started)} ms`);
       await s.peer.waitClosed(3_000);
-      assert.ok(s.peer.weEndedAt !== null && s.peer.peerEndedAt !== null && s.peer.weEndedAt <= s.peer.peerEndedAt, 'the client closed TCP first');
+      assert.ok(
+        s.peer.weEndedAt !== null && s.peer.peerEndedAt !== null && s.peer.weEndedAt <= s.peer.peerEndedAt,
+        'the client closed TCP first',
+      );
     } finally {
       await s.dispose();
     }
@@ -525,10 +628,16 @@ describe('RFC 6455 §7: the closing handshake from the client side', () => {
       assert.equal(close.code, 1000);
       await s.peer.waitClosed(3_000);
       const waited = s.peer.closedAt! - close.at;
-      assert.ok(waited >= 200 && waited < 2_500, `the client closed TCP ${Math.round(waited)} ms after its close frame`);
+      assert.ok(
+        waited >= 200 && waited < 2_500,
+        `the client closed TCP ${Math.round(waited)} ms after its close frame`,
+      );
       const closed = await withTimeout(s.events.closed, 3_000, "'close'");
       // Both close frames were exchanged: the closing handshake completed (§7.1.4).
-      assert.deepEqual({ code: closed.code, reason: closed.reason, wasClean: closed.wasClean }, { code: 1000, reason: 'bye', wasClean: true });
+      assert.deepEqual(
+        { code: closed.code, reason: closed.reason, wasClean: closed.wasClean },
+        { code: 1000, reason: 'bye', wasClean: true },
+      );
     } finally {
       await s.dispose();
     }
@@ -547,7 +656,10 @@ describe('RFC 6455 §7: the closing handshake from the client side', () => {
       const close = await s.peer.waitCloseFrame(3_000);
       assert.deepEqual({ code: close.code, reason: close.reason }, { code: 1000, reason: 'done' });
       const closed = await withTimeout(s.events.closed, 3_000, "'close'");
-      assert.deepEqual({ code: closed.code, reason: closed.reason, wasClean: closed.wasClean }, { code: 1000, reason: 'done', wasClean: true });
+      assert.deepEqual(
+        { code: closed.code, reason: closed.reason, wasClean: closed.wasClean },
+        { code: 1000, reason: 'done', wasClean: true },
+      );
       assert.ok(closed.at - started < 2_000, `closed after ${Math.round(closed.at - started)} ms`);
       assert.equal(s.ws.readyState, WebSocket.CLOSED);
       await delay(30);
@@ -573,21 +685,25 @@ describe('RFC 6455 §7: the closing handshake from the client side', () => {
     }
   });
 
-  it('client-initiated, the server never answers: the client gives up after closeTimeout; 1006, not clean', T, async () => {
-    const s = await open({ closeTimeout: 300 });
-    try {
-      s.ws.close(1000);
-      const close = await s.peer.waitCloseFrame(3_000);
-      assert.equal(close.code, 1000);
-      await s.peer.waitClosed(3_000);
-      const waited = s.peer.closedAt! - close.at;
-      assert.ok(waited >= 200 && waited < 2_500, `gave up after ${Math.round(waited)} ms`);
-      const closed = await withTimeout(s.events.closed, 3_000, "'close'");
-      assert.deepEqual({ code: closed.code, wasClean: closed.wasClean }, { code: 1006, wasClean: false });
-    } finally {
-      await s.dispose();
-    }
-  });
+  it(
+    'client-initiated, the server never answers: the client gives up after closeTimeout; 1006, not clean',
+    T,
+    async () => {
+      const s = await open({ closeTimeout: 300 });
+      try {
+        s.ws.close(1000);
+        const close = await s.peer.waitCloseFrame(3_000);
+        assert.equal(close.code, 1000);
+        await s.peer.waitClosed(3_000);
+        const waited = s.peer.closedAt! - close.at;
+        assert.ok(waited >= 200 && waited < 2_500, `gave up after ${Math.round(waited)} ms`);
+        const closed = await withTimeout(s.events.closed, 3_000, "'close'");
+        assert.deepEqual({ code: closed.code, wasClean: closed.wasClean }, { code: 1006, wasClean: false });
+      } finally {
+        await s.dispose();
+      }
+    },
+  );
 
   it('the server drops TCP without a close frame: close 1006, not clean', T, async () => {
     const s = await open();
@@ -606,10 +722,17 @@ describe('RFC 6455 §7: the closing handshake from the client side', () => {
     const s = await open();
     try {
       s.peer.on('closeFrame', () => s.peer.end());
-      const frames = [text('one'), binary(Buffer.from([2])), text('th', { fin: false }), encodeFrame({ opcode: Opcode.Continuation, payload: 'ree' })];
+      const frames = [
+        text('one'),
+        binary(Buffer.from([2])),
+        text('th', { fin: false }),
+        encodeFrame({ opcode: Opcode.Continuation, payload: 'ree' }),
+      ];
       s.peer.write(Buffer.concat([...frames, closeFrame(closePayload(1000)), text('after close: ignored')]));
       await withTimeout(s.events.closed, 3_000, "'close'");
-      const types = s.events.events.filter((e) => e.type === 'message' || e.type === 'close').map((e) => (e.type === 'message' ? e.data.toString('latin1') : 'close'));
+      const types = s.events.events
+        .filter((e) => e.type === 'message' || e.type === 'close')
+        .map((e) => (e.type === 'message' ? e.data.toString('latin1') : 'close'));
       assert.deepEqual(types, ['one', '\x02', 'three', 'close']);
     } finally {
       await s.dispose();
@@ -628,7 +751,10 @@ describe('the trace option', () => {
       await withTimeout(s.peer.nextMessage(), 3_000, "the client's message");
       const seen = traced.map((f) => `${f.direction} ${f.opcode} ${f.payload.toString()} ${f.masked}`);
       assert.ok(seen.includes(`out ${Opcode.Text} from client true`), seen.join(' | '));
-      assert.ok(seen.includes(`in ${Opcode.Text} from server false`), `incoming frames are not traced: ${seen.join(' | ')}`);
+      assert.ok(
+        seen.includes(`in ${Opcode.Text} from server false`),
+        `incoming frames are not traced: ${seen.join(' | ')}`,
+      );
     } finally {
       await s.dispose();
     }

@@ -24,7 +24,12 @@ import {
 const T = { timeout: 8_000 };
 
 /** Connect a client to `server` and return the request the server read, then close both ends. */
-async function requestFor(server: RawServer, url: string, options: ClientOptions = {}, protocols?: string | string[]): Promise<ParsedRequest> {
+async function requestFor(
+  server: RawServer,
+  url: string,
+  options: ClientOptions = {},
+  protocols?: string | string[],
+): Promise<ParsedRequest> {
   const ws = new WebSocket(url, protocols, { handshakeTimeout: 3_000, ...options });
   const events = record(ws);
   const peer = await withTimeout(server.nextPeer(), 3_000, 'the request');
@@ -76,7 +81,10 @@ describe('RFC 6455 §4.1: the opening handshake request', () => {
     }
     assert.equal(new Set(keys).size, keys.length, 'a key was reused');
     // Random bytes: over 12 x 128 bits, about half the bits are set.
-    const bits = keys.reduce((sum, key) => sum + [...Buffer.from(key, 'base64')].reduce((n, b) => n + popcount(b), 0), 0);
+    const bits = keys.reduce(
+      (sum, key) => sum + [...Buffer.from(key, 'base64')].reduce((n, b) => n + popcount(b), 0),
+      0,
+    );
     assert.ok(bits > 12 * 128 * 0.35 && bits < 12 * 128 * 0.65, `${bits} bits set out of ${12 * 128}`);
   });
 
@@ -87,14 +95,18 @@ describe('RFC 6455 §4.1: the opening handshake request', () => {
     assert.equal(request.header('origin'), undefined);
   });
 
-  it('offers the subprotocols in order of preference (constructor argument, string, or options.protocols)', T, async () => {
-    const fromArray = await requestFor(server, server.url('/'), {}, ['chat', 'superchat']);
-    assert.deepEqual(splitList(fromArray.header('sec-websocket-protocol')), ['chat', 'superchat']);
-    const fromString = await requestFor(server, server.url('/'), {}, 'v2.json');
-    assert.deepEqual(splitList(fromString.header('sec-websocket-protocol')), ['v2.json']);
-    const fromOptions = await requestFor(server, server.url('/'), { protocols: ['mqtt', 'wamp.2.json'] });
-    assert.deepEqual(splitList(fromOptions.header('sec-websocket-protocol')), ['mqtt', 'wamp.2.json']);
-  });
+  it(
+    'offers the subprotocols in order of preference (constructor argument, string, or options.protocols)',
+    T,
+    async () => {
+      const fromArray = await requestFor(server, server.url('/'), {}, ['chat', 'superchat']);
+      assert.deepEqual(splitList(fromArray.header('sec-websocket-protocol')), ['chat', 'superchat']);
+      const fromString = await requestFor(server, server.url('/'), {}, 'v2.json');
+      assert.deepEqual(splitList(fromString.header('sec-websocket-protocol')), ['v2.json']);
+      const fromOptions = await requestFor(server, server.url('/'), { protocols: ['mqtt', 'wamp.2.json'] });
+      assert.deepEqual(splitList(fromOptions.header('sec-websocket-protocol')), ['mqtt', 'wamp.2.json']);
+    },
+  );
 
   it('sends custom headers and the origin option', T, async () => {
     const request = await requestFor(server, server.url('/'), {
@@ -155,7 +167,15 @@ describe('RFC 6455 §4.1: the opening handshake request', () => {
     assert.equal(parseWebSocketUrl('ws://example.com/p/q?r=s&t').path, '/p/q?r=s&t');
   });
 
-  for (const url of ['ftp://example.com/', 'file:///tmp/x', 'ws://example.com/#frag', 'ws://example.com/path#', 'not a url', 'ws://', 'mailto:a@b.c']) {
+  for (const url of [
+    'ftp://example.com/',
+    'file:///tmp/x',
+    'ws://example.com/#frag',
+    'ws://example.com/path#',
+    'not a url',
+    'ws://',
+    'mailto:a@b.c',
+  ]) {
     it(`rejects ${JSON.stringify(url)} with a SyntaxError, sending nothing`, T, async () => {
       const before = server.peers.length;
       assert.throws(() => new WebSocket(url), SyntaxError);
@@ -178,7 +198,10 @@ describe('RFC 6455 §4.1: the opening handshake request', () => {
     ['a header name with CRLF', { headers: { 'X-A\r\nX-Injected': '1' } }],
     ['an origin with CRLF', { origin: 'https://a.example\r\nX-Injected: 1' }],
     // U+010D U+010A pass a /[\r\n]/ check but become 0x0D 0x0A when written as Latin-1.
-    ['a header value with U+010D U+010A (CR LF once cut to Latin-1)', { headers: { 'X-Evil': 'a\u010d\u010aX-Injected: 1' } }],
+    [
+      'a header value with U+010D U+010A (CR LF once cut to Latin-1)',
+      { headers: { 'X-Evil': 'a\u010d\u010aX-Injected: 1' } },
+    ],
   ];
   for (const [what, options] of injections) {
     it(`refuses ${what}: throws or fails the connection, never crashes, never sends it`, T, async () => {
@@ -192,7 +215,11 @@ describe('RFC 6455 §4.1: the opening handshake request', () => {
       }
       if (ws !== null) {
         const events = record(ws);
-        const outcome = await withTimeout(Promise.race([events.closed.then(() => 'closed'), events.opened.then(() => 'opened')]), 3_000, "'close'");
+        const outcome = await withTimeout(
+          Promise.race([events.closed.then(() => 'closed'), events.opened.then(() => 'opened')]),
+          3_000,
+          "'close'",
+        );
         if (outcome === 'opened') {
           const sent = server.peers.at(-1)?.request;
           ws.terminate();
@@ -241,7 +268,9 @@ describe('RFC 6455 §4.1: accepting the server response', () => {
   it("sets protocol to the server's choice, or '' when the server chooses none", T, async () => {
     const server = await RawServer.start({
       respond: (request) =>
-        acceptResponse(request, { headers: request.target === '/choose' ? [['Sec-WebSocket-Protocol', 'superchat']] : [] }),
+        acceptResponse(request, {
+          headers: request.target === '/choose' ? [['Sec-WebSocket-Protocol', 'superchat']] : [],
+        }),
     });
     try {
       const chosen = await connect(server.url('/choose'), { protocols: ['chat', 'superchat'] });
@@ -260,7 +289,10 @@ describe('RFC 6455 §4.1: accepting the server response', () => {
 
   it('offers permessage-deflate when asked, and records the agreed extension', T, async () => {
     const server = await RawServer.start({
-      respond: (request) => acceptResponse(request, { headers: [['Sec-WebSocket-Extensions', 'permessage-deflate; client_max_window_bits=10']] }),
+      respond: (request) =>
+        acceptResponse(request, {
+          headers: [['Sec-WebSocket-Extensions', 'permessage-deflate; client_max_window_bits=10']],
+        }),
     });
     try {
       const ws = await connect(server.url('/'), { perMessageDeflate: true });
@@ -276,30 +308,40 @@ describe('RFC 6455 §4.1: accepting the server response', () => {
     }
   });
 
-  it("emits 'upgrade' with the response headers (lower-case names), then 'open'; readyState goes 0 -> 1", T, async () => {
-    const server = await RawServer.start({
-      respond: (request) => acceptResponse(request, { headers: [['X-Server', 'hostile/1.0'], ['Set-Cookie', 'a=b']] }),
-    });
-    try {
-      const ws = new WebSocket(server.url('/'));
-      assert.equal(ws.readyState, WebSocket.CONNECTING);
-      assert.throws(() => ws.send('too early'), InvalidStateError);
-      const events = record(ws);
-      await withTimeout(events.opened, 3_000, "'open'");
-      assert.equal(ws.readyState, WebSocket.OPEN);
-      assert.deepEqual(
-        events.events.map((e) => e.type),
-        ['upgrade', 'open'],
-      );
-      const upgrade = events.events[0] as { type: 'upgrade'; headers: Record<string, string> };
-      assert.equal(upgrade.headers['x-server'], 'hostile/1.0');
-      assert.equal(upgrade.headers['upgrade'], 'websocket');
-      ws.terminate();
-      await withTimeout(events.closed, 3_000, "'close'");
-    } finally {
-      await server.close();
-    }
-  });
+  it(
+    "emits 'upgrade' with the response headers (lower-case names), then 'open'; readyState goes 0 -> 1",
+    T,
+    async () => {
+      const server = await RawServer.start({
+        respond: (request) =>
+          acceptResponse(request, {
+            headers: [
+              ['X-Server', 'hostile/1.0'],
+              ['Set-Cookie', 'a=b'],
+            ],
+          }),
+      });
+      try {
+        const ws = new WebSocket(server.url('/'));
+        assert.equal(ws.readyState, WebSocket.CONNECTING);
+        assert.throws(() => ws.send('too early'), InvalidStateError);
+        const events = record(ws);
+        await withTimeout(events.opened, 3_000, "'open'");
+        assert.equal(ws.readyState, WebSocket.OPEN);
+        assert.deepEqual(
+          events.events.map((e) => e.type),
+          ['upgrade', 'open'],
+        );
+        const upgrade = events.events[0] as { type: 'upgrade'; headers: Record<string, string> };
+        assert.equal(upgrade.headers['x-server'], 'hostile/1.0');
+        assert.equal(upgrade.headers['upgrade'], 'websocket');
+        ws.terminate();
+        await withTimeout(events.closed, 3_000, "'close'");
+      } finally {
+        await server.close();
+      }
+    },
+  );
 });
 
 interface FailureCase {
@@ -322,7 +364,11 @@ const bigHeader = 'x'.repeat(20 * 1024);
 const failures: FailureCase[] = [
   {
     name: 'status 200 with a body (Content-Length)',
-    respond: () => httpResponse(200, 'OK', 'hello, this is not a websocket', [['Content-Type', 'text/plain'], ['Content-Length', '30']]),
+    respond: () =>
+      httpResponse(200, 'OK', 'hello, this is not a websocket', [
+        ['Content-Type', 'text/plain'],
+        ['Content-Length', '30'],
+      ]),
     message: /200[\s\S]*hello, this is not a websocket/,
     status: 200,
     body: 'hello, this is not a websocket',
@@ -330,7 +376,11 @@ const failures: FailureCase[] = [
   },
   {
     name: 'status 403 with a body, then the server closes',
-    respond: () => httpResponse(403, 'Forbidden', 'origin not allowed\n', [['Connection', 'close'], ['Content-Length', '19']]),
+    respond: () =>
+      httpResponse(403, 'Forbidden', 'origin not allowed\n', [
+        ['Connection', 'close'],
+        ['Content-Length', '19'],
+      ]),
     message: /403[\s\S]*origin not allowed/,
     status: 403,
     body: 'origin not allowed\n',
@@ -425,7 +475,12 @@ const failures: FailureCase[] = [
     name: 'a 101 choosing two subprotocols in two headers',
     protocols: ['chat', 'superchat'],
     respond: (request) =>
-      acceptResponse(request, { headers: [['Sec-WebSocket-Protocol', 'chat'], ['Sec-WebSocket-Protocol', 'superchat']] }),
+      acceptResponse(request, {
+        headers: [
+          ['Sec-WebSocket-Protocol', 'chat'],
+          ['Sec-WebSocket-Protocol', 'superchat'],
+        ],
+      }),
     message: /subprotocol/i,
     status: 101,
   },
@@ -437,7 +492,10 @@ const failures: FailureCase[] = [
   },
   {
     name: 'a 101 with Sec-WebSocket-Extensions: x-webkit-deflate-frame (not offered)',
-    respond: (request) => acceptResponse(request, { headers: [['Sec-WebSocket-Extensions', 'x-webkit-deflate-frame; max_window_bits=10']] }),
+    respond: (request) =>
+      acceptResponse(request, {
+        headers: [['Sec-WebSocket-Extensions', 'x-webkit-deflate-frame; max_window_bits=10']],
+      }),
     message: /extension/i,
     status: 101,
   },
@@ -451,21 +509,26 @@ const failures: FailureCase[] = [
   {
     name: 'a 101 accepting permessage-deflate twice',
     options: { perMessageDeflate: true },
-    respond: (request) => acceptResponse(request, { headers: [['Sec-WebSocket-Extensions', 'permessage-deflate, permessage-deflate']] }),
+    respond: (request) =>
+      acceptResponse(request, { headers: [['Sec-WebSocket-Extensions', 'permessage-deflate, permessage-deflate']] }),
     message: /extension|deflate/i,
     status: 101,
   },
   {
     name: 'a 101 accepting permessage-deflate with an unknown parameter (RFC 7692 §7)',
     options: { perMessageDeflate: true },
-    respond: (request) => acceptResponse(request, { headers: [['Sec-WebSocket-Extensions', 'permessage-deflate; x_unknown']] }),
+    respond: (request) =>
+      acceptResponse(request, { headers: [['Sec-WebSocket-Extensions', 'permessage-deflate; x_unknown']] }),
     message: /parameter|deflate|extension/i,
     status: 101,
   },
   {
     name: 'a 101 accepting permessage-deflate with server_max_window_bits=7 (RFC 7692 §7.1.2)',
     options: { perMessageDeflate: true },
-    respond: (request) => acceptResponse(request, { headers: [['Sec-WebSocket-Extensions', 'permessage-deflate; server_max_window_bits=7']] }),
+    respond: (request) =>
+      acceptResponse(request, {
+        headers: [['Sec-WebSocket-Extensions', 'permessage-deflate; server_max_window_bits=7']],
+      }),
     message: /window|deflate|extension/i,
     status: 101,
   },
@@ -566,7 +629,8 @@ describe('RFC 6455 §4.1: server answers that fail the connection', () => {
         assert.match(error.message, failure.message);
         if (failure.status !== undefined) assert.equal(error.status, failure.status);
         if (failure.body !== undefined) assert.equal(error.body, failure.body);
-        if (failure.status !== undefined && failure.status !== 101) assert.ok(error.headers !== undefined, 'the refusal headers are kept');
+        if (failure.status !== undefined && failure.status !== 101)
+          assert.ok(error.headers !== undefined, 'the refusal headers are kept');
         assert.ok(performance.now() - started < maxMs, `took ${Math.round(performance.now() - started)} ms`);
         const peer1 = await withTimeout(server.nextPeer(), 2_000, 'the first peer');
         await peer1.waitClosed(3_000);
@@ -575,7 +639,10 @@ describe('RFC 6455 §4.1: server answers that fail the connection', () => {
         const ws = new WebSocket(server.url('/'), failure.protocols, options);
         const events = record(ws);
         const closed = await withTimeout(events.closed, 5_000, "'close'");
-        assert.deepEqual({ code: closed.code, reason: closed.reason, wasClean: closed.wasClean }, { code: 1006, reason: '', wasClean: false });
+        assert.deepEqual(
+          { code: closed.code, reason: closed.reason, wasClean: closed.wasClean },
+          { code: 1006, reason: '', wasClean: false },
+        );
         assert.equal(ws.readyState, WebSocket.CLOSED);
         const types = events.events.map((e) => e.type);
         assert.deepEqual(types, ['error', 'close']);
@@ -615,7 +682,10 @@ describe('RFC 6455 §4.1: server answers that fail the connection', () => {
     const closed = await withTimeout(events.closed, 3_000, "'close'");
     assert.equal(closed.code, 1006);
     assert.equal(closed.wasClean, false);
-    assert.deepEqual(events.events.map((e) => e.type), ['error', 'close']);
+    assert.deepEqual(
+      events.events.map((e) => e.type),
+      ['error', 'close'],
+    );
     assert.equal((events.errors()[0] as NodeJS.ErrnoException).code, 'ECONNREFUSED');
 
     const quiet = new WebSocket(url);
@@ -625,21 +695,25 @@ describe('RFC 6455 §4.1: server answers that fail the connection', () => {
     assert.equal(events.count('close') + quietEvents.count('close'), 2);
   });
 
-  it('fails at once, not at the handshake timeout, when the answer does not start with HTTP/ (a TLS server on a ws:// URL)', T, async () => {
-    // A TLS alert record (handshake failure): what a TLS-only port sends back to plain text.
-    const server = await RawServer.start({ decode: false, respond: () => Buffer.from('15030100020228', 'hex') });
-    try {
-      const started = Date.now();
-      const error = await connect(server.url('/'), { handshakeTimeout: 5_000 }).then(
-        () => assert.fail('connected'),
-        (error: unknown) => error as Error,
-      );
-      assert.match(error.message, /malformed HTTP response/);
-      assert.ok(Date.now() - started < 2_000, `failed after ${Date.now() - started} ms`);
-    } finally {
-      await server.close();
-    }
-  });
+  it(
+    'fails at once, not at the handshake timeout, when the answer does not start with HTTP/ (a TLS server on a ws:// URL)',
+    T,
+    async () => {
+      // A TLS alert record (handshake failure): what a TLS-only port sends back to plain text.
+      const server = await RawServer.start({ decode: false, respond: () => Buffer.from('15030100020228', 'hex') });
+      try {
+        const started = Date.now();
+        const error = await connect(server.url('/'), { handshakeTimeout: 5_000 }).then(
+          () => assert.fail('connected'),
+          (error: unknown) => error as Error,
+        );
+        assert.match(error.message, /malformed HTTP response/);
+        assert.ok(Date.now() - started < 2_000, `failed after ${Date.now() - started} ms`);
+      } finally {
+        await server.close();
+      }
+    },
+  );
 
   it('fails when the server resets the connection during the handshake', T, async () => {
     const server = await RawServer.start({
@@ -674,11 +748,17 @@ describe('frames that arrive with the 101', () => {
       const ws = new WebSocket(server.url('/'));
       const received: [string, boolean][] = [];
       ws.on('open', () => {
-        ws.on('message', (data, isBinary) => received.push([isBinary ? data.toString('hex') : data.toString(), isBinary]));
+        ws.on('message', (data, isBinary) =>
+          received.push([isBinary ? data.toString('hex') : data.toString(), isBinary]),
+        );
       });
       const peer = await withTimeout(server.nextPeer(), 3_000, 'the peer');
       // The ping was answered (with its payload, masked).
-      await withTimeout(new Promise((resolve) => (peer.pongs.length > 0 ? resolve(null) : peer.once('pong', resolve))), 3_000, 'the pong');
+      await withTimeout(
+        new Promise((resolve) => (peer.pongs.length > 0 ? resolve(null) : peer.once('pong', resolve))),
+        3_000,
+        'the pong',
+      );
       assert.deepEqual(received, [
         ['hello', false],
         ['010203', true],
@@ -700,9 +780,17 @@ describe('frames that arrive with the 101', () => {
       const received: string[] = [];
       ws.on('message', (data) => received.push(data.toString('hex')));
       const peer = await withTimeout(server.nextPeer(), 3_000, 'the peer');
-      await withTimeout(new Promise((resolve) => (peer.pongs.length > 0 ? resolve(null) : peer.once('pong', resolve))), 3_000, 'the pong');
+      await withTimeout(
+        new Promise((resolve) => (peer.pongs.length > 0 ? resolve(null) : peer.once('pong', resolve))),
+        3_000,
+        'the pong',
+      );
       await delay(30);
-      assert.deepEqual(received, [Buffer.from('hello').toString('hex'), '010203'], 'messages sent with the 101 were lost');
+      assert.deepEqual(
+        received,
+        [Buffer.from('hello').toString('hex'), '010203'],
+        'messages sent with the 101 were lost',
+      );
       const events = record(ws);
       ws.terminate();
       await withTimeout(events.closed, 3_000, "'close'");
@@ -786,7 +874,10 @@ describe('close() and terminate() while CONNECTING', () => {
 });
 
 function splitList(value: string | undefined): string[] {
-  return (value ?? '').split(',').map((item) => item.trim()).filter((item) => item !== '');
+  return (value ?? '')
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
 }
 
 function popcount(byte: number): number {

@@ -24,7 +24,13 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { WebSocketServer, connect, HandshakeError, type PerMessageDeflateOptions, type WebSocket } from '../src/index.js';
+import {
+  WebSocketServer,
+  connect,
+  HandshakeError,
+  type PerMessageDeflateOptions,
+  type WebSocket,
+} from '../src/index.js';
 import { waitUntil, withTimeout } from './helpers/library.js';
 
 const PEER = fileURLToPath(new URL('./helpers/autobahn-python-peer.py', import.meta.url));
@@ -53,7 +59,10 @@ function findPython(): { python: string; facts: Facts } | { python: null; why: s
     if (probe.status === 0) return { python: candidate, facts: JSON.parse(probe.stdout) as Facts };
     tried.push(`${candidate}: ${probe.error?.message ?? probe.stderr.trim().split('\n').pop()}`);
   }
-  return { python: null, why: `no Python with autobahn (${tried.join('; ')}); Debian: apt-get install python3-autobahn` };
+  return {
+    python: null,
+    why: `no Python with autobahn (${tried.join('; ')}); Debian: apt-get install python3-autobahn`,
+  };
 }
 
 const found = findPython();
@@ -102,15 +111,25 @@ function probeReferenced(sizes: [number, number][], plainSize: number): boolean 
   assert.ok(pair.length >= 2, `two compressed probes of ${plainSize} B in ${JSON.stringify(sizes)}`);
   const [first, repeat] = [pair[0]![0], pair[1]![0]];
   if (repeat < first / 4) return true;
-  assert.ok(repeat > first * 0.8, `a repeated ${plainSize}-byte probe is either referenced or not (${first} then ${repeat} B)`);
+  assert.ok(
+    repeat > first * 0.8,
+    `a repeated ${plainSize}-byte probe is either referenced or not (${first} then ${repeat} B)`,
+  );
   return false;
 }
 
 /** One line on what a connection carried, for the test output. */
 function summary(messages: number, compression: CompressionReport | null | undefined): string {
   if (compression === null || compression === undefined) return `${messages} messages, none compressed`;
-  const probes = (sizes: [number, number][]): string => sizes.slice(0, 2).map(([compressed, plain]) => `${plain}->${compressed}`).join(', ');
-  const strict = compression.strict === null ? '' : `; ${compression.strict.strict_bytes} B re-inflated strictly with ${compression.strict.bits} bits`;
+  const probes = (sizes: [number, number][]): string =>
+    sizes
+      .slice(0, 2)
+      .map(([compressed, plain]) => `${plain}->${compressed}`)
+      .join(', ');
+  const strict =
+    compression.strict === null
+      ? ''
+      : `; ${compression.strict.strict_bytes} B re-inflated strictly with ${compression.strict.bits} bits`;
   return (
     `${messages} messages; autobahn compressed ${compression.sent_compressed} (probes ${probes(compression.sent_first)}), ` +
     `received ${compression.received_compressed} compressed (probes ${probes(compression.received_first.filter(([, plain]) => plain === 1100))})${strict}`
@@ -238,7 +257,8 @@ function schedule(seed: number, big: boolean): Outgoing[] {
     out.push({ binary: true, data: probe }, { binary: true, data: probe });
   }
   const middle: [boolean, number][] = [];
-  for (const size of [0, 1, 2, 125, 126, 127, 128, 1023, 1024, 1025, 65535, 65536, 65537]) middle.push([false, size], [true, size]);
+  for (const size of [0, 1, 2, 125, 126, 127, 128, 1023, 1024, 1025, 65535, 65536, 65537])
+    middle.push([false, size], [true, size]);
   for (let i = 0; i < 220; i++) middle.push([random.next() < 0.5, random.int(1, 700)]);
   for (let i = 0; i < 50; i++) middle.push([random.next() < 0.5, random.int(700, 20_000)]);
   for (let i = 0; i < 4; i++) middle.push([random.next() < 0.5, random.int(100_000, 300_000)]);
@@ -322,7 +342,10 @@ function assertStrictWindow(compression: CompressionReport, bits: number): void 
   assert.ok(compression.strict !== null, `a strict ${bits}-bit inflater ran`);
   assert.equal(compression.strict.bits, bits);
   assert.equal(compression.strict.error, null, `what was sent inflates with a ${1 << bits}-byte window`);
-  assert.ok(compression.strict.strict_bytes > 100_000, `enough bytes inflated one output byte at a time (${compression.strict.strict_bytes})`);
+  assert.ok(
+    compression.strict.strict_bytes > 100_000,
+    `enough bytes inflated one output byte at a time (${compression.strict.strict_bytes})`,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -410,25 +433,24 @@ const CLIENT_SCENARIOS: ClientScenario[] = [
     big: true,
     closeBy: 'python',
   },
-  ...[9, 10, 11, 12, 13, 14, 15].map(
-    (bits): ClientScenario => ({
-      name: `request-max-window-bits-${bits}`,
-      title: `request_max_window_bits=${bits}: server_max_window_bits=${bits} accepted and kept to`,
-      server: 'default',
-      offer: { request_max_window_bits: bits },
-      offered: `${DEFAULT_OFFER}; server_max_window_bits=${bits}`,
-      response: `permessage-deflate; client_no_context_takeover; server_max_window_bits=${bits}`,
-      big: bits === 9,
-      closeBy: bits % 2 === 0 ? 'node' : 'python',
-    }),
-  ),
+  ...[9, 10, 11, 12, 13, 14, 15].map((bits): ClientScenario => ({
+    name: `request-max-window-bits-${bits}`,
+    title: `request_max_window_bits=${bits}: server_max_window_bits=${bits} accepted and kept to`,
+    server: 'default',
+    offer: { request_max_window_bits: bits },
+    offered: `${DEFAULT_OFFER}; server_max_window_bits=${bits}`,
+    response: `permessage-deflate; client_no_context_takeover; server_max_window_bits=${bits}`,
+    big: bits === 9,
+    closeBy: bits % 2 === 0 ? 'node' : 'python',
+  })),
   {
     name: 'all-limits',
     title: 'every parameter at once, against a server that limits the client window too',
     server: 'clientMaxWindowBits9',
     offer: { request_no_context_takeover: true, request_max_window_bits: 9 },
     offered: `${DEFAULT_OFFER}; server_no_context_takeover; server_max_window_bits=9`,
-    response: 'permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=9; client_max_window_bits=9',
+    response:
+      'permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=9; client_max_window_bits=9',
     closeBy: 'node',
   },
   {
@@ -462,7 +484,8 @@ const CLIENT_SCENARIOS: ClientScenario[] = [
   },
   {
     name: 'client-max-window-bits-9-context-kept',
-    title: 'a server with clientMaxWindowBits 9 and a client that keeps its context: references within 512 bytes across messages',
+    title:
+      'a server with clientMaxWindowBits 9 and a client that keeps its context: references within 512 bytes across messages',
     server: 'clientMaxWindowBits9',
     offer: { accept_no_context_takeover: false },
     offered: 'permessage-deflate; client_max_window_bits',
@@ -471,7 +494,8 @@ const CLIENT_SCENARIOS: ClientScenario[] = [
   },
   {
     name: 'client-max-window-bits-not-offered',
-    title: 'a server with clientMaxWindowBits 9 must not say client_max_window_bits to a client that did not offer it (§7.1.2.2)',
+    title:
+      'a server with clientMaxWindowBits 9 must not say client_max_window_bits to a client that did not offer it (§7.1.2.2)',
     server: 'clientMaxWindowBits9',
     offer: { accept_max_window_bits: false },
     offered: 'permessage-deflate; client_no_context_takeover',
@@ -510,7 +534,8 @@ const CLIENT_SCENARIOS: ClientScenario[] = [
   // handshake on a response that says 8. Our server says what it is configured to.
   {
     name: 'server-max-window-bits-8',
-    title: 'a server with serverMaxWindowBits 8: autobahn refuses the response (it allows 9-15), and our side closes with 1006',
+    title:
+      'a server with serverMaxWindowBits 8: autobahn refuses the response (it allows 9-15), and our side closes with 1006',
     server: 'serverMaxWindowBits8',
     offer: {},
     offered: DEFAULT_OFFER,
@@ -530,7 +555,8 @@ const CLIENT_SCENARIOS: ClientScenario[] = [
   },
   {
     name: 'request-max-window-bits-8',
-    title: 'with 8 let through (autobahn patched): what we send with server_max_window_bits=8 inflates with a 256-byte window',
+    title:
+      'with 8 let through (autobahn patched): what we send with server_max_window_bits=8 inflates with a 256-byte window',
     server: 'default',
     offer: { request_max_window_bits: 8 },
     offered: `${DEFAULT_OFFER}; server_max_window_bits=8`,
@@ -582,12 +608,21 @@ describe('interop: autobahn-python client against our server (RFC 7692)', () => 
       seed: 1000 + index,
     }));
     try {
-      const output = await runPython(found.python, ['client', JSON.stringify(plan)], 150_000, (process) => (child = process));
+      const output = await runPython(
+        found.python,
+        ['client', JSON.stringify(plan)],
+        150_000,
+        (process) => (child = process),
+      );
       for (const line of output.split('\n').filter((text) => text.startsWith('{'))) {
         const report = JSON.parse(line) as ClientReport;
         reports.set(report.name, report);
       }
-      await waitUntil(() => [...servers.values()].every((server) => server.clients.size === 0), 10_000, 'every connection to end on our side');
+      await waitUntil(
+        () => [...servers.values()].every((server) => server.clients.size === 0),
+        10_000,
+        'every connection to end on our side',
+      );
     } catch (error) {
       runError = error as Error;
     }
@@ -647,7 +682,11 @@ describe('interop: autobahn-python client against our server (RFC 7692)', () => 
       t.diagnostic(summary(report.sent ?? 0, report.compression));
       // First what a user sees: every message echoed, or the connection failed (and how).
       const closed = `closed with ${report.close.code} "${report.close.reason}"`;
-      assert.equal(report.mismatch, null, `${report.mismatch} (after ${report.echoed} echoes, response "${report.response_extensions}", ${closed})`);
+      assert.equal(
+        report.mismatch,
+        null,
+        `${report.mismatch} (after ${report.echoed} echoes, response "${report.response_extensions}", ${closed})`,
+      );
       assert.ok(report.sent! >= 300, `hundreds of messages (${report.sent})`);
       assert.equal(report.echoed, report.sent);
       assert.equal(ours.messages, report.sent! + (scenario.closeBy === 'node' ? 1 : 0));
@@ -671,9 +710,17 @@ describe('interop: autobahn-python client against our server (RFC 7692)', () => 
       assert.equal(compression.sent_compressed, report.sent, 'autobahn compresses every message');
       assert.ok(compression.received_compressed > 0, 'our server compressed some echoes');
       // autobahn's compressor (client to server): context kept unless the response says not.
-      assert.equal(probeReferenced(compression.sent_first, 200), !agreed.clientResets && reaches(agreed.clientBits, 200), 'autobahn refers back into earlier messages exactly when allowed');
+      assert.equal(
+        probeReferenced(compression.sent_first, 200),
+        !agreed.clientResets && reaches(agreed.clientBits, 200),
+        'autobahn refers back into earlier messages exactly when allowed',
+      );
       // Ours (server to client): the same, within our window (with 8 bits, no references at all).
-      assert.equal(probeReferenced(compression.received_first, 1100), !agreed.serverResets && agreed.serverBits > 8 && reaches(agreed.serverBits, 1100), 'our server refers back into earlier messages exactly when allowed');
+      assert.equal(
+        probeReferenced(compression.received_first, 1100),
+        !agreed.serverResets && agreed.serverBits > 8 && reaches(agreed.serverBits, 1100),
+        'our server refers back into earlier messages exactly when allowed',
+      );
       assertStrictWindow(compression, agreed.serverBits);
     });
   }
@@ -798,7 +845,8 @@ const SERVER_SCENARIOS: ServerScenario[] = [
   },
   {
     name: 'client-no-context-takeover',
-    title: 'our client offers client_no_context_takeover; autobahn does not say it back, and we drop our context anyway',
+    title:
+      'our client offers client_no_context_takeover; autobahn does not say it back, and we drop our context anyway',
     client: { clientNoContextTakeover: true },
     query: '',
     offered: 'permessage-deflate; client_no_context_takeover; client_max_window_bits',
@@ -835,7 +883,8 @@ const SERVER_SCENARIOS: ServerScenario[] = [
     client: { serverNoContextTakeover: true, serverMaxWindowBits: 9, clientMaxWindowBits: 9 },
     query: 'rmwb=9&rnct=1',
     offered: 'permessage-deflate; server_no_context_takeover; server_max_window_bits=9; client_max_window_bits=9',
-    response: 'permessage-deflate; server_no_context_takeover; server_max_window_bits=9; client_no_context_takeover; client_max_window_bits=9',
+    response:
+      'permessage-deflate; server_no_context_takeover; server_max_window_bits=9; client_no_context_takeover; client_max_window_bits=9',
     closeBy: 'python',
   },
   {
@@ -881,7 +930,8 @@ const SERVER_SCENARIOS: ServerScenario[] = [
   },
   {
     name: 'accept-request-max-window-bits-8',
-    title: 'with 8 let through (autobahn patched): what we send with client_max_window_bits=8 inflates with a 256-byte window',
+    title:
+      'with 8 let through (autobahn patched): what we send with client_max_window_bits=8 inflates with a 256-byte window',
     client: true,
     query: 'rmwb=8&allow8=1',
     offered: OUR_DEFAULT_OFFER,
@@ -898,7 +948,10 @@ describe('interop: our client against an autobahn-python server (RFC 7692)', () 
 
   before(async () => {
     if (found.python === null) return;
-    const serverProcess = spawn(found.python, [PEER, 'server'], { stdio: ['ignore', 'pipe', 'inherit'], cwd: tmpdir() });
+    const serverProcess = spawn(found.python, [PEER, 'server'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      cwd: tmpdir(),
+    });
     child = serverProcess;
     port = await withTimeout(
       new Promise<number>((resolve, reject) => {
@@ -932,7 +985,11 @@ describe('interop: our client against an autobahn-python server (RFC 7692)', () 
   function reportOf(id: string): Promise<ServerReport> {
     const done = reports.get(id);
     if (done !== undefined) return Promise.resolve(done);
-    return withTimeout(new Promise((resolve) => waiting.set(id, resolve)), 20_000, `the autobahn server's report on ${id}`);
+    return withTimeout(
+      new Promise((resolve) => waiting.set(id, resolve)),
+      20_000,
+      `the autobahn server's report on ${id}`,
+    );
   }
 
   SERVER_SCENARIOS.forEach((scenario, index) => {
@@ -1013,7 +1070,11 @@ describe('interop: our client against an autobahn-python server (RFC 7692)', () 
       if (scenario.closeBy === 'node') ws.close(1000, 'bye from node');
       else ws.send(CLOSE_REQUEST);
       const reason = scenario.closeBy === 'node' ? 'bye from node' : 'bye from python';
-      assert.deepEqual(await withTimeout(closed, 20_000, "our client's 'close'"), [1000, scenario.closeBy === 'node' ? '' : reason, true]);
+      assert.deepEqual(await withTimeout(closed, 20_000, "our client's 'close'"), [
+        1000,
+        scenario.closeBy === 'node' ? '' : reason,
+        true,
+      ]);
 
       const report = await reportOf(scenario.name);
       t.diagnostic(summary(messages.length, report.compression));
@@ -1041,14 +1102,27 @@ describe('interop: our client against an autobahn-python server (RFC 7692)', () 
       const compression = report.compression!;
       assert.ok(compression.received_compressed > 0, 'our client compressed some messages');
       assert.equal(compression.sent_compressed, messages.length, 'autobahn compresses every echo');
-      assert.equal(probeReferenced(compression.sent_first, 200), !theirs.resets && reaches(theirs.bits, 200), 'autobahn refers back into earlier messages exactly when it keeps its context');
-      assert.equal(probeReferenced(compression.received_first, 1100), !ourCompressor.resets && ourCompressor.bits > 8 && reaches(ourCompressor.bits, 1100), 'our client refers back into earlier messages exactly when allowed');
+      assert.equal(
+        probeReferenced(compression.sent_first, 200),
+        !theirs.resets && reaches(theirs.bits, 200),
+        'autobahn refers back into earlier messages exactly when it keeps its context',
+      );
+      assert.equal(
+        probeReferenced(compression.received_first, 1100),
+        !ourCompressor.resets && ourCompressor.bits > 8 && reaches(ourCompressor.bits, 1100),
+        'our client refers back into earlier messages exactly when allowed',
+      );
       assertStrictWindow(compression, agreed.clientBits);
     });
   });
 });
 
-function runPython(python: string, args: string[], timeoutMs: number, started: (child: ChildProcess) => void): Promise<string> {
+function runPython(
+  python: string,
+  args: string[],
+  timeoutMs: number,
+  started: (child: ChildProcess) => void,
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(python, [PEER, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: tmpdir() });
     started(child);

@@ -49,7 +49,12 @@ async function startServer(): Promise<{ server: WebSocketServer; base: string; l
   const log: ServerLog[] = [];
   const server = new WebSocketServer({ protocols: ['superchat', 'chat'], pingInterval: 0 });
   server.on('connection', (connection, request) => {
-    const entry: ServerLog = { path: request.path, offered: request.protocols, protocol: connection.protocol, close: null };
+    const entry: ServerLog = {
+      path: request.path,
+      offered: request.protocols,
+      protocol: connection.protocol,
+      close: null,
+    };
     log.push(entry);
     connection.on('message', (data, isBinary) => {
       if (request.path === '/server-closes') {
@@ -86,7 +91,10 @@ function runInChild(base: string): Promise<ScenarioResult> {
         resolve(JSON.parse(line) as ScenarioResult);
       } catch {
         if (/bad option|unknown option/i.test(stderr)) {
-          resolve({ available: false, reason: `this node does not know --experimental-websocket: ${stderr.trim()}` } as ScenarioResult);
+          resolve({
+            available: false,
+            reason: `this node does not know --experimental-websocket: ${stderr.trim()}`,
+          } as ScenarioResult);
         } else {
           reject(new Error(`the child exited with ${code}; stdout: ${stdout}; stderr: ${stderr}`));
         }
@@ -108,7 +116,12 @@ async function runNodeClient(base: string): Promise<ScenarioResult> {
 
 /** The same scenario with our client. */
 async function runOurClient(base: string): Promise<ScenarioResult> {
-  const session = async (url: string, protocols: string[] | undefined, onOpen: (ws: WebSocket) => void, onMessage: (ws: WebSocket, result: SessionResult) => void = () => {}): Promise<SessionResult> => {
+  const session = async (
+    url: string,
+    protocols: string[] | undefined,
+    onOpen: (ws: WebSocket) => void,
+    onMessage: (ws: WebSocket, result: SessionResult) => void = () => {},
+  ): Promise<SessionResult> => {
     const result: SessionResult = { protocol: null, messages: [], close: null, errors: [] };
     const ws = await connect(url, { ...(protocols !== undefined ? { protocols } : {}), pingInterval: 0 });
     const events = record(ws);
@@ -172,18 +185,27 @@ function checkScenario(result: ScenarioResult, log: ServerLog[]): void {
   assert.deepEqual(serverCloses.close, { code: 4001, reason: 'server bye', wasClean: true });
 
   assert.equal(log.length, 3);
-  assert.deepEqual(log[0], { path: '/echo', offered: ['x-unknown', 'chat', 'superchat'], protocol: 'chat', close: [4000, 'client bye', true] });
+  assert.deepEqual(log[0], {
+    path: '/echo',
+    offered: ['x-unknown', 'chat', 'superchat'],
+    protocol: 'chat',
+    close: [4000, 'client bye', true],
+  });
   assert.deepEqual(log[1], { path: '/echo', offered: [], protocol: '', close: [1000, '', true] });
   // The server reports the close frame it received: the client's reply, which echoes the code
   // (§5.5.1); whether the reply repeats the reason is up to the client.
-  assert.deepEqual({ ...log[2], close: [log[2]!.close?.[0], log[2]!.close?.[2]] }, { path: '/server-closes', offered: [], protocol: '', close: [4001, true] });
+  assert.deepEqual(
+    { ...log[2], close: [log[2]!.close?.[0], log[2]!.close?.[2]] },
+    { path: '/server-closes', offered: [], protocol: '', close: [4001, true] },
+  );
 }
 
 /** The server's 'close' may come a moment after the client's. */
 async function settled(log: ServerLog[]): Promise<void> {
   await withTimeout(
     (async () => {
-      while (log.length < 3 || log.some((entry) => entry.close === null)) await new Promise((resolve) => setTimeout(resolve, 10));
+      while (log.length < 3 || log.some((entry) => entry.close === null))
+        await new Promise((resolve) => setTimeout(resolve, 10));
     })(),
     5_000,
     'every server-side connection to close',
@@ -197,18 +219,24 @@ describe('interop: our server with Node’s built-in WebSocket client (undici)',
   });
   after(() => env.server.close());
 
-  it('echoes text and binary, selects the subprotocol, closes cleanly with code and reason both ways', { timeout: 25_000 }, async (t) => {
-    const result = await runNodeClient(env.base);
-    if (!result.available) {
-      const reason = `Node's WebSocket client is not available: ${result.reason ?? 'unknown reason'}`;
-      console.log(`# skipped: ${reason}`);
-      t.skip(reason);
-      return;
-    }
-    t.diagnostic(`Node's WebSocket ran ${typeof (globalThis as { WebSocket?: unknown }).WebSocket === 'function' ? 'in-process' : 'in a child node --experimental-websocket'}`);
-    await settled(env.log);
-    checkScenario(result, env.log);
-  });
+  it(
+    'echoes text and binary, selects the subprotocol, closes cleanly with code and reason both ways',
+    { timeout: 25_000 },
+    async (t) => {
+      const result = await runNodeClient(env.base);
+      if (!result.available) {
+        const reason = `Node's WebSocket client is not available: ${result.reason ?? 'unknown reason'}`;
+        console.log(`# skipped: ${reason}`);
+        t.skip(reason);
+        return;
+      }
+      t.diagnostic(
+        `Node's WebSocket ran ${typeof (globalThis as { WebSocket?: unknown }).WebSocket === 'function' ? 'in-process' : 'in a child node --experimental-websocket'}`,
+      );
+      await settled(env.log);
+      checkScenario(result, env.log);
+    },
+  );
 });
 
 describe('interop: our client with our server, the same scenario', () => {
@@ -218,9 +246,13 @@ describe('interop: our client with our server, the same scenario', () => {
   });
   after(() => env.server.close());
 
-  it('echoes text and binary, selects the subprotocol, closes cleanly with code and reason both ways', { timeout: 15_000 }, async () => {
-    const result = await runOurClient(env.base);
-    await settled(env.log);
-    checkScenario(result, env.log);
-  });
+  it(
+    'echoes text and binary, selects the subprotocol, closes cleanly with code and reason both ways',
+    { timeout: 15_000 },
+    async () => {
+      const result = await runOurClient(env.base);
+      await settled(env.log);
+      checkScenario(result, env.log);
+    },
+  );
 });

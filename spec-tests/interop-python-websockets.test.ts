@@ -25,7 +25,10 @@ function findPython(): { python: string; version: string } | { python: null; why
     if (probe.status === 0) return { python: candidate, version: probe.stdout.trim() };
     tried.push(`${candidate}: ${probe.error?.message ?? probe.stderr.trim().split('\n').pop()}`);
   }
-  return { python: null, why: `no Python with the websockets library (${tried.join('; ')}); Debian: apt-get install python3-websockets` };
+  return {
+    python: null,
+    why: `no Python with the websockets library (${tried.join('; ')}); Debian: apt-get install python3-websockets`,
+  };
 }
 
 const found = findPython();
@@ -74,37 +77,55 @@ describe('interop: Python websockets client against our server', () => {
   let server: WebSocketServer | undefined;
   after(() => server?.close());
 
-  it('echoes 0 B to 16 MiB with and without permessage-deflate, fragmented and pipelined, pings, closes with its code; protocol errors get 1007/1002', { timeout: 60_000 }, async (t) => {
-    const python = skipWithoutPython(t);
-    if (python === null) return;
-    t.diagnostic(`python websockets ${found.python !== null ? found.version : ''}`);
-    server = new WebSocketServer({ protocols: ['echo'], perMessageDeflate: true, pingInterval: 0 });
-    const closes: [number, string, boolean][] = [];
-    server.on('connection', (connection) => {
-      connection.on('message', (data, isBinary) => connection.send(data, { binary: isBinary }));
-      connection.on('close', (code, reason, wasClean) => closes.push([code, reason, wasClean]));
-    });
-    const { port } = await server.listen(0, '127.0.0.1');
-    const report = JSON.parse(await runPython(python, ['client', `ws://127.0.0.1:${port}/`], 50_000)) as ClientReport;
+  it(
+    'echoes 0 B to 16 MiB with and without permessage-deflate, fragmented and pipelined, pings, closes with its code; protocol errors get 1007/1002',
+    { timeout: 60_000 },
+    async (t) => {
+      const python = skipWithoutPython(t);
+      if (python === null) return;
+      t.diagnostic(`python websockets ${found.python !== null ? found.version : ''}`);
+      server = new WebSocketServer({ protocols: ['echo'], perMessageDeflate: true, pingInterval: 0 });
+      const closes: [number, string, boolean][] = [];
+      server.on('connection', (connection) => {
+        connection.on('message', (data, isBinary) => connection.send(data, { binary: isBinary }));
+        connection.on('close', (code, reason, wasClean) => closes.push([code, reason, wasClean]));
+      });
+      const { port } = await server.listen(0, '127.0.0.1');
+      const report = JSON.parse(await runPython(python, ['client', `ws://127.0.0.1:${port}/`], 50_000)) as ClientReport;
 
-    for (const session of [report.deflate, report.plain]) {
-      assert.deepEqual(session.steps, ['echo ok', 'fragmented ok', 'pong ok', 'pipelined ok'], `compression=${session.compression}`);
-      assert.equal(session.protocol, 'echo');
-      assert.deepEqual(session.close, [4000, 'bye from python']);
-    }
-    // The library offers `permessage-deflate; client_max_window_bits`; we accept with no parameters.
-    assert.equal(report.deflate.extensions, 'permessage-deflate');
-    assert.equal(report.plain.extensions, null);
-    assert.equal(report.bad_utf8, 1007);
-    assert.equal(report.long_ping, 1002);
-    assert.equal(report.close_1005, 1002);
+      for (const session of [report.deflate, report.plain]) {
+        assert.deepEqual(
+          session.steps,
+          ['echo ok', 'fragmented ok', 'pong ok', 'pipelined ok'],
+          `compression=${session.compression}`,
+        );
+        assert.equal(session.protocol, 'echo');
+        assert.deepEqual(session.close, [4000, 'bye from python']);
+      }
+      // The library offers `permessage-deflate; client_max_window_bits`; we accept with no parameters.
+      assert.equal(report.deflate.extensions, 'permessage-deflate');
+      assert.equal(report.plain.extensions, null);
+      assert.equal(report.bad_utf8, 1007);
+      assert.equal(report.long_ping, 1002);
+      assert.equal(report.close_1005, 1002);
 
-    await withTimeout((async () => {
-      while (closes.length < 5 || server!.clients.size > 0) await new Promise((resolve) => setTimeout(resolve, 10));
-    })(), 5_000, 'every connection to close on our side');
-    assert.deepEqual(closes.slice(0, 2), [[4000, 'bye from python', true], [4000, 'bye from python', true]]);
-    assert.deepEqual(closes.slice(2).map(([code]) => code), [1007, 1002, 1002]);
-  });
+      await withTimeout(
+        (async () => {
+          while (closes.length < 5 || server!.clients.size > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+        })(),
+        5_000,
+        'every connection to close on our side',
+      );
+      assert.deepEqual(closes.slice(0, 2), [
+        [4000, 'bye from python', true],
+        [4000, 'bye from python', true],
+      ]);
+      assert.deepEqual(
+        closes.slice(2).map(([code]) => code),
+        [1007, 1002, 1002],
+      );
+    },
+  );
 });
 
 describe('interop: our client against a Python websockets server', () => {
@@ -113,54 +134,74 @@ describe('interop: our client against a Python websockets server', () => {
     child?.kill('SIGKILL');
   });
 
-  it('negotiates its 12-bit windows and a subprotocol, echoes 0 B to 16 MiB and a fragmented message, closes cleanly', { timeout: 60_000 }, async (t) => {
-    const python = skipWithoutPython(t);
-    if (python === null) return;
-    const serverProcess = spawn(python, [PEER, 'server'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    child = serverProcess;
-    const port = await withTimeout(new Promise<number>((resolve, reject) => {
-      let out = '';
-      serverProcess.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-        out += chunk;
-        const match = /listening (\d+)/.exec(out);
-        if (match) resolve(Number(match[1]));
-      });
-      serverProcess.on('exit', (code) => reject(new Error(`the python server exited with ${code}`)));
-    }), 20_000, 'the python server to listen');
+  it(
+    'negotiates its 12-bit windows and a subprotocol, echoes 0 B to 16 MiB and a fragmented message, closes cleanly',
+    { timeout: 60_000 },
+    async (t) => {
+      const python = skipWithoutPython(t);
+      if (python === null) return;
+      const serverProcess = spawn(python, [PEER, 'server'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      child = serverProcess;
+      const port = await withTimeout(
+        new Promise<number>((resolve, reject) => {
+          let out = '';
+          serverProcess.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+            out += chunk;
+            const match = /listening (\d+)/.exec(out);
+            if (match) resolve(Number(match[1]));
+          });
+          serverProcess.on('exit', (code) => reject(new Error(`the python server exited with ${code}`)));
+        }),
+        20_000,
+        'the python server to listen',
+      );
 
-    for (const perMessageDeflate of [true, false]) {
-      const ws: WebSocket = await connect(`ws://127.0.0.1:${port}/`, { perMessageDeflate, protocols: ['x-unknown', 'chat'], pingInterval: 0 });
-      assert.equal(ws.protocol, 'chat');
-      // websockets answers with its own window limits, which our client must honour (RFC 7692 §7.1.2).
-      assert.equal(ws.extensions, perMessageDeflate ? 'permessage-deflate; server_max_window_bits=12; client_max_window_bits=12' : '');
-      const replies: [Buffer, boolean][] = [];
-      let wake = (): void => {};
-      ws.on('message', (data, isBinary) => {
-        replies.push([data, isBinary]);
-        wake();
-      });
-      const reply = async (): Promise<[Buffer, boolean]> => {
-        while (replies.length === 0) await new Promise<void>((resolve) => (wake = resolve));
-        return replies.shift()!;
-      };
-      for (const size of [0, 1, 125, 126, 65535, 65536, 1 << 20, 16 << 20]) {
-        const bytes = randomBytes(size);
-        ws.send(bytes);
-        const [data, isBinary] = await reply();
-        assert.equal(isBinary, true);
-        assert.ok(data.equals(bytes), `binary echo of ${size} bytes`);
-        const text = 'héllo € 𝄞 '.repeat(size / 10 + 1).slice(0, size).replace(/[\ud800-\udbff]$/, '');
-        ws.send(text);
-        const [textData, textIsBinary] = await reply();
-        assert.equal(textIsBinary, false);
-        assert.equal(textData.toString(), text, `text echo of ${size} characters`);
+      for (const perMessageDeflate of [true, false]) {
+        const ws: WebSocket = await connect(`ws://127.0.0.1:${port}/`, {
+          perMessageDeflate,
+          protocols: ['x-unknown', 'chat'],
+          pingInterval: 0,
+        });
+        assert.equal(ws.protocol, 'chat');
+        // websockets answers with its own window limits, which our client must honour (RFC 7692 §7.1.2).
+        assert.equal(
+          ws.extensions,
+          perMessageDeflate ? 'permessage-deflate; server_max_window_bits=12; client_max_window_bits=12' : '',
+        );
+        const replies: [Buffer, boolean][] = [];
+        let wake = (): void => {};
+        ws.on('message', (data, isBinary) => {
+          replies.push([data, isBinary]);
+          wake();
+        });
+        const reply = async (): Promise<[Buffer, boolean]> => {
+          while (replies.length === 0) await new Promise<void>((resolve) => (wake = resolve));
+          return replies.shift()!;
+        };
+        for (const size of [0, 1, 125, 126, 65535, 65536, 1 << 20, 16 << 20]) {
+          const bytes = randomBytes(size);
+          ws.send(bytes);
+          const [data, isBinary] = await reply();
+          assert.equal(isBinary, true);
+          assert.ok(data.equals(bytes), `binary echo of ${size} bytes`);
+          const text = 'héllo € 𝄞 '
+            .repeat(size / 10 + 1)
+            .slice(0, size)
+            .replace(/[\ud800-\udbff]$/, '');
+          ws.send(text);
+          const [textData, textIsBinary] = await reply();
+          assert.equal(textIsBinary, false);
+          assert.equal(textData.toString(), text, `text echo of ${size} characters`);
+        }
+        const fragmented = randomBytes(300_000);
+        ws.send(fragmented, { fragmentSize: 1000 });
+        assert.ok((await reply())[0].equals(fragmented));
+        const closed = new Promise<[number, string, boolean]>((resolve) =>
+          ws.once('close', (code, reason, wasClean) => resolve([code, reason, wasClean])),
+        );
+        ws.close(4000, 'bye from node');
+        assert.deepEqual(await withTimeout(closed, 10_000, "'close'"), [4000, 'bye from node', true]);
       }
-      const fragmented = randomBytes(300_000);
-      ws.send(fragmented, { fragmentSize: 1000 });
-      assert.ok((await reply())[0].equals(fragmented));
-      const closed = new Promise<[number, string, boolean]>((resolve) => ws.once('close', (code, reason, wasClean) => resolve([code, reason, wasClean])));
-      ws.close(4000, 'bye from node');
-      assert.deepEqual(await withTimeout(closed, 10_000, "'close'"), [4000, 'bye from node', true]);
-    }
-  });
+    },
+  );
 });

@@ -84,34 +84,47 @@ describe('the packed package, compiled by a strict consumer', () => {
   const work = mkdtempSync(join(tmpdir(), 'wsrfc-consumer-'));
   after(() => rmSync(work, { recursive: true, force: true }));
 
-  it('declares exactly the documented API: every exported name compiles with skipLibCheck false, internals do not', { timeout: 120_000 }, () => {
-    // `npm pack` runs the `prepare` script, which builds dist/ from src/.
-    const packed = execFileSync('npm', ['pack', '--silent', '--pack-destination', work], { cwd: ROOT, encoding: 'utf8' }).trim().split('\n').pop()!;
-    const consumer = join(work, 'consumer');
-    const unpacked = join(consumer, 'node_modules', 'wsrfc');
-    mkdirSync(unpacked, { recursive: true });
-    execFileSync('tar', ['-xzf', join(work, packed), '-C', unpacked, '--strip-components=1']);
-    assert.ok(readdirSync(join(unpacked, 'dist')).includes('index.d.ts'), 'the tarball ships dist/index.d.ts');
-    writeFileSync(join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
-    writeFileSync(join(consumer, 'consumer.ts'), CONSUMER);
-    writeFileSync(join(consumer, 'internals.ts'), INTERNALS);
-    writeFileSync(
-      join(consumer, 'tsconfig.json'),
-      JSON.stringify({
-        compilerOptions: {
-          target: 'ES2022',
-          module: 'NodeNext',
-          moduleResolution: 'NodeNext',
-          strict: true,
-          skipLibCheck: false,
-          noEmit: true,
-          types: ['node'],
-          typeRoots: [join(ROOT, 'node_modules', '@types')],
-        },
-        files: ['consumer.ts', 'internals.ts'],
-      }),
-    );
-    const result = spawnSync(process.execPath, [TSC, '-p', consumer], { encoding: 'utf8' });
-    assert.equal(result.status, 0, `the consumer does not compile:\n${result.stdout}${result.stderr}`);
-  });
+  it(
+    'declares exactly the documented API: every exported name compiles with skipLibCheck false, internals do not',
+    { timeout: 120_000 },
+    () => {
+      // `npm pack` runs the `prepare` script, which builds dist/ from src/.
+      const packed = execFileSync('npm', ['pack', '--silent', '--pack-destination', work], {
+        cwd: ROOT,
+        encoding: 'utf8',
+      })
+        .trim()
+        .split('\n')
+        .pop()!;
+      const consumer = join(work, 'consumer');
+      const unpacked = join(consumer, 'node_modules', 'wsrfc');
+      mkdirSync(unpacked, { recursive: true });
+      execFileSync('tar', ['-xzf', join(work, packed), '-C', unpacked, '--strip-components=1']);
+      assert.ok(readdirSync(join(unpacked, 'dist')).includes('index.d.ts'), 'the tarball ships dist/index.d.ts');
+      writeFileSync(
+        join(consumer, 'package.json'),
+        JSON.stringify({ name: 'consumer', private: true, type: 'module' }),
+      );
+      writeFileSync(join(consumer, 'consumer.ts'), CONSUMER);
+      writeFileSync(join(consumer, 'internals.ts'), INTERNALS);
+      writeFileSync(
+        join(consumer, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: {
+            target: 'ES2022',
+            module: 'NodeNext',
+            moduleResolution: 'NodeNext',
+            strict: true,
+            skipLibCheck: false,
+            noEmit: true,
+            types: ['node'],
+            typeRoots: [join(ROOT, 'node_modules', '@types')],
+          },
+          files: ['consumer.ts', 'internals.ts'],
+        }),
+      );
+      const result = spawnSync(process.execPath, [TSC, '-p', consumer], { encoding: 'utf8' });
+      assert.equal(result.status, 0, `the consumer does not compile:\n${result.stdout}${result.stderr}`);
+    },
+  );
 });

@@ -28,7 +28,18 @@ function headerOnly(opcode: number, length: number, masked: boolean, fin = true)
   if (length <= 0xffff) return bytes(first, maskBit | 126, length >>> 8, length & 0xff);
   const high = Math.floor(length / 2 ** 32);
   const low = length >>> 0;
-  return bytes(first, maskBit | 127, high >>> 24, (high >>> 16) & 0xff, (high >>> 8) & 0xff, high & 0xff, low >>> 24, (low >>> 16) & 0xff, (low >>> 8) & 0xff, low & 0xff);
+  return bytes(
+    first,
+    maskBit | 127,
+    high >>> 24,
+    (high >>> 16) & 0xff,
+    (high >>> 8) & 0xff,
+    high & 0xff,
+    low >>> 24,
+    (low >>> 16) & 0xff,
+    (low >>> 8) & 0xff,
+    low & 0xff,
+  );
 }
 
 function filled(n: number, byte = 0x61): Buffer {
@@ -54,7 +65,9 @@ describe('RFC 6455 §10.4 "implementations SHOULD impose implementation-specific
 
     it(`the frame limit applies to every fragment, while the message may be larger (${role})`, () => {
       const h = makeReceiver(role, { maxFramePayload: 100, maxMessageSize: 1000 });
-      h.push(concat(text(role, filled(100), false), continuation(role, filled(100), false), continuation(role, filled(100))));
+      h.push(
+        concat(text(role, filled(100), false), continuation(role, filled(100), false), continuation(role, filled(100))),
+      );
       assert.equal(onlyMessage(h.events).data.length, 300);
       h.push(concat(text(role, filled(100), false), headerOnly(Opcode.Continuation, 101, masked)));
       assert.deepEqual(types(h.events), ['message', 'error']);
@@ -105,13 +118,15 @@ describe('RFC 6455 §10.4 "... and the total message size after reassembly from 
 
     it(`a message of exactly maxMessageSize bytes across fragments is accepted, and control frames in between do not count (${role})`, () => {
       const h = makeReceiver(role, { maxMessageSize: 1000 });
-      h.push(concat(
-        binary(role, filled(400), false),
-        ping(role, filled(125)),
-        continuation(role, filled(0), false),
-        continuation(role, filled(599), false),
-        ping(role, filled(125)),
-        continuation(role, filled(1))),
+      h.push(
+        concat(
+          binary(role, filled(400), false),
+          ping(role, filled(125)),
+          continuation(role, filled(0), false),
+          continuation(role, filled(599), false),
+          ping(role, filled(125)),
+          continuation(role, filled(1)),
+        ),
       );
       assert.deepEqual(types(h.events), ['ping', 'ping', 'message']);
       assert.equal((h.events[2] as { data: Buffer }).data.length, 1000);

@@ -58,7 +58,9 @@ after(() => {
 });
 
 async function startServer(options: ServerOptions): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', SERVER, JSON.stringify(options)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', SERVER, JSON.stringify(options)], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   children.push(child);
   const lines: string[] = [];
   let buffered = '';
@@ -139,118 +141,147 @@ function mib(bytes: number): string {
 }
 
 describe('RFC 6455 §10.4: what 100 hostile peers can make a fresh echo server hold', () => {
-  it(`${PEERS} peers each sending a never-ending request head: at most maxHeaderSize held for each, then 431, at most 64 KiB more read (and one read), and gone`, { timeout: 60_000 }, async (t) => {
-    if (why !== null) {
-      console.log(`# skipped: ${why}`);
-      t.skip(why);
-      return;
-    }
-    const maxHeaderSize = 16 * KiB;
-    const server = await startServer({ maxHeaderSize, pingInterval: 0 });
-    await warmUp(server);
-    const baseline = await liveOf(server);
-    const peers: { socket: Socket; answer: string; closed: Promise<void> }[] = [];
-    for (let i = 0; i < PEERS; i++) {
-      const socket = netConnect(server.port, '127.0.0.1');
-      sockets.push(socket);
-      const peer = { socket, answer: '', closed: new Promise<void>((resolve) => socket.on('close', () => resolve())) };
-      socket.setEncoding('latin1');
-      socket.on('data', (text: string) => (peer.answer += text));
-      socket.on('error', () => {});
-      peers.push(peer);
-      // A request head that does not end: just under the limit, for now.
-      socket.write(handshakeRequest().subarray(0, -2));
-      socket.write(`X-Long: ${'a'.repeat(maxHeaderSize - 1024)}`);
-    }
-    await delay(500);
-    const waiting = (await liveOf(server)) - baseline;
-    const waitingBound = PEERS * (maxHeaderSize + 4 * KiB) + 2 * MiB;
-    t.diagnostic(`live memory with ${PEERS} heads waiting: +${mib(waiting)} (bound ${mib(waitingBound)})`);
-    assert.ok(waiting <= waitingBound, `${PEERS} unfinished heads hold ${mib(waiting)}, more than ${mib(waitingBound)}`);
-
-    // Then each goes on with 4 MiB more of the same line, as fast as TCP takes it.
-    const growth = await peakGrowth(server.pid, async () => {
-      for (const peer of peers) peer.socket.write('a'.repeat(4 * MiB));
-      // Refused, then dropped once the drain allowance is read or the linger is over.
-      await withTimeout(Promise.all(peers.map((peer) => peer.closed)), 20_000, 'the server to drop every refused peer');
-    });
-    const bound = PEERS * (maxHeaderSize + REFUSAL_DRAIN_BYTES + 2 * READ_BYTES) + SLACK;
-    t.diagnostic(`resident memory grew by ${mib(growth)} while they were refused (bound ${mib(bound)})`);
-    assert.ok(growth <= bound, `the server grew by ${mib(growth)}, more than ${mib(bound)}`);
-    const refused = peers.filter((peer) => peer.answer.startsWith('HTTP/1.1 431 ')).length;
-    // A peer still sending when its socket goes may get a reset instead of the response.
-    assert.ok(refused > 0, `no peer read a 431 (answers: ${JSON.stringify(peers.slice(0, 3).map((p) => p.answer))})`);
-    for (const peer of peers) {
-      assert.ok(peer.answer === '' || peer.answer.startsWith('HTTP/1.1 431 '), `unexpected answer ${JSON.stringify(peer.answer.slice(0, 80))}`);
-    }
-    // Each peer sent over 4 MiB; the server read its head up to the limit, at most the drain
-    // allowance after the 431, then dropped it: each of the two limits is checked after a read,
-    // which may bring up to a read's worth more.
-    let read = await ask<{ closed: number; maxBytesRead: number }>(server, 'read');
-    // (The server's side of a socket may close a moment after the peer saw it go.)
-    for (let i = 0; i < 100 && read.closed < PEERS; i++) read = await delay(20).then(() => ask(server, 'read'));
-    const readBound = maxHeaderSize + REFUSAL_DRAIN_BYTES + 2 * READ_BYTES;
-    t.diagnostic(`the most read from one refused peer: ${(read.maxBytesRead / KiB).toFixed(0)} KiB (bound ${(readBound / KiB).toFixed(0)} KiB)`);
-    assert.ok(read.maxBytesRead <= readBound, `the server read ${read.maxBytesRead} bytes from a refused peer, more than ${readBound}`);
-    assert.ok(read.closed >= PEERS, `only ${read.closed} sockets closed on the server's side`);
-    const after = (await liveOf(server)) - baseline;
-    t.diagnostic(`live memory once they are gone: +${mib(after)}`);
-    assert.ok(after <= 2 * MiB, `${mib(after)} still held after every refused peer is gone`);
-    await assertServes(server);
-  });
-
-  it(`${PEERS} peers flooding pings and never reading: queued pongs count against highWaterMark, reading from each pauses, each holds at most highWaterMark and a read`, { timeout: 60_000 }, async (t) => {
-    if (why !== null) {
-      console.log(`# skipped: ${why}`);
-      t.skip(why);
-      return;
-    }
-    const highWaterMark = 64 * KiB;
-    const server = await startServer({ highWaterMark, pingInterval: 0 });
-    await warmUp(server);
-    const baseline = await liveOf(server);
-    // Masked empty pings (6 bytes each), 64 KiB of them per write.
-    const ping = clientFrame({ opcode: OP.PING, maskKey: Buffer.from([1, 2, 3, 4]) });
-    const burst = Buffer.concat(Array.from({ length: Math.floor(READ_BYTES / ping.length) }, () => ping));
-    const flooders: Socket[] = [];
-    const growth = await peakGrowth(server.pid, async () => {
+  it(
+    `${PEERS} peers each sending a never-ending request head: at most maxHeaderSize held for each, then 431, at most 64 KiB more read (and one read), and gone`,
+    { timeout: 60_000 },
+    async (t) => {
+      if (why !== null) {
+        console.log(`# skipped: ${why}`);
+        t.skip(why);
+        return;
+      }
+      const maxHeaderSize = 16 * KiB;
+      const server = await startServer({ maxHeaderSize, pingInterval: 0 });
+      await warmUp(server);
+      const baseline = await liveOf(server);
+      const peers: { socket: Socket; answer: string; closed: Promise<void> }[] = [];
       for (let i = 0; i < PEERS; i++) {
         const socket = netConnect(server.port, '127.0.0.1');
         sockets.push(socket);
-        flooders.push(socket);
-        socket.on('error', () => {});
-        // Never read a byte: the pongs pile up on the server's side.
-        socket.pause();
-        socket.write(handshakeRequest());
-        const pump = (): void => {
-          while (!socket.destroyed && socket.write(burst));
+        const peer = {
+          socket,
+          answer: '',
+          closed: new Promise<void>((resolve) => socket.on('close', () => resolve())),
         };
-        socket.on('drain', pump);
-        pump();
+        socket.setEncoding('latin1');
+        socket.on('data', (text: string) => (peer.answer += text));
+        socket.on('error', () => {});
+        peers.push(peer);
+        // A request head that does not end: just under the limit, for now.
+        socket.write(handshakeRequest().subarray(0, -2));
+        socket.write(`X-Long: ${'a'.repeat(maxHeaderSize - 1024)}`);
       }
-      // The server answers tens of thousands of pings per read meanwhile: give every handshake
-      // its turn, then a moment for reading from each to pause.
-      for (let i = 0; i < 600 && (await clientsOf(server)) < PEERS; i++) await delay(50);
-      await delay(2000);
-    });
-    t.diagnostic(`resident memory grew by ${mib(growth)} while they flooded (read and thrown away before the garbage collector ran)`);
-    // Backpressure reached every flooder: the server stopped reading, so their writes back up.
-    const stalled = flooders.filter((socket) => socket.writableLength > 0).length;
-    assert.equal(stalled, PEERS, `only ${stalled} of ${PEERS} flooders were held back by the server`);
-    // What the server holds for them: per peer the pongs queued up to highWaterMark (plus those one
-    // read of pings produced on top: a third of it, 2 bytes of pong per 6 of ping), the read, and
-    // the connection itself.
-    const held = (await liveOf(server)) - baseline;
-    const bound = PEERS * (highWaterMark + Math.ceil(READ_BYTES / 3) + READ_BYTES + 8 * KiB) + 2 * MiB;
-    t.diagnostic(`live memory with ${PEERS} flooders held back: +${mib(held)} (bound ${mib(bound)})`);
-    assert.ok(held <= bound, `${PEERS} flooders hold ${mib(held)}, more than ${mib(bound)}`);
-    assert.equal(await clientsOf(server), PEERS, 'every flooder is connected (a ping flood is not a protocol error)');
-    await assertServes(server);
-    for (const socket of flooders) socket.destroy();
-    for (let i = 0; i < 500 && (await clientsOf(server)) > 0; i++) await delay(20);
-    assert.equal(await clientsOf(server), 0, 'the flooders are gone from the registry once they hang up');
-    const after = (await liveOf(server)) - baseline;
-    t.diagnostic(`live memory once they are gone: +${mib(after)}`);
-    assert.ok(after <= 2 * MiB, `${mib(after)} still held after every flooder is gone`);
-  });
+      await delay(500);
+      const waiting = (await liveOf(server)) - baseline;
+      const waitingBound = PEERS * (maxHeaderSize + 4 * KiB) + 2 * MiB;
+      t.diagnostic(`live memory with ${PEERS} heads waiting: +${mib(waiting)} (bound ${mib(waitingBound)})`);
+      assert.ok(
+        waiting <= waitingBound,
+        `${PEERS} unfinished heads hold ${mib(waiting)}, more than ${mib(waitingBound)}`,
+      );
+
+      // Then each goes on with 4 MiB more of the same line, as fast as TCP takes it.
+      const growth = await peakGrowth(server.pid, async () => {
+        for (const peer of peers) peer.socket.write('a'.repeat(4 * MiB));
+        // Refused, then dropped once the drain allowance is read or the linger is over.
+        await withTimeout(
+          Promise.all(peers.map((peer) => peer.closed)),
+          20_000,
+          'the server to drop every refused peer',
+        );
+      });
+      const bound = PEERS * (maxHeaderSize + REFUSAL_DRAIN_BYTES + 2 * READ_BYTES) + SLACK;
+      t.diagnostic(`resident memory grew by ${mib(growth)} while they were refused (bound ${mib(bound)})`);
+      assert.ok(growth <= bound, `the server grew by ${mib(growth)}, more than ${mib(bound)}`);
+      const refused = peers.filter((peer) => peer.answer.startsWith('HTTP/1.1 431 ')).length;
+      // A peer still sending when its socket goes may get a reset instead of the response.
+      assert.ok(refused > 0, `no peer read a 431 (answers: ${JSON.stringify(peers.slice(0, 3).map((p) => p.answer))})`);
+      for (const peer of peers) {
+        assert.ok(
+          peer.answer === '' || peer.answer.startsWith('HTTP/1.1 431 '),
+          `unexpected answer ${JSON.stringify(peer.answer.slice(0, 80))}`,
+        );
+      }
+      // Each peer sent over 4 MiB; the server read its head up to the limit, at most the drain
+      // allowance after the 431, then dropped it: each of the two limits is checked after a read,
+      // which may bring up to a read's worth more.
+      let read = await ask<{ closed: number; maxBytesRead: number }>(server, 'read');
+      // (The server's side of a socket may close a moment after the peer saw it go.)
+      for (let i = 0; i < 100 && read.closed < PEERS; i++) read = await delay(20).then(() => ask(server, 'read'));
+      const readBound = maxHeaderSize + REFUSAL_DRAIN_BYTES + 2 * READ_BYTES;
+      t.diagnostic(
+        `the most read from one refused peer: ${(read.maxBytesRead / KiB).toFixed(0)} KiB (bound ${(readBound / KiB).toFixed(0)} KiB)`,
+      );
+      assert.ok(
+        read.maxBytesRead <= readBound,
+        `the server read ${read.maxBytesRead} bytes from a refused peer, more than ${readBound}`,
+      );
+      assert.ok(read.closed >= PEERS, `only ${read.closed} sockets closed on the server's side`);
+      const after = (await liveOf(server)) - baseline;
+      t.diagnostic(`live memory once they are gone: +${mib(after)}`);
+      assert.ok(after <= 2 * MiB, `${mib(after)} still held after every refused peer is gone`);
+      await assertServes(server);
+    },
+  );
+
+  it(
+    `${PEERS} peers flooding pings and never reading: queued pongs count against highWaterMark, reading from each pauses, each holds at most highWaterMark and a read`,
+    { timeout: 60_000 },
+    async (t) => {
+      if (why !== null) {
+        console.log(`# skipped: ${why}`);
+        t.skip(why);
+        return;
+      }
+      const highWaterMark = 64 * KiB;
+      const server = await startServer({ highWaterMark, pingInterval: 0 });
+      await warmUp(server);
+      const baseline = await liveOf(server);
+      // Masked empty pings (6 bytes each), 64 KiB of them per write.
+      const ping = clientFrame({ opcode: OP.PING, maskKey: Buffer.from([1, 2, 3, 4]) });
+      const burst = Buffer.concat(Array.from({ length: Math.floor(READ_BYTES / ping.length) }, () => ping));
+      const flooders: Socket[] = [];
+      const growth = await peakGrowth(server.pid, async () => {
+        for (let i = 0; i < PEERS; i++) {
+          const socket = netConnect(server.port, '127.0.0.1');
+          sockets.push(socket);
+          flooders.push(socket);
+          socket.on('error', () => {});
+          // Never read a byte: the pongs pile up on the server's side.
+          socket.pause();
+          socket.write(handshakeRequest());
+          const pump = (): void => {
+            while (!socket.destroyed && socket.write(burst));
+          };
+          socket.on('drain', pump);
+          pump();
+        }
+        // The server answers tens of thousands of pings per read meanwhile: give every handshake
+        // its turn, then a moment for reading from each to pause.
+        for (let i = 0; i < 600 && (await clientsOf(server)) < PEERS; i++) await delay(50);
+        await delay(2000);
+      });
+      t.diagnostic(
+        `resident memory grew by ${mib(growth)} while they flooded (read and thrown away before the garbage collector ran)`,
+      );
+      // Backpressure reached every flooder: the server stopped reading, so their writes back up.
+      const stalled = flooders.filter((socket) => socket.writableLength > 0).length;
+      assert.equal(stalled, PEERS, `only ${stalled} of ${PEERS} flooders were held back by the server`);
+      // What the server holds for them: per peer the pongs queued up to highWaterMark (plus those one
+      // read of pings produced on top: a third of it, 2 bytes of pong per 6 of ping), the read, and
+      // the connection itself.
+      const held = (await liveOf(server)) - baseline;
+      const bound = PEERS * (highWaterMark + Math.ceil(READ_BYTES / 3) + READ_BYTES + 8 * KiB) + 2 * MiB;
+      t.diagnostic(`live memory with ${PEERS} flooders held back: +${mib(held)} (bound ${mib(bound)})`);
+      assert.ok(held <= bound, `${PEERS} flooders hold ${mib(held)}, more than ${mib(bound)}`);
+      assert.equal(await clientsOf(server), PEERS, 'every flooder is connected (a ping flood is not a protocol error)');
+      await assertServes(server);
+      for (const socket of flooders) socket.destroy();
+      for (let i = 0; i < 500 && (await clientsOf(server)) > 0; i++) await delay(20);
+      assert.equal(await clientsOf(server), 0, 'the flooders are gone from the registry once they hang up');
+      const after = (await liveOf(server)) - baseline;
+      t.diagnostic(`live memory once they are gone: +${mib(after)}`);
+      assert.ok(after <= 2 * MiB, `${mib(after)} still held after every flooder is gone`);
+    },
+  );
 });

@@ -31,7 +31,15 @@ import {
 const PROTOCOL_ERROR = CloseCode.ProtocolError;
 
 function decode(byte0: number, byte1: number): FrameHeaderStart {
-  const into: FrameHeaderStart = { fin: false, rsv1: false, rsv2: false, rsv3: false, opcode: 0, masked: false, lengthCode: 0 };
+  const into: FrameHeaderStart = {
+    fin: false,
+    rsv1: false,
+    rsv2: false,
+    rsv3: false,
+    opcode: 0,
+    masked: false,
+    lengthCode: 0,
+  };
   decodeHeaderStart(byte0, byte1, into);
   return into;
 }
@@ -131,7 +139,14 @@ describe('RFC 6455 §5.2 Payload length: the writer uses the minimal encoding', 
   });
 
   it('frameHeaderSize is 2, 4 or 10 bytes, plus 4 for a masking key', () => {
-    const cases: [number, number][] = [[0, 2], [125, 2], [126, 4], [65535, 4], [65536, 10], [2 ** 40, 10]];
+    const cases: [number, number][] = [
+      [0, 2],
+      [125, 2],
+      [126, 4],
+      [65535, 4],
+      [65536, 10],
+      [2 ** 40, 10],
+    ];
     for (const [len, size] of cases) {
       assert.equal(frameHeaderSize(len, false), size, `unmasked ${len}`);
       assert.equal(frameHeaderSize(len, true), size + 4, `masked ${len}`);
@@ -146,7 +161,10 @@ describe('RFC 6455 §5.2 Payload length: the writer uses the minimal encoding', 
     assert.deepEqual([...header(Opcode.Continuation, 5, true, false, null)], [0x80, 5]);
     assert.deepEqual([...header(Opcode.Ping, 0, true, false, key)], [0x89, 0x80, 1, 2, 3, 4]);
     assert.deepEqual([...header(Opcode.Binary, 300, true, false, key)], [0x82, 0xfe, 1, 44, 1, 2, 3, 4]);
-    assert.deepEqual([...header(Opcode.Binary, 70000, false, false, key)], [0x02, 0xff, 0, 0, 0, 0, 0, 1, 0x11, 0x70, 1, 2, 3, 4]);
+    assert.deepEqual(
+      [...header(Opcode.Binary, 70000, false, false, key)],
+      [0x02, 0xff, 0, 0, 0, 0, 0, 1, 0x11, 0x70, 1, 2, 3, 4],
+    );
   });
 
   it('writeFrameHeader writes at the given offset and leaves the bytes around untouched', () => {
@@ -168,8 +186,16 @@ describe('RFC 6455 §5.2 Payload length: the writer uses the minimal encoding', 
     const key = bytes(0x11, 0x22, 0x33, 0x44);
     for (const len of [0, 1, 125, 126, 127, 65535, 65536, 70001]) {
       const payload = payloadOf(len);
-      assert.deepEqual(encodeFrame({ opcode: Opcode.Binary, payload }), rawFrame({ opcode: Opcode.Binary, payload, maskKey: null }), `unmasked ${len}`);
-      assert.deepEqual(encodeFrame({ opcode: Opcode.Binary, payload, maskKey: key }), rawFrame({ opcode: Opcode.Binary, payload, maskKey: key }), `masked ${len}`);
+      assert.deepEqual(
+        encodeFrame({ opcode: Opcode.Binary, payload }),
+        rawFrame({ opcode: Opcode.Binary, payload, maskKey: null }),
+        `unmasked ${len}`,
+      );
+      assert.deepEqual(
+        encodeFrame({ opcode: Opcode.Binary, payload, maskKey: key }),
+        rawFrame({ opcode: Opcode.Binary, payload, maskKey: key }),
+        `masked ${len}`,
+      );
     }
   });
 });
@@ -224,7 +250,14 @@ describe('RFC 6455 §5.2 Payload length: the reader', () => {
 
     it(`parses many frames in one chunk, each reported in order (${role})`, () => {
       const h = makeReceiver(role);
-      h.push(concat(text(role, 'a'), text(role, 'bb'), frameFor(role, { opcode: Opcode.Binary, payload: payloadOf(300) }), text(role, '')));
+      h.push(
+        concat(
+          text(role, 'a'),
+          text(role, 'bb'),
+          frameFor(role, { opcode: Opcode.Binary, payload: payloadOf(300) }),
+          text(role, ''),
+        ),
+      );
       assert.deepEqual(types(h.events), ['message', 'message', 'message', 'message']);
       assert.deepEqual(
         h.events.map((e) => (e.type === 'message' ? e.data.length : -1)),
@@ -236,17 +269,37 @@ describe('RFC 6455 §5.2 Payload length: the reader', () => {
       const key = bytes(9, 8, 7, 6);
       const h = makeReceiver(role, {}, true);
       const mask = role === 'server' ? key : null;
-      h.push(concat(
-        rawFrame({ opcode: Opcode.Text, payload: 'he', fin: false, maskKey: mask }),
-        rawFrame({ opcode: Opcode.Continuation, payload: 'llo', maskKey: mask }),
-      ));
+      h.push(
+        concat(
+          rawFrame({ opcode: Opcode.Text, payload: 'he', fin: false, maskKey: mask }),
+          rawFrame({ opcode: Opcode.Continuation, payload: 'llo', maskKey: mask }),
+        ),
+      );
       const frames = h.events.filter((e) => e.type === 'frame').map((e) => (e as { frame: Frame }).frame);
       assert.equal(frames.length, 2);
       assert.deepEqual(
         frames.map((f) => ({ ...f, payload: f.payload.toString() })),
         [
-          { fin: false, rsv1: false, rsv2: false, rsv3: false, opcode: Opcode.Text, masked: mask !== null, maskKey: mask === null ? null : Uint8Array.from(key), payload: 'he' },
-          { fin: true, rsv1: false, rsv2: false, rsv3: false, opcode: Opcode.Continuation, masked: mask !== null, maskKey: mask === null ? null : Uint8Array.from(key), payload: 'llo' },
+          {
+            fin: false,
+            rsv1: false,
+            rsv2: false,
+            rsv3: false,
+            opcode: Opcode.Text,
+            masked: mask !== null,
+            maskKey: mask === null ? null : Uint8Array.from(key),
+            payload: 'he',
+          },
+          {
+            fin: true,
+            rsv1: false,
+            rsv2: false,
+            rsv3: false,
+            opcode: Opcode.Continuation,
+            masked: mask !== null,
+            maskKey: mask === null ? null : Uint8Array.from(key),
+            payload: 'llo',
+          },
         ],
       );
       assert.deepEqual(types(h.events), ['frame', 'frame', 'message']);
@@ -265,7 +318,14 @@ describe('RFC 6455 §5.2 Payload length: "the most significant bit MUST be 0"', 
 
     it(`fails with 1002 on a 64-bit length of all ones, split byte by byte (${role})`, () => {
       const maskBit = role === 'server' ? 0x80 : 0;
-      expectViolation(role, bytes(0x81, maskBit | 127, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4), 'LengthTopBitSet', PROTOCOL_ERROR, {}, 1);
+      expectViolation(
+        role,
+        bytes(0x81, maskBit | 127, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4),
+        'LengthTopBitSet',
+        PROTOCOL_ERROR,
+        {},
+        1,
+      );
     });
   }
 });
@@ -311,7 +371,9 @@ describe('RFC 6455 §5.2 RSV1-3: "MUST be 0 unless an extension is negotiated th
     }
     it(`${bit.name} set on a continuation frame fails with 1002`, () => {
       const h = makeReceiver('server');
-      h.push(concat(text('server', 'a', false), clientFrame({ opcode: Opcode.Continuation, payload: 'b', ...bit.spec })));
+      h.push(
+        concat(text('server', 'a', false), clientFrame({ opcode: Opcode.Continuation, payload: 'b', ...bit.spec })),
+      );
       assertFailed(h, 'ReservedBits', PROTOCOL_ERROR);
       assert.deepEqual(types(h.events), ['error']);
     });

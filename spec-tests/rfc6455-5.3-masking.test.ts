@@ -27,8 +27,43 @@ const OTHER_KEY = bytes(0x01, 0x80, 0xfe, 0x5a);
 /** Lengths around the 48-byte word-loop threshold of mask() and the 192-byte copy threshold of maskInto(). */
 const LENGTHS = [
   ...Array.from({ length: 20 }, (_, i) => i),
-  40, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 55, 56, 63, 64, 65, 96, 100,
-  187, 188, 189, 190, 191, 192, 193, 194, 195, 196, 200, 255, 256, 257, 1000, 1001, 1002, 1003,
+  40,
+  43,
+  44,
+  45,
+  46,
+  47,
+  48,
+  49,
+  50,
+  51,
+  52,
+  53,
+  55,
+  56,
+  63,
+  64,
+  65,
+  96,
+  100,
+  187,
+  188,
+  189,
+  190,
+  191,
+  192,
+  193,
+  194,
+  195,
+  196,
+  200,
+  255,
+  256,
+  257,
+  1000,
+  1001,
+  1002,
+  1003,
 ];
 
 function pattern(n: number, seed = 1): Uint8Array {
@@ -72,12 +107,26 @@ describe('RFC 6455 §5.3 Client-to-server masking: mask()', () => {
             const next = mask(data, OTHER_KEY, phase, start, end);
             const where = `length ${length}, byteOffset ${byteOffset}, start ${start}, phase ${phase}`;
             assert.equal(next, (phase + length) % 4, `returned phase, ${where}`);
-            sameBytes(data.subarray(start, end), naiveMask(original.subarray(start, end), OTHER_KEY, phase), `masked bytes, ${where}`);
+            sameBytes(
+              data.subarray(start, end),
+              naiveMask(original.subarray(start, end), OTHER_KEY, phase),
+              `masked bytes, ${where}`,
+            );
             sameBytes(data.subarray(0, start), original.subarray(0, start), `bytes before start untouched, ${where}`);
-            sameBytes(data.subarray(end), original.subarray(end, start + length + 3), `bytes after end untouched, ${where}`);
+            sameBytes(
+              data.subarray(end),
+              original.subarray(end, start + length + 3),
+              `bytes after end untouched, ${where}`,
+            );
             const backing = new Uint8Array(data.buffer);
-            assert.ok(backing.subarray(0, byteOffset).every((b) => b === 0xcc), `bytes before the view untouched, ${where}`);
-            assert.ok(backing.subarray(data.byteOffset + data.length).every((b) => b === 0xcc), `bytes after the view untouched, ${where}`);
+            assert.ok(
+              backing.subarray(0, byteOffset).every((b) => b === 0xcc),
+              `bytes before the view untouched, ${where}`,
+            );
+            assert.ok(
+              backing.subarray(data.byteOffset + data.length).every((b) => b === 0xcc),
+              `bytes after the view untouched, ${where}`,
+            );
           }
         }
       }
@@ -140,9 +189,15 @@ describe('RFC 6455 §5.3 Client-to-server masking: maskInto()', () => {
                 mask(copy, OTHER_KEY, phase);
                 const written = target.subarray(targetOffset, targetOffset + length);
                 sameBytes(written, copy, `maskInto vs mask on a copy, ${where()}`);
-                sameBytes(written, naiveMask(content.subarray(start, start + length), OTHER_KEY, phase), `naive, ${where()}`);
-                if (!target.subarray(0, targetOffset).every((b) => b === 0x55)) assert.fail(`target before touched, ${where()}`);
-                if (!target.subarray(targetOffset + length).every((b) => b === 0x55)) assert.fail(`target after touched, ${where()}`);
+                sameBytes(
+                  written,
+                  naiveMask(content.subarray(start, start + length), OTHER_KEY, phase),
+                  `naive, ${where()}`,
+                );
+                if (!target.subarray(0, targetOffset).every((b) => b === 0x55))
+                  assert.fail(`target before touched, ${where()}`);
+                if (!target.subarray(targetOffset + length).every((b) => b === 0x55))
+                  assert.fail(`target after touched, ${where()}`);
                 sameBytes(source, content, `source untouched, ${where()}`);
               }
             }
@@ -250,7 +305,10 @@ describe('RFC 6455 §5.1, §5.3 Masking on the receiving side', () => {
   const unmaskedToServer = [
     { name: 'text', frame: () => serverFrame({ opcode: Opcode.Text, payload: 'hi' }) },
     { name: 'binary', frame: () => serverFrame({ opcode: Opcode.Binary, payload: bytes(1) }) },
-    { name: 'continuation', frame: () => concat(text('server', 'a', false), serverFrame({ opcode: Opcode.Continuation, payload: 'b' })) },
+    {
+      name: 'continuation',
+      frame: () => concat(text('server', 'a', false), serverFrame({ opcode: Opcode.Continuation, payload: 'b' })),
+    },
     { name: 'ping', frame: () => serverFrame({ opcode: Opcode.Ping, payload: 'p' }) },
     { name: 'pong', frame: () => serverFrame({ opcode: Opcode.Pong, payload: '' }) },
     { name: 'close', frame: () => close('client', 1000) },
@@ -264,7 +322,10 @@ describe('RFC 6455 §5.1, §5.3 Masking on the receiving side', () => {
   const maskedToClient = [
     { name: 'text', frame: () => clientFrame({ opcode: Opcode.Text, payload: 'hi' }) },
     { name: 'binary', frame: () => clientFrame({ opcode: Opcode.Binary, payload: bytes(1) }) },
-    { name: 'continuation', frame: () => concat(text('client', 'a', false), clientFrame({ opcode: Opcode.Continuation, payload: 'b' })) },
+    {
+      name: 'continuation',
+      frame: () => concat(text('client', 'a', false), clientFrame({ opcode: Opcode.Continuation, payload: 'b' })),
+    },
     { name: 'ping', frame: () => clientFrame({ opcode: Opcode.Ping, payload: 'p' }) },
     { name: 'pong', frame: () => clientFrame({ opcode: Opcode.Pong, payload: '' }) },
     { name: 'close', frame: () => close('server', 1000) },
@@ -286,7 +347,9 @@ describe('RFC 6455 §5.1, §5.3 Masking on the receiving side', () => {
 
   it('messages before the offending frame are delivered, nothing after it', () => {
     const h = makeReceiver('server');
-    h.push(concat(text('server', 'one'), serverFrame({ opcode: Opcode.Text, payload: 'two' }), text('server', 'three')));
+    h.push(
+      concat(text('server', 'one'), serverFrame({ opcode: Opcode.Text, payload: 'two' }), text('server', 'three')),
+    );
     assert.deepEqual(types(h.events), ['message', 'error']);
     assertFailed(h, 'UnmaskedFrame', CloseCode.ProtocolError);
   });

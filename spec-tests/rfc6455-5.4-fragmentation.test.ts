@@ -37,7 +37,13 @@ describe('RFC 6455 §5.4 Fragmentation: reassembly', () => {
 
     it(`a binary message in fragments is delivered as binary, in order (${role})`, () => {
       const h = makeReceiver(role);
-      h.push(concat(binary(role, bytes(1, 2), false), continuation(role, bytes(3), false), continuation(role, bytes(4, 5, 6))));
+      h.push(
+        concat(
+          binary(role, bytes(1, 2), false),
+          continuation(role, bytes(3), false),
+          continuation(role, bytes(4, 5, 6)),
+        ),
+      );
       const m = onlyMessage(h.events);
       assert.equal(m.isBinary, true);
       assert.deepEqual([...m.data], [1, 2, 3, 4, 5, 6]);
@@ -54,7 +60,15 @@ describe('RFC 6455 §5.4 Fragmentation: reassembly', () => {
 
     it(`empty fragments (first, middle and last) are allowed (${role})`, () => {
       const h = makeReceiver(role);
-      h.push(concat(text(role, '', false), continuation(role, 'a', false), continuation(role, '', false), continuation(role, 'b', false), continuation(role, '')));
+      h.push(
+        concat(
+          text(role, '', false),
+          continuation(role, 'a', false),
+          continuation(role, '', false),
+          continuation(role, 'b', false),
+          continuation(role, ''),
+        ),
+      );
       assert.equal(onlyMessage(h.events).data.toString(), 'ab');
       const e = makeReceiver(role);
       e.push(concat(binary(role, '', false), continuation(role, '')));
@@ -63,16 +77,31 @@ describe('RFC 6455 §5.4 Fragmentation: reassembly', () => {
 
     it(`fragments of a message pushed byte by byte are reassembled (${role})`, () => {
       const h = makeReceiver(role);
-      h.push(concat(text(role, 'fragmented ', false), continuation(role, 'and ', false), continuation(role, 'chunked')), 1);
+      h.push(
+        concat(text(role, 'fragmented ', false), continuation(role, 'and ', false), continuation(role, 'chunked')),
+        1,
+      );
       assert.equal(onlyMessage(h.events).data.toString(), 'fragmented and chunked');
     });
 
     it(`messages after a fragmented one start afresh (${role})`, () => {
       const h = makeReceiver(role);
-      h.push(concat(text(role, 'a', false), continuation(role, 'b'), binary(role, bytes(9)), text(role, 'c', false), continuation(role, 'd')));
+      h.push(
+        concat(
+          text(role, 'a', false),
+          continuation(role, 'b'),
+          binary(role, bytes(9)),
+          text(role, 'c', false),
+          continuation(role, 'd'),
+        ),
+      );
       assert.deepEqual(
         h.events.map((e) => (e.type === 'message' ? [e.isBinary, e.data.toString('hex')] : e.type)),
-        [[false, '6162'], [true, '09'], [false, '6364']],
+        [
+          [false, '6162'],
+          [true, '09'],
+          [false, '6364'],
+        ],
       );
     });
 
@@ -95,16 +124,20 @@ describe('RFC 6455 §5.4 "Control frames MAY be injected in the middle of a frag
   for (const role of ROLES) {
     it(`pings and pongs between fragments are delivered at once, before the message they interrupt (${role})`, () => {
       const h = makeReceiver(role);
-      h.push(concat(
-        text(role, 'one ', false),
-        ping(role, 'p1'),
-        continuation(role, 'two ', false),
-        pong(role, 'q1'),
-        ping(role, 'p2'),
-        continuation(role, 'three'),
-      ));
+      h.push(
+        concat(
+          text(role, 'one ', false),
+          ping(role, 'p1'),
+          continuation(role, 'two ', false),
+          pong(role, 'q1'),
+          ping(role, 'p2'),
+          continuation(role, 'three'),
+        ),
+      );
       assert.deepEqual(
-        h.events.map((e) => (e.type === 'message' || e.type === 'ping' || e.type === 'pong' ? `${e.type}:${e.data.toString()}` : e.type)),
+        h.events.map((e) =>
+          e.type === 'message' || e.type === 'ping' || e.type === 'pong' ? `${e.type}:${e.data.toString()}` : e.type,
+        ),
         ['ping:p1', 'pong:q1', 'ping:p2', 'message:one two three'],
       );
     });
@@ -155,12 +188,22 @@ describe('RFC 6455 §5.4 Fragmentation errors', () => {
       assertFailed(h, 'UnexpectedContinuation', PROTOCOL_ERROR);
     });
 
-    for (const [open, inner] of [['text', 'text'], ['text', 'binary'], ['binary', 'text'], ['binary', 'binary']] as const) {
+    for (const [open, inner] of [
+      ['text', 'text'],
+      ['text', 'binary'],
+      ['binary', 'text'],
+      ['binary', 'binary'],
+    ] as const) {
       it(`a new ${inner} frame while a fragmented ${open} message is open fails with 1002 (${role})`, () => {
         const first = open === 'text' ? text(role, 'a', false) : binary(role, 'a', false);
         const second = inner === 'text' ? text(role, 'b') : binary(role, 'b');
         expectViolation(role, concat(first, second), 'ExpectedContinuation', PROTOCOL_ERROR);
-        expectViolation(role, concat(first, continuation(role, 'x', false), ping(role), second), 'ExpectedContinuation', PROTOCOL_ERROR);
+        expectViolation(
+          role,
+          concat(first, continuation(role, 'x', false), ping(role), second),
+          'ExpectedContinuation',
+          PROTOCOL_ERROR,
+        );
       });
     }
 
@@ -227,25 +270,35 @@ describe('RFC 6455 §5.4 Fragmentation: the writer', () => {
     const payload = Buffer.from('abcdefghij');
     const out: Buffer[] = [];
     const written = appendMessage(out, Opcode.Text, payload, false, null, 4);
-    assert.deepEqual(out.map((b) => [...b]), [
-      [0x01, 4, ...utf8('abcd')],
-      [0x00, 4, ...utf8('efgh')],
-      [0x80, 2, ...utf8('ij')],
-    ]);
+    assert.deepEqual(
+      out.map((b) => [...b]),
+      [
+        [0x01, 4, ...utf8('abcd')],
+        [0x00, 4, ...utf8('efgh')],
+        [0x80, 2, ...utf8('ij')],
+      ],
+    );
     assert.equal(written, 16);
   });
 
   it('appendMessage with RSV1 sets it on the first frame only (RFC 7692 §6)', () => {
     const out: Buffer[] = [];
     appendMessage(out, Opcode.Binary, Buffer.alloc(9), true, null, 3);
-    assert.deepEqual(out.map((b) => b[0]), [0x42, 0x00, 0x80]);
+    assert.deepEqual(
+      out.map((b) => b[0]),
+      [0x42, 0x00, 0x80],
+    );
   });
 
   it('appendMessage writes one frame when the payload fits in a fragment, or when no fragment size is set', () => {
     for (const fragmentSize of [0, 10, 11, 100]) {
       const out: Buffer[] = [];
       appendMessage(out, Opcode.Binary, Buffer.alloc(10, 7), false, null, fragmentSize);
-      assert.deepEqual(Buffer.concat(out), concat(bytes(0x82, 10), Buffer.alloc(10, 7)), `fragment size ${fragmentSize}`);
+      assert.deepEqual(
+        Buffer.concat(out),
+        concat(bytes(0x82, 10), Buffer.alloc(10, 7)),
+        `fragment size ${fragmentSize}`,
+      );
     }
     const empty: Buffer[] = [];
     appendMessage(empty, Opcode.Text, Buffer.alloc(0), false, null, 4);
@@ -262,14 +315,20 @@ describe('RFC 6455 §5.4 Fragmentation: the writer', () => {
       const h = makeReceiver(role, {}, true);
       h.push(Buffer.concat(out), [5, 17000, 40000]);
       const frames = h.events.filter((e) => e.type === 'frame').map((e) => (e as { frame: Frame }).frame);
-      assert.deepEqual(frames.map((f) => [f.opcode, f.fin, f.masked, f.payload.length]), [
-        [Opcode.Binary, false, role === 'server', 30_000],
-        [Opcode.Continuation, false, role === 'server', 30_000],
-        [Opcode.Continuation, false, role === 'server', 30_000],
-        [Opcode.Continuation, true, role === 'server', 10_000],
-      ]);
+      assert.deepEqual(
+        frames.map((f) => [f.opcode, f.fin, f.masked, f.payload.length]),
+        [
+          [Opcode.Binary, false, role === 'server', 30_000],
+          [Opcode.Continuation, false, role === 'server', 30_000],
+          [Opcode.Continuation, false, role === 'server', 30_000],
+          [Opcode.Continuation, true, role === 'server', 10_000],
+        ],
+      );
       const message = h.events.find((e) => e.type === 'message');
-      assert.ok(message !== undefined && message.type === 'message' && message.data.equals(payload), 'message !== undefined && message.type === \'message\' && message.data.equals(payload)');
+      assert.ok(
+        message !== undefined && message.type === 'message' && message.data.equals(payload),
+        "message !== undefined && message.type === 'message' && message.data.equals(payload)",
+      );
     });
   }
 });

@@ -46,13 +46,17 @@ describe('RFC 6455 §5.5.2 Ping and §5.5.3 Pong', () => {
     it(`an unsolicited pong and an empty ping are fine (${role})`, () => {
       const h = makeReceiver(role);
       h.push(concat(pong(role), ping(role)));
-      assert.deepEqual(h.events, [{ type: 'pong', data: Buffer.alloc(0) }, { type: 'ping', data: Buffer.alloc(0) }]);
+      assert.deepEqual(h.events, [
+        { type: 'pong', data: Buffer.alloc(0) },
+        { type: 'ping', data: Buffer.alloc(0) },
+      ]);
     });
 
     it(`control frames with every payload length from 0 to 125 are accepted (${role})`, () => {
       const h = makeReceiver(role);
       const stream: Buffer[] = [];
-      for (let len = 0; len <= MAX_CONTROL_PAYLOAD; len++) stream.push(ping(role, filled(len)), pong(role, filled(len)));
+      for (let len = 0; len <= MAX_CONTROL_PAYLOAD; len++)
+        stream.push(ping(role, filled(len)), pong(role, filled(len)));
       h.push(Buffer.concat(stream), [1, 2, 3, 100, 1000, 5000]);
       assert.equal(h.events.length, 2 * 126);
       h.events.forEach((e, i) => {
@@ -86,12 +90,27 @@ describe('RFC 6455 §5.5 "All control frames MUST have a payload length of 125 b
       });
 
       it(`a ${name} with a 64-bit length (length code 127) fails with 1002 (${role})`, () => {
-        expectViolation(role, frameFor(role, { opcode, payload: filled(65536) }), 'ControlFrameTooLong', PROTOCOL_ERROR);
-        expectViolation(role, frameFor(role, { opcode, payload: filled(10), lengthEncoding: 64 }), 'ControlFrameTooLong', PROTOCOL_ERROR);
+        expectViolation(
+          role,
+          frameFor(role, { opcode, payload: filled(65536) }),
+          'ControlFrameTooLong',
+          PROTOCOL_ERROR,
+        );
+        expectViolation(
+          role,
+          frameFor(role, { opcode, payload: filled(10), lengthEncoding: 64 }),
+          'ControlFrameTooLong',
+          PROTOCOL_ERROR,
+        );
       });
 
       it(`a ${name} with a short payload in a 16-bit length (length code 126) fails with 1002 (${role})`, () => {
-        expectViolation(role, frameFor(role, { opcode, payload: filled(2), lengthEncoding: 16 }), 'ControlFrameTooLong', PROTOCOL_ERROR);
+        expectViolation(
+          role,
+          frameFor(role, { opcode, payload: filled(2), lengthEncoding: 16 }),
+          'ControlFrameTooLong',
+          PROTOCOL_ERROR,
+        );
       });
     }
 
@@ -117,7 +136,12 @@ describe('RFC 6455 §5.5 Control frames "MUST NOT be fragmented"', () => {
     for (const role of ROLES) {
       it(`a ${name} with FIN clear fails with 1002 (${role})`, () => {
         const payload = opcode === Opcode.Close ? bytes(0x03, 0xe8) : filled(3);
-        expectViolation(role, frameFor(role, { opcode, payload, fin: false }), 'ControlFrameFragmented', PROTOCOL_ERROR);
+        expectViolation(
+          role,
+          frameFor(role, { opcode, payload, fin: false }),
+          'ControlFrameFragmented',
+          PROTOCOL_ERROR,
+        );
       });
 
       it(`a ${name} with FIN clear inside a fragmented message fails with 1002 (${role})`, () => {

@@ -77,7 +77,10 @@ describe('RFC 6455 §5.5.1 Close: parseClosePayload', () => {
   it('the code is read in network byte order and the rest is the reason', () => {
     assert.deepEqual(parseClosePayload(concat(codeBytes(1000), utf8('bye'))), { code: 1000, reason: 'bye' });
     assert.deepEqual(parseClosePayload(codeBytes(4321)), { code: 4321, reason: '' });
-    assert.deepEqual(parseClosePayload(concat(codeBytes(3000), utf8('ünïcødé €𝄞'))), { code: 3000, reason: 'ünïcødé €𝄞' });
+    assert.deepEqual(parseClosePayload(concat(codeBytes(3000), utf8('ünïcødé €𝄞'))), {
+      code: 3000,
+      reason: 'ünïcødé €𝄞',
+    });
   });
 
   for (const [low, high] of INVALID_RANGES) {
@@ -100,7 +103,8 @@ describe('RFC 6455 §5.5.1 Close: parseClosePayload', () => {
     let accepted = 0;
     withoutStackTraces(() => {
       for (let code = 0; code <= 0xffff; code++) {
-        const valid = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
+        const valid =
+          (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
         assert.equal(isValidWireCloseCode(code), valid, `isValidWireCloseCode(${code})`);
         let ok = true;
         try {
@@ -116,7 +120,13 @@ describe('RFC 6455 §5.5.1 Close: parseClosePayload', () => {
   });
 
   it('a reason that is not valid UTF-8 is 1007 (§5.5.1: "the body ... MUST be UTF-8-encoded")', () => {
-    for (const reason of [bytes(0xff), bytes(0xc0, 0x80), bytes(0xed, 0xa0, 0x80), bytes(0x61, 0xe2, 0x82), bytes(0xf4, 0x90, 0x80, 0x80)]) {
+    for (const reason of [
+      bytes(0xff),
+      bytes(0xc0, 0x80),
+      bytes(0xed, 0xa0, 0x80),
+      bytes(0x61, 0xe2, 0x82),
+      bytes(0xf4, 0x90, 0x80, 0x80),
+    ]) {
       const error = parseError(concat(codeBytes(1000), reason));
       assert.equal(error.violation, 'InvalidCloseReason', reason.toString('hex'));
       assert.equal(error.closeCode, CloseCode.InvalidPayload);
@@ -213,9 +223,24 @@ describe('RFC 6455 §5.5.1 Close: the receiver', () => {
     });
 
     it(`a close reason that is not valid UTF-8 fails with 1007 (${role})`, () => {
-      expectViolation(role, closeFrame(role, concat(codeBytes(1000), bytes(0x80))), 'InvalidCloseReason', CloseCode.InvalidPayload);
-      expectViolation(role, closeFrame(role, concat(codeBytes(1000), utf8('ok'), bytes(0xf0, 0x9f))), 'InvalidCloseReason', CloseCode.InvalidPayload);
-      expectViolation(role, closeFrame(role, concat(codeBytes(1000), bytes(0xed, 0xbf, 0xbf))), 'InvalidCloseReason', CloseCode.InvalidPayload);
+      expectViolation(
+        role,
+        closeFrame(role, concat(codeBytes(1000), bytes(0x80))),
+        'InvalidCloseReason',
+        CloseCode.InvalidPayload,
+      );
+      expectViolation(
+        role,
+        closeFrame(role, concat(codeBytes(1000), utf8('ok'), bytes(0xf0, 0x9f))),
+        'InvalidCloseReason',
+        CloseCode.InvalidPayload,
+      );
+      expectViolation(
+        role,
+        closeFrame(role, concat(codeBytes(1000), bytes(0xed, 0xbf, 0xbf))),
+        'InvalidCloseReason',
+        CloseCode.InvalidPayload,
+      );
     });
 
     it(`a close frame with a 123-byte reason (125-byte payload) is accepted (${role})`, () => {
@@ -226,7 +251,15 @@ describe('RFC 6455 §5.5.1 Close: the receiver', () => {
 
     it(`nothing is parsed after a close frame, in the same chunk or later (${role})`, () => {
       const h = makeReceiver(role);
-      h.push(concat(text(role, 'before'), close(role, 1000), text(role, 'after'), ping(role, 'after'), bytes(0xff, 0xff, 0xff)));
+      h.push(
+        concat(
+          text(role, 'before'),
+          close(role, 1000),
+          text(role, 'after'),
+          ping(role, 'after'),
+          bytes(0xff, 0xff, 0xff),
+        ),
+      );
       assert.deepEqual(types(h.events), ['message', 'close']);
       assert.equal(h.receiver.finished, true);
       assertSilentAfterwards(h);
@@ -257,7 +290,8 @@ describe('RFC 6455 §5.5.1 Close: the receiver', () => {
         receiver.push(encodeFrame({ opcode: Opcode.Close, payload: codeBytes(code), maskKey: key }));
         const e = collector.events;
         const valid = isValidWireCloseCode(code);
-        if (e.length !== 1 || e[0]!.type !== (valid ? 'close' : 'error')) assert.fail(`code ${code}: ${JSON.stringify(types(e))}`);
+        if (e.length !== 1 || e[0]!.type !== (valid ? 'close' : 'error'))
+          assert.fail(`code ${code}: ${JSON.stringify(types(e))}`);
         if (e[0]!.type === 'error' && (e[0].error.violation !== 'InvalidCloseCode' || e[0].error.closeCode !== 1002)) {
           assert.fail(`code ${code}: ${e[0].error.violation}`);
         }

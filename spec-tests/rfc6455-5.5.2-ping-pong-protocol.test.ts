@@ -15,7 +15,12 @@ import { FakeCompression, Harness, OP, ROLES, peerOf } from './helpers/protocol.
 describe('RFC 6455 §5.5.2 "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in response"', () => {
   for (const role of ROLES) {
     it(`§5.5.3 "A Pong frame sent in response to a Ping frame must have identical "Application data"" (${role})`, () => {
-      for (const payload of [Buffer.alloc(0), Buffer.from('hello'), bytes(0, 0xff, 0x80, 0x0a), Buffer.alloc(125, 0xa5)]) {
+      for (const payload of [
+        Buffer.alloc(0),
+        Buffer.from('hello'),
+        bytes(0, 0xff, 0x80, 0x0a),
+        Buffer.alloc(125, 0xa5),
+      ]) {
         const h = new Harness(role);
         h.receive(peerOf(role).ping(payload));
         assert.equal(h.wire.length, 1);
@@ -48,7 +53,15 @@ describe('RFC 6455 §5.5.2 "Upon receipt of a Ping frame, an endpoint MUST send 
       const p = peerOf(role);
       h.receive(concat(p.ping('1'), p.ping('2'), p.text('between'), p.ping('3')));
       assert.deepEqual(h.frames(), ['pong "1"', 'pong "2"', 'pong "3"']);
-      assert.deepEqual(h.take(), ['onPing "1"', 'onPing "2"', 'onMessage text "between"', 'onPing "3"', '> pong "1"', '> pong "2"', '> pong "3"']);
+      assert.deepEqual(h.take(), [
+        'onPing "1"',
+        'onPing "2"',
+        'onMessage text "between"',
+        'onPing "3"',
+        '> pong "1"',
+        '> pong "2"',
+        '> pong "3"',
+      ]);
     });
 
     it(`a ping between the fragments of a message is answered, and the message still arrives whole (${role})`, () => {
@@ -56,7 +69,10 @@ describe('RFC 6455 §5.5.2 "Upon receipt of a Ping frame, an endpoint MUST send 
       const p = peerOf(role);
       h.receive(concat(p.text('frag', false), p.ping('mid'), p.continuation('ment')));
       assert.deepEqual(h.frames(), ['pong "mid"']);
-      assert.deepEqual(h.received.map((r) => `${r.type} ${r.data}`), ['ping mid', 'message fragment']);
+      assert.deepEqual(
+        h.received.map((r) => `${r.type} ${r.data}`),
+        ['ping mid', 'message fragment'],
+      );
     });
 
     it(`a ping split across chunks, byte by byte, is answered once complete (${role})`, () => {

@@ -62,7 +62,10 @@ describe('RFC 6455 §5.7 Examples: decoding', () => {
     h.push(LO);
     assert.deepEqual(
       frames(h.events).map((f) => [f.fin, f.opcode, f.payload.toString()]),
-      [[false, Opcode.Text, 'Hel'], [true, Opcode.Continuation, 'lo']],
+      [
+        [false, Opcode.Text, 'Hel'],
+        [true, Opcode.Continuation, 'lo'],
+      ],
     );
     assert.deepEqual(h.events.at(-1), { type: 'message', data: HELLO, isBinary: false });
     const oneChunk = makeReceiver('client');

@@ -71,19 +71,16 @@ describe('RFC 6455 §7.1.2 Start the WebSocket Closing Handshake', () => {
       assert.equal(h.protocol.canSend, false);
     });
 
-    it(
-      `§5.5.1 "The application MUST NOT send any more data frames after sending a Close frame", §6.1 "The endpoint MUST ensure the WebSocket connection is in the OPEN state": send() itself writes no data frame after our close (${role})`,
-      () => {
-        // The driver (src/connection.ts) refuses first, for its users; the state machine enforces
-        // the rule on its own too, so no driver can break it.
-        const h = new Harness(role);
-        h.close(1000);
-        h.send('too late');
-        h.protocol.sendFramed(peerOf(h.peerRole).text('framed elsewhere'));
-        h.write();
-        assert.deepEqual(h.frames(), ['close 1000']);
-      },
-    );
+    it(`§5.5.1 "The application MUST NOT send any more data frames after sending a Close frame", §6.1 "The endpoint MUST ensure the WebSocket connection is in the OPEN state": send() itself writes no data frame after our close (${role})`, () => {
+      // The driver (src/connection.ts) refuses first, for its users; the state machine enforces
+      // the rule on its own too, so no driver can break it.
+      const h = new Harness(role);
+      h.close(1000);
+      h.send('too late');
+      h.protocol.sendFramed(peerOf(h.peerRole).text('framed elsewhere'));
+      h.write();
+      assert.deepEqual(h.frames(), ['close 1000']);
+    });
 
     it(`only control frames may follow our close frame: a ping received then is answered with a pong (${role})`, () => {
       const h = new Harness(role);
@@ -247,18 +244,15 @@ describe('RFC 6455 §7.1.4 The WebSocket Connection is Closed', () => {
       assert.deepEqual(h.frames(), []);
     });
 
-    it(
-      `once CLOSED, bytes are not read even on a connection that had received nothing before, and the peer's end is not answered (${role})`,
-      () => {
-        const h = new Harness(role);
-        h.streamClosed();
-        h.take();
-        h.receive(everyKindOfFrame(role), 10);
-        h.receiveEnd();
-        assert.deepEqual(h.take(), []);
-        assert.equal(h.protocol.state, CLOSED);
-      },
-    );
+    it(`once CLOSED, bytes are not read even on a connection that had received nothing before, and the peer's end is not answered (${role})`, () => {
+      const h = new Harness(role);
+      h.streamClosed();
+      h.take();
+      h.receive(everyKindOfFrame(role), 10);
+      h.receiveEnd();
+      assert.deepEqual(h.take(), []);
+      assert.equal(h.protocol.state, CLOSED);
+    });
 
     for (const starter of ['we', 'the peer'] as const) {
       it(`"If the TCP connection was closed after the WebSocket closing handshake was completed, the WebSocket connection is said to have been closed _cleanly_" (${role}, ${starter} started)`, () => {
@@ -275,20 +269,17 @@ describe('RFC 6455 §7.1.4 The WebSocket Connection is Closed', () => {
       assert.deepEqual(h.streamClosed(), { code: 1006, reason: '', wasClean: false });
     });
 
-    it(
-      `TCP closed while our answer to the peer's close still waits behind a compression: not cleanly, our close frame never left (${role})`,
-      () => {
-        const compression = new FakeCompression();
-        const h = new Harness(role, { compression });
-        h.send('compressing', { compress: true });
-        h.receive(peerOf(role).close(1000, 'bye'));
-        assert.deepEqual(h.frames(), [], 'nothing written yet: our close waits behind the message');
-        // The peer drops TCP before zlib finishes.
-        const report = h.streamClosed();
-        assert.equal(report.code, 1000, "the peer's close frame was received");
-        assert.equal(report.wasClean, false, 'the closing handshake was not completed');
-      },
-    );
+    it(`TCP closed while our answer to the peer's close still waits behind a compression: not cleanly, our close frame never left (${role})`, () => {
+      const compression = new FakeCompression();
+      const h = new Harness(role, { compression });
+      h.send('compressing', { compress: true });
+      h.receive(peerOf(role).close(1000, 'bye'));
+      assert.deepEqual(h.frames(), [], 'nothing written yet: our close waits behind the message');
+      // The peer drops TCP before zlib finishes.
+      const report = h.streamClosed();
+      assert.equal(report.code, 1000, "the peer's close frame was received");
+      assert.equal(report.wasClean, false, 'the closing handshake was not completed');
+    });
   }
 });
 
@@ -427,25 +418,26 @@ describe('RFC 6455 §7.1.7 Fail the WebSocket Connection', () => {
       h.receiveEnd();
       assert.deepEqual(h.take(), [], 'no event, no frame, no second end');
       assert.equal(h.protocol.closeReceived, false, "the peer's close frame was not read");
-      assert.deepEqual(h.streamClosed(), { code: 1002, reason: 'RSV2 or RSV3 set, and no extension defines them', wasClean: false });
+      assert.deepEqual(h.streamClosed(), {
+        code: 1002,
+        reason: 'RSV2 or RSV3 set, and no extension defines them',
+        wasClean: false,
+      });
     });
 
     for (const [how, failIt] of [
       ['zlib failed (1011)', (h: Harness) => h.fail(1011, 'compression failed', new Error('zlib'))],
       ['the peer is too slow (1008, immediately)', (h: Harness) => h.fail(1008, 'peer too slow', null, true)],
     ] as const) {
-      it(
-        `"MUST NOT continue to attempt to process data": also when the connection fails before the peer sent a byte, ${how} (${role})`,
-        () => {
-          const h = new Harness(role);
-          failIt(h);
-          h.take();
-          h.receive(everyKindOfFrame(role));
-          assert.deepEqual(h.take(), [], 'nothing read after the failure');
-          assert.equal(h.protocol.closeReceived, false);
-          assert.equal(h.streamClosed().wasClean, false);
-        },
-      );
+      it(`"MUST NOT continue to attempt to process data": also when the connection fails before the peer sent a byte, ${how} (${role})`, () => {
+        const h = new Harness(role);
+        failIt(h);
+        h.take();
+        h.receive(everyKindOfFrame(role));
+        assert.deepEqual(h.take(), [], 'nothing read after the failure');
+        assert.equal(h.protocol.closeReceived, false);
+        assert.equal(h.streamClosed().wasClean, false);
+      });
     }
 
     it(`the peer that never closes TCP after we failed is dropped at closeTimeout (${role})`, () => {
@@ -491,7 +483,11 @@ describe('RFC 6455 §7.1.7 Fail the WebSocket Connection', () => {
       h.send('first', { compress: true, callback: (error) => results.push(error) });
       h.send('second', { compress: true, callback: (error) => results.push(error) });
       h.receive(peerOf(role).wronglyMasked());
-      assert.deepEqual(h.takeNoWakes().slice(1), ['onSendFailed 2', `> close 1002 ${JSON.stringify(role === 'server' ? 'unmasked frame from a client' : 'masked frame from a server')}`, 'onEnd']);
+      assert.deepEqual(h.takeNoWakes().slice(1), [
+        'onSendFailed 2',
+        `> close 1002 ${JSON.stringify(role === 'server' ? 'unmasked frame from a client' : 'masked frame from a server')}`,
+        'onEnd',
+      ]);
       assert.equal(h.failedCallbacks.length, 2);
       // zlib finishing later changes nothing.
       compression.finish();
@@ -499,20 +495,17 @@ describe('RFC 6455 §7.1.7 Fail the WebSocket Connection', () => {
       assert.deepEqual(h.frames().length, 1);
     });
 
-    it(
-      `our close frame waiting behind a compression is still written when the connection fails (${role})`,
-      () => {
-        const compression = new FakeCompression();
-        const h = new Harness(role, { compression });
-        h.send('compressing', { compress: true });
-        h.close(1000, 'bye');
-        h.receive(peerOf(role).wronglyMasked());
-        const frames = h.frames();
-        assert.equal(frames.length, 1, `one close frame before the end, got ${JSON.stringify(h.log)}`);
-        assert.match(frames[0]!, /^close 10(00|02)/);
-        assert.ok(h.log.indexOf(`> ${frames[0]}`) < h.log.indexOf('onEnd'), 'the close frame before the end of TCP');
-      },
-    );
+    it(`our close frame waiting behind a compression is still written when the connection fails (${role})`, () => {
+      const compression = new FakeCompression();
+      const h = new Harness(role, { compression });
+      h.send('compressing', { compress: true });
+      h.close(1000, 'bye');
+      h.receive(peerOf(role).wronglyMasked());
+      const frames = h.frames();
+      assert.equal(frames.length, 1, `one close frame before the end, got ${JSON.stringify(h.log)}`);
+      assert.match(frames[0]!, /^close 10(00|02)/);
+      assert.ok(h.log.indexOf(`> ${frames[0]}`) < h.log.indexOf('onEnd'), 'the close frame before the end of TCP');
+    });
   }
 });
 
@@ -537,7 +530,10 @@ describe('RFC 6455 §5.5.1 Close: answering, and the order of the last frames', 
     it(`"It SHOULD do so as soon as practical": the answer is written with the reply to the chunk that held the close (${role})`, () => {
       const h = new Harness(role);
       h.receive(concat(peerOf(role).ping('p'), peerOf(role).close(1000)));
-      assert.deepEqual(h.takeNoWakes().filter((e) => e.startsWith('>')), ['> pong "p"', '> close 1000']);
+      assert.deepEqual(
+        h.takeNoWakes().filter((e) => e.startsWith('>')),
+        ['> pong "p"', '> close 1000'],
+      );
     });
 
     it(`"Close frames sent from client to server must be masked": the bytes (${role})`, () => {
@@ -566,7 +562,12 @@ describe('RFC 6455 §5.5.1 Close: answering, and the order of the last frames', 
       assert.deepEqual(h.takeNoWakes(), []);
       compression.finish();
       h.write();
-      assert.deepEqual(h.take(), ['> text rsv1 "Z(one)"', '> text "two"', '> close 1000 "bye"', ...(role === 'server' ? ['onEnd'] : [])]);
+      assert.deepEqual(h.take(), [
+        '> text rsv1 "Z(one)"',
+        '> text "two"',
+        '> close 1000 "bye"',
+        ...(role === 'server' ? ['onEnd'] : []),
+      ]);
     });
 
     it(`close() after messages queued for compression: the close frame is the last frame, after all of them (${role})`, () => {
@@ -598,23 +599,24 @@ describe('RFC 6455 §5.5.1 Close: answering, and the order of the last frames', 
       assert.equal(h.ended, false, 'TCP is not ended before the queued frames are out');
       compression.finish();
       h.write();
-      assert.deepEqual(h.takeNoWakes(), ['> text rsv1 "Z(one)"', '> close 1000', ...(role === 'server' ? ['onEnd'] : [])]);
+      assert.deepEqual(h.takeNoWakes(), [
+        '> text rsv1 "Z(one)"',
+        '> close 1000',
+        ...(role === 'server' ? ['onEnd'] : []),
+      ]);
     });
 
-    it(
-      `the peer's close arrives while our message compresses and zlib then fails: our answer is still written (${role})`,
-      () => {
-        const compression = new FakeCompression();
-        const h = new Harness(role, { compression });
-        h.send('one', { compress: true });
-        h.receive(peerOf(role).close(1000, 'bye'));
-        compression.break();
-        h.write();
-        const closes = h.wire.filter((f) => f.opcode === 0x8);
-        assert.equal(closes.length, 1, `a close frame in response, got ${JSON.stringify(h.log)}`);
-        assert.equal(h.streamClosed().wasClean, true);
-      },
-    );
+    it(`the peer's close arrives while our message compresses and zlib then fails: our answer is still written (${role})`, () => {
+      const compression = new FakeCompression();
+      const h = new Harness(role, { compression });
+      h.send('one', { compress: true });
+      h.receive(peerOf(role).close(1000, 'bye'));
+      compression.break();
+      h.write();
+      const closes = h.wire.filter((f) => f.opcode === 0x8);
+      assert.equal(closes.length, 1, `a close frame in response, got ${JSON.stringify(h.log)}`);
+      assert.equal(h.streamClosed().wasClean, true);
+    });
 
     it(`"If a client and server both send a Close message at the same time, both endpoints will have sent and received a Close message and should consider the WebSocket connection closed" (${role})`, () => {
       const h = new Harness(role);
@@ -642,4 +644,3 @@ describe('RFC 6455 §5.5.1 Close: answering, and the order of the last frames', 
     });
   }
 });
-

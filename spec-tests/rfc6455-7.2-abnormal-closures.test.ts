@@ -23,7 +23,10 @@ describe('RFC 6455 §7.2.1 "If at any point the underlying transport layer conne
       ['before anything was received', () => {}],
       ['after messages both ways', (h) => h.send('out').receive(peerOf(role).text('in'))],
       ['in the middle of a fragmented message from the peer', (h) => h.receive(peerOf(role).text('frag', false))],
-      ['in the middle of a frame from the peer', (h) => h.receive(peerOf(role).binary(Buffer.alloc(300)).subarray(0, 50))],
+      [
+        'in the middle of a frame from the peer',
+        (h) => h.receive(peerOf(role).binary(Buffer.alloc(300)).subarray(0, 50)),
+      ],
       ['after a ping we sent, before its pong', (h) => h.ping('anyone?')],
       ['after our close frame, before the answer', (h) => h.close(1000, 'bye')],
       ['after a violation, before the peer closed TCP', (h) => h.receive(peerOf(role).wronglyMasked())],

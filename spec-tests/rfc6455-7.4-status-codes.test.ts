@@ -21,14 +21,21 @@ const SENDABLE = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 10
 const NEVER_ON_THE_WIRE = [0, 1, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 6000, 65535];
 
 /** Feed the peer's bytes and check that the connection failed with `code`: error, close frame, end. */
-function assertFailedWith(h: Harness, code: number, options: { immediately?: boolean; error?: 'protocol' | 'other' | 'none' } = {}): void {
+function assertFailedWith(
+  h: Harness,
+  code: number,
+  options: { immediately?: boolean; error?: 'protocol' | 'other' | 'none' } = {},
+): void {
   const entries = h.takeNoWakes();
   const closes = h.wire.filter((f) => f.opcode === OP.CLOSE);
   assert.equal(closes.length, 1, `one close frame, got ${JSON.stringify(entries)}`);
   assert.equal(closePayloadOf(closes[0]!).code, code, `the close frame carries ${code}: ${JSON.stringify(entries)}`);
   const closeAt = entries.findIndex((e) => e.startsWith('> close'));
   const endAt = entries.indexOf(options.immediately ? 'onDestroy' : 'onEnd');
-  assert.ok(closeAt >= 0 && endAt > closeAt, `the close frame, then ${options.immediately ? 'onDestroy' : 'onEnd'}: ${JSON.stringify(entries)}`);
+  assert.ok(
+    closeAt >= 0 && endAt > closeAt,
+    `the close frame, then ${options.immediately ? 'onDestroy' : 'onEnd'}: ${JSON.stringify(entries)}`,
+  );
   const kind = options.error ?? 'protocol';
   if (kind === 'protocol') {
     assert.equal(h.errors.length, 1);
@@ -81,16 +88,13 @@ describe('RFC 6455 §7.4.1 Defined Status Codes: what we send', () => {
       }
     });
 
-    it(
-      `a close() refused for its code leaves the connection OPEN and able to close properly (${role})`,
-      () => {
-        const h = new Harness(role);
-        assert.throws(() => h.close(1006, ''), RangeError);
-        assert.equal(h.protocol.canSend, true);
-        h.close(1000, 'properly');
-        assert.deepEqual(h.frames(), ['close 1000 "properly"']);
-      },
-    );
+    it(`a close() refused for its code leaves the connection OPEN and able to close properly (${role})`, () => {
+      const h = new Harness(role);
+      assert.throws(() => h.close(1006, ''), RangeError);
+      assert.equal(h.protocol.canSend, true);
+      h.close(1000, 'properly');
+      assert.deepEqual(h.frames(), ['close 1000 "properly"']);
+    });
 
     it(`1006 is for the application only: a connection lost without close frames reports it, and no frame carries it (${role})`, () => {
       const h = new Harness(role, { options: { pingInterval: 100, pongTimeout: 300 } });
@@ -217,7 +221,10 @@ describe('RFC 6455 §7.4.1: the code the state machine fails with, for each kind
       ['a ping of 126 bytes (§5.5)', p.ping(Buffer.alloc(126))],
       ['a continuation frame with no message open (§5.4)', p.continuation('x')],
       ['a text frame inside a fragmented message (§5.4)', concat(p.text('a', false), p.text('b'))],
-      ['a 64-bit length with its top bit set (§5.2)', p.frame({ opcode: OP.BINARY, lengthEncoding: 64, declaredLength: 2n ** 63n })],
+      [
+        'a 64-bit length with its top bit set (§5.2)',
+        p.frame({ opcode: OP.BINARY, lengthEncoding: 64, declaredLength: 2n ** 63n }),
+      ],
     ];
     for (const [what, input] of PROTOCOL_ERRORS) {
       it(`${what}: 1002 (${role})`, () => {
@@ -279,7 +286,10 @@ describe('RFC 6455 §7.4.1: the code the state machine fails with, for each kind
       h.send('second', { compress: true, callback: (error) => results.push(error === undefined ? 'sent' : 'failed') });
       compression.break();
       h.write();
-      assert.deepEqual(h.log.filter((e) => e.startsWith('onSendFailed')), ['onSendFailed 2']);
+      assert.deepEqual(
+        h.log.filter((e) => e.startsWith('onSendFailed')),
+        ['onSendFailed 2'],
+      );
       assert.equal(h.failedCallbacks.length, 2);
       assert.deepEqual(results, [], 'no callback reported success');
       assertFailedWith(h, 1011, { error: 'other' });

@@ -146,7 +146,8 @@ describe('RFC 6455 §8.1, RFC 3629: the UTF-8 validator', () => {
       const same = (data: Uint8Array) => {
         const got = check(data);
         const want = reference(data);
-        if (got.index !== want.index || got.complete !== want.complete) assert.deepEqual(got, want, Buffer.from(data).toString('hex'));
+        if (got.index !== want.index || got.complete !== want.complete)
+          assert.deepEqual(got, want, Buffer.from(data).toString('hex'));
       };
       for (let a = 0; a < 256; a++) {
         same(bytes(a));
@@ -246,7 +247,12 @@ describe('RFC 6455 §8.1 "When an endpoint is to interpret a byte stream as UTF-
   for (const role of ROLES) {
     it(`a text message with any invalid sequence fails with 1007 (${role})`, () => {
       for (const [name, seq] of INVALID) {
-        const h = expectViolation(role, text(role, concat(utf8('ok '), Buffer.from(seq), utf8(' tail'))), 'InvalidUtf8', INVALID_PAYLOAD);
+        const h = expectViolation(
+          role,
+          text(role, concat(utf8('ok '), Buffer.from(seq), utf8(' tail'))),
+          'InvalidUtf8',
+          INVALID_PAYLOAD,
+        );
         assert.deepEqual(types(h.events), ['error'], name);
       }
     });
@@ -260,8 +266,18 @@ describe('RFC 6455 §8.1 "When an endpoint is to interpret a byte stream as UTF-
     it(`a text message that ends inside a code point fails with 1007 (${role})`, () => {
       for (const [, seq] of TRUNCATED) {
         expectViolation(role, text(role, Buffer.from(seq)), 'InvalidUtf8', INVALID_PAYLOAD);
-        expectViolation(role, concat(text(role, 'start ', false), continuation(role, Buffer.from(seq))), 'InvalidUtf8', INVALID_PAYLOAD);
-        expectViolation(role, concat(text(role, Buffer.from(seq), false), continuation(role, '')), 'InvalidUtf8', INVALID_PAYLOAD);
+        expectViolation(
+          role,
+          concat(text(role, 'start ', false), continuation(role, Buffer.from(seq))),
+          'InvalidUtf8',
+          INVALID_PAYLOAD,
+        );
+        expectViolation(
+          role,
+          concat(text(role, Buffer.from(seq), false), continuation(role, '')),
+          'InvalidUtf8',
+          INVALID_PAYLOAD,
+        );
       }
     });
 
@@ -301,7 +317,8 @@ describe('RFC 6455 §8.1 Validation is incremental: fail fast, and accept code p
     it(`an invalid byte in the first chunk of a large single frame is reported before the rest of the frame arrives (${role})`, () => {
       const payload = concat(utf8('valid start '), bytes(0xed, 0xa0, 0x80), Buffer.alloc(1 << 20, 0x61));
       const frame = text(role, payload);
-      for (const firstChunk of [30, 40, 300, 5000]) { // the invalid A0 is payload byte 13, after a 10- or 14-byte header
+      for (const firstChunk of [30, 40, 300, 5000]) {
+        // the invalid A0 is payload byte 13, after a 10- or 14-byte header
         const h = makeReceiver(role);
         h.push(frame.subarray(0, firstChunk));
         assertFailed(h, 'InvalidUtf8', INVALID_PAYLOAD);
@@ -329,7 +346,11 @@ describe('RFC 6455 §8.1 Validation is incremental: fail fast, and accept code p
     });
 
     it(`an invalid byte in the first fragment, itself in several chunks, is reported from the chunk that holds it (${role})`, () => {
-      const fragment = text(role, concat(Buffer.alloc(1000, 0x61), bytes(0xf4, 0x90, 0x80, 0x80), Buffer.alloc(1000, 0x61)), false);
+      const fragment = text(
+        role,
+        concat(Buffer.alloc(1000, 0x61), bytes(0xf4, 0x90, 0x80, 0x80), Buffer.alloc(1000, 0x61)),
+        false,
+      );
       const h = makeReceiver(role);
       h.push(fragment.subarray(0, 500));
       assert.deepEqual(h.events, []);
@@ -351,14 +372,19 @@ describe('RFC 6455 §8.1 Validation is incremental: fail fast, and accept code p
         for (let cut = 0; cut <= payload.length; cut++) {
           for (let cut2 = cut; cut2 <= payload.length; cut2++) {
             const h = makeReceiver(role);
-            h.push(concat(
-              text(role, payload.subarray(0, cut), false),
-              continuation(role, payload.subarray(cut, cut2), false),
-              ping(role),
-              continuation(role, payload.subarray(cut2)),
-            ));
+            h.push(
+              concat(
+                text(role, payload.subarray(0, cut), false),
+                continuation(role, payload.subarray(cut, cut2), false),
+                ping(role),
+                continuation(role, payload.subarray(cut2)),
+              ),
+            );
             assert.deepEqual(types(h.events), ['ping', 'message'], `${name} cut at ${cut}, ${cut2}`);
-            assert.ok((h.events[1] as { data: Buffer }).data.equals(payload), '(h.events[1] as { data: Buffer }).data.equals(payload)');
+            assert.ok(
+              (h.events[1] as { data: Buffer }).data.equals(payload),
+              '(h.events[1] as { data: Buffer }).data.equals(payload)',
+            );
           }
         }
       }

@@ -8,7 +8,17 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { afterEach, describe, it } from 'node:test';
 import { ConnectionTimeoutError } from '../src/index.js';
-import { CloseCode, KiB, MiB, Opcode, delay, startServer, waitUntil, withTimeout, type TestServer } from './helpers/library.js';
+import {
+  CloseCode,
+  KiB,
+  MiB,
+  Opcode,
+  delay,
+  startServer,
+  waitUntil,
+  withTimeout,
+  type TestServer,
+} from './helpers/library.js';
 import { RawClient, clientFrame, destroyRawClients } from './helpers/peer/index.js';
 
 const servers: TestServer[] = [];
@@ -132,7 +142,10 @@ describe('the read loop stops while the write side is behind (memory stays bound
     assert.ok(received < total, `the server read all ${total} messages of a peer that reads nothing`);
     assert.ok(ws.isPaused, 'reading is paused');
     const bound = highWaterMark + 4 * (size + 14);
-    assert.ok(maxBuffered <= bound, `bufferedAmount reached ${maxBuffered}, more than highWaterMark + a few messages (${bound})`);
+    assert.ok(
+      maxBuffered <= bound,
+      `bufferedAmount reached ${maxBuffered}, more than highWaterMark + a few messages (${bound})`,
+    );
     assert.ok(ws.bufferedAmount <= bound, 'ws.bufferedAmount <= bound');
 
     // Once the peer reads, everything flows again: every message is echoed, in order.

@@ -35,10 +35,14 @@ after(() => {
 });
 
 async function startCli(args: string[]): Promise<Cli> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', '--host', '127.0.0.1', '--port', '0', ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'src/cli.ts', '--host', '127.0.0.1', '--port', '0', ...args],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   children.push(child);
   let stdout = '';
   let stderr = '';
@@ -150,7 +154,11 @@ describe('the echo CLI: --trace', () => {
     await withTimeout(cli.exited, 5000, 'the CLI to exit');
   });
 
-  const lines = (prefix: string): string[] => cli.output().split('\n').filter((line) => line.startsWith(prefix));
+  const lines = (prefix: string): string[] =>
+    cli
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith(prefix));
 
   it('frames sent by the server are printed with "->", the opcode name, FIN, RSV, "unmasked", the length and a preview', async () => {
     const text = lines('-> TEXT');
@@ -193,7 +201,10 @@ describe('the echo CLI: --max-message-size', () => {
   });
 
   it('invalid options exit with status 2 and a message', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', '--max-message-size', 'lots'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', '--max-message-size', 'lots'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     children.push(child);
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
@@ -224,7 +235,10 @@ describe('the echo CLI: --deflate, --no-deflate', () => {
   }
 
   it('--deflate with --no-deflate exits with status 2 and a message', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', '--deflate', '--no-deflate'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', '--deflate', '--no-deflate'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     children.push(child);
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));

@@ -50,7 +50,11 @@ describe('RFC 6455 §7.1.2, §5.5.1: the client starts the closing handshake', (
       assert.equal(close.code, code, '§5.5.1: "it typically echos the status code it received"');
       assert.equal(close.reason, reason);
       await client.waitClosed();
-      assert.equal(client.peerEndedFirst, true, '§7.1.1: "the server SHOULD close the underlying TCP connection first"');
+      assert.equal(
+        client.peerEndedFirst,
+        true,
+        '§7.1.1: "the server SHOULD close the underlying TCP connection first"',
+      );
       assert.equal(client.bytesAfterClose, 0);
       const record = await assertClosedOnce(connection, code, true);
       assert.equal(record.reason, reason);
@@ -73,7 +77,12 @@ describe('RFC 6455 §7.1.2, §5.5.1: the client starts the closing handshake', (
     const { client, connection } = await open();
     const messages: string[] = [];
     connection.ws.on('message', (data) => messages.push(data.toString()));
-    client.write(Buffer.concat([clientFrame({ opcode: Opcode.Close, payload: closePayload(1000) }), clientFrame({ opcode: Opcode.Text, payload: 'too late' })]));
+    client.write(
+      Buffer.concat([
+        clientFrame({ opcode: Opcode.Close, payload: closePayload(1000) }),
+        clientFrame({ opcode: Opcode.Text, payload: 'too late' }),
+      ]),
+    );
     await client.waitClosed();
     await assertClosedOnce(connection, 1000, true);
     assert.deepEqual(messages, []);
@@ -142,7 +151,10 @@ describe('RFC 6455 §7.1.2: the server starts the closing handshake', () => {
     assert.equal(ws.send('after close'), false);
     const close = await client.waitCloseFrame();
     assert.equal(close.code, 1000);
-    assert.deepEqual(client.messages.map((m) => m.data.toString('hex')), [Buffer.from('last words').toString('hex'), '010203']);
+    assert.deepEqual(
+      client.messages.map((m) => m.data.toString('hex')),
+      [Buffer.from('last words').toString('hex'), '010203'],
+    );
     assert.equal(client.frames.at(-1)!.opcode, Opcode.Close);
     client.sendClose(1000);
     await client.waitClosed();
@@ -352,7 +364,11 @@ describe('RFC 6455 §7.1.1-§7.1.4 between our client and our server', () => {
     const { ws, connection } = await connectPair(server);
     const client = trackClose(ws);
     ws.close(1000, 'client done');
-    const [clientRecord, serverRecord] = await withTimeout(Promise.all([client.closed, connection.closed]), 3000, 'both close events');
+    const [clientRecord, serverRecord] = await withTimeout(
+      Promise.all([client.closed, connection.closed]),
+      3000,
+      'both close events',
+    );
     assert.deepEqual([clientRecord.code, clientRecord.reason, clientRecord.wasClean], [1000, 'client done', true]);
     assert.deepEqual([serverRecord.code, serverRecord.reason, serverRecord.wasClean], [1000, 'client done', true]);
   });
@@ -361,7 +377,11 @@ describe('RFC 6455 §7.1.1-§7.1.4 between our client and our server', () => {
     const { ws, connection } = await connectPair(server);
     const client = trackClose(ws);
     connection.ws.close(4002, 'server done');
-    const [clientRecord, serverRecord] = await withTimeout(Promise.all([client.closed, connection.closed]), 3000, 'both close events');
+    const [clientRecord, serverRecord] = await withTimeout(
+      Promise.all([client.closed, connection.closed]),
+      3000,
+      'both close events',
+    );
     assert.deepEqual([clientRecord.code, clientRecord.reason, clientRecord.wasClean], [4002, 'server done', true]);
     assert.deepEqual([serverRecord.code, serverRecord.reason, serverRecord.wasClean], [4002, 'server done', true]);
   });
@@ -381,7 +401,10 @@ describe("closing from the 'connection' handler", () => {
       const client = await RawClient.connect(port);
       const close = await client.waitCloseFrame();
       assert.deepEqual([close.code, close.reason], [1008, 'not today']);
-      assert.deepEqual(client.messages.map((m) => m.data.toString()), ['welcome']);
+      assert.deepEqual(
+        client.messages.map((m) => m.data.toString()),
+        ['welcome'],
+      );
       client.sendClose(1008);
       await client.waitClosed();
       assert.equal(client.peerEndedFirst, true);

@@ -127,7 +127,8 @@ describe('RFC 6455 §5.2, §5.6: echo of single-frame messages from the raw clie
   it('many messages in one TCP write come back in order', async () => {
     const client = await RawClient.connect(server.port);
     const frames: Buffer[] = [];
-    for (let i = 0; i < 500; i++) frames.push(clientFrame({ opcode: i % 2 === 0 ? Opcode.Text : Opcode.Binary, payload: `message ${i}` }));
+    for (let i = 0; i < 500; i++)
+      frames.push(clientFrame({ opcode: i % 2 === 0 ? Opcode.Text : Opcode.Binary, payload: `message ${i}` }));
     client.write(Buffer.concat(frames));
     const messages = await client.waitMessages(500);
     messages.forEach((m, i) => {
@@ -286,7 +287,10 @@ describe('echo through our own client (connect())', () => {
       seen.push(data.toString());
       if (seen.length === 20) break;
     }
-    assert.deepEqual(seen, Array.from({ length: 20 }, (_, i) => `n${i}`));
+    assert.deepEqual(
+      seen,
+      Array.from({ length: 20 }, (_, i) => `n${i}`),
+    );
   });
 
   it('sendAsync resolves once the data is written, and the echo follows', async () => {
@@ -303,7 +307,13 @@ describe('the trace option: "Called with every frame received and sent, decoded"
   it('the tracer sees incoming (masked) and outgoing (unmasked) frames with their direction', async () => {
     const frames: { direction: string; opcode: number; masked: boolean; payload: string }[] = [];
     const traced = await startServer({
-      trace: (frame) => frames.push({ direction: frame.direction, opcode: frame.opcode, masked: frame.masked, payload: frame.payload.toString() }),
+      trace: (frame) =>
+        frames.push({
+          direction: frame.direction,
+          opcode: frame.opcode,
+          masked: frame.masked,
+          payload: frame.payload.toString(),
+        }),
     });
     try {
       const client = await RawClient.connect(traced.port);
@@ -352,7 +362,10 @@ describe('server-side async iteration: for await (const { data, isBinary } of ws
       await client.waitMessages(50);
       client.sendClose(1000);
       const seen = await withTimeout(done, 3000, 'the loop to end');
-      assert.deepEqual(seen, Array.from({ length: 50 }, (_, i) => `${i % 2 ? 'b' : 't'}:m${i}`));
+      assert.deepEqual(
+        seen,
+        Array.from({ length: 50 }, (_, i) => `${i % 2 ? 'b' : 't'}:m${i}`),
+      );
     } finally {
       destroyRawClients();
       await wss.close(100);
@@ -376,7 +389,9 @@ describe('server-side async iteration: for await (const { data, isBinary } of ws
         });
       });
       const client = await RawClient.connect(s.port);
-      const frames = Array.from({ length: 200 }, (_, i) => clientFrame({ opcode: Opcode.Binary, payload: Buffer.alloc(1000, i) }));
+      const frames = Array.from({ length: 200 }, (_, i) =>
+        clientFrame({ opcode: Opcode.Binary, payload: Buffer.alloc(1000, i) }),
+      );
       client.write(Buffer.concat(frames));
       assert.equal(await withTimeout(done, 5000, 'all 200 messages'), 200);
       assert.equal(paused, true, 'reading was paused while the loop was behind');

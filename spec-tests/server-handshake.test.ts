@@ -7,7 +7,16 @@ import { once } from 'node:events';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { connect, HandshakeError, WebSocketServer, type ServerOptions, type UpgradeRequest } from '../src/index.js';
-import { KiB, Opcode, assertEchoes, delay, startServer, waitUntil, withTimeout, type TestServer } from './helpers/library.js';
+import {
+  KiB,
+  Opcode,
+  assertEchoes,
+  delay,
+  startServer,
+  waitUntil,
+  withTimeout,
+  type TestServer,
+} from './helpers/library.js';
 import {
   RFC_ACCEPT,
   RFC_KEY,
@@ -24,7 +33,10 @@ import {
 afterEach(() => destroyRawClients());
 
 /** Send `request` on a fresh connection and read the (refusal) response. */
-async function exchange(port: number, request: Buffer | string): Promise<{ client: RawClient; response: ParsedResponse }> {
+async function exchange(
+  port: number,
+  request: Buffer | string,
+): Promise<{ client: RawClient; response: ParsedResponse }> {
   const client = await RawClient.open(port);
   client.write(request);
   const response = await client.readResponse();
@@ -68,10 +80,20 @@ describe('RFC 6455 §4.2.2: the server answers a valid handshake with 101', () =
     const response = client.response!;
     assert.equal(response.statusLine.startsWith('HTTP/1.1 101 '), true, response.statusLine);
     assert.equal(header(response, 'upgrade')?.toLowerCase(), 'websocket');
-    assert.ok(header(response, 'connection')!.toLowerCase().split(/\s*,\s*/).includes('upgrade'), 'header(response, \'connection\')!.toLowerCase().split(/\\s*,\\s*/).includes(\'upgrade\')');
+    assert.ok(
+      header(response, 'connection')!
+        .toLowerCase()
+        .split(/\s*,\s*/)
+        .includes('upgrade'),
+      "header(response, 'connection')!.toLowerCase().split(/\\s*,\\s*/).includes('upgrade')",
+    );
     // §1.3: base64(SHA-1("dGhlIHNhbXBsZSBub25jZQ==" + the GUID)).
     assert.equal(header(response, 'sec-websocket-accept'), RFC_ACCEPT);
-    assert.equal(header(response, 'sec-websocket-protocol'), undefined, 'no subprotocol was offered, so none is selected');
+    assert.equal(
+      header(response, 'sec-websocket-protocol'),
+      undefined,
+      'no subprotocol was offered, so none is selected',
+    );
     assert.equal(header(response, 'sec-websocket-extensions'), undefined, 'no extension was offered');
     await assertEchoes(client);
   });
@@ -166,16 +188,28 @@ describe('RFC 6455 §4.2.2: the server answers a valid handshake with 101', () =
     'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: keep-alive\r\nConnection: Upgrade\r\n' +
     `Sec-WebSocket-Key: ${RFC_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
   const tolerated: [string, RequestSpec | string][] = [
-    ['Connection: keep-alive, Upgrade (a comma list, as Firefox sends it)', { headers: { Connection: 'keep-alive, Upgrade' } }],
+    [
+      'Connection: keep-alive, Upgrade (a comma list, as Firefox sends it)',
+      { headers: { Connection: 'keep-alive, Upgrade' } },
+    ],
     ['Connection: Upgrade,keep-alive', { headers: { Connection: 'Upgrade,keep-alive' } }],
     ['connection: UPGRADE (case-insensitive token and name)', { headers: { connection: 'UPGRADE' } }],
     ['upgrade: WebSocket (case-insensitive value and name)', { headers: { upgrade: 'WebSocket' } }],
     ['the Connection list split over two header fields (RFC 9110 §5.3)', twoConnectionFields],
-    ['header names in any case', { headers: { 'sec-websocket-key': RFC_KEY, 'SEC-WEBSOCKET-VERSION': '13', HOST: '127.0.0.1' } }],
-    ['extra whitespace around header values', { headers: { Upgrade: '  websocket\t', 'Sec-WebSocket-Version': ' 13 ' } }],
+    [
+      'header names in any case',
+      { headers: { 'sec-websocket-key': RFC_KEY, 'SEC-WEBSOCKET-VERSION': '13', HOST: '127.0.0.1' } },
+    ],
+    [
+      'extra whitespace around header values',
+      { headers: { Upgrade: '  websocket\t', 'Sec-WebSocket-Version': ' 13 ' } },
+    ],
     ['a query string in the target', { path: '/?token=abc&x=1' }],
     ['an Origin header (browsers)', { headers: { Origin: 'https://example.com' } }],
-    ['an extension offer the server does not support (ignored)', { headers: { 'Sec-WebSocket-Extensions': 'permessage-deflate; client_max_window_bits' } }],
+    [
+      'an extension offer the server does not support (ignored)',
+      { headers: { 'Sec-WebSocket-Extensions': 'permessage-deflate; client_max_window_bits' } },
+    ],
     ['HTTP/1.2 (RFC 6455 §4.2.1: "HTTP/1.1 or higher")', { httpVersion: 'HTTP/1.2' }],
   ];
   for (const [name, spec] of tolerated) {
@@ -228,7 +262,11 @@ describe('RFC 6455 §4.2.1: every requirement on the request, refused with an HT
     ['item 3: Upgrade: h2c gets 400', { headers: { Upgrade: 'h2c' } }, 400],
     ['item 3: Upgrade: websockets (not the token) gets 400', { headers: { Upgrade: 'websockets' } }, 400],
     ['item 4: no Connection header gets 400', { headers: { Connection: null } }, 400],
-    ['item 4: Connection: keep-alive without the Upgrade token gets 400', { headers: { Connection: 'keep-alive' } }, 400],
+    [
+      'item 4: Connection: keep-alive without the Upgrade token gets 400',
+      { headers: { Connection: 'keep-alive' } },
+      400,
+    ],
     ['item 4: Connection: Upgraded (not the token) gets 400', { headers: { Connection: 'Upgraded' } }, 400],
     ['item 5: no Sec-WebSocket-Key gets 400', { headers: { 'Sec-WebSocket-Key': null } }, 400],
     ['item 5: a key decoding to 15 bytes gets 400', { key: Buffer.alloc(15, 1).toString('base64') }, 400],
@@ -244,20 +282,26 @@ describe('RFC 6455 §4.2.1: every requirement on the request, refused with an HT
     it(name, async () => {
       const request =
         spec === 'two-hosts'
-          ? Buffer.from(`GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${RFC_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n`)
-          : spec === 'two-keys'
           ? Buffer.from(
-              `GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${RFC_KEY}\r\n` +
-                `Sec-WebSocket-Key: ${RFC_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+              `GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${RFC_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
             )
-          : handshakeRequest(spec as RequestSpec);
+          : spec === 'two-keys'
+            ? Buffer.from(
+                `GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${RFC_KEY}\r\n` +
+                  `Sec-WebSocket-Key: ${RFC_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+              )
+            : handshakeRequest(spec as RequestSpec);
       const response = await assertRefusal(server.port, request, status);
       if (status === 405) assert.equal(header(response, 'allow'), 'GET');
     });
   }
 
   it('item 6 / §4.4: Sec-WebSocket-Version: 8 gets 426 Upgrade Required with Sec-WebSocket-Version: 13', async () => {
-    const response = await assertRefusal(server.port, handshakeRequest({ headers: { 'Sec-WebSocket-Version': '8' } }), 426);
+    const response = await assertRefusal(
+      server.port,
+      handshakeRequest({ headers: { 'Sec-WebSocket-Version': '8' } }),
+      426,
+    );
     assert.equal(header(response, 'sec-websocket-version'), '13');
   });
 
@@ -294,7 +338,10 @@ describe('RFC 9112 (via RFC 6455 §4.2.1 "return an HTTP response with an approp
   const cases: [string, string | Buffer][] = [
     ['a bare LF inside the head (one header line ends with LF only)', valid.replace('\r\nUpgrade:', '\nUpgrade:')],
     ['a bare CR inside the head', valid.replace('\r\nUpgrade:', '\rUpgrade:')],
-    ['obsolete line folding (a header continued on an indented line)', valid.replace('Upgrade: websocket\r\n', 'Upgrade: websocket\r\n  , more\r\n')],
+    [
+      'obsolete line folding (a header continued on an indented line)',
+      valid.replace('Upgrade: websocket\r\n', 'Upgrade: websocket\r\n  , more\r\n'),
+    ],
     ['a space between a header name and the colon', valid.replace('Upgrade: websocket', 'Upgrade : websocket')],
     ['a header line without a colon', valid.replace('Upgrade: websocket', 'Upgrade websocket')],
     ['an empty header name', valid.replace('Upgrade: websocket', ': websocket')],
@@ -304,9 +351,21 @@ describe('RFC 9112 (via RFC 6455 §4.2.1 "return an HTTP response with an approp
     ['a request line with an extra field', valid.replace('GET / HTTP/1.1', 'GET / HTTP/1.1 x')],
     ['a malformed version', valid.replace('HTTP/1.1', 'HTTP/one')],
     ['a lower-case protocol name', valid.replace('HTTP/1.1', 'http/1.1')],
-    ['a target with a non-ASCII byte', Buffer.concat([Buffer.from('GET /\xff HTTP/1.1\r\n', 'latin1'), Buffer.from(valid.slice(valid.indexOf('\r\n') + 2), 'latin1')])],
+    [
+      'a target with a non-ASCII byte',
+      Buffer.concat([
+        Buffer.from('GET /\xff HTTP/1.1\r\n', 'latin1'),
+        Buffer.from(valid.slice(valid.indexOf('\r\n') + 2), 'latin1'),
+      ]),
+    ],
     ['a method that is not a token', valid.replace('GET', 'G(E)T')],
-    ['garbage bytes ending in a blank line', Buffer.concat([Buffer.from([0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03]), Buffer.from('\r\n\r\n')])],
+    [
+      'garbage bytes ending in a blank line',
+      Buffer.concat([
+        Buffer.from([0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03]),
+        Buffer.from('\r\n\r\n'),
+      ]),
+    ],
     ['an empty request line', '\r\n\r\n'],
     ['a lone request line with no headers', 'GET / HTTP/1.1\r\n\r\n'],
     ['an invalid subprotocol list', handshakeRequest({ protocols: ['a b', 'c'] })],
@@ -329,7 +388,10 @@ describe('RFC 9112 (via RFC 6455 §4.2.1 "return an HTTP response with an approp
   // RFC 9112 §3: a request line starts with a method token and a space. Bytes that cannot start
   // one are refused at once, not held until the head limit or the handshake timeout.
   const notHttp: [string, Buffer][] = [
-    ['a TLS ClientHello sent to the plain port (no line ending at all)', Buffer.from('16030100a5010000a10303' + '41'.repeat(160), 'hex')],
+    [
+      'a TLS ClientHello sent to the plain port (no line ending at all)',
+      Buffer.from('16030100a5010000a10303' + '41'.repeat(160), 'hex'),
+    ],
     ['33 token characters and no space', Buffer.from('A'.repeat(33))],
     ['a space first', Buffer.from(' GET / HTTP/1.1')],
     ['a NUL byte first', Buffer.from([0])],
@@ -580,7 +642,11 @@ describe('RFC 6455 §4.2.2 item 5.4 and §1.9: subprotocol selection', () => {
       assert.equal(header(chosen.response!, 'sec-websocket-protocol'), 'pick-me');
       assert.deepEqual(calls.at(-1), ['a', 'pick-me']);
       const none = await RawClient.connect(custom.port, { protocols: ['a'] });
-      assert.equal(header(none.response!, 'sec-websocket-protocol'), undefined, 'handleProtocols said none; the list is not consulted');
+      assert.equal(
+        header(none.response!, 'sec-websocket-protocol'),
+        undefined,
+        'handleProtocols said none; the list is not consulted',
+      );
     } finally {
       await custom.close();
     }
@@ -600,7 +666,10 @@ describe('RFC 6455 §4.2.2 item 5.4 and §1.9: subprotocol selection', () => {
 });
 
 describe('the verify hook (RFC 6455 §4.2.2 item 4: the server may refuse; authentication)', () => {
-  async function withServer(options: ServerOptions, body: (server: TestServer, errors: Error[]) => Promise<void>): Promise<void> {
+  async function withServer(
+    options: ServerOptions,
+    body: (server: TestServer, errors: Error[]) => Promise<void>,
+  ): Promise<void> {
     const server = await startServer(options);
     const errors: Error[] = [];
     server.wss.on('error', (error) => errors.push(error));
@@ -650,7 +719,12 @@ describe('the verify hook (RFC 6455 §4.2.2 item 4: the server may refuse; authe
 
   it('a refusal with a custom status, message and headers is sent as such', async () => {
     await withServer(
-      { verify: async (request) => (request.headers['authorization'] === undefined ? { status: 401, message: 'who are you?', headers: { 'WWW-Authenticate': 'Bearer realm="ws"' } } : true) },
+      {
+        verify: async (request) =>
+          request.headers['authorization'] === undefined
+            ? { status: 401, message: 'who are you?', headers: { 'WWW-Authenticate': 'Bearer realm="ws"' } }
+            : true,
+      },
       async (server) => {
         const response = await assertRefusal(server.port, handshakeRequest(), 401);
         assert.equal(header(response, 'www-authenticate'), 'Bearer realm="ws"');
@@ -719,7 +793,8 @@ describe('the verify hook (RFC 6455 §4.2.2 item 4: the server may refuse; authe
     await withServer(
       {
         // Refuses only requests with ?q=..., so the follow-up connection shows the server carries on.
-        verify: async (request) => (request.query.has('q') ? { status: 401, headers: { 'X-Echo': request.query.get('q')! } } : true),
+        verify: async (request) =>
+          request.query.has('q') ? { status: 401, headers: { 'X-Echo': request.query.get('q')! } } : true,
       },
       async (server) => {
         const { response } = await exchange(server.port, handshakeRequest({ path: '/?q=a%0D%0ASet-Cookie:%20x=1' }));
@@ -732,12 +807,15 @@ describe('the verify hook (RFC 6455 §4.2.2 item 4: the server may refuse; authe
   });
 
   it('a sync verify refusal with an invalid header name gets 500 at once, not a silent hang until the handshake timeout', async () => {
-    await withServer({ handshakeTimeout: 1000, verify: () => ({ status: 401, headers: { 'Bad Name': 'x' } }) }, async (server) => {
-      const started = Date.now();
-      const { response } = await exchange(server.port, handshakeRequest());
-      assert.equal(response.status, 500, response.statusLine);
-      assert.ok(Date.now() - started < 700, `answered after ${Date.now() - started} ms`);
-    });
+    await withServer(
+      { handshakeTimeout: 1000, verify: () => ({ status: 401, headers: { 'Bad Name': 'x' } }) },
+      async (server) => {
+        const started = Date.now();
+        const { response } = await exchange(server.port, handshakeRequest());
+        assert.equal(response.status, 500, response.statusLine);
+        assert.ok(Date.now() - started < 700, `answered after ${Date.now() - started} ms`);
+      },
+    );
   });
 
   it('our client gets a HandshakeError carrying the refusal status and body', async () => {
@@ -809,9 +887,30 @@ describe('handshakeTimeout: a client that does not finish its handshake is dropp
 
 describe('hooks that throw are answered with 500, and the server survives', () => {
   const throwing: [string, ServerOptions][] = [
-    ['checkOrigin', { checkOrigin: () => { throw new Error('origin hook bug'); } }],
-    ['a path function', { path: () => { throw new Error('path hook bug'); } }],
-    ['handleProtocols', { handleProtocols: () => { throw new Error('protocol hook bug'); } }],
+    [
+      'checkOrigin',
+      {
+        checkOrigin: () => {
+          throw new Error('origin hook bug');
+        },
+      },
+    ],
+    [
+      'a path function',
+      {
+        path: () => {
+          throw new Error('path hook bug');
+        },
+      },
+    ],
+    [
+      'handleProtocols',
+      {
+        handleProtocols: () => {
+          throw new Error('protocol hook bug');
+        },
+      },
+    ],
   ];
   for (const [name, options] of throwing) {
     it(`${name} throwing: 500, an 'error' event, and the next valid handshake still works`, async () => {
@@ -829,7 +928,11 @@ describe('hooks that throw are answered with 500, and the server survives', () =
   }
 
   it('with no error listener on the server, a throwing verify is still just a 500', async () => {
-    const wss = new WebSocketServer({ verify: () => { throw new Error('unobserved'); } });
+    const wss = new WebSocketServer({
+      verify: () => {
+        throw new Error('unobserved');
+      },
+    });
     const { port } = await wss.listen(0, '127.0.0.1');
     try {
       await assertRefusal(port, handshakeRequest(), 500);
@@ -875,7 +978,10 @@ describe('listening', () => {
     const server = await startServer();
     const other = new WebSocketServer();
     try {
-      await assert.rejects(other.listen(server.port, '127.0.0.1'), (error: NodeJS.ErrnoException) => error.code === 'EADDRINUSE');
+      await assert.rejects(
+        other.listen(server.port, '127.0.0.1'),
+        (error: NodeJS.ErrnoException) => error.code === 'EADDRINUSE',
+      );
     } finally {
       await server.close();
       await other.close(100);

@@ -37,7 +37,10 @@ describe('RFC 6455 §5.5.2: the keepalive ping loop (pingInterval 50 ms, pongTim
     assert.ok(client.pings.length >= 1, `the server pinged the peer (${client.pings.length} pings)`);
     assert.equal(connection.closes.length, 1);
     const timeout = connection.errors.find((e) => e instanceof ConnectionTimeoutError);
-    assert.ok(timeout instanceof ConnectionTimeoutError, `a ConnectionTimeoutError was reported (${connection.errors.map((e) => e.message).join('; ')})`);
+    assert.ok(
+      timeout instanceof ConnectionTimeoutError,
+      `a ConnectionTimeoutError was reported (${connection.errors.map((e) => e.message).join('; ')})`,
+    );
     assert.equal(timeout.reason, 'pong');
     await client.waitPeerEnd();
   });

@@ -38,7 +38,11 @@ async function expectFailure(
 
   const record = await assertClosedOnce(connection, code);
   assert.equal(record.wasClean, false, 'a failed connection is not closed cleanly');
-  assert.equal(connection.errors.length, 1, `one 'error' event, got ${connection.errors.map((e) => e.message).join('; ')}`);
+  assert.equal(
+    connection.errors.length,
+    1,
+    `one 'error' event, got ${connection.errors.map((e) => e.message).join('; ')}`,
+  );
   const error = connection.errors[0]!;
   assert.ok(error instanceof ProtocolError, `a ProtocolError, got ${error.name}: ${error.message}`);
   assert.equal(error.closeCode, code);
@@ -70,7 +74,11 @@ describe('RFC 6455 §7.1.7, §7.4.1: protocol errors close with 1002', () => {
     });
   }
 
-  for (const [name, bit] of [['RSV1', 0x40], ['RSV2', 0x20], ['RSV3', 0x10]] as const) {
+  for (const [name, bit] of [
+    ['RSV1', 0x40],
+    ['RSV2', 0x20],
+    ['RSV3', 0x10],
+  ] as const) {
     it(`§5.2: ${name} set with no extension negotiated`, async () => {
       await expectFailure(server, withFirstByte(clientFrame({ opcode: Opcode.Text, payload: 'x' }), bit), PROTOCOL);
     });
@@ -81,7 +89,11 @@ describe('RFC 6455 §7.1.7, §7.4.1: protocol errors close with 1002', () => {
   });
 
   it('§5.5: a close frame with a 126-byte payload', async () => {
-    await expectFailure(server, clientFrame({ opcode: Opcode.Close, payload: closePayload(1000, 'r'.repeat(124)) }), PROTOCOL);
+    await expectFailure(
+      server,
+      clientFrame({ opcode: Opcode.Close, payload: closePayload(1000, 'r'.repeat(124)) }),
+      PROTOCOL,
+    );
   });
 
   it('§5.5: a fragmented control frame (ping without FIN)', async () => {
@@ -95,7 +107,10 @@ describe('RFC 6455 §7.1.7, §7.4.1: protocol errors close with 1002', () => {
   it('§5.4: a continuation after a complete message', async () => {
     await expectFailure(
       server,
-      Buffer.concat([clientFrame({ opcode: Opcode.Text, payload: 'done' }), clientFrame({ opcode: Opcode.Continuation, payload: 'more' })]),
+      Buffer.concat([
+        clientFrame({ opcode: Opcode.Text, payload: 'done' }),
+        clientFrame({ opcode: Opcode.Continuation, payload: 'more' }),
+      ]),
       PROTOCOL,
     );
   });
@@ -103,7 +118,10 @@ describe('RFC 6455 §7.1.7, §7.4.1: protocol errors close with 1002', () => {
   it('§5.4: a new data frame while a fragmented message is open', async () => {
     await expectFailure(
       server,
-      Buffer.concat([clientFrame({ opcode: Opcode.Text, payload: 'start', fin: false }), clientFrame({ opcode: Opcode.Binary, payload: 'intruder' })]),
+      Buffer.concat([
+        clientFrame({ opcode: Opcode.Text, payload: 'start', fin: false }),
+        clientFrame({ opcode: Opcode.Binary, payload: 'intruder' }),
+      ]),
       PROTOCOL,
     );
   });
@@ -134,7 +152,10 @@ describe('RFC 6455 §7.1.7, §7.4.1: protocol errors close with 1002', () => {
       ]),
       PROTOCOL,
     );
-    assert.deepEqual(client.messages.map((m) => m.data.toString()), ['one', 'two']);
+    assert.deepEqual(
+      client.messages.map((m) => m.data.toString()),
+      ['one', 'two'],
+    );
   });
 });
 
@@ -159,7 +180,11 @@ describe('RFC 6455 §8.1: invalid UTF-8 closes with 1007', () => {
   }
 
   it('a text message that ends in the middle of a multi-byte character', async () => {
-    await expectFailure(server, clientFrame({ opcode: Opcode.Text, payload: Buffer.from([0x61, 0xe2, 0x82]) }), INVALID_DATA);
+    await expectFailure(
+      server,
+      clientFrame({ opcode: Opcode.Text, payload: Buffer.from([0x61, 0xe2, 0x82]) }),
+      INVALID_DATA,
+    );
   });
 
   it('a fragmented text message whose fragments join into invalid UTF-8', async () => {
@@ -204,7 +229,10 @@ describe('RFC 6455 §8.1: invalid UTF-8 closes with 1007', () => {
   it('§5.5.1: a close frame whose reason is not UTF-8', async () => {
     await expectFailure(
       server,
-      clientFrame({ opcode: Opcode.Close, payload: Buffer.concat([closePayload(1000), Buffer.from([0xce, 0xba, 0xe1, 0xbd])]) }),
+      clientFrame({
+        opcode: Opcode.Close,
+        payload: Buffer.concat([closePayload(1000), Buffer.from([0xce, 0xba, 0xe1, 0xbd])]),
+      }),
       INVALID_DATA,
     );
   });
@@ -267,7 +295,9 @@ describe('RFC 6455 §10.4: size limits close with 1009', () => {
 describe("a protocol error on a connection with no 'error' listener", () => {
   it('still closes with the right code, and nothing is thrown', async () => {
     const wss = new WebSocketServer();
-    const closed = new Promise<number>((resolve) => wss.on('connection', (ws) => ws.on('close', (code) => resolve(code))));
+    const closed = new Promise<number>((resolve) =>
+      wss.on('connection', (ws) => ws.on('close', (code) => resolve(code))),
+    );
     const { port } = await wss.listen(0, '127.0.0.1');
     try {
       const client = await RawClient.connect(port);

@@ -174,11 +174,18 @@ describe('broadcast', () => {
 
     assert.equal(s.wss.broadcast('hello everyone'), 100);
     const evenIds = new Set([...s.wss.clients].filter((c) => c.id % 2 === 0));
-    assert.equal(s.wss.broadcast(Buffer.from('evens only'), { binary: false }, (c) => evenIds.has(c)), evenIds.size);
+    assert.equal(
+      s.wss.broadcast(Buffer.from('evens only'), { binary: false }, (c) => evenIds.has(c)),
+      evenIds.size,
+    );
     assert.equal(s.wss.broadcast('as binary', { binary: true }), 100);
     // A final marker to everybody: once it has arrived, anything duplicated would have too.
     assert.equal(s.wss.broadcast(Buffer.from('end')), 100);
-    await waitUntil(() => [...received.values()].every((list) => list.includes('b:end')), 5000, 'every client to get the marker');
+    await waitUntil(
+      () => [...received.values()].every((list) => list.includes('b:end')),
+      5000,
+      'every client to get the marker',
+    );
 
     const evens = evenIds.size;
     let withEvens = 0;
@@ -187,7 +194,9 @@ describe('broadcast', () => {
       if (hasEven) withEvens++;
       assert.deepEqual(
         list,
-        hasEven ? ['t:hello everyone', 't:evens only', 'b:as binary', 'b:end'] : ['t:hello everyone', 'b:as binary', 'b:end'],
+        hasEven
+          ? ['t:hello everyone', 't:evens only', 'b:as binary', 'b:end']
+          : ['t:hello everyone', 'b:as binary', 'b:end'],
       );
     }
     assert.equal(withEvens, evens);
@@ -337,7 +346,12 @@ describe('handleUpgrade: WebSocket servers on a node:http server', () => {
   });
 
   it('frames sent with the upgrade request (the head buffer) are not lost', async () => {
-    const raw = await RawClient.connect(port, { path: '/b' }, {}, clientFrame({ opcode: Opcode.Text, payload: 'early' }));
+    const raw = await RawClient.connect(
+      port,
+      { path: '/b' },
+      {},
+      clientFrame({ opcode: Opcode.Text, payload: 'early' }),
+    );
     await raw.waitMessages(1);
     assert.equal(raw.messages[0]!.data.toString(), 'B:early');
   });
@@ -384,7 +398,21 @@ describe('RFC 6455 §11.1.2 wss://: the server over TLS', () => {
     try {
       execFileSync(
         'openssl',
-        ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'key.pem', '-out', 'cert.pem', '-days', '1', '-subj', '/CN=localhost'],
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-keyout',
+          'key.pem',
+          '-out',
+          'cert.pem',
+          '-days',
+          '1',
+          '-subj',
+          '/CN=localhost',
+        ],
         { cwd: dir, stdio: 'ignore', timeout: 20_000 },
       );
       key = readFileSync(join(dir, 'key.pem'));

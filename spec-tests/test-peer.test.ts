@@ -38,7 +38,12 @@ after(() => destroyRawClients());
 /** Every module specifier a TypeScript file names: static imports and re-exports, `import type`, dynamic import(). */
 function specifiers(source: string): string[] {
   const found: string[] = [];
-  const patterns = [/\bfrom\s*['"]([^'"]+)['"]/g, /\bimport\s*['"]([^'"]+)['"]/g, /\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)/g, /\brequire\s*\(\s*['"]([^'"]+)['"]\s*\)/g];
+  const patterns = [
+    /\bfrom\s*['"]([^'"]+)['"]/g,
+    /\bimport\s*['"]([^'"]+)['"]/g,
+    /\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)/g,
+    /\brequire\s*\(\s*['"]([^'"]+)['"]\s*\)/g,
+  ];
   for (const pattern of patterns) for (const match of source.matchAll(pattern)) found.push(match[1]!);
   return found;
 }
@@ -68,7 +73,12 @@ describe('the peer is independent of src/', () => {
       "export * from '../../../src/index.js';",
       "const m = await import('../../../src/http1.js');",
     ].join('\n');
-    assert.deepEqual(specifiers(sample), ['../../../src/frame.js', '../../../src/receiver.js', '../../../src/index.js', '../../../src/http1.js']);
+    assert.deepEqual(specifiers(sample), [
+      '../../../src/frame.js',
+      '../../../src/receiver.js',
+      '../../../src/index.js',
+      '../../../src/http1.js',
+    ]);
   });
 });
 
@@ -76,29 +86,56 @@ describe('RFC 6455 §5.7: the encoder writes the examples byte for byte', () => 
   const hello = Buffer.from('Hello');
   const key = Buffer.from([0x37, 0xfa, 0x21, 0x3d]);
   const examples: [string, Buffer, number[]][] = [
-    ['a single-frame unmasked text message', encodeFrame({ opcode: OP.TEXT, payload: hello }), [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]],
-    ['a single-frame masked text message', encodeFrame({ opcode: OP.TEXT, payload: hello, maskKey: key }), [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]],
+    [
+      'a single-frame unmasked text message',
+      encodeFrame({ opcode: OP.TEXT, payload: hello }),
+      [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f],
+    ],
+    [
+      'a single-frame masked text message',
+      encodeFrame({ opcode: OP.TEXT, payload: hello, maskKey: key }),
+      [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58],
+    ],
     [
       'a fragmented unmasked text message',
-      Buffer.concat([encodeFrame({ opcode: OP.TEXT, fin: false, payload: 'Hel' }), encodeFrame({ opcode: OP.CONT, payload: 'lo' })]),
+      Buffer.concat([
+        encodeFrame({ opcode: OP.TEXT, fin: false, payload: 'Hel' }),
+        encodeFrame({ opcode: OP.CONT, payload: 'lo' }),
+      ]),
       [0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f],
     ],
     ['an unmasked ping', encodeFrame({ opcode: OP.PING, payload: hello }), [0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]],
-    ['a masked pong', encodeFrame({ opcode: OP.PONG, payload: hello, maskKey: key }), [0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]],
+    [
+      'a masked pong',
+      encodeFrame({ opcode: OP.PONG, payload: hello, maskKey: key }),
+      [0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58],
+    ],
   ];
   for (const [what, bytes, expected] of examples) {
     it(what, () => assert.deepEqual([...bytes], expected));
   }
 
   it('256 bytes and 64 KiB use the 16-bit and 64-bit lengths', () => {
-    assert.deepEqual([...encodeFrame({ opcode: OP.BINARY, payload: Buffer.alloc(256) }).subarray(0, 4)], [0x82, 0x7e, 0x01, 0x00]);
-    assert.deepEqual([...encodeFrame({ opcode: OP.BINARY, payload: Buffer.alloc(65536) }).subarray(0, 10)], [0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0]);
+    assert.deepEqual(
+      [...encodeFrame({ opcode: OP.BINARY, payload: Buffer.alloc(256) }).subarray(0, 4)],
+      [0x82, 0x7e, 0x01, 0x00],
+    );
+    assert.deepEqual(
+      [...encodeFrame({ opcode: OP.BINARY, payload: Buffer.alloc(65536) }).subarray(0, 10)],
+      [0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0],
+    );
   });
 
   it('writes what it is told: forced length encodings, a lying length, every header bit', () => {
-    assert.deepEqual([...encodeFrame({ opcode: OP.TEXT, payload: 'a', lengthEncoding: 64 })], [0x81, 127, 0, 0, 0, 0, 0, 0, 0, 1, 0x61]);
+    assert.deepEqual(
+      [...encodeFrame({ opcode: OP.TEXT, payload: 'a', lengthEncoding: 64 })],
+      [0x81, 127, 0, 0, 0, 0, 0, 0, 0, 1, 0x61],
+    );
     assert.deepEqual([...encodeFrame({ opcode: OP.TEXT, payload: 'a', lengthEncoding: 16 })], [0x81, 126, 0, 1, 0x61]);
-    assert.deepEqual([...encodeFrame({ opcode: OP.BINARY, lengthEncoding: 64, declaredLength: 1n << 63n })], [0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 0]);
+    assert.deepEqual(
+      [...encodeFrame({ opcode: OP.BINARY, lengthEncoding: 64, declaredLength: 1n << 63n })],
+      [0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 0],
+    );
     assert.deepEqual([...encodeFrame({ opcode: 0xf, fin: false, rsv1: true, rsv2: true, rsv3: true })], [0x7f, 0x00]);
   });
 });
@@ -122,12 +159,15 @@ describe('the decoder reads frames back in any chunking', () => {
     ]);
     for (const chunk of [1, 3, 7, 1000, stream.length]) {
       const frames = decodeAll(stream, chunk);
-      assert.deepEqual(frames.map((f) => [f.opcode, f.fin, f.rsv1, f.masked, f.lengthEncoding]), [
-        [OP.TEXT, false, false, true, 7],
-        [OP.PING, true, false, false, 64],
-        [OP.CONT, true, true, false, 16],
-        [OP.BINARY, true, false, true, 64],
-      ]);
+      assert.deepEqual(
+        frames.map((f) => [f.opcode, f.fin, f.rsv1, f.masked, f.lengthEncoding]),
+        [
+          [OP.TEXT, false, false, true, 7],
+          [OP.PING, true, false, false, 64],
+          [OP.CONT, true, true, false, 16],
+          [OP.BINARY, true, false, true, 64],
+        ],
+      );
       assert.equal(frames[0]!.payload.toString(), 'Hel');
       assert.deepEqual(frames[0]!.maskKey, key);
       assert.ok(frames[3]!.payload.equals(payload), `chunk ${chunk}: the payload differs`);
@@ -194,34 +234,48 @@ describe('RFC 6455 §4.2.2 and RFC 7692 §7.2.3 in the peer', () => {
 });
 
 describe("the peer's two roles talk to each other", () => {
-  it('handshake, masked frames from the client, a compressed message each way, the close', { timeout: 5000 }, async () => {
-    const server = await RawServer.start({
-      respond: (request) => acceptResponse(request, { headers: [['Sec-WebSocket-Extensions', 'permessage-deflate']] }),
-    });
-    try {
-      const client = await RawClient.connect(server.port, { extensions: ['permessage-deflate'] });
-      const peer = await server.nextPeer();
-      client.inflateWith(new StrictInflater(15, true));
-      peer.inflateWith(new StrictInflater(15, true));
-      const toServer = new Compressor();
-      const toClient = new Compressor();
-      client.sendText('plain');
-      client.sendCompressed(toServer.compress(Buffer.from('squeezed')), { cuts: [2] });
-      peer.sendCompressed(toClient.compress(Buffer.from('back')), { binary: true });
-      await peer.waitMessages(2);
-      await client.waitMessages(1);
-      assert.deepEqual(peer.messages.map((m) => m.data.toString()), ['plain', 'squeezed']);
-      assert.deepEqual(client.messages, [{ data: Buffer.from('back'), isBinary: true }]);
-      assert.ok(peer.frames.every((f) => f.masked), 'the client role masks');
-      assert.ok(client.frames.every((f) => !f.masked), 'the server role does not');
-      client.sendFrame({ opcode: OP.TEXT, payload: 'bare', maskKey: null });
-      await peer.until(() => peer.protocolErrors.length === 1, 2000, 'the unmasked frame to be flagged');
-      assert.match(peer.protocolErrors[0]!.message, /unmasked/);
-      peer.sendClose(1000, 'bye');
-      assert.deepEqual(await client.waitCloseFrame(), { ...client.closeFrame!, code: 1000, reason: 'bye' });
-      assert.deepEqual(client.protocolErrors, []);
-    } finally {
-      await server.close();
-    }
-  });
+  it(
+    'handshake, masked frames from the client, a compressed message each way, the close',
+    { timeout: 5000 },
+    async () => {
+      const server = await RawServer.start({
+        respond: (request) =>
+          acceptResponse(request, { headers: [['Sec-WebSocket-Extensions', 'permessage-deflate']] }),
+      });
+      try {
+        const client = await RawClient.connect(server.port, { extensions: ['permessage-deflate'] });
+        const peer = await server.nextPeer();
+        client.inflateWith(new StrictInflater(15, true));
+        peer.inflateWith(new StrictInflater(15, true));
+        const toServer = new Compressor();
+        const toClient = new Compressor();
+        client.sendText('plain');
+        client.sendCompressed(toServer.compress(Buffer.from('squeezed')), { cuts: [2] });
+        peer.sendCompressed(toClient.compress(Buffer.from('back')), { binary: true });
+        await peer.waitMessages(2);
+        await client.waitMessages(1);
+        assert.deepEqual(
+          peer.messages.map((m) => m.data.toString()),
+          ['plain', 'squeezed'],
+        );
+        assert.deepEqual(client.messages, [{ data: Buffer.from('back'), isBinary: true }]);
+        assert.ok(
+          peer.frames.every((f) => f.masked),
+          'the client role masks',
+        );
+        assert.ok(
+          client.frames.every((f) => !f.masked),
+          'the server role does not',
+        );
+        client.sendFrame({ opcode: OP.TEXT, payload: 'bare', maskKey: null });
+        await peer.until(() => peer.protocolErrors.length === 1, 2000, 'the unmasked frame to be flagged');
+        assert.match(peer.protocolErrors[0]!.message, /unmasked/);
+        peer.sendClose(1000, 'bye');
+        assert.deepEqual(await client.waitCloseFrame(), { ...client.closeFrame!, code: 1000, reason: 'bye' });
+        assert.deepEqual(client.protocolErrors, []);
+      } finally {
+        await server.close();
+      }
+    },
+  );
 });

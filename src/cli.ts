@@ -78,7 +78,8 @@ function main(): void {
   });
   server.on('connection', (connection, request) => {
     online++;
-    console.log(`+ #${connection.id} ${request.remoteAddress ?? '?'}:${request.remotePort ?? '?'} ${request.url}  (${online} online)`);
+    const from = `${request.remoteAddress ?? '?'}:${request.remotePort ?? '?'}`;
+    console.log(`+ #${connection.id} ${from} ${request.url}  (${online} online)`);
     connection.on('message', (data, isBinary) => {
       connection.send(data, { binary: isBinary });
     });
@@ -94,7 +95,8 @@ function main(): void {
   server.listen(port, values.host).then(
     (address) => {
       const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-      console.log(`echo server listening on ws://${host}:${address.port}/  (permessage-deflate ${deflate ? 'on' : 'off'}; Ctrl-C to stop)`);
+      const compression = `permessage-deflate ${deflate ? 'on' : 'off'}`;
+      console.log(`echo server listening on ws://${host}:${address.port}/  (${compression}; Ctrl-C to stop)`);
     },
     (error: Error) => {
       console.error(`cannot listen on ${values.host}:${port}: ${error.message}`);

@@ -1,9 +1,22 @@
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { HandshakeError, generateKey, upgradeRequest, validateUpgradeResponse } from './handshake.js';
-import { DEFAULT_MAX_HEAD_SIZE, HeadReader, HttpError, headersRecord, isToken, parseResponseHead, type ResponseHead } from './http1.js';
+import {
+  DEFAULT_MAX_HEAD_SIZE,
+  HeadReader,
+  HttpError,
+  headersRecord,
+  isToken,
+  parseResponseHead,
+  type ResponseHead,
+} from './http1.js';
 import { ExtensionHeaderError, parseExtensions } from './extensions.js';
-import { acceptDeflateResponse, deflateOffer, deflateOptionsOf, type PerMessageDeflateOptions } from './permessage-deflate.js';
+import {
+  acceptDeflateResponse,
+  deflateOffer,
+  deflateOptionsOf,
+  type PerMessageDeflateOptions,
+} from './permessage-deflate.js';
 import { PerMessageDeflate } from './deflate-zlib.js';
 import type { ConnectionOptions } from './options.js';
 import { sharedWheel, type WheelTarget } from './timer-wheel.js';
@@ -58,9 +71,12 @@ export function parseWebSocketUrl(address: string | URL): Target {
   }
   // http(s) URLs are taken as ws(s), as browsers do now.
   const scheme = url.protocol === 'http:' ? 'ws:' : url.protocol === 'https:' ? 'wss:' : url.protocol;
-  if (scheme !== 'ws:' && scheme !== 'wss:') throw new SyntaxError(`a WebSocket URL is ws:// or wss://, not ${url.protocol}//`);
+  if (scheme !== 'ws:' && scheme !== 'wss:')
+    throw new SyntaxError(`a WebSocket URL is ws:// or wss://, not ${url.protocol}//`);
   // (An empty fragment, `ws://host/#`, leaves `hash` empty but is still a fragment.)
-  if (url.hash !== '' || url.href.includes('#')) throw new SyntaxError('a WebSocket URL has no fragment (RFC 6455 §3)');
+  if (url.hash !== '' || url.href.includes('#')) {
+    throw new SyntaxError('a WebSocket URL has no fragment (RFC 6455 §3)');
+  }
   if (url.hostname === '') throw new SyntaxError('a WebSocket URL needs a host');
   const secure = scheme === 'wss:';
   const defaultPort = secure ? 443 : 80;
@@ -201,7 +217,8 @@ class ClientHandshake implements WheelTarget {
       if (result === null) return;
       response = parseResponseHead(result.head);
     } catch (error) {
-      const message = error instanceof HttpError && error.status === 431 ? 'response head too large' : 'malformed HTTP response';
+      const message =
+        error instanceof HttpError && error.status === 431 ? 'response head too large' : 'malformed HTTP response';
       this.fail(new HandshakeError(`invalid handshake response: ${message}`));
       return;
     }
@@ -227,17 +244,27 @@ class ClientHandshake implements WheelTarget {
       protocol = accepted.protocol;
       const answered = parseExtensions(accepted.extensions);
       if (answered.length > 0) {
-        // RFC 6455 §4.1: "If the response includes a |Sec-WebSocket-Extensions| header field and this header
-        // field indicates the use of an extension that was not present in the client's handshake (the
-        // server has indicated an extension not requested by the client), the client MUST _Fail the WebSocket Connection_."
+        // RFC 6455 §4.1: "If the response includes a |Sec-WebSocket-Extensions| header field and this
+        // header field indicates the use of an extension that was not present in the client's handshake
+        // (the server has indicated an extension not requested by the client), the client MUST _Fail
+        // the WebSocket Connection_."
         if (this.deflateOptions === null) throw new Error(`extension not offered: ${accepted.extensions.join(', ')}`);
         // RFC 7692 §7: and the parameters must be ones the client can live with.
         deflate = new PerMessageDeflate(acceptDeflateResponse(answered, this.deflateOptions), this.deflateOptions);
         extensions = accepted.extensions.join(', ');
       }
     } catch (error) {
-      const message = error instanceof ExtensionHeaderError ? 'malformed Sec-WebSocket-Extensions header' : error instanceof Error ? error.message : String(error);
-      this.fail(error instanceof HandshakeError ? error : new HandshakeError(`invalid handshake response: ${message}`, 101, response.headers));
+      const message =
+        error instanceof ExtensionHeaderError
+          ? 'malformed Sec-WebSocket-Extensions header'
+          : error instanceof Error
+            ? error.message
+            : String(error);
+      this.fail(
+        error instanceof HandshakeError
+          ? error
+          : new HandshakeError(`invalid handshake response: ${message}`, 101, response.headers),
+      );
       return;
     }
     this.succeed(protocol, extensions, deflate, result.rest, response);
@@ -291,7 +318,13 @@ class ClientHandshake implements WheelTarget {
     return socket;
   }
 
-  private succeed(protocol: string, extensions: string, deflate: PerMessageDeflate | null, rest: Buffer, response: ResponseHead): void {
+  private succeed(
+    protocol: string,
+    extensions: string,
+    deflate: PerMessageDeflate | null,
+    rest: Buffer,
+    response: ResponseHead,
+  ): void {
     const socket = this.detach();
     this.events.onOpen({ socket, protocol, extensions, deflate, headers: headersRecord(response.headers), rest });
   }

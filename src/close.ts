@@ -50,7 +50,9 @@ export function buildClosePayload(code?: number, reason = ''): Buffer {
   }
   const reasonLength = Buffer.byteLength(reason);
   if (reasonLength > MAX_CLOSE_REASON_BYTES) {
-    throw new RangeError(`close reason is ${reasonLength} bytes; at most ${MAX_CLOSE_REASON_BYTES} fit in a control frame`);
+    throw new RangeError(
+      `close reason is ${reasonLength} bytes; at most ${MAX_CLOSE_REASON_BYTES} fit in a control frame`,
+    );
   }
   const payload = Buffer.allocUnsafe(2 + reasonLength);
   payload.writeUInt16BE(code, 0);

@@ -120,7 +120,9 @@ export class Connection implements ProtocolHandler, WheelTarget {
   }
 
   get bufferedAmount(): number {
-    return (this.core === null ? 0 : this.core.bufferedOutput) + (this.stream === null ? 0 : this.stream.writableLength);
+    return (
+      (this.core === null ? 0 : this.core.bufferedOutput) + (this.stream === null ? 0 : this.stream.writableLength)
+    );
   }
 
   remote(field: 'remoteAddress' | 'remotePort'): unknown {
@@ -163,7 +165,13 @@ export class Connection implements ProtocolHandler, WheelTarget {
   }
 
   /** Take over a stream whose handshake is done; nothing is read until `start()`. */
-  private attach(stream: Duplex, role: 'server' | 'client', protocol: string, extensions: string, deflate: PerMessageDeflate | null): void {
+  private attach(
+    stream: Duplex,
+    role: 'server' | 'client',
+    protocol: string,
+    extensions: string,
+    deflate: PerMessageDeflate | null,
+  ): void {
     this.stream = stream;
     this.protocolName = protocol;
     this.extensions = extensions;
@@ -252,7 +260,8 @@ export class Connection implements ProtocolHandler, WheelTarget {
     const payload = toPayload(data);
     const binary = options?.binary ?? typeof data !== 'string';
     // RFC 6455 §5.6: a text frame carries UTF-8. Strings always encode to valid UTF-8; buffers might not.
-    if (!binary && typeof data !== 'string' && !isUtf8(payload)) throw new TypeError('a buffer sent as text must be valid UTF-8');
+    if (!binary && typeof data !== 'string' && !isUtf8(payload))
+      throw new TypeError('a buffer sent as text must be valid UTF-8');
     const fragmentSize = options?.fragmentSize ?? this.config.fragmentSize;
     core.send(binary ? Opcode.Binary : Opcode.Text, payload, options?.compress !== false, fragmentSize, callback);
     return this.afterQueue();
@@ -280,7 +289,13 @@ export class Connection implements ProtocolHandler, WheelTarget {
     if (buffered > this.config.maxBufferedBytes) {
       // The peer reads slower than the application writes and the application did not stop at
       // `false`: drop it rather than let memory grow (1008: the peer broke our policy).
-      this.core!.fail(CloseCode.PolicyViolation, 'peer too slow: outgoing buffer limit exceeded', null, true, Date.now());
+      this.core!.fail(
+        CloseCode.PolicyViolation,
+        'peer too slow: outgoing buffer limit exceeded',
+        null,
+        true,
+        Date.now(),
+      );
       return false;
     }
     if (buffered > this.config.highWaterMark) {
@@ -328,7 +343,11 @@ export class Connection implements ProtocolHandler, WheelTarget {
         ? onWriteDone
         : (error?: Error | null): void => {
             onWriteDone(error);
-            const failure = error ?? (handedOver || !stream.destroyed ? undefined : new InvalidStateError('WebSocket closed before the data was sent'));
+            const failure =
+              error ??
+              (handedOver || !stream.destroyed
+                ? undefined
+                : new InvalidStateError('WebSocket closed before the data was sent'));
             for (const callback of callbacks) callback(failure);
           };
 
@@ -342,7 +361,9 @@ export class Connection implements ProtocolHandler, WheelTarget {
       const pieces: Buffer[] = [];
       for (const buffer of pending) {
         if (buffer.length <= WRITE_PIECE_BYTES) pieces.push(buffer);
-        else for (let at = 0; at < buffer.length; at += WRITE_PIECE_BYTES) pieces.push(buffer.subarray(at, at + WRITE_PIECE_BYTES));
+        else
+          for (let at = 0; at < buffer.length; at += WRITE_PIECE_BYTES)
+            pieces.push(buffer.subarray(at, at + WRITE_PIECE_BYTES));
       }
       stream.cork();
       const last = pieces.length - 1;

@@ -78,11 +78,7 @@ export const CloseCode = {
  * else (0-999 unused, 1004-1006 and 1015 reserved, 1016-2999 unassigned, 5000+) is not.
  */
 export function isValidWireCloseCode(code: number): boolean {
-  return (
-    (code >= 1000 && code <= 1003) ||
-    (code >= 1007 && code <= 1014) ||
-    (code >= 3000 && code <= 4999)
-  );
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
 }
 
 /**

@@ -1,6 +1,17 @@
-import { constants as zlibConstants, createDeflateRaw, createInflateRaw, type DeflateRaw, type InflateRaw } from 'node:zlib';
+import {
+  constants as zlibConstants,
+  createDeflateRaw,
+  createInflateRaw,
+  type DeflateRaw,
+  type InflateRaw,
+} from 'node:zlib';
 import { ProtocolError } from './errors.js';
-import { DEFLATE_DEFAULTS, MIN_WINDOW_BITS, type DeflateParams, type PerMessageDeflateOptions } from './permessage-deflate.js';
+import {
+  DEFLATE_DEFAULTS,
+  MIN_WINDOW_BITS,
+  type DeflateParams,
+  type PerMessageDeflateOptions,
+} from './permessage-deflate.js';
 import type { MessageInflater } from './receiver.js';
 import type { MessageDeflater } from './sender.js';
 

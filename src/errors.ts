@@ -68,7 +68,10 @@ export class ProtocolError extends Error {
 export class ConnectionTimeoutError extends Error {
   override readonly name = 'ConnectionTimeoutError';
   constructor(
-    /** Which deadline: no frame for `pongTimeout`, no write progress for `writeTimeout`, no close handshake within `closeTimeout`. */
+    /**
+     * Which deadline: no frame for `pongTimeout`, no write progress for `writeTimeout`, no close
+     * handshake within `closeTimeout`.
+     */
     readonly reason: 'pong' | 'write' | 'close',
     message: string,
   ) {

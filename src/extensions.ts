@@ -21,8 +21,10 @@ export class ExtensionHeaderError extends Error {
   override readonly name = 'ExtensionHeaderError';
 }
 
-
-/** Parse every Sec-WebSocket-Extensions field of a message (repeated fields form one list). Throws ExtensionHeaderError. */
+/**
+ * Parse every Sec-WebSocket-Extensions field of a message (repeated fields form one list).
+ * Throws ExtensionHeaderError.
+ */
 export function parseExtensions(values: readonly string[]): ExtensionOffer[] {
   const offers: ExtensionOffer[] = [];
   for (const value of values) parseInto(value, offers);

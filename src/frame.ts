@@ -56,9 +56,11 @@ export function extendedLengthSize(lengthCode: number): number {
  */
 export function readExtendedLength(bytes: Uint8Array, offset: number, size: number): number {
   if (size === 2) return (bytes[offset]! << 8) | bytes[offset + 1]!;
-  const high = ((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!) >>> 0;
+  const high =
+    ((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!) >>> 0;
   if (high >= 0x80000000) return -1;
-  const low = ((bytes[offset + 4]! << 24) | (bytes[offset + 5]! << 16) | (bytes[offset + 6]! << 8) | bytes[offset + 7]!) >>> 0;
+  const low =
+    ((bytes[offset + 4]! << 24) | (bytes[offset + 5]! << 16) | (bytes[offset + 6]! << 8) | bytes[offset + 7]!) >>> 0;
   return high * 0x100000000 + low;
 }
 

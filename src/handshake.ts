@@ -4,6 +4,7 @@ import {
   HttpError,
   assertSendableHeader,
   headerHasToken,
+  headersRecord,
   isToken,
   listHeader,
   singleHeader,
@@ -21,7 +22,9 @@ import {
 
 /** RFC 6455 §4.2.2 item 5.4: base64(SHA-1(key + GUID)). */
 export function acceptKey(key: string): string {
-  return createHash('sha1').update(key + WEBSOCKET_GUID).digest('base64');
+  return createHash('sha1')
+    .update(key + WEBSOCKET_GUID)
+    .digest('base64');
 }
 
 /** RFC 6455 §4.1: "a nonce consisting of a randomly selected 16-byte value that has been base64-encoded". */
@@ -53,21 +56,29 @@ export function validateUpgradeRequest(request: RequestHead): UpgradeFields {
   // §4.2.1 item 1: "An HTTP/1.1 or higher GET request".
   if (request.method !== 'GET') throw new HttpError(405, 'a WebSocket handshake is a GET request', { Allow: 'GET' });
   const [major, minor] = request.version;
-  if (major < 1 || (major === 1 && minor < 1)) throw new HttpError(400, 'a WebSocket handshake needs HTTP/1.1 or later');
+  if (major < 1 || (major === 1 && minor < 1))
+    throw new HttpError(400, 'a WebSocket handshake needs HTTP/1.1 or later');
   // §4.2.1 item 2: "A |Host| header field containing the server's authority."
   const host = singleHeader(headers, 'host');
   if (host === undefined || host === '') throw new HttpError(400, 'missing Host header');
-  // §4.2.1 item 3: "An |Upgrade| header field containing the value "websocket", treated as an ASCII case-insensitive value."
-  if (!headerHasToken(headers, 'upgrade', 'websocket')) throw new HttpError(400, 'missing or invalid Upgrade header: expected "websocket"');
+  // §4.2.1 item 3: "An |Upgrade| header field containing the value "websocket", treated as an ASCII
+  // case-insensitive value."
+  if (!headerHasToken(headers, 'upgrade', 'websocket'))
+    throw new HttpError(400, 'missing or invalid Upgrade header: expected "websocket"');
   // §4.2.1 item 4: "A |Connection| header field that includes the token "Upgrade"".
-  if (!headerHasToken(headers, 'connection', 'upgrade')) throw new HttpError(400, 'missing or invalid Connection header: expected the "Upgrade" token');
-  // §4.2.1 item 5: "A |Sec-WebSocket-Key| header field with a base64-encoded value that, when decoded, is 16 bytes in length."
+  if (!headerHasToken(headers, 'connection', 'upgrade'))
+    throw new HttpError(400, 'missing or invalid Connection header: expected the "Upgrade" token');
+  // §4.2.1 item 5: "A |Sec-WebSocket-Key| header field with a base64-encoded value that, when
+  // decoded, is 16 bytes in length."
   const key = singleHeader(headers, 'sec-websocket-key');
-  if (key === undefined || !KEY_PATTERN.test(key)) throw new HttpError(400, 'missing or invalid Sec-WebSocket-Key header');
+  if (key === undefined || !KEY_PATTERN.test(key))
+    throw new HttpError(400, 'missing or invalid Sec-WebSocket-Key header');
   // §4.2.1 item 6 and §4.4: another version gets a 426 naming the version we speak.
   const version = headers.get('sec-websocket-version');
   if (version === undefined) {
-    throw new HttpError(400, 'missing Sec-WebSocket-Version header', { 'Sec-WebSocket-Version': String(WEBSOCKET_VERSION) });
+    throw new HttpError(400, 'missing Sec-WebSocket-Version header', {
+      'Sec-WebSocket-Version': String(WEBSOCKET_VERSION),
+    });
   }
   if (version.length !== 1 || version[0] !== String(WEBSOCKET_VERSION)) {
     throw new HttpError(426, `unsupported WebSocket version; this server speaks ${WEBSOCKET_VERSION}`, {
@@ -81,6 +92,70 @@ export function validateUpgradeRequest(request: RequestHead): UpgradeFields {
   }
   const origin = singleHeader(headers, 'origin');
   return { key, protocols, extensions: headers.get('sec-websocket-extensions') ?? [], origin };
+}
+
+/** What the server knows about an upgrade request, passed to every hook and to 'connection'. */
+export interface UpgradeRequest {
+  method: string;
+  /** The request target as sent: path and query. */
+  url: string;
+  /** The path part of the target, without the query. */
+  path: string;
+  /** The query part of the target. */
+  query: URLSearchParams;
+  httpVersion: string;
+  /** Header names in lower case; repeated headers joined with ", ". */
+  headers: Record<string, string>;
+  remoteAddress: string | undefined;
+  remotePort: number | undefined;
+  /** The Origin header (RFC 6455 §10.2); browsers always send it. */
+  origin: string | undefined;
+  /** Subprotocols the client offered, in its order of preference. */
+  protocols: string[];
+}
+
+/**
+ * RFC 9112 §3.2: the target of a GET is origin-form (/path?query), or absolute-form
+ * (http://host/path?query, as sent to proxies). Origin-form is split by hand: a URL parser would
+ * read `//evil/ws` as a host and a path, and route it as `/ws`.
+ */
+function splitTarget(target: string): { path: string; search: string } {
+  if (target.startsWith('/')) {
+    const question = target.indexOf('?');
+    return question === -1
+      ? { path: target, search: '' }
+      : { path: target.slice(0, question), search: target.slice(question) };
+  }
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(target)) {
+    try {
+      const url = new URL(target);
+      return { path: url.pathname, search: url.search };
+    } catch {
+      // fall through
+    }
+  }
+  throw new HttpError(400, 'malformed request target');
+}
+
+/** What a server knows of a request once its head is parsed (RFC 6455 §4.2.1), for its hooks. */
+export function describeRequest(
+  head: RequestHead,
+  remoteAddress: string | undefined,
+  remotePort: number | undefined,
+): UpgradeRequest {
+  const { path, search } = splitTarget(head.target);
+  return {
+    method: head.method,
+    url: head.target,
+    path,
+    query: new URLSearchParams(search),
+    httpVersion: `${head.version[0]}.${head.version[1]}`,
+    headers: headersRecord(head.headers),
+    remoteAddress,
+    remotePort,
+    origin: head.headers.get('origin')?.[0],
+    protocols: [],
+  };
 }
 
 /**
@@ -140,7 +215,8 @@ export function upgradeRequest(options: ClientRequestOptions): Buffer {
   if (options.protocols !== undefined && options.protocols.length > 0) {
     lines.push(`Sec-WebSocket-Protocol: ${options.protocols.join(', ')}`);
   }
-  if (options.extensions !== undefined && options.extensions !== '') lines.push(`Sec-WebSocket-Extensions: ${options.extensions}`);
+  if (options.extensions !== undefined && options.extensions !== '')
+    lines.push(`Sec-WebSocket-Extensions: ${options.extensions}`);
   if (options.origin !== undefined) lines.push(`Origin: ${options.origin}`);
   for (const [name, value] of options.headers ?? []) lines.push(`${name}: ${value}`);
   // Everything from the caller is checked, so no option can smuggle in a line of its own.
@@ -177,10 +253,18 @@ export interface ValidatedResponse {
  * the server is not 101, ... If the response lacks an |Upgrade| header field ... the client MUST
  * _Fail the WebSocket Connection_."). Throws a HandshakeError.
  */
-export function validateUpgradeResponse(response: ResponseHead, key: string, offeredProtocols: readonly string[]): ValidatedResponse {
+export function validateUpgradeResponse(
+  response: ResponseHead,
+  key: string,
+  offeredProtocols: readonly string[],
+): ValidatedResponse {
   const { headers } = response;
   if (response.status !== 101) {
-    throw new HandshakeError(`server refused the WebSocket handshake: ${response.status} ${response.statusText}`, response.status, headers);
+    throw new HandshakeError(
+      `server refused the WebSocket handshake: ${response.status} ${response.statusText}`,
+      response.status,
+      headers,
+    );
   }
   const fail = (message: string): never => {
     throw new HandshakeError(`invalid handshake response: ${message}`, 101, headers);

@@ -76,7 +76,8 @@ export class HeadReader {
     let lf = data.indexOf(0x0a, previous === null ? 0 : previous.length);
     const scanEnd = end === -1 ? data.length : end + 4;
     while (lf !== -1 && lf < scanEnd) {
-      if (lf === 0 || data[lf - 1] !== 0x0d) throw new HttpError(400, 'bare LF in the request head: lines end with CRLF');
+      if (lf === 0 || data[lf - 1] !== 0x0d)
+        throw new HttpError(400, 'bare LF in the request head: lines end with CRLF');
       lf = data.indexOf(0x0a, lf + 1);
     }
     if (end === -1) {
@@ -137,7 +138,8 @@ const MAX_METHOD_LENGTH = 32;
  * header names here; subprotocols (RFC 6455 §4.1) and extension names and parameters (§9.1).
  */
 const TCHAR = new Uint8Array(128);
-for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TCHAR[c.charCodeAt(0)] = 1;
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+  TCHAR[c.charCodeAt(0)] = 1;
 
 /** Whether a character code (or byte) may appear in a token. */
 export function isTchar(code: number): boolean {
@@ -196,7 +198,8 @@ function parseHead(head: Buffer): { startLine: string; headers: HeaderMap } {
     if (values === undefined) headers.set(key, [value]);
     else values.push(value);
   }
-  if (startLine.includes('\n') || startLine.includes('\r')) throw new HttpError(400, 'bare CR or LF in the request line');
+  if (startLine.includes('\n') || startLine.includes('\r'))
+    throw new HttpError(400, 'bare CR or LF in the request line');
   return { startLine, headers };
 }
 
@@ -257,6 +260,18 @@ export function listHeader(headers: HeaderMap, name: string): string[] {
   return items;
 }
 
+/** A header map from a flat [name, value, name, value, ...] list (node:http's `rawHeaders`). */
+export function headerMapOf(raw: readonly string[]): HeaderMap {
+  const headers: HeaderMap = new Map();
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    const values = headers.get(name);
+    if (values === undefined) headers.set(name, [raw[i + 1]!]);
+    else values.push(raw[i + 1]!);
+  }
+  return headers;
+}
+
 /** The headers as a plain record: lower-case names, repeated fields joined with ", " (RFC 9110 §5.3). */
 export function headersRecord(headers: HeaderMap): Record<string, string> {
   const record: Record<string, string> = {};
@@ -286,7 +301,11 @@ export const STATUS_TEXT: Readonly<Record<number, string>> = {
 };
 
 /** A response head, ending with the blank line. Header values must not contain CR or LF. */
-export function writeResponseHead(status: number, headers: Iterable<[string, string]>, statusText = STATUS_TEXT[status] ?? ''): string {
+export function writeResponseHead(
+  status: number,
+  headers: Iterable<[string, string]>,
+  statusText = STATUS_TEXT[status] ?? '',
+): string {
   let head = `HTTP/1.1 ${status} ${statusText}\r\n`;
   for (const [name, value] of headers) {
     assertSendableHeader(name, value);

@@ -4,7 +4,8 @@
  * (protocol.ts, receiver.ts, sender.ts, frame.ts, ...) is meant to be read, not imported.
  */
 export { WebSocketServer, createServer, SERVER_DEFAULTS } from './server.js';
-export type { ServerOptions, UpgradeRequest, VerifyResult, WebSocketServerEventMap, ClientSet } from './server.js';
+export type { ServerOptions, VerifyResult, WebSocketServerEventMap, ClientSet } from './server.js';
+export type { UpgradeRequest } from './handshake.js';
 export { WebSocket, connect, openClient } from './websocket.js';
 export type { WebSocketEventMap, Message } from './websocket.js';
 export { CLIENT_DEFAULTS } from './client.js';

@@ -36,13 +36,7 @@ const KEY_WIDE = new BigUint64Array(KEY_SCRATCH);
  * XOR `data[start, end)` in place with `key`, where `data[start]` lines up with `key[phase]`.
  * Returns the phase of the byte after `end`.
  */
-export function mask(
-  data: Uint8Array,
-  key: Uint8Array,
-  phase = 0,
-  start = 0,
-  end = data.length,
-): number {
+export function mask(data: Uint8Array, key: Uint8Array, phase = 0, start = 0, end = data.length): number {
   const nextPhase = (phase + (end - start)) & 3;
   let i = start;
   let p = phase & 3;

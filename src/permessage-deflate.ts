@@ -40,7 +40,10 @@ export interface DeflateParams {
   peerMaxWindowBits: number;
 }
 
-/** zlib's own defaults (level -1 is Z_DEFAULT_COMPRESSION, i.e. 6), and the size below which messages go uncompressed. */
+/**
+ * zlib's own defaults (level -1 is Z_DEFAULT_COMPRESSION, i.e. 6), and the size below which
+ * messages go uncompressed.
+ */
 export const DEFLATE_DEFAULTS = Object.freeze({ level: -1, memLevel: 8, threshold: 1024 });
 
 /** RFC 7692 §7.1.2: LZ77 window sizes are 2^8 to 2^15 bytes; 15 is DEFLATE's own maximum and the default. */
@@ -51,7 +54,12 @@ export const MAX_WINDOW_BITS = 15;
 // Negotiation (RFC 7692 §5, §7.1)
 // ---------------------------------------------------------------------------------------------
 
-const OFFER_PARAMS = new Set(['server_no_context_takeover', 'client_no_context_takeover', 'server_max_window_bits', 'client_max_window_bits']);
+const OFFER_PARAMS = new Set([
+  'server_no_context_takeover',
+  'client_no_context_takeover',
+  'server_max_window_bits',
+  'client_max_window_bits',
+]);
 
 /** RFC 7692 §7.1.2: a window size is a decimal integer from 8 to 15 "without leading zeroes". */
 function windowBits(value: string | true): number | null {
@@ -69,7 +77,9 @@ function checkWindowOption(name: string, value: number | undefined): void {
  * The `perMessageDeflate` option of a server or client: off (null), on with the defaults (true), or
  * on with these settings (checked; a RangeError for a window outside 8-15).
  */
-export function deflateOptionsOf(option: boolean | PerMessageDeflateOptions | undefined): PerMessageDeflateOptions | null {
+export function deflateOptionsOf(
+  option: boolean | PerMessageDeflateOptions | undefined,
+): PerMessageDeflateOptions | null {
   if (option === undefined || option === false) return null;
   const options = option === true ? {} : { ...option };
   checkWindowOption('serverMaxWindowBits', options.serverMaxWindowBits);
@@ -94,7 +104,8 @@ export function acceptDeflateOffer(
       // §7: "contains an extension parameter not defined for use in an offer" / "multiple extension
       // parameters with the same name" / "an extension parameter with an invalid value" -> decline.
       if (!OFFER_PARAMS.has(name) || seen.has(name)) valid = false;
-      else if ((name === 'server_no_context_takeover' || name === 'client_no_context_takeover') && value !== true) valid = false;
+      else if ((name === 'server_no_context_takeover' || name === 'client_no_context_takeover') && value !== true)
+        valid = false;
       else if (name === 'server_max_window_bits' && windowBits(value) === null) valid = false;
       else if (name === 'client_max_window_bits' && value !== true && windowBits(value) === null) valid = false;
       seen.set(name, value);
@@ -115,9 +126,12 @@ export function acceptDeflateOffer(
     if (clientNoTakeover) response.params.push(['client_no_context_takeover', true]);
 
     // §7.1.2.1: with server_max_window_bits=N offered, answer with a value <= N.
-    const offeredServerBits = seen.has('server_max_window_bits') ? windowBits(seen.get('server_max_window_bits')!)! : MAX_WINDOW_BITS;
+    const offeredServerBits = seen.has('server_max_window_bits')
+      ? windowBits(seen.get('server_max_window_bits')!)!
+      : MAX_WINDOW_BITS;
     const serverBits = Math.min(offeredServerBits, options.serverMaxWindowBits ?? MAX_WINDOW_BITS);
-    if (seen.has('server_max_window_bits') || serverBits < MAX_WINDOW_BITS) response.params.push(['server_max_window_bits', String(serverBits)]);
+    if (seen.has('server_max_window_bits') || serverBits < MAX_WINDOW_BITS)
+      response.params.push(['server_max_window_bits', String(serverBits)]);
 
     // §7.1.2.2: client_max_window_bits only in answer to a client that offered it.
     let clientBits = MAX_WINDOW_BITS;
@@ -125,7 +139,8 @@ export function acceptDeflateOffer(
       const offered = seen.get('client_max_window_bits')!;
       const offeredBits = offered === true ? MAX_WINDOW_BITS : windowBits(offered)!;
       clientBits = Math.min(offeredBits, options.clientMaxWindowBits ?? MAX_WINDOW_BITS);
-      if (options.clientMaxWindowBits !== undefined || offered !== true) response.params.push(['client_max_window_bits', String(clientBits)]);
+      if (options.clientMaxWindowBits !== undefined || offered !== true)
+        response.params.push(['client_max_window_bits', String(clientBits)]);
     }
 
     return {
@@ -146,9 +161,13 @@ export function deflateOffer(options: PerMessageDeflateOptions): string {
   const offer: ExtensionOffer = { name: EXTENSION_NAME, params: [] };
   if (options.serverNoContextTakeover === true) offer.params.push(['server_no_context_takeover', true]);
   if (options.clientNoContextTakeover === true) offer.params.push(['client_no_context_takeover', true]);
-  if (options.serverMaxWindowBits !== undefined) offer.params.push(['server_max_window_bits', String(options.serverMaxWindowBits)]);
+  if (options.serverMaxWindowBits !== undefined)
+    offer.params.push(['server_max_window_bits', String(options.serverMaxWindowBits)]);
   // Without a value: "this client supports limiting its window; choose" (§7.1.2.2).
-  offer.params.push(['client_max_window_bits', options.clientMaxWindowBits === undefined ? true : String(options.clientMaxWindowBits)]);
+  offer.params.push([
+    'client_max_window_bits',
+    options.clientMaxWindowBits === undefined ? true : String(options.clientMaxWindowBits),
+  ]);
   return formatExtension(offer);
 }
 
@@ -157,7 +176,10 @@ export function deflateOffer(options: PerMessageDeflateOptions): string {
  * connection on an unknown or repeated parameter, an invalid value, or a configuration it did not
  * offer). Returns the agreed parameters, or throws an Error explaining what is wrong.
  */
-export function acceptDeflateResponse(responses: readonly ExtensionOffer[], options: PerMessageDeflateOptions): DeflateParams {
+export function acceptDeflateResponse(
+  responses: readonly ExtensionOffer[],
+  options: PerMessageDeflateOptions,
+): DeflateParams {
   if (responses.length !== 1 || responses[0]!.name !== EXTENSION_NAME) {
     throw new Error(`server answered with extensions we did not offer: ${responses.map((r) => r.name).join(', ')}`);
   }
@@ -178,7 +200,8 @@ export function acceptDeflateResponse(responses: readonly ExtensionOffer[], opti
   if (seen.has('server_max_window_bits')) {
     const bits = windowBits(seen.get('server_max_window_bits')!);
     if (bits === null) throw new Error('invalid server_max_window_bits');
-    if (options.serverMaxWindowBits !== undefined && bits > options.serverMaxWindowBits) throw new Error('server_max_window_bits larger than offered');
+    if (options.serverMaxWindowBits !== undefined && bits > options.serverMaxWindowBits)
+      throw new Error('server_max_window_bits larger than offered');
     serverBits = bits;
   } else if (options.serverMaxWindowBits !== undefined) {
     // §7.1.2.1: a server that accepts our limit includes it in the response.

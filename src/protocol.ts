@@ -285,7 +285,11 @@ export class Protocol implements ReceiverHandler, SenderEvents {
 
   /** The sender's event (SenderEvents). Compressing our own data failed: nothing the peer did. */
   onDeflateError(): void {
-    this.fail(CloseCode.InternalError, 'compression failed', new Error('permessage-deflate: zlib failed to compress a message'));
+    this.fail(
+      CloseCode.InternalError,
+      'compression failed',
+      new Error('permessage-deflate: zlib failed to compress a message'),
+    );
   }
 
   /** The sender's event (SenderEvents). */
@@ -386,7 +390,8 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     // reports that already); 1006 if none was received. A connection we failed reports the code
     // we failed it with (what the peer should have sent, had it answered).
     if (this.closeReceived && closing !== null) return { code: closing.peerCode, reason: closing.peerReason, wasClean };
-    if (closing !== null && closing.failCode !== 0) return { code: closing.failCode, reason: closing.failReason, wasClean };
+    if (closing !== null && closing.failCode !== 0)
+      return { code: closing.failCode, reason: closing.failReason, wasClean };
     return { code: CloseCode.Abnormal, reason: '', wasClean };
   }
 
@@ -411,7 +416,13 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   private startClosing(): Closing {
     let closing = this.closing;
     if (closing === null) {
-      closing = this.closing = { deadline: 0, peerCode: CloseCode.Abnormal, peerReason: '', failCode: 0, failReason: '' };
+      closing = this.closing = {
+        deadline: 0,
+        peerCode: CloseCode.Abnormal,
+        peerReason: '',
+        failCode: 0,
+        failReason: '',
+      };
     }
     if (this.state !== ReadyState.CLOSED) this.state = ReadyState.CLOSING;
     if (closing.deadline === 0 && this.config.closeTimeout > 0) {

@@ -219,7 +219,13 @@ export class Receiver {
 
   // The frame being read.
   private readonly header: FrameHeaderStart = {
-    fin: false, rsv1: false, rsv2: false, rsv3: false, opcode: 0, masked: false, lengthCode: 0,
+    fin: false,
+    rsv1: false,
+    rsv2: false,
+    rsv3: false,
+    opcode: 0,
+    masked: false,
+    lengthCode: 0,
   };
   private payloadLength = 0;
   private remaining = 0;
@@ -327,14 +333,16 @@ export class Receiver {
     }
 
     if (isControlOpcode(opcode)) {
-      // RFC 6455 §5.5: "All control frames MUST have a payload length of 125 bytes or less and MUST NOT be fragmented."
+      // RFC 6455 §5.5: "All control frames MUST have a payload length of 125 bytes or less and MUST
+      // NOT be fragmented."
       if (!header.fin) return this.fail('ControlFrameFragmented', 'fragmented control frame');
       if (header.lengthCode > MAX_CONTROL_PAYLOAD) {
         return this.fail('ControlFrameTooLong', 'control frame payload longer than 125 bytes');
       }
     } else if (opcode === Opcode.Continuation) {
       // RFC 6455 §5.4: a continuation frame continues a message opened by a text or binary frame.
-      if (this.messageOpcode === 0) return this.fail('UnexpectedContinuation', 'continuation frame with no message open');
+      if (this.messageOpcode === 0)
+        return this.fail('UnexpectedContinuation', 'continuation frame with no message open');
     } else if (this.messageOpcode !== 0) {
       // RFC 6455 §5.4: "the fragments of one message MUST NOT be interleaved between the fragments of another".
       return this.fail('ExpectedContinuation', 'new data frame while a fragmented message is open');
@@ -374,9 +382,14 @@ export class Receiver {
       // A message at the size limit must fit in one frame even when it does not compress: DEFLATE
       // can grow data (5 bytes per stored block, and small windows make small blocks), so
       // compressed frames get zlib's general bound of an eighth more.
-      const frameLimit = compressed ? this.maxFramePayload + Math.ceil(this.maxFramePayload / 8) + 64 : this.maxFramePayload;
+      const frameLimit = compressed
+        ? this.maxFramePayload + Math.ceil(this.maxFramePayload / 8) + 64
+        : this.maxFramePayload;
       if (length > frameLimit) {
-        return this.fail('FrameTooBig', `frame payload of ${length} bytes exceeds the limit of ${this.maxFramePayload}`);
+        return this.fail(
+          'FrameTooBig',
+          `frame payload of ${length} bytes exceeds the limit of ${this.maxFramePayload}`,
+        );
       }
       // Uncompressed, the declared length tells the message size already; compressed, the
       // inflater counts the output against the same limit as it goes.
@@ -413,7 +426,8 @@ export class Receiver {
   /** Take as much of the payload as has arrived, one chunk's worth at a time, without copying. */
   private readPayload(): void {
     const header = this.header;
-    const textToValidate = this.messageOpcode === Opcode.Text && !this.messageCompressed && !isControlOpcode(header.opcode);
+    const textToValidate =
+      this.messageOpcode === Opcode.Text && !this.messageCompressed && !isControlOpcode(header.opcode);
     const direct = !isControlOpcode(header.opcode) && !this.messageCompressed;
     while (this.remaining > 0 && this.queued > 0) {
       const chunk = this.chunks[this.head]!;
@@ -511,7 +525,10 @@ export class Receiver {
         if (this.state !== INFLATING) return;
         if (error !== null && error.violation === 'InflatedMessageTooBig') {
           // The inflater knew only the room left in this message; the peer should hear the limit.
-          return this.fail('InflatedMessageTooBig', `message exceeds the limit of ${this.maxMessageSize} bytes once inflated`);
+          return this.fail(
+            'InflatedMessageTooBig',
+            `message exceeds the limit of ${this.maxMessageSize} bytes once inflated`,
+          );
         }
         if (error !== null) return this.failWith(error);
         this.state = READ_HEADER;
@@ -542,7 +559,12 @@ export class Receiver {
   private frameInfo(payload: Buffer): Frame {
     const h = this.header;
     return {
-      fin: h.fin, rsv1: h.rsv1, rsv2: h.rsv2, rsv3: h.rsv3, opcode: h.opcode, masked: h.masked,
+      fin: h.fin,
+      rsv1: h.rsv1,
+      rsv2: h.rsv2,
+      rsv3: h.rsv3,
+      opcode: h.opcode,
+      masked: h.masked,
       maskKey: h.masked ? Uint8Array.from(this.maskKey) : null,
       payload,
     };

@@ -90,7 +90,10 @@ export class Sender {
     return this.out !== null && this.out.length !== 0;
   }
 
-  /** Whether the close frame has left: taken by the driver for the stream (RFC 6455 §7.1.4 "closed cleanly" needs it sent). */
+  /**
+   * Whether the close frame has left: taken by the driver for the stream (RFC 6455 §7.1.4 "closed
+   * cleanly" needs it sent).
+   */
   get closeFrameTaken(): boolean {
     return this.closeFrame === CloseFrame.Taken;
   }
@@ -125,7 +128,8 @@ export class Sender {
 
   /** Bytes framed elsewhere (a broadcast frames its message once for every connection). */
   framed(frame: Buffer): void {
-    if (this.staged !== null) this.stage({ opcode: FRAMED, payload: frame, compress: false, fragmentSize: 0, callback: undefined });
+    if (this.staged !== null)
+      this.stage({ opcode: FRAMED, payload: frame, compress: false, fragmentSize: 0, callback: undefined });
     else {
       this.queue().framed(frame);
       this.ready();
@@ -141,7 +145,13 @@ export class Sender {
     const frame = new FrameQueue(this.maskKeys, true);
     frame.control(Opcode.Close, payload);
     this.closeFrame = CloseFrame.Staged;
-    this.stage({ opcode: CLOSE_FRAME, payload: frame.take()[0]!, compress: false, fragmentSize: 0, callback: undefined });
+    this.stage({
+      opcode: CLOSE_FRAME,
+      payload: frame.take()[0]!,
+      compress: false,
+      fragmentSize: 0,
+      callback: undefined,
+    });
   }
 
   /** Run `action` once every staged message has been framed (at once when none is staged). */

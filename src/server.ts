@@ -7,19 +7,36 @@ import { CloseCode, Opcode, ReadyState } from './constants.js';
 import { PerMessageDeflate } from './deflate-zlib.js';
 import { ExtensionHeaderError, parseExtensions } from './extensions.js';
 import { encodeFrame } from './frame.js';
-import { selectProtocol, switchingProtocolsResponse, validateUpgradeRequest, type UpgradeFields } from './handshake.js';
+import {
+  describeRequest,
+  selectProtocol,
+  switchingProtocolsResponse,
+  validateUpgradeRequest,
+  type UpgradeFields,
+  type UpgradeRequest,
+} from './handshake.js';
 import {
   DEFAULT_MAX_HEAD_SIZE,
   HeadReader,
   HttpError,
   errorResponse,
-  headersRecord,
+  headerMapOf,
   parseRequestHead,
-  type HeaderMap,
   type RequestHead,
 } from './http1.js';
-import { resolveConnectionOptions, toPayload, type ConnectionOptions, type Data, type ResolvedConnectionOptions } from './options.js';
-import { acceptDeflateOffer, deflateOptionsOf, type DeflateParams, type PerMessageDeflateOptions } from './permessage-deflate.js';
+import {
+  resolveConnectionOptions,
+  toPayload,
+  type ConnectionOptions,
+  type Data,
+  type ResolvedConnectionOptions,
+} from './options.js';
+import {
+  acceptDeflateOffer,
+  deflateOptionsOf,
+  type DeflateParams,
+  type PerMessageDeflateOptions,
+} from './permessage-deflate.js';
 import { sharedWheel, type WheelTarget } from './timer-wheel.js';
 import { adoptStream, sendFramed, startReading, type WebSocket } from './websocket.js';
 
@@ -28,26 +45,6 @@ import { adoptStream, sendFramed, startReading, type WebSocket } from './websock
  * and hands the socket to a connection; keeps the registry of live connections for `broadcast` and
  * the connection limit; shuts down gracefully.
  */
-
-/** What the server knows about an upgrade request, passed to every hook and to 'connection'. */
-export interface UpgradeRequest {
-  method: string;
-  /** The request target as sent: path and query. */
-  url: string;
-  /** The path part of the target, without the query. */
-  path: string;
-  /** The query part of the target. */
-  query: URLSearchParams;
-  httpVersion: string;
-  /** Header names in lower case; repeated headers joined with ", ". */
-  headers: Record<string, string>;
-  remoteAddress: string | undefined;
-  remotePort: number | undefined;
-  /** The Origin header (RFC 6455 §10.2); browsers always send it. */
-  origin: string | undefined;
-  /** Subprotocols the client offered, in its order of preference. */
-  protocols: string[];
-}
 
 /** What `verify` may answer. */
 export type VerifyResult =
@@ -60,7 +57,10 @@ export type VerifyResult =
   | { data: unknown };
 
 export interface ServerOptions extends ConnectionOptions {
-  /** Serve only this path (exact match on the path without the query), or the paths this function accepts. Others get 404. */
+  /**
+   * Serve only this path (exact match on the path without the query), or the paths this function
+   * accepts. Others get 404.
+   */
   path?: string | ((path: string, request: UpgradeRequest) => boolean);
   /**
    * RFC 6455 §10.2: refuse cross-site connections a browser makes on a page's behalf. The default
@@ -211,7 +211,11 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
       socket.destroy();
       return;
     }
-    const handshake = new PendingHandshake(admission, socket, admission.options.maxHeaderSize ?? SERVER_DEFAULTS.maxHeaderSize);
+    const handshake = new PendingHandshake(
+      admission,
+      socket,
+      admission.options.maxHeaderSize ?? SERVER_DEFAULTS.maxHeaderSize,
+    );
     admission.handshakes.add(handshake);
     handshake.start(admission.options.handshakeTimeout ?? SERVER_DEFAULTS.handshakeTimeout);
   }
@@ -221,7 +225,12 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
    * `httpServer.on('upgrade', (req, socket, head) => wss.handleUpgrade(req, socket, head))`.
    * Emits 'connection', or calls `callback` instead when given.
    */
-  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer, callback?: (connection: WebSocket, request: UpgradeRequest) => void): void {
+  handleUpgrade(
+    request: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    callback?: (connection: WebSocket, request: UpgradeRequest) => void,
+  ): void {
     const admission = this.#admission;
     if (this.#closing !== null) {
       socket.destroy();
@@ -287,7 +296,11 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
   }
 }
 
-type Verdict = { fields: UpgradeFields; request: UpgradeRequest; deflate: { response: string; params: DeflateParams } | null };
+type Verdict = {
+  fields: UpgradeFields;
+  request: UpgradeRequest;
+  deflate: { response: string; params: DeflateParams } | null;
+};
 type ConnectionCallback = (connection: WebSocket, request: UpgradeRequest) => void;
 
 /**
@@ -316,29 +329,33 @@ class Admission {
 
   /** RFC 6455 §4.2.1, then this server's own policy. Throws an HttpError to refuse. */
   evaluate(head: RequestHead, socket: Duplex): Verdict {
-    const request = toUpgradeRequest(head, socket);
+    const request = describeRequest(head, remoteAddressOf(socket), (socket as Partial<Socket>).remotePort);
     const options = this.options;
     // A path we do not serve is "not found" whatever else is wrong with the request.
     if (options.path !== undefined) {
-      const served = typeof options.path === 'string' ? request.path === options.path : options.path(request.path, request);
+      const served =
+        typeof options.path === 'string' ? request.path === options.path : options.path(request.path, request);
       if (!served) throw new HttpError(404, 'no WebSocket endpoint at this path');
     }
     const fields = validateUpgradeRequest(head);
     request.protocols = fields.protocols;
     // RFC 6455 §4.2.2 item 4, §10.2: "If the origin indicated is unacceptable to the server, then it
-    // SHOULD respond to the WebSocket handshake with a reply containing an appropriate HTTP error code (such as 403 Forbidden)".
+    // SHOULD respond to the WebSocket handshake with a reply containing an appropriate HTTP error
+    // code (such as 403 Forbidden)".
     if (options.checkOrigin !== undefined && !options.checkOrigin(fields.origin, request)) {
       throw new HttpError(403, 'origin not allowed');
     }
     const limit = options.maxConnections ?? SERVER_DEFAULTS.maxConnections;
-    if (this.byId.size + this.reserved >= limit) throw new HttpError(503, 'too many connections; try again later', { 'Retry-After': '1' });
+    if (this.byId.size + this.reserved >= limit)
+      throw new HttpError(503, 'too many connections; try again later', { 'Retry-After': '1' });
     // RFC 7692 §5: accept the first permessage-deflate offer we can; ignore extensions we don't know.
     let deflate: Verdict['deflate'] = null;
     if (this.deflateOptions !== null && fields.extensions.length > 0) {
       try {
         deflate = acceptDeflateOffer(parseExtensions(fields.extensions), this.deflateOptions);
       } catch (error) {
-        if (error instanceof ExtensionHeaderError) throw new HttpError(400, 'malformed Sec-WebSocket-Extensions header');
+        if (error instanceof ExtensionHeaderError)
+          throw new HttpError(400, 'malformed Sec-WebSocket-Extensions header');
         throw error;
       }
     }
@@ -359,7 +376,14 @@ class Admission {
   }
 
   /** The handshake is done: make it a connection, register it, announce it, start reading. */
-  admit(stream: Duplex, rest: Buffer, protocol: string | undefined, verdict: Verdict, data: unknown, callback?: ConnectionCallback): void {
+  admit(
+    stream: Duplex,
+    rest: Buffer,
+    protocol: string | undefined,
+    verdict: Verdict,
+    data: unknown,
+    callback?: ConnectionCallback,
+  ): void {
     const { deflate, request } = verdict;
     const id = this.nextId++;
     const connection = adoptStream(this.connectionOptions, {
@@ -506,7 +530,8 @@ class PendingHandshake implements WheelTarget {
       admission.reserved--;
       if (result === undefined || result === true) accept(undefined);
       else if (result === false) this.refuse(new HttpError(403, 'connection refused'));
-      else if ('status' in result) this.refuse(new HttpError(result.status, result.message ?? 'connection refused', result.headers ?? {}));
+      else if ('status' in result)
+        this.refuse(new HttpError(result.status, result.message ?? 'connection refused', result.headers ?? {}));
       else accept(result.data);
     };
     const fail = (error: unknown): void => {
@@ -529,7 +554,10 @@ class PendingHandshake implements WheelTarget {
     return new HttpError(500, 'internal server error');
   }
 
-  /** Answer with an HTTP error and close (RFC 6455 §4.2.1: "return an HTTP response with an appropriate error code"). */
+  /**
+   * Answer with an HTTP error and close (RFC 6455 §4.2.1: "return an HTTP response with an
+   * appropriate error code").
+   */
   private refuse(error: HttpError): void {
     if (this.decided) return;
     this.decided = true;
@@ -574,58 +602,13 @@ function remoteAddressOf(stream: Duplex): string | undefined {
   return (stream as Partial<Socket>).remoteAddress;
 }
 
-/**
- * RFC 9112 §3.2: the target of a GET is origin-form (/path?query), or absolute-form
- * (http://host/path?query, as sent to proxies). Origin-form is split by hand: a URL parser would
- * read `//evil/ws` as a host and a path, and route it as `/ws`.
- */
-function splitTarget(target: string): { path: string; search: string } {
-  if (target.startsWith('/')) {
-    const question = target.indexOf('?');
-    return question === -1 ? { path: target, search: '' } : { path: target.slice(0, question), search: target.slice(question) };
-  }
-  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(target)) {
-    try {
-      const url = new URL(target);
-      return { path: url.pathname, search: url.search };
-    } catch {
-      // fall through
-    }
-  }
-  throw new HttpError(400, 'malformed request target');
-}
-
-function toUpgradeRequest(head: RequestHead, socket: Duplex): UpgradeRequest {
-  const { path, search } = splitTarget(head.target);
-  return {
-    method: head.method,
-    url: head.target,
-    path,
-    query: new URLSearchParams(search),
-    httpVersion: `${head.version[0]}.${head.version[1]}`,
-    headers: headersRecord(head.headers),
-    remoteAddress: remoteAddressOf(socket),
-    remotePort: (socket as Partial<Socket>).remotePort,
-    origin: head.headers.get('origin')?.[0],
-    protocols: [],
-  };
-}
-
 /** A request node:http already parsed, in the shape of ours. */
 function fromIncomingMessage(request: IncomingMessage): RequestHead {
-  const headers: HeaderMap = new Map();
-  const raw = request.rawHeaders;
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    const values = headers.get(name);
-    if (values === undefined) headers.set(name, [raw[i + 1]!]);
-    else values.push(raw[i + 1]!);
-  }
   return {
     method: request.method ?? 'GET',
     target: request.url ?? '/',
     version: [request.httpVersionMajor, request.httpVersionMinor],
-    headers,
+    headers: headerMapOf(request.rawHeaders),
   };
 }
 

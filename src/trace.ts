@@ -45,7 +45,11 @@ const passThrough: MessageInflater = {
  */
 export function outgoingFrameDecoder(localRole: Role, tracer: FrameTracer): (bytes: Buffer) => void {
   const receiver = new Receiver(
-    { role: localRole === 'server' ? 'client' : 'server', maxMessageSize: Number.MAX_SAFE_INTEGER, inflater: passThrough },
+    {
+      role: localRole === 'server' ? 'client' : 'server',
+      maxMessageSize: Number.MAX_SAFE_INTEGER,
+      inflater: passThrough,
+    },
     {
       onMessage() {},
       onPing() {},

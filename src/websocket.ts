@@ -1,6 +1,12 @@
 import { EventEmitter } from 'node:events';
 import type { ClientOptions } from './client.js';
-import { Connection, PAUSED_BY_APPLICATION, PAUSED_BY_ITERATOR, type ServerSide, type WebSocketEventMap } from './connection.js';
+import {
+  Connection,
+  PAUSED_BY_APPLICATION,
+  PAUSED_BY_ITERATOR,
+  type ServerSide,
+  type WebSocketEventMap,
+} from './connection.js';
 import { MAX_CLOSE_REASON_BYTES, Opcode, ReadyState, isValidApplicationCloseCode } from './constants.js';
 import { HandshakeError } from './handshake.js';
 import { resolveConnectionOptions, type Data, type ResolvedConnectionOptions, type SendOptions } from './options.js';
@@ -42,7 +48,8 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> {
   constructor(address: string | URL, protocols?: string | readonly string[], options: ClientOptions = {}) {
     super();
     const connection = (this.#connection = new Connection(this, resolveConnectionOptions(options)));
-    if ((address as unknown) !== SERVER_SIDE) connection.connect(address, protocols ?? options.protocols ?? [], options);
+    if ((address as unknown) !== SERVER_SIDE)
+      connection.connect(address, protocols ?? options.protocols ?? [], options);
   }
 
   static {
@@ -128,8 +135,10 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> {
    * 123 bytes of UTF-8.
    */
   close(code?: number, reason = ''): void {
-    if (code !== undefined && !isValidApplicationCloseCode(code)) throw new RangeError(`invalid close code ${code} (RFC 6455 §7.4)`);
-    if (Buffer.byteLength(reason) > MAX_CLOSE_REASON_BYTES) throw new RangeError(`close reason longer than ${MAX_CLOSE_REASON_BYTES} bytes`);
+    if (code !== undefined && !isValidApplicationCloseCode(code))
+      throw new RangeError(`invalid close code ${code} (RFC 6455 §7.4)`);
+    if (Buffer.byteLength(reason) > MAX_CLOSE_REASON_BYTES)
+      throw new RangeError(`close reason longer than ${MAX_CLOSE_REASON_BYTES} bytes`);
     this.#connection.close(code, reason);
   }
 
@@ -234,4 +243,3 @@ export function startReading(socket: WebSocket, head: Buffer): void {
 export function sendFramed(socket: WebSocket, frame: Buffer): boolean {
   return driverOf(socket).sendFramed(frame);
 }
-

@@ -126,7 +126,12 @@ export class FrameQueue {
     for (let start = 0; start < payload.length; start += fragmentSize) {
       const end = Math.min(start + fragmentSize, payload.length);
       const first = start === 0;
-      queued += this.frame(first ? opcode : Opcode.Continuation, payload.subarray(start, end), end === payload.length, first && rsv1);
+      queued += this.frame(
+        first ? opcode : Opcode.Continuation,
+        payload.subarray(start, end),
+        end === payload.length,
+        first && rsv1,
+      );
     }
     return queued;
   }
@@ -135,7 +140,9 @@ export class FrameQueue {
   control(opcode: number, payload: Uint8Array): number {
     if (!isControlOpcode(opcode)) throw new TypeError(`opcode ${opcode} is not a control opcode`);
     if (payload.length > MAX_CONTROL_PAYLOAD) {
-      throw new RangeError(`control frame payload is ${payload.length} bytes; at most ${MAX_CONTROL_PAYLOAD} (RFC 6455 §5.5)`);
+      throw new RangeError(
+        `control frame payload is ${payload.length} bytes; at most ${MAX_CONTROL_PAYLOAD} (RFC 6455 §5.5)`,
+      );
     }
     return this.frame(opcode, payload, true, false);
   }
@@ -190,7 +197,8 @@ export class FrameQueue {
 
   private seal(): void {
     if (this.runSlab !== null) {
-      if (this.runEnd > this.runStart) this.segments.push(Buffer.from(this.runMemory, this.runStart, this.runEnd - this.runStart));
+      if (this.runEnd > this.runStart)
+        this.segments.push(Buffer.from(this.runMemory, this.runStart, this.runEnd - this.runStart));
       // Hold no slab once the run is handed out: an idle connection must not keep 64 KiB alive.
       this.runSlab = null;
       this.runMemory = NO_MEMORY;
@@ -226,7 +234,12 @@ export function appendMessage(
 }
 
 /** Append a control frame to `out` (see FrameQueue.control). */
-export function appendControlFrame(out: Buffer[], opcode: number, payload: Uint8Array, maskKeys: MaskKeySource | null): number {
+export function appendControlFrame(
+  out: Buffer[],
+  opcode: number,
+  payload: Uint8Array,
+  maskKeys: MaskKeySource | null,
+): number {
   return appendVia(out, maskKeys, (queue) => queue.control(opcode, payload));
 }
 

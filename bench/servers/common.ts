@@ -56,7 +56,12 @@ export function onBroadcastCommand(clients: () => number, once: (message: string
   });
 }
 
-async function runBroadcasts(count: number, gapMs: number, clients: () => number, once: (message: string) => void): Promise<void> {
+async function runBroadcasts(
+  count: number,
+  gapMs: number,
+  clients: () => number,
+  once: (message: string) => void,
+): Promise<void> {
   const times: number[] = [];
   const syncTimes: number[] = [];
   const connected = clients();
@@ -87,6 +92,8 @@ function median(values: number[]): number {
 /** Whether ws's masking module (the instance its Receiver and Sender use) went to bufferutil. */
 export function wsUsesBufferutil(): boolean {
   const require = createRequire(import.meta.url);
-  const bufferUtil = require(join(dirname(require.resolve('ws')), 'lib', 'buffer-util.js')) as { unmask: { toString(): string } };
+  const bufferUtil = require(join(dirname(require.resolve('ws')), 'lib', 'buffer-util.js')) as {
+    unmask: { toString(): string };
+  };
   return bufferUtil.unmask.toString().includes('bufferUtil.unmask');
 }

@@ -12,7 +12,9 @@ import { announce, exitOnSignals, hasFlag, portArg } from './common.js';
 // The code under test: src/ through tsx by default; bench/server.ts points WSRFC_BENCH_ENTRY at a
 // fresh tsc build of src/ (what the package ships), so tsx's transform is not what gets measured.
 const entry = process.env.WSRFC_BENCH_ENTRY || undefined;
-const { WebSocketServer } = (entry ? await import(pathToFileURL(entry).href) : await import('../../src/index.js')) as typeof Wsrfc;
+const { WebSocketServer } = (
+  entry ? await import(pathToFileURL(entry).href) : await import('../../src/index.js')
+) as typeof Wsrfc;
 
 const deflate = hasFlag('--deflate');
 const server = new WebSocketServer({ perMessageDeflate: deflate });

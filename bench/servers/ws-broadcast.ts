@@ -19,5 +19,9 @@ onBroadcastCommand(
 server.on('listening', () => {
   exitOnSignals();
   const address = server.address();
-  announce(typeof address === 'object' && address !== null ? address.port : 0, { impl: 'ws', broadcast: true, bufferutil: wsUsesBufferutil() });
+  announce(typeof address === 'object' && address !== null ? address.port : 0, {
+    impl: 'ws',
+    broadcast: true,
+    bufferutil: wsUsesBufferutil(),
+  });
 });

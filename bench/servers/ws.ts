@@ -26,5 +26,9 @@ server.on('connection', (socket) => {
 server.on('listening', () => {
   exitOnSignals();
   const address = server.address();
-  announce(typeof address === 'object' && address !== null ? address.port : 0, { impl: 'ws', deflate, bufferutil: wsUsesBufferutil() });
+  announce(typeof address === 'object' && address !== null ? address.port : 0, {
+    impl: 'ws',
+    deflate,
+    bufferutil: wsUsesBufferutil(),
+  });
 });

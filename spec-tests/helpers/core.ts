@@ -156,8 +156,10 @@ export const binary = (role: Role, payload: string | Uint8Array, fin = true): Bu
   frameFor(role, { opcode: Opcode.Binary, payload, fin });
 export const continuation = (role: Role, payload: string | Uint8Array, fin = true): Buffer =>
   frameFor(role, { opcode: Opcode.Continuation, payload, fin });
-export const ping = (role: Role, payload: string | Uint8Array = ''): Buffer => frameFor(role, { opcode: Opcode.Ping, payload });
-export const pong = (role: Role, payload: string | Uint8Array = ''): Buffer => frameFor(role, { opcode: Opcode.Pong, payload });
+export const ping = (role: Role, payload: string | Uint8Array = ''): Buffer =>
+  frameFor(role, { opcode: Opcode.Ping, payload });
+export const pong = (role: Role, payload: string | Uint8Array = ''): Buffer =>
+  frameFor(role, { opcode: Opcode.Pong, payload });
 export function close(role: Role, code?: number, reason = ''): Buffer {
   return frameFor(role, { opcode: Opcode.Close, payload: closePayload(code, reason) });
 }
@@ -204,7 +206,11 @@ export function assertSilentAfterwards(h: Harness): void {
   h.push(traffic);
   h.push(traffic, 1);
   h.push(traffic, [3, 9, 20]);
-  assert.equal(h.events.length, before, `nothing may be reported after the end, got ${JSON.stringify(h.events.slice(before).map((e) => e.type))}`);
+  assert.equal(
+    h.events.length,
+    before,
+    `nothing may be reported after the end, got ${JSON.stringify(h.events.slice(before).map((e) => e.type))}`,
+  );
 }
 
 /** Feed `bytes` (in the given chunking) and assert the receiver fails with this violation and code. */

@@ -23,7 +23,25 @@ export function randomBuffer(n: number, rng: () => number): Buffer {
   return out;
 }
 
-const WORDS = ['the', 'quick', 'brown', 'fox', 'jumps', 'over', 'lazy', 'dog', 'héllo', 'wörld', '€uro', '日本語', 'κόσμε', '😀', 'deflate', 'window', 'frame'];
+const WORDS = [
+  'the',
+  'quick',
+  'brown',
+  'fox',
+  'jumps',
+  'over',
+  'lazy',
+  'dog',
+  'héllo',
+  'wörld',
+  '€uro',
+  '日本語',
+  'κόσμε',
+  '😀',
+  'deflate',
+  'window',
+  'frame',
+];
 
 /** Cut valid UTF-8 to at most n bytes on a character boundary, then pad with ASCII to exactly n. */
 function toExactUtf8(text: Buffer, n: number): Buffer {

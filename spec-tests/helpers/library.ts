@@ -81,7 +81,11 @@ export type ConnectionHandler = boolean | ((ws: WebSocket, request: UpgradeReque
  * Start a WebSocketServer on 127.0.0.1 (or `host`) with an ephemeral port. Connections get an
  * 'error' listener (recorded) and a close tracker; by default every message is sent back as it came.
  */
-export async function startServer(options: ServerOptions = {}, handler: ConnectionHandler = true, host = '127.0.0.1'): Promise<TestServer> {
+export async function startServer(
+  options: ServerOptions = {},
+  handler: ConnectionHandler = true,
+  host = '127.0.0.1',
+): Promise<TestServer> {
   const wss = new WebSocketServer(options);
   wss.on('error', () => {});
   const connections: ServerConnection[] = [];
@@ -138,7 +142,11 @@ export async function lastConnection(server: TestServer, ms = 2000): Promise<Ser
  * admitted meanwhile (the server emits 'connection' before the client sees the 101). Not for
  * concurrent use.
  */
-export async function connectPair(server: TestServer, options: ClientOptions = {}, path = ''): Promise<{ ws: WebSocket; connection: ServerConnection }> {
+export async function connectPair(
+  server: TestServer,
+  options: ClientOptions = {},
+  path = '',
+): Promise<{ ws: WebSocket; connection: ServerConnection }> {
   const before = server.connections.length;
   const ws = await connect(server.url + path, options);
   assert.equal(server.connections.length, before + 1, 'exactly one new server connection');
@@ -146,13 +154,19 @@ export async function connectPair(server: TestServer, options: ClientOptions = {
 }
 
 /** Assert a connection's 'close' fired exactly once with this code (and cleanliness, when given). */
-export async function assertClosedOnce(connection: ServerConnection, code: number, wasClean?: boolean, ms = 3000): Promise<CloseRecord> {
+export async function assertClosedOnce(
+  connection: ServerConnection,
+  code: number,
+  wasClean?: boolean,
+  ms = 3000,
+): Promise<CloseRecord> {
   const record = await withTimeout(connection.closed, ms, `the server-side 'close' event (expected ${code})`);
   // Give a duplicate emission a chance to show up.
   await delay(20);
   assert.equal(connection.closes.length, 1, `'close' fired ${connection.closes.length} times`);
   assert.equal(record.code, code, `close code ${record.code}, expected ${code}`);
-  if (wasClean !== undefined) assert.equal(record.wasClean, wasClean, `wasClean ${record.wasClean}, expected ${wasClean}`);
+  if (wasClean !== undefined)
+    assert.equal(record.wasClean, wasClean, `wasClean ${record.wasClean}, expected ${wasClean}`);
   return record;
 }
 
@@ -161,9 +175,17 @@ export async function assertClosedOnce(connection: ServerConnection, code: numbe
  * reads the response, whatever its status; a 101 must carry the right Sec-WebSocket-Accept.
  */
 export async function rawRequest(port: number, lines: readonly string[] = []): Promise<RawClient> {
-  const extraFields = lines.map((line): [string, string] => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 1).trim()]);
+  const extraFields = lines.map((line): [string, string] => [
+    line.slice(0, line.indexOf(':')),
+    line.slice(line.indexOf(':') + 1).trim(),
+  ]);
   const client = await RawClient.request(port, { extraFields });
-  if (client.response!.status === 101) assert.equal(client.header('sec-websocket-accept'), acceptFor(client.key!), 'the Sec-WebSocket-Accept of the server under test');
+  if (client.response!.status === 101)
+    assert.equal(
+      client.header('sec-websocket-accept'),
+      acceptFor(client.key!),
+      'the Sec-WebSocket-Accept of the server under test',
+    );
   return client;
 }
 
@@ -214,7 +236,9 @@ export async function tracedClient(url: string, options: ClientOptions = {}): Pr
   });
   ws.on('error', () => {});
   ws.on('message', (data, isBinary) => messages.push({ data: Buffer.from(data), isBinary }));
-  const closed = new Promise<CloseInfo>((resolve) => ws.once('close', (code, reason, wasClean) => resolve({ code, reason, wasClean })));
+  const closed = new Promise<CloseInfo>((resolve) =>
+    ws.once('close', (code, reason, wasClean) => resolve({ code, reason, wasClean })),
+  );
   await withTimeout(
     new Promise<void>((resolve, reject) => {
       ws.once('open', resolve);
@@ -230,8 +254,13 @@ export async function tracedClient(url: string, options: ClientOptions = {}): Pr
 export async function received(client: TracedClient, n: number, ms = 5000): Promise<Received[]> {
   let closed: CloseInfo | null = null;
   void client.closed.then((info) => (closed = info));
-  await waitUntil(() => client.messages.length >= n || closed !== null, ms, `${n} messages (got ${client.messages.length})`);
-  if (client.messages.length < n) throw new Error(`connection closed (${closed!.code}) after ${client.messages.length} of ${n} messages`);
+  await waitUntil(
+    () => client.messages.length >= n || closed !== null,
+    ms,
+    `${n} messages (got ${client.messages.length})`,
+  );
+  if (client.messages.length < n)
+    throw new Error(`connection closed (${closed!.code}) after ${client.messages.length} of ${n} messages`);
   return client.messages.slice(0, n);
 }
 
@@ -282,7 +311,10 @@ export interface TracedMessage {
 }
 
 /** Group traced data frames of one direction into messages; control frames are returned apart. */
-export function wireMessages(frames: readonly TracedFrame[], direction: 'in' | 'out'): { messages: TracedMessage[]; controls: TracedFrame[] } {
+export function wireMessages(
+  frames: readonly TracedFrame[],
+  direction: 'in' | 'out',
+): { messages: TracedMessage[]; controls: TracedFrame[] } {
   const messages: TracedMessage[] = [];
   const controls: TracedFrame[] = [];
   let open: TracedFrame[] | null = null;
@@ -296,7 +328,12 @@ export function wireMessages(frames: readonly TracedFrame[], direction: 'in' | '
     if (open === null) throw new Error('continuation frame with no message open in the trace');
     open.push(frame);
     if (frame.fin) {
-      messages.push({ opcode: open[0]!.opcode, compressed: open[0]!.rsv1, frames: open, payload: Buffer.concat(open.map((f) => f.payload)) });
+      messages.push({
+        opcode: open[0]!.opcode,
+        compressed: open[0]!.rsv1,
+        frames: open,
+        payload: Buffer.concat(open.map((f) => f.payload)),
+      });
       open = null;
     }
   }

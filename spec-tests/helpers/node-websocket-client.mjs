@@ -32,10 +32,20 @@ function session(url, protocols, onOpen, onMessage = () => {}, timeoutMs = 8000)
     });
     ws.addEventListener('message', (event) => {
       if (typeof event.data === 'string') {
-        result.messages.push({ type: 'text', length: Buffer.byteLength(event.data), sha256: sha256(event.data), preview: event.data.slice(0, 40) });
+        result.messages.push({
+          type: 'text',
+          length: Buffer.byteLength(event.data),
+          sha256: sha256(event.data),
+          preview: event.data.slice(0, 40),
+        });
       } else {
         const bytes = Buffer.from(event.data);
-        result.messages.push({ type: 'binary', length: bytes.length, sha256: sha256(bytes), preview: bytes.subarray(0, 8).toString('hex') });
+        result.messages.push({
+          type: 'binary',
+          length: bytes.length,
+          sha256: sha256(bytes),
+          preview: bytes.subarray(0, 8).toString('hex'),
+        });
       }
       onMessage(ws, result);
     });

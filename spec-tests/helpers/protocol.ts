@@ -272,10 +272,19 @@ export class Harness implements ProtocolHandler {
 
   // --- output and closing ---
 
-  send(data: string | Buffer, options: { compress?: boolean; fragmentSize?: number; callback?: SendCallback } = {}): this {
+  send(
+    data: string | Buffer,
+    options: { compress?: boolean; fragmentSize?: number; callback?: SendCallback } = {},
+  ): this {
     const binary = typeof data !== 'string';
     const payload = binary ? Buffer.from(data) : utf8(data);
-    this.protocol.send(binary ? OP.BINARY : OP.TEXT, payload, options.compress ?? false, options.fragmentSize ?? 0, options.callback);
+    this.protocol.send(
+      binary ? OP.BINARY : OP.TEXT,
+      payload,
+      options.compress ?? false,
+      options.fragmentSize ?? 0,
+      options.callback,
+    );
     return this.write();
   }
 
@@ -317,7 +326,9 @@ export class Harness implements ProtocolHandler {
   streamClosed(): CloseReport {
     assert.equal(this.report, null, 'streamClosed() is called once');
     this.report = this.protocol.streamClosed();
-    this.log.push(`closed ${this.report.code} ${JSON.stringify(this.report.reason)} ${this.report.wasClean ? 'clean' : 'not clean'}`);
+    this.log.push(
+      `closed ${this.report.code} ${JSON.stringify(this.report.reason)} ${this.report.wasClean ? 'clean' : 'not clean'}`,
+    );
     return this.report;
   }
 
@@ -339,7 +350,11 @@ export class Harness implements ProtocolHandler {
   private recordFrame(frame: WireFrame): void {
     // RFC 6455 §5.1: "a client MUST mask all frames that it sends to the server"; "A server MUST
     // NOT mask any frames that it sends to the client."
-    assert.equal(frame.masked, this.role === 'client', `a ${this.role} wrote a ${frame.masked ? 'masked' : 'unmasked'} frame`);
+    assert.equal(
+      frame.masked,
+      this.role === 'client',
+      `a ${this.role} wrote a ${frame.masked ? 'masked' : 'unmasked'} frame`,
+    );
     // §5.2: RSV2 and RSV3 have no meaning here; RSV1 only with permessage-deflate (checked by the tests that use it).
     assert.ok(!frame.rsv2 && !frame.rsv3, 'RSV2 or RSV3 set on a frame written');
     this.wire.push(frame);
@@ -441,7 +456,10 @@ export function peerOf(role: Role) {
     close: (code?: number, reason: string | Buffer = '') =>
       frame({
         opcode: OP.CLOSE,
-        payload: code === undefined ? Buffer.alloc(0) : concat(bytes(code >>> 8, code & 0xff), typeof reason === 'string' ? utf8(reason) : reason),
+        payload:
+          code === undefined
+            ? Buffer.alloc(0)
+            : concat(bytes(code >>> 8, code & 0xff), typeof reason === 'string' ? utf8(reason) : reason),
       }),
     /** A frame that breaks §5.1 for this role: unmasked to a server, masked to a client. */
     wronglyMasked: (payload = 'x') =>
@@ -454,5 +472,11 @@ export function peerOf(role: Role) {
 /** A pinch of every kind of frame, to show that nothing is read after the end. */
 export function everyKindOfFrame(role: Role): Buffer {
   const p = peerOf(role);
-  return concat(p.text('late text'), p.binary(bytes(1, 2, 3)), p.ping('late ping'), p.pong('late pong'), p.close(1000, 'late close'));
+  return concat(
+    p.text('late text'),
+    p.binary(bytes(1, 2, 3)),
+    p.ping('late ping'),
+    p.pong('late pong'),
+    p.close(1000, 'late close'),
+  );
 }

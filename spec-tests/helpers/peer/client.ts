@@ -7,7 +7,15 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
 import { PeerConnection, type PeerOptions } from './connection.js';
-import { RFC_KEY, acceptFor, handshakeRequest, headEnd, parseResponseHead, type ParsedResponse, type RequestSpec } from './http.js';
+import {
+  RFC_KEY,
+  acceptFor,
+  handshakeRequest,
+  headEnd,
+  parseResponseHead,
+  type ParsedResponse,
+  type RequestSpec,
+} from './http.js';
 import { withTimeout } from './wait.js';
 
 export interface RawClientOptions extends PeerOptions {
@@ -54,7 +62,12 @@ export class RawClient extends PeerConnection {
   }
 
   /** Open a connection, send a handshake (`extra` bytes in the same write) and read the response, whatever it is. */
-  static async request(port: number, spec: RequestSpec = {}, options: RawClientOptions = {}, extra?: Uint8Array): Promise<RawClient> {
+  static async request(
+    port: number,
+    spec: RequestSpec = {},
+    options: RawClientOptions = {},
+    extra?: Uint8Array,
+  ): Promise<RawClient> {
     const client = await RawClient.open(port, options);
     client.handshake(spec, extra);
     await client.readResponse();
@@ -62,11 +75,20 @@ export class RawClient extends PeerConnection {
   }
 
   /** Open a connection and complete a handshake; asserts the 101 and its Sec-WebSocket-Accept. */
-  static async connect(port: number, spec: RequestSpec = {}, options: RawClientOptions = {}, extra?: Uint8Array): Promise<RawClient> {
+  static async connect(
+    port: number,
+    spec: RequestSpec = {},
+    options: RawClientOptions = {},
+    extra?: Uint8Array,
+  ): Promise<RawClient> {
     const client = await RawClient.request(port, spec, options, extra);
     const response = client.response!;
     assert.equal(response.status, 101, `handshake refused: ${response.statusLine} ${response.body.toString()}`);
-    assert.equal(response.header('sec-websocket-accept'), acceptFor(client.key!), 'Sec-WebSocket-Accept (RFC 6455 §4.2.2)');
+    assert.equal(
+      response.header('sec-websocket-accept'),
+      acceptFor(client.key!),
+      'Sec-WebSocket-Accept (RFC 6455 §4.2.2)',
+    );
     return client;
   }
 
@@ -88,10 +110,15 @@ export class RawClient extends PeerConnection {
   async readResponse(ms = 3000): Promise<ParsedResponse> {
     await this.until(() => this.response !== null || this.closed || this.socketError !== null, ms, 'the response head');
     const response = this.response;
-    if (response === null) throw new Error(`no response: ${this.socketError?.message ?? 'connection closed'} (${this.describe()})`);
+    if (response === null)
+      throw new Error(`no response: ${this.socketError?.message ?? 'connection closed'} (${this.describe()})`);
     if (response.status !== 101) {
       const length = Number(response.header('content-length') ?? NaN);
-      await this.until(() => (Number.isFinite(length) && response.body.length >= length) || this.peerEnded || this.closed, ms, 'the response body');
+      await this.until(
+        () => (Number.isFinite(length) && response.body.length >= length) || this.peerEnded || this.closed,
+        ms,
+        'the response body',
+      );
     }
     return response;
   }

@@ -173,9 +173,11 @@ export class PeerConnection extends EventEmitter {
     if (this.role === 'client' && frame.masked) return fail('a masked frame from the server (RFC 6455 §5.1)');
     if (this.role === 'server' && !frame.masked) return fail('an unmasked frame from the client (RFC 6455 §5.1)');
     if (frame.rsv2 || frame.rsv3) return fail('RSV2 or RSV3 set, no extension defines them (RFC 6455 §5.2)');
-    if ((frame.opcode >= 0x3 && frame.opcode <= 0x7) || frame.opcode >= 0xb) return fail(`reserved opcode 0x${frame.opcode.toString(16)} (RFC 6455 §5.2)`);
+    if ((frame.opcode >= 0x3 && frame.opcode <= 0x7) || frame.opcode >= 0xb)
+      return fail(`reserved opcode 0x${frame.opcode.toString(16)} (RFC 6455 §5.2)`);
     if (frame.rsv1 && !this.deflateAgreed) return fail('RSV1 set without an extension that defines it (RFC 6455 §5.2)');
-    if (frame.rsv1 && (isControl(frame.opcode) || frame.opcode === OP.CONT)) return fail('RSV1 on a control or continuation frame (RFC 7692 §6.1)');
+    if (frame.rsv1 && (isControl(frame.opcode) || frame.opcode === OP.CONT))
+      return fail('RSV1 on a control or continuation frame (RFC 7692 §6.1)');
     if (isControl(frame.opcode)) {
       if (!frame.fin) return fail('a fragmented control frame (RFC 6455 §5.5)');
       if (frame.payload.length > 125) return fail('a control frame over 125 bytes (RFC 6455 §5.5)');
@@ -201,7 +203,8 @@ export class PeerConnection extends EventEmitter {
     } else {
       const { code, reason, reasonBytes } = parseClosePayload(frame.payload);
       if (frame.payload.length === 1) this.violation(1002, 'a close frame with a 1-byte payload (RFC 6455 §5.5.1)');
-      else if (code !== undefined && !isSendableCloseCode(code)) this.violation(1002, `close code ${code} may not be sent (RFC 6455 §7.4)`);
+      else if (code !== undefined && !isSendableCloseCode(code))
+        this.violation(1002, `close code ${code} may not be sent (RFC 6455 §7.4)`);
       else if (!isUtf8(reasonBytes)) this.violation(1007, 'a close reason that is not UTF-8 (RFC 6455 §5.5.1)');
       const close = { code: code ?? 1005, reason, payload: frame.payload, at: performance.now() };
       this.closes.push(close);
@@ -220,7 +223,10 @@ export class PeerConnection extends EventEmitter {
       try {
         data = this.inflater.inflate(payload);
       } catch (error) {
-        this.violation(1002, `a compressed message that does not inflate: ${(error as Error).message} (RFC 7692 §7.2.2)`);
+        this.violation(
+          1002,
+          `a compressed message that does not inflate: ${(error as Error).message} (RFC 7692 §7.2.2)`,
+        );
         return;
       }
     }
@@ -284,7 +290,9 @@ export class PeerConnection extends EventEmitter {
   }
 
   waitFrames(count: number, ms = 3000): Promise<DecodedFrame[]> {
-    return this.until(() => this.frames.length >= count || this.closed, ms, `${count} frame(s)`).then(() => this.frames);
+    return this.until(() => this.frames.length >= count || this.closed, ms, `${count} frame(s)`).then(
+      () => this.frames,
+    );
   }
 
   /** Wait for the other side's close frame. */
@@ -314,7 +322,9 @@ export class PeerConnection extends EventEmitter {
 
   /** Write and resolve once the bytes are handed to the kernel. */
   writeAsync(bytes: Uint8Array | string): Promise<void> {
-    return new Promise((resolve, reject) => this.socket.write(bytes, (error) => (error == null ? resolve() : reject(error))));
+    return new Promise((resolve, reject) =>
+      this.socket.write(bytes, (error) => (error == null ? resolve() : reject(error))),
+    );
   }
 
   /**
@@ -323,7 +333,10 @@ export class PeerConnection extends EventEmitter {
    * TCP is ended or destroyed (the other side may fail the connection half-way, as it should).
    */
   async writeChunked(bytes: Uint8Array, cuts: number | readonly number[], gapMs = 0): Promise<void> {
-    const points = typeof cuts === 'number' ? Array.from({ length: Math.ceil(bytes.length / cuts) }, (_, i) => i * cuts) : [0, ...cuts];
+    const points =
+      typeof cuts === 'number'
+        ? Array.from({ length: Math.ceil(bytes.length / cuts) }, (_, i) => i * cuts)
+        : [0, ...cuts];
     const sorted = [...new Set(points)].filter((c) => c >= 0 && c < bytes.length).sort((a, b) => a - b);
     for (let i = 0; i < sorted.length; i++) {
       if (this.socket.destroyed || this.socket.writableEnded) return;

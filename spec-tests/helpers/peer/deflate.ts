@@ -13,7 +13,8 @@ const MiB = 1024 * 1024;
 export const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
 
 function stripTail(out: Buffer): Buffer {
-  if (out.length < 4 || !out.subarray(out.length - 4).equals(TAIL)) throw new Error('zlib output does not end with 00 00 ff ff');
+  if (out.length < 4 || !out.subarray(out.length - 4).equals(TAIL))
+    throw new Error('zlib output does not end with 00 00 ff ff');
   return out.subarray(0, out.length - 4);
 }
 

@@ -37,7 +37,9 @@ export function naiveMask(data: Uint8Array, key: Uint8Array, phase = 0): Buffer 
 
 function bytesOf(payload: Uint8Array | string | undefined): Buffer {
   if (payload === undefined) return Buffer.alloc(0);
-  return typeof payload === 'string' ? Buffer.from(payload, 'utf8') : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+  return typeof payload === 'string'
+    ? Buffer.from(payload, 'utf8')
+    : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
 }
 
 /** Encode one frame exactly as told (§5.2). Unmasked unless `maskKey` is given. */
@@ -48,7 +50,11 @@ export function encodeFrame(spec: FrameSpec): Buffer {
   const key = spec.maskKey ?? null;
   if (key !== null && key.length !== 4) throw new Error('a masking key is 4 bytes');
   const head: number[] = [
-    (spec.fin === false ? 0 : 0x80) | (spec.rsv1 === true ? 0x40 : 0) | (spec.rsv2 === true ? 0x20 : 0) | (spec.rsv3 === true ? 0x10 : 0) | (spec.opcode & 0x0f),
+    (spec.fin === false ? 0 : 0x80) |
+      (spec.rsv1 === true ? 0x40 : 0) |
+      (spec.rsv2 === true ? 0x20 : 0) |
+      (spec.rsv3 === true ? 0x10 : 0) |
+      (spec.opcode & 0x0f),
   ];
   const maskBit = key === null ? 0 : 0x80;
   if (encoding === 7) head.push(maskBit | Number(length & 0x7fn));

@@ -14,7 +14,9 @@ export const RFC_ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=';
 
 /** §4.2.2: base64(SHA-1(key + GUID)). */
 export function acceptFor(key: string): string {
-  return createHash('sha1').update(key + WEBSOCKET_GUID).digest('base64');
+  return createHash('sha1')
+    .update(key + WEBSOCKET_GUID)
+    .digest('base64');
 }
 
 /** A head as read: the start line and the fields (lower-case names, repeated fields kept in order). */
@@ -92,7 +94,8 @@ export function parseResponseHead(text: string): ParsedResponse {
   const head = readHead(text);
   const match = /^(HTTP\/\d\.\d) (\d{3})(?: (.*))?$/.exec(head.startLine);
   if (match === null) throw new Error(`malformed status line: ${JSON.stringify(head.startLine)}`);
-  for (const [name] of head.fields) if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) throw new Error(`malformed header line: ${JSON.stringify(name)}`);
+  for (const [name] of head.fields)
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) throw new Error(`malformed header line: ${JSON.stringify(name)}`);
   return {
     ...head,
     statusLine: head.startLine,
@@ -140,7 +143,9 @@ export function handshakeRequest(spec: RequestSpec = {}, host = '127.0.0.1'): Bu
     ['Sec-WebSocket-Version', '13'],
   ];
   if (spec.protocols !== undefined) defaults.push(['Sec-WebSocket-Protocol', spec.protocols.join(', ')]);
-  const overrides = new Map(Object.entries(spec.headers ?? {}).map(([name, value]) => [name.toLowerCase(), { name, value }]));
+  const overrides = new Map(
+    Object.entries(spec.headers ?? {}).map(([name, value]) => [name.toLowerCase(), { name, value }]),
+  );
   const lines = [`${spec.method ?? 'GET'} ${spec.path ?? '/'} ${spec.httpVersion ?? 'HTTP/1.1'}`];
   for (const [name, value] of defaults) {
     const override = overrides.get(name.toLowerCase());
@@ -182,7 +187,12 @@ export function acceptResponse(request: { key: string | undefined }, options: Ac
 }
 
 /** A complete HTTP response with a body (a refusal). */
-export function httpResponse(status: number, reason: string, body: string, headers: readonly [string, string][] = []): Buffer {
+export function httpResponse(
+  status: number,
+  reason: string,
+  body: string,
+  headers: readonly [string, string][] = [],
+): Buffer {
   const lines = [`HTTP/1.1 ${status} ${reason}`, ...headers.map(([name, value]) => `${name}: ${value}`)];
   return Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1'), Buffer.from(body, 'utf8')]);
 }

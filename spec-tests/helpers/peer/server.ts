@@ -71,7 +71,12 @@ function responseAgreesDeflate(response: Buffer): boolean {
   return head
     .split('\r\n')
     .filter((line) => /^sec-websocket-extensions\s*:/i.test(line))
-    .some((line) => line.slice(line.indexOf(':') + 1).split(',').some((element) => element.split(';')[0]!.trim() === 'permessage-deflate'));
+    .some((line) =>
+      line
+        .slice(line.indexOf(':') + 1)
+        .split(',')
+        .some((element) => element.split(';')[0]!.trim() === 'permessage-deflate'),
+    );
 }
 
 export class RawServer {
@@ -151,7 +156,10 @@ export class RawServer {
 
 /** A responder: a correct 101 with these extra field lines ("Name: value", in order). */
 export function upgradeWith(...lines: string[]): Responder {
-  const headers = lines.map((line): [string, string] => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 1).trim()]);
+  const headers = lines.map((line): [string, string] => [
+    line.slice(0, line.indexOf(':')),
+    line.slice(line.indexOf(':') + 1).trim(),
+  ]);
   return (request) => acceptResponse(request, { headers });
 }
 
