@@ -6,12 +6,7 @@ import {
   type InflateRaw,
 } from 'node:zlib';
 import { ProtocolError } from './errors.js';
-import {
-  DEFLATE_DEFAULTS,
-  MIN_WINDOW_BITS,
-  type DeflateParams,
-  type PerMessageDeflateOptions,
-} from './permessage-deflate.js';
+import { DEFLATE_DEFAULTS, type DeflateParams, type PerMessageDeflateOptions } from './permessage-deflate.js';
 import type { MessageInflater } from './receiver.js';
 import type { MessageDeflater } from './sender.js';
 
@@ -255,11 +250,10 @@ export class PerMessageDeflate implements MessageInflater, MessageDeflater {
     const deflater = createDeflateRaw({
       level: this.options.level ?? DEFLATE_DEFAULTS.level,
       memLevel: this.options.memLevel ?? DEFLATE_DEFAULTS.memLevel,
-      // zlib cannot compress with a 256-byte window (since 1.2.9 it turns 8 into 9, which a strict
-      // peer with an 8-bit window could not inflate). With 8 agreed, code symbols only, with no
-      // back-references at all: valid for any window, and still Huffman-compressed.
+      // zlib cannot compress with a 256-byte window, but it never refers further back than its
+      // window less 262 bytes (the lookahead it keeps: a longest match of 258 and 4 more), so with
+      // 9 bits at most 250 bytes back: within the 256 bytes a peer that agreed to 8 keeps.
       windowBits: Math.max(bits, ZLIB_MIN_WINDOW_BITS),
-      strategy: bits === MIN_WINDOW_BITS ? zlibConstants.Z_HUFFMAN_ONLY : zlibConstants.Z_DEFAULT_STRATEGY,
       // §7.2.1: every message ends with a sync flush; as the stream's own flag, the write does it
       // (one thread-pool job per message instead of a write and a flush).
       flush: zlibConstants.Z_SYNC_FLUSH,
