@@ -20,7 +20,7 @@
  * used. Without one the tests are skipped, saying why.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
@@ -32,6 +32,7 @@ import {
   type WebSocket,
 } from '../src/index.js';
 import { waitUntil, withTimeout } from './helpers/library.js';
+import { findPython, pythonOrSkip } from './helpers/python.js';
 
 const PEER = fileURLToPath(new URL('./helpers/autobahn-python-peer.py', import.meta.url));
 const CLOSE_REQUEST = 'please close';
@@ -50,28 +51,12 @@ interface Facts {
   zlib_decompress_8: string | null;
 }
 
-function findPython(): { python: string; facts: Facts } | { python: null; why: string } {
-  const tried: string[] = [];
-  for (const candidate of [process.env['PYTHON'], '/usr/bin/python3']) {
-    if (candidate === undefined || candidate === '') continue;
-    // Another cwd than the repository's: its autobahn/ folder would shadow the package.
-    const probe = spawnSync(candidate, [PEER, 'facts'], { encoding: 'utf8', timeout: 20_000, cwd: tmpdir() });
-    if (probe.status === 0) return { python: candidate, facts: JSON.parse(probe.stdout) as Facts };
-    tried.push(`${candidate}: ${probe.error?.message ?? probe.stderr.trim().split('\n').pop()}`);
-  }
-  return {
-    python: null,
-    why: `no Python with autobahn (${tried.join('; ')}); Debian: apt-get install python3-autobahn`,
-  };
-}
-
-const found = findPython();
+const probe = findPython(PEER, 'facts', 'autobahn', 'python3-autobahn');
+const found: { python: string; facts: Facts } | { python: null; why: string } =
+  probe.python === null ? probe : { python: probe.python, facts: JSON.parse(probe.output) as Facts };
 
 function skipWithoutPython(t: { skip(message: string): void }): string | null {
-  if (found.python !== null) return found.python;
-  console.log(`# skipped: ${found.why}`);
-  t.skip(found.why);
-  return null;
+  return pythonOrSkip(t, probe);
 }
 
 // ---------------------------------------------------------------------------------------------

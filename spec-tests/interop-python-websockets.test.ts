@@ -8,36 +8,20 @@
  * that can import `websockets` is used. Without one the tests are skipped, saying why.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { WebSocketServer, connect, type WebSocket } from '../src/index.js';
 import { withTimeout } from './helpers/library.js';
+import { findPython, pythonOrSkip } from './helpers/python.js';
 
 const PEER = fileURLToPath(new URL('./helpers/python-websockets-peer.py', import.meta.url));
 
-function findPython(): { python: string; version: string } | { python: null; why: string } {
-  const tried: string[] = [];
-  for (const candidate of [process.env['PYTHON'], '/usr/bin/python3', 'python3']) {
-    if (candidate === undefined || candidate === '') continue;
-    const probe = spawnSync(candidate, [PEER, 'version'], { encoding: 'utf8', timeout: 20_000 });
-    if (probe.status === 0) return { python: candidate, version: probe.stdout.trim() };
-    tried.push(`${candidate}: ${probe.error?.message ?? probe.stderr.trim().split('\n').pop()}`);
-  }
-  return {
-    python: null,
-    why: `no Python with the websockets library (${tried.join('; ')}); Debian: apt-get install python3-websockets`,
-  };
-}
-
-const found = findPython();
+const found = findPython(PEER, 'version', 'the websockets library', 'python3-websockets');
 
 function skipWithoutPython(t: { skip(message: string): void }): string | null {
-  if (found.python !== null) return found.python;
-  console.log(`# skipped: ${found.why}`);
-  t.skip(found.why);
-  return null;
+  return pythonOrSkip(t, found);
 }
 
 interface EchoSession {
@@ -83,7 +67,7 @@ describe('interop: Python websockets client against our server', () => {
     async (t) => {
       const python = skipWithoutPython(t);
       if (python === null) return;
-      t.diagnostic(`python websockets ${found.python !== null ? found.version : ''}`);
+      t.diagnostic(`python websockets ${found.python !== null ? found.output : ''}`);
       server = new WebSocketServer({ protocols: ['echo'], perMessageDeflate: true, pingInterval: 0 });
       const closes: [number, string, boolean][] = [];
       server.on('connection', (connection) => {

@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { connect, type ServerOptions } from '../src/index.js';
 import { OP, clientFrame, handshakeRequest } from './helpers/peer/index.js';
-import { delay, KiB, MiB, withTimeout } from './helpers/library.js';
+import { delay, KiB, MiB, skipBecause, withTimeout } from './helpers/library.js';
 
 const SERVER = fileURLToPath(new URL('./helpers/echo-server-process.ts', import.meta.url));
 const PEERS = 100;
@@ -145,11 +145,7 @@ describe('RFC 6455 §10.4: what 100 hostile peers can make a fresh echo server h
     `${PEERS} peers each sending a never-ending request head: at most maxHeaderSize held for each, then 431, at most 64 KiB more read (and one read), and gone`,
     { timeout: 60_000 },
     async (t) => {
-      if (why !== null) {
-        console.log(`# skipped: ${why}`);
-        t.skip(why);
-        return;
-      }
+      if (skipBecause(t, why)) return;
       const maxHeaderSize = 16 * KiB;
       const server = await startServer({ maxHeaderSize, pingInterval: 0 });
       await warmUp(server);
@@ -228,11 +224,7 @@ describe('RFC 6455 §10.4: what 100 hostile peers can make a fresh echo server h
     `${PEERS} peers flooding pings and never reading: queued pongs count against highWaterMark, reading from each pauses, each holds at most highWaterMark and a read`,
     { timeout: 60_000 },
     async (t) => {
-      if (why !== null) {
-        console.log(`# skipped: ${why}`);
-        t.skip(why);
-        return;
-      }
+      if (skipBecause(t, why)) return;
       const highWaterMark = 64 * KiB;
       const server = await startServer({ highWaterMark, pingInterval: 0 });
       await warmUp(server);

@@ -77,6 +77,19 @@ async function startCli(args: string[]): Promise<Cli> {
   return { child, url: match[1]!, port: Number(match[2]), output: () => stdout, waitFor, exited };
 }
 
+/** Run the CLI with `args` until it exits by itself (it does on bad options). */
+async function runToExit(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+  const [code] = (await withTimeout(once(child, 'exit'), 10_000, 'exit')) as [number | null];
+  return { code, stderr };
+}
+
 async function open(url: string): Promise<WebSocket> {
   const ws = await connect(url);
   sockets.push(ws);
@@ -201,14 +214,7 @@ describe('the echo CLI: --max-message-size', () => {
   });
 
   it('invalid options exit with status 2 and a message', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', '--max-message-size', 'lots'], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    children.push(child);
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
-    const [code] = (await withTimeout(once(child, 'exit'), 10_000, 'exit')) as [number | null];
+    const { code, stderr } = await runToExit(['--max-message-size', 'lots']);
     assert.equal(code, 2);
     assert.match(stderr, /max-message-size/);
   });
@@ -235,14 +241,7 @@ describe('the echo CLI: --deflate, --no-deflate', () => {
   }
 
   it('--deflate with --no-deflate exits with status 2 and a message', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', '--deflate', '--no-deflate'], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    children.push(child);
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
-    const [code] = (await withTimeout(once(child, 'exit'), 10_000, 'exit')) as [number | null];
+    const { code, stderr } = await runToExit(['--deflate', '--no-deflate']);
     assert.equal(code, 2);
     assert.match(stderr, /choose one/);
   });

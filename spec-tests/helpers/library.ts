@@ -339,3 +339,11 @@ export function wireMessages(
   }
   return { messages, controls };
 }
+
+/** Skip the test, saying why (on the console too, so a CI log shows it), when `why` is set. */
+export function skipBecause(t: { skip(message: string): void }, why: string | null): boolean {
+  if (why === null) return false;
+  console.log(`# skipped: ${why}`);
+  t.skip(why);
+  return true;
+}

@@ -1,0 +1,31 @@
+/**
+ * The Python interpreter that drives an interop peer (a script in this folder), and skipping with
+ * a reason when there is none. Tried in order: $PYTHON, Debian's /usr/bin/python3, then `python3`
+ * on the PATH; the first that runs `SCRIPT probeArg` successfully is used, and what it printed is
+ * kept (a version, or facts about the library). Run from the temporary directory: the
+ * repository's autobahn/ folder would shadow the autobahn package.
+ */
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { skipBecause } from './library.js';
+
+export type Found = { python: string; output: string } | { python: null; why: string };
+
+export function findPython(script: string, probeArg: string, library: string, debianPackage: string): Found {
+  const tried: string[] = [];
+  for (const candidate of [process.env['PYTHON'], '/usr/bin/python3', 'python3']) {
+    if (candidate === undefined || candidate === '') continue;
+    const probe = spawnSync(candidate, [script, probeArg], { encoding: 'utf8', timeout: 20_000, cwd: tmpdir() });
+    if (probe.status === 0) return { python: candidate, output: probe.stdout.trim() };
+    tried.push(`${candidate}: ${probe.error?.message ?? probe.stderr.trim().split('\n').pop()}`);
+  }
+  return {
+    python: null,
+    why: `no Python with ${library} (${tried.join('; ')}); Debian: apt-get install ${debianPackage}`,
+  };
+}
+
+/** The interpreter found, or null after skipping the test with the reason there is none. */
+export function pythonOrSkip(t: { skip(message: string): void }, found: Found): string | null {
+  return found.python !== null ? found.python : (skipBecause(t, found.why), null);
+}
