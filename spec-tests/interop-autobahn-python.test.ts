@@ -32,7 +32,7 @@ import {
   type WebSocket,
 } from '../src/index.js';
 import { waitUntil, withTimeout } from './helpers/library.js';
-import { findPython, pythonOrSkip } from './helpers/python.js';
+import { findPython, pythonOrSkip, runPython } from './helpers/python.js';
 
 const PEER = fileURLToPath(new URL('./helpers/autobahn-python-peer.py', import.meta.url));
 const CLOSE_REQUEST = 'please close';
@@ -595,6 +595,7 @@ describe('interop: autobahn-python client against our server (RFC 7692)', () => 
     try {
       const output = await runPython(
         found.python,
+        PEER,
         ['client', JSON.stringify(plan)],
         150_000,
         (process) => (child = process),
@@ -1101,26 +1102,3 @@ describe('interop: our client against an autobahn-python server (RFC 7692)', () 
     });
   });
 });
-
-function runPython(
-  python: string,
-  args: string[],
-  timeoutMs: number,
-  started: (child: ChildProcess) => void,
-): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(python, [PEER, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: tmpdir() });
-    started(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(stdout);
-      else reject(new Error(`python exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`));
-    });
-  });
-}

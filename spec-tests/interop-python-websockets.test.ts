@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { WebSocketServer, connect, type WebSocket } from '../src/index.js';
 import { withTimeout } from './helpers/library.js';
-import { findPython, pythonOrSkip } from './helpers/python.js';
+import { findPython, pythonOrSkip, runPython } from './helpers/python.js';
 
 const PEER = fileURLToPath(new URL('./helpers/python-websockets-peer.py', import.meta.url));
 
@@ -40,23 +40,6 @@ interface ClientReport {
   close_1005: number | null;
 }
 
-function runPython(python: string, args: string[], timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(python, [PEER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(stdout);
-      else reject(new Error(`python exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`));
-    });
-  });
-}
-
 describe('interop: Python websockets client against our server', () => {
   let server: WebSocketServer | undefined;
   after(() => server?.close());
@@ -75,7 +58,9 @@ describe('interop: Python websockets client against our server', () => {
         connection.on('close', (code, reason, wasClean) => closes.push([code, reason, wasClean]));
       });
       const { port } = await server.listen(0, '127.0.0.1');
-      const report = JSON.parse(await runPython(python, ['client', `ws://127.0.0.1:${port}/`], 50_000)) as ClientReport;
+      const report = JSON.parse(
+        await runPython(python, PEER, ['client', `ws://127.0.0.1:${port}/`], 50_000),
+      ) as ClientReport;
 
       for (const session of [report.deflate, report.plain]) {
         assert.deepEqual(

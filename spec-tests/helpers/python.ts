@@ -5,7 +5,7 @@
  * kept (a version, or facts about the library). Run from the temporary directory: the
  * repository's autobahn/ folder would shadow the autobahn package.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { skipBecause } from './library.js';
 
@@ -28,4 +28,33 @@ export function findPython(script: string, probeArg: string, library: string, de
 /** The interpreter found, or null after skipping the test with the reason there is none. */
 export function pythonOrSkip(t: { skip(message: string): void }, found: Found): string | null {
   return found.python !== null ? found.python : (skipBecause(t, found.why), null);
+}
+
+/**
+ * Run `python SCRIPT ...args` to the end (killed after `timeoutMs`) and resolve with what it
+ * printed; reject with the end of its stderr when it fails. `started` gets the child, to kill it
+ * if the test ends first.
+ */
+export function runPython(
+  python: string,
+  script: string,
+  args: string[],
+  timeoutMs: number,
+  started: (child: ChildProcess) => void = () => {},
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(python, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: tmpdir() });
+    started(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(stdout);
+      else reject(new Error(`python exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`));
+    });
+  });
 }
