@@ -509,7 +509,11 @@ describe('RFC 7692 §7.1.1.2 client_no_context_takeover', () => {
           session.client.sendCompressed(pair.first, { binary: true });
           session.client.sendCompressed(pair.second, { binary: true });
           await serverFailed(session);
-          assert.equal(session.client.messages.length, 3, 'the first message was echoed, the back-reference was not');
+          // The first of the two is echoed, unless its echo was still being compressed when the
+          // second failed the connection (failing drops what waits for zlib, and the close frame
+          // goes at once); the back-reference is never echoed.
+          const echoed = session.client.messages.length - 2;
+          assert.ok(echoed === 0 || echoed === 1, `${echoed} of the two echoed: the back-reference must not be`);
         } finally {
           await server.close();
         }
