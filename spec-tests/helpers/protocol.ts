@@ -10,8 +10,8 @@
  *     > close 1002 "unmasked frame from a client"
  *     onEnd
  *
- * What the protocol writes is decoded here by `WireDecoder`, written from RFC 6455 §5.2 for these
- * tests (never src/'s frame, receiver or writer code); it also checks what every frame must be: the
+ * What the protocol writes is decoded by the independent peer's decoder (never src/'s frame,
+ * receiver or writer code), and `WireDecoder` also checks what every frame must be: the
  * mask bit by role (§5.1, §5.3), the minimal length encoding (§5.2), control frames unfragmented and
  * at most 125 bytes (§5.5). Time is a plain number the test sets; nothing here reads a clock or
  * starts a timer.
@@ -26,7 +26,7 @@ import type { MessageInflater, Role } from '../../src/receiver.js';
 import type { MessageDeflater, SendCallback } from '../../src/sender.js';
 import { MaskKeySource } from '../../src/writer.js';
 import { bytes, concat, frameFor, utf8 } from './core.js';
-import type { FrameSpec } from './peer/frames.js';
+import { FrameDecoder, type DecodedFrame, type FrameSpec } from './peer/frames.js';
 
 export { ROLES } from './core.js';
 
@@ -38,76 +38,37 @@ const OPCODE_NAMES: Record<number, string> = { 0: 'cont', 1: 'text', 2: 'binary'
 // Decoding what the protocol writes
 // ---------------------------------------------------------------------------------------------
 
-export interface WireFrame {
-  fin: boolean;
-  rsv1: boolean;
-  rsv2: boolean;
-  rsv3: boolean;
-  opcode: number;
-  masked: boolean;
-  /** The payload, unmasked. */
-  payload: Buffer;
-}
+export type WireFrame = DecodedFrame;
 
 /**
- * An incremental decoder of a byte stream of frames (RFC 6455 §5.2). Throws an AssertionError for
- * bytes that are not a valid frame as an endpoint must write it.
+ * The peer's incremental decoder (./peer/frames.ts), plus what every frame an endpoint writes must
+ * be: minimal length encodings and a clear top bit (§5.2), known opcodes, control frames
+ * unfragmented and at most 125 bytes (§5.5). Throws an AssertionError otherwise.
  */
 export class WireDecoder {
-  private pending: Buffer = Buffer.alloc(0);
+  private readonly decoded: WireFrame[] = [];
+  private readonly decoder = new FrameDecoder((frame) => this.decoded.push(frame));
 
   /** Bytes of an unfinished frame. Output is taken in whole frames: this should be 0 after a take. */
   get leftover(): number {
-    return this.pending.length;
+    return this.decoder.pending;
   }
 
   push(chunk: Buffer): WireFrame[] {
-    this.pending = this.pending.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.pending, chunk]);
-    const frames: WireFrame[] = [];
-    for (;;) {
-      const b = this.pending;
-      if (b.length < 2) break;
-      const lengthCode = b[1]! & 0x7f;
-      let length = lengthCode;
-      let at = 2;
-      if (lengthCode === 126) {
-        if (b.length < 4) break;
-        length = b.readUInt16BE(2);
-        // §5.2: "the minimal number of bytes MUST be used to encode the length".
-        assert.ok(length >= 126, `16-bit length ${length} where 7 bits would do`);
-        at = 4;
-      } else if (lengthCode === 127) {
-        if (b.length < 10) break;
-        const long = b.readBigUInt64BE(2);
-        // §5.2: "the most significant bit MUST be 0".
-        assert.ok(long < 2n ** 63n, '64-bit length with its most significant bit set');
-        assert.ok(long > 0xffffn, `64-bit length ${long} where 16 bits would do`);
-        length = Number(long);
-        at = 10;
-      }
-      const masked = (b[1]! & 0x80) !== 0;
-      const keyAt = at;
-      if (masked) at += 4;
-      if (b.length < at + length) break;
-      const payload = Buffer.from(b.subarray(at, at + length));
-      if (masked) for (let i = 0; i < length; i++) payload[i]! ^= b[keyAt + (i % 4)]!;
-      const frame: WireFrame = {
-        fin: (b[0]! & 0x80) !== 0,
-        rsv1: (b[0]! & 0x40) !== 0,
-        rsv2: (b[0]! & 0x20) !== 0,
-        rsv3: (b[0]! & 0x10) !== 0,
-        opcode: b[0]! & 0x0f,
-        masked,
-        payload,
-      };
+    this.decoder.push(Buffer.from(chunk));
+    assert.equal(this.decoder.stopped, null, this.decoder.stopped ?? '');
+    const frames = this.decoded.splice(0);
+    for (const frame of frames) {
+      const length = frame.payload.length;
+      // §5.2: "the minimal number of bytes MUST be used to encode the length".
+      if (frame.lengthEncoding === 16) assert.ok(length >= 126, `16-bit length ${length} where 7 bits would do`);
+      if (frame.lengthEncoding === 64) assert.ok(length > 0xffff, `64-bit length ${length} where 16 bits would do`);
       assert.ok(frame.opcode in OPCODE_NAMES, `reserved opcode ${frame.opcode} written`);
       if (frame.opcode >= 0x8) {
         // §5.5: "All control frames MUST have a payload length of 125 bytes or less and MUST NOT be fragmented."
         assert.ok(frame.fin, 'a fragmented control frame was written');
         assert.ok(length <= 125, `a control frame of ${length} bytes was written`);
       }
-      frames.push(frame);
-      this.pending = b.subarray(at + length);
     }
     return frames;
   }
