@@ -6,6 +6,8 @@
  */
 import { parseArgs } from 'node:util';
 import { WebSocketServer } from './server.js';
+import { FrameExplainer, describeReport } from './explain.js';
+import type { ConnectionObserver } from './explorer.js';
 import { formatFrame } from './trace.js';
 import type { ConnectionOptions } from './options.js';
 
@@ -19,7 +21,8 @@ An RFC 6455 echo server.
   --ping-interval MS       ping every MS milliseconds; 0 turns pings off (default 54000)
   --deflate                accept permessage-deflate (RFC 7692) offers (the default)
   --no-deflate             don't: every message goes uncompressed
-  --trace                  print every frame in and out, decoded
+  --trace                  print each handshake and every frame in and out, decoded and explained
+  --no-explorer            serve nothing but WebSocket upgrades (by default, GET / serves the protocol explorer)
   -h, --help               this text
 `;
 
@@ -35,6 +38,7 @@ function main(): void {
         trace: { type: 'boolean', default: false },
         deflate: { type: 'boolean', default: false },
         'no-deflate': { type: 'boolean', default: false },
+        'no-explorer': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -71,10 +75,12 @@ function main(): void {
     process.exit(2);
   }
   const deflate = values.deflate || !values['no-deflate'];
+  const explorer = !values['no-explorer'];
   const server = new WebSocketServer({
     ...options,
     perMessageDeflate: deflate,
-    trace: values.trace ? (frame) => console.log(formatFrame(frame)) : null,
+    explorer,
+    observe: values.trace ? teach : undefined,
   });
   server.on('connection', (connection, request) => {
     online++;
@@ -97,6 +103,7 @@ function main(): void {
       const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
       const compression = `permessage-deflate ${deflate ? 'on' : 'off'}`;
       console.log(`echo server listening on ws://${host}:${address.port}/  (${compression}; Ctrl-C to stop)`);
+      if (explorer) console.log(`protocol explorer: http://${host}:${address.port}/  (--no-explorer turns it off)`);
     },
     (error: Error) => {
       console.error(`cannot listen on ${values.host}:${port}: ${error.message}`);
@@ -120,5 +127,27 @@ function main(): void {
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
 }
+
+/**
+ * --trace: each handshake's two heads, then every frame as formatFrame prints it, with a line
+ * under it that explains it (src/explain.ts): the header bytes, the length form, the masked bytes,
+ * close codes by name, text, both sizes of a compressed message.
+ */
+const teach: ConnectionObserver = (handshake) => {
+  const indent = (head: string, arrow: string): string =>
+    head
+      .trimEnd()
+      .split('\r\n')
+      .map((line) => `   ${arrow} ${line}`)
+      .join('\n');
+  console.log(`#${handshake.id} opening handshake (RFC 6455 §4.2):`);
+  console.log(indent(handshake.requestHead, '<-'));
+  console.log(indent(handshake.responseHead, '->'));
+  const explainer = new FrameExplainer(handshake.extensions);
+  return (frame) => {
+    console.log(formatFrame(frame));
+    console.log(`   #${handshake.id} ${describeReport(explainer.explain(frame))}`);
+  };
+};
 
 main();

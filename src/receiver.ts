@@ -35,6 +35,8 @@ export interface Frame {
   maskKey: Uint8Array | null;
   /** The payload, unmasked (for a compressed frame: the compressed bytes). */
   payload: Buffer;
+  /** Which form carried the payload length on the wire (§5.2: 7 bits, 7+16 or 7+64). */
+  lengthBits?: 7 | 16 | 64;
 }
 
 export interface ReceiverHandler {
@@ -567,6 +569,7 @@ export class Receiver {
       masked: h.masked,
       maskKey: h.masked ? Uint8Array.from(this.maskKey) : null,
       payload,
+      lengthBits: h.lengthCode < 126 ? 7 : h.lengthCode === 126 ? 16 : 64,
     };
   }
 

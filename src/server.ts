@@ -6,6 +6,7 @@ import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import { CloseCode, Opcode, ReadyState } from './constants.js';
 import { PerMessageDeflate } from './deflate-zlib.js';
 import { ExtensionHeaderError, parseExtensions } from './extensions.js';
+import { Explorer, headText, observedConfig, type ConnectionObserver } from './explorer.js';
 import { encodeFrame } from './frame.js';
 import {
   describeRequest,
@@ -87,6 +88,13 @@ export interface ServerOptions extends ConnectionOptions {
    * compression costs CPU and up to ~300 KiB of zlib state per connection that uses it.
    */
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
+  /**
+   * Serve the protocol explorer (src/explorer.ts) to a plain `GET /`: a page that shows its own
+   * connection's handshake and frames, through a token-bound observer socket. Default false; the echo CLI turns it on.
+   */
+  explorer?: boolean;
+  /** @internal Sees every accepted handshake; may return a tracer for that connection's frames (--trace). */
+  observe?: ConnectionObserver;
 }
 
 export interface WebSocketServerEventMap {
@@ -314,6 +322,7 @@ class Admission {
   /** Resolved once and frozen: every connection shares this object instead of a copy. */
   readonly connectionOptions: ResolvedConnectionOptions;
   readonly deflateOptions: PerMessageDeflateOptions | null;
+  readonly explorer: Explorer | null;
   /** Handshakes past the connection-limit check that are not connections yet (being verified). */
   reserved = 0;
   private nextId = 1;
@@ -325,6 +334,7 @@ class Admission {
     this.options = { ...options };
     this.connectionOptions = resolveConnectionOptions(options);
     this.deflateOptions = deflateOptionsOf(options.perMessageDeflate);
+    this.explorer = options.explorer === true ? new Explorer() : null;
   }
 
   /** RFC 6455 §4.2.1, then this server's own policy. Throws an HttpError to refuse. */
@@ -382,11 +392,16 @@ class Admission {
     protocol: string | undefined,
     verdict: Verdict,
     data: unknown,
-    callback?: ConnectionCallback,
+    callback: ConnectionCallback | undefined,
+    seen: { head: RequestHead; raw: Buffer | undefined; response: Buffer },
   ): void {
     const { deflate, request } = verdict;
     const id = this.nextId++;
-    const connection = adoptStream(this.connectionOptions, {
+    const requestHead = headText(seen.head, seen.raw);
+    const [responseHead, key, extensions] = [seen.response.toString('latin1'), verdict.fields.key, deflate?.response];
+    const handshake = { id, request, requestHead, responseHead, key, extensions: extensions ?? '' };
+    const config = observedConfig(this.connectionOptions, [this.options.observe, this.explorer?.observe], handshake);
+    const connection = adoptStream(config, {
       stream,
       protocol: protocol ?? '',
       extensions: deflate?.response ?? '',
@@ -396,6 +411,7 @@ class Admission {
       registry: this.byId,
     });
     this.byId.set(id, connection);
+    if (this.explorer?.adopt(connection, request) === true) return startReading(connection, rest);
     if (callback !== undefined) callback(connection, request);
     else this.server.emit('connection', connection, request);
     startReading(connection, rest);
@@ -495,11 +511,13 @@ class PendingHandshake implements WheelTarget {
       this.refuse(error instanceof HttpError ? error : new HttpError(400, 'malformed request'));
       return;
     }
-    this.decide(head, result.rest);
+    this.decide(head, result.rest, undefined, result.head);
   }
 
-  private decide(head: RequestHead, rest: Buffer, callback?: ConnectionCallback): void {
+  private decide(head: RequestHead, rest: Buffer, callback?: ConnectionCallback, raw?: Buffer): void {
     const admission = this.admission;
+    const page = admission.explorer?.page(head) ?? null;
+    if (page !== null) return this.answer(page);
     let verdict: Verdict;
     let protocol: string | undefined;
     try {
@@ -513,8 +531,9 @@ class PendingHandshake implements WheelTarget {
       if (this.decided || this.socket.destroyed) return;
       this.decided = true;
       this.detach();
-      this.socket.write(switchingProtocolsResponse(verdict.fields.key, protocol, verdict.deflate?.response));
-      admission.admit(this.socket, rest, protocol, verdict, data, callback);
+      const response = switchingProtocolsResponse(verdict.fields.key, protocol, verdict.deflate?.response);
+      this.socket.write(response);
+      admission.admit(this.socket, rest, protocol, verdict, data, callback, { head, raw, response });
     };
     const verify = admission.options.verify;
     if (verify === undefined) {
@@ -561,10 +580,7 @@ class PendingHandshake implements WheelTarget {
   private refuse(error: HttpError): void {
     if (this.decided) return;
     this.decided = true;
-    const socket = this.socket;
-    this.admission.emitRejected(error.status, error.message, remoteAddressOf(socket));
-    this.reader = null;
-    if (socket.destroyed) return;
+    this.admission.emitRejected(error.status, error.message, remoteAddressOf(this.socket));
     let response: Buffer;
     try {
       response = errorResponse(error.status, error.message, error.headers);
@@ -573,6 +589,15 @@ class PendingHandshake implements WheelTarget {
       this.admission.emitError(invalid instanceof Error ? invalid : new Error(String(invalid)));
       response = errorResponse(500, 'internal server error');
     }
+    this.answer(response);
+  }
+
+  /** Send a complete response (a refusal, or the explorer's page) and end the connection. */
+  private answer(response: Buffer): void {
+    this.decided = true;
+    const socket = this.socket;
+    this.reader = null;
+    if (socket.destroyed) return;
     socket.end(response);
     // Read and drop a little of whatever else comes, so the client's FIN is seen; give it a moment
     // to read the response, then the socket goes, whatever the client does.
