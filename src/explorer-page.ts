@@ -12,11 +12,11 @@ export const EXPLORER_PAGE = String.raw`<!doctype html>
 body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d1d1f;background:#f6f6f4}
 header{background:#23313f;color:#fff;padding:8px 16px;display:flex;gap:16px;align-items:baseline}
 header h1{font-size:18px;margin:0} #status{font-family:monospace}
-main{display:grid;grid-template-columns:330px 1fr;gap:12px;padding:12px}
+main{display:grid;grid-template-columns:330px minmax(0,1fr);gap:12px;padding:12px}
 section{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px 12px;margin-bottom:12px}
 h2{font-size:15px;margin:4px 0 8px} label{display:block;margin:4px 0} input,select{font:inherit;max-width:160px}
 button{font:inherit;margin:2px 0;padding:2px 8px} pre,code,.hex{font-family:ui-monospace,monospace;font-size:12px}
-pre{white-space:pre-wrap;word-break:break-all;background:#f2f4f7;padding:6px;margin:4px 0}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f2f4f7;padding:6px;margin:4px 0}
 .frame{border-left:4px solid #888;padding:4px 8px;margin:6px 0;background:#fafafa}
 .frame.in{border-color:#2f6fb5}.frame.out{border-color:#2e8b57}.frame.close{background:#fff4e5}
 .frame .sum{font-weight:600}.frame table{border-collapse:collapse;margin-top:4px}

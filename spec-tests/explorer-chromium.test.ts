@@ -1,0 +1,329 @@
+/**
+ * The protocol explorer in a real browser: the echo CLI (src/cli.ts, explorer on by default) in its
+ * own process, headless Chromium on its page, driven through the DevTools protocol (clicks, and
+ * reading what the page shows). Checks what a learner sees: the handshake with the accept
+ * computation (recomputed here with node:crypto, not src/), frames both ways with their fields,
+ * the three length forms, compression's two sizes, a fragmented server message with a ping between
+ * its frames, a ping, a close with a chosen code, and an invalid frame that the browser fails the
+ * connection over (its API reports 1006).
+ *
+ * WSRFC_SCREENSHOT=docs/explorer.png also saves the page as the README shows it.
+ * Without Chromium ($CHROMIUM, /usr/bin/chromium, chromium, chromium-browser) the test is skipped.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { connect, type WebSocket } from '../src/index.js';
+import { delay, skipBecause, withTimeout } from './helpers/library.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+
+function findChromium(): string | null {
+  for (const candidate of [process.env['CHROMIUM'], '/usr/bin/chromium', 'chromium', 'chromium-browser']) {
+    if (candidate === undefined || candidate === '') continue;
+    if (candidate.startsWith('/') && !existsSync(candidate)) continue;
+    const probe = spawnSync(candidate, ['--version'], { encoding: 'utf8', timeout: 10_000 });
+    if (probe.status === 0) return candidate;
+  }
+  return null;
+}
+
+/** Poll a condition (it may be asynchronous) every 50 ms until it holds. */
+async function waitUntil(predicate: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (
+    !(await Promise.resolve()
+      .then(predicate)
+      .catch(() => false))
+  ) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await delay(50);
+  }
+}
+
+function getJson(url: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    get(url, (response) => {
+      let body = '';
+      response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => {
+        try {
+          resolve(JSON.parse(body));
+        } catch (error) {
+          reject(error as Error);
+        }
+      });
+    }).on('error', reject);
+  });
+}
+
+/** A minimal DevTools protocol session over one page target. */
+class DevTools {
+  private nextId = 1;
+  private readonly pending = new Map<number, (reply: { result?: unknown; error?: { message: string } }) => void>();
+  constructor(private readonly socket: WebSocket) {
+    socket.on('message', (data) => {
+      const reply = JSON.parse(data.toString()) as { id?: number; result?: unknown; error?: { message: string } };
+      if (reply.id !== undefined) this.pending.get(reply.id)?.(reply);
+    });
+  }
+  call(method: string, params: object = {}): Promise<Record<string, unknown>> {
+    const id = this.nextId++;
+    return withTimeout(
+      new Promise((resolve, reject) => {
+        this.pending.set(id, (reply) => {
+          this.pending.delete(id);
+          if (reply.error !== undefined) reject(new Error(`${method}: ${reply.error.message}`));
+          else resolve(reply.result as Record<string, unknown>);
+        });
+        this.socket.send(JSON.stringify({ id, method, params }));
+      }),
+      20_000,
+      `DevTools ${method}`,
+    );
+  }
+  /** Evaluate an expression in the page and return its value. */
+  async eval<T>(expression: string): Promise<T> {
+    const result = await this.call('Runtime.evaluate', { expression, returnByValue: true, awaitPromise: true });
+    if (result['exceptionDetails'] !== undefined)
+      throw new Error(`page: ${JSON.stringify(result['exceptionDetails'])}`);
+    return (result['result'] as { value: T }).value;
+  }
+}
+
+describe('the protocol explorer in headless Chromium (the echo CLI serving it)', () => {
+  const chromium = findChromium();
+  let cli: ChildProcess | undefined;
+  let chrome: ChildProcess | undefined;
+  let devtools: WebSocket | undefined;
+  let profile: string | undefined;
+  after(async () => {
+    devtools?.terminate();
+    for (const child of [chrome, cli]) {
+      if (child?.pid === undefined || child.exitCode !== null || child.signalCode !== null) continue;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+      await exited;
+    }
+    if (profile !== undefined) rmSync(profile, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
+  });
+
+  it(
+    'shows the handshake, frames both ways, and does what the page asks the server to do',
+    { timeout: 90_000 },
+    async (t) => {
+      if (
+        skipBecause(
+          t,
+          chromium === null
+            ? 'no Chromium found ($CHROMIUM, /usr/bin/chromium, chromium, chromium-browser); Debian: apt-get install chromium'
+            : null,
+        )
+      )
+        return;
+      cli = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', '--host', '127.0.0.1', '--port', '0'], {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'inherit'],
+        detached: true,
+      });
+      let output = '';
+      cli.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+      await waitUntil(
+        () => /protocol explorer: http:\/\/127\.0\.0\.1:(\d+)\//.test(output),
+        20_000,
+        'the CLI to listen',
+      );
+      const port = Number(/protocol explorer: http:\/\/127\.0\.0\.1:(\d+)\//.exec(output)![1]);
+
+      profile = mkdtempSync(join(tmpdir(), 'wsrfc-explorer-'));
+      chrome = spawn(
+        chromium!,
+        [
+          '--headless',
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-quic',
+          '--no-first-run',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--disable-sync',
+          '--hide-scrollbars',
+          '--window-size=1280,1400',
+          '--remote-debugging-port=0',
+          `--user-data-dir=${profile}`,
+          `http://127.0.0.1:${port}/`,
+        ],
+        { stdio: 'ignore', detached: true },
+      );
+      // Chromium writes the port it chose for DevTools into the profile.
+      const portFile = join(profile, 'DevToolsActivePort');
+      await waitUntil(() => existsSync(portFile) && readFileSync(portFile, 'utf8').includes('\n'), 30_000, 'DevTools');
+      const devtoolsPort = Number(readFileSync(portFile, 'utf8').split('\n')[0]);
+      let target: { type: string; url: string; webSocketDebuggerUrl: string } | undefined;
+      await waitUntil(
+        async () => {
+          const targets = (await getJson(`http://127.0.0.1:${devtoolsPort}/json/list`)) as (typeof target)[];
+          target = targets.find((x) => x!.type === 'page' && x!.url.startsWith(`http://127.0.0.1:${port}/`));
+          return target !== undefined;
+        },
+        20_000,
+        'the page target',
+      );
+      devtools = await connect(target!.webSocketDebuggerUrl);
+      const page = new DevTools(devtools);
+      const until = (expression: string, what: string): Promise<void> =>
+        waitUntil(async () => (await page.eval<boolean>(expression)) === true, 20_000, what);
+      const text = (selector: string): Promise<string> =>
+        page.eval<string>(`(document.querySelector(${JSON.stringify(selector)}) || {}).innerText || ''`);
+      /** The text of each frame the page shows, oldest first. */
+      const frames = async (): Promise<string[]> =>
+        (
+          await page.eval<string[]>(`[...document.querySelectorAll('#frames .frame')].map((f) => f.innerText)`)
+        ).reverse();
+      const click = (id: string): Promise<unknown> => page.eval(`document.getElementById('${id}').click()`);
+      const setValue = (id: string, value: string | boolean): Promise<unknown> =>
+        page.eval(
+          typeof value === 'boolean'
+            ? `document.getElementById('${id}').checked = ${value}`
+            : `document.getElementById('${id}').value = ${JSON.stringify(value)}`,
+        );
+      const frameCount = (): Promise<number> => page.eval<number>(`document.querySelectorAll('#frames .frame').length`);
+      const waitFrames = (n: number, what: string): Promise<void> =>
+        until(`document.querySelectorAll('#frames .frame').length >= ${n}`, what);
+
+      // RFC 6455 §4: the handshake as the server read it, and Sec-WebSocket-Accept step by step.
+      await until(`document.getElementById('status').textContent === 'open'`, 'the page to open its connection');
+      const request = await text('#request-head');
+      const response = await text('#response-head');
+      const key = /Sec-WebSocket-Key: (\S+)/i.exec(request)?.[1];
+      assert.ok(key !== undefined, `no key in the request head shown: ${request}`);
+      const accept = createHash('sha1')
+        .update(key + GUID)
+        .digest('base64');
+      assert.match(response, /^HTTP\/1\.1 101 Switching Protocols/);
+      assert.ok(response.includes(`Sec-WebSocket-Accept: ${accept}`), response);
+      const acceptTable = await text('#accept');
+      assert.ok(acceptTable.includes(key + GUID), acceptTable);
+      assert.ok(
+        acceptTable.includes(
+          createHash('sha1')
+            .update(key + GUID)
+            .digest('hex'),
+        ),
+        acceptTable,
+      );
+      assert.ok(acceptTable.includes(accept), acceptTable);
+      // Chromium offers permessage-deflate; the CLI accepts it.
+      assert.match(acceptTable, /extension agreed\s+permessage-deflate/);
+
+      // Text from the browser, and its echo: a masked frame in, an unmasked one out.
+      let seen = await frameCount();
+      await click('send-text');
+      await waitFrames(seen + 2, 'the text frame and its echo');
+      let shown = (await frames()).slice(seen);
+      assert.match(shown[0]!, /^browser → server: TEXT fin=1/);
+      assert.match(shown[0]!, /MASK\s+1/);
+      assert.match(shown[0]!, /masking key\s+[0-9a-f]{8}/);
+      assert.match(shown[0]!, /text\s+"Hello, RFC 6455"/);
+      assert.match(shown[1]!, /^server → browser: TEXT fin=1/);
+      assert.match(shown[1]!, /MASK\s+0/);
+      await until(
+        `document.getElementById('log').innerText.includes('message event: text, 15 characters')`,
+        'the echo',
+      );
+
+      // 65536 random bytes do not deflate below 65536: the 7+64-bit length form, and both sizes.
+      seen = await frameCount();
+      await setValue('size', '65536');
+      await click('send-binary');
+      await waitFrames(seen + 2, 'the binary frame and its echo');
+      shown = (await frames()).slice(seen);
+      assert.match(shown[0]!, /^browser → server: BINARY fin=1/);
+      assert.match(shown[0]!, /payload length\s+\d+ bytes, in 7\+64 bits/);
+      assert.match(shown[0]!, /compressed\s+\d+ bytes on the wire, 65536 inflated/);
+      assert.match(shown[1]!, /^server → browser: BINARY/);
+
+      // 300 bytes of text: the 7+16-bit form (or the 7-bit one once compressed; the row says which).
+      seen = await frameCount();
+      await setValue('size', '126');
+      await click('send-sized-text');
+      await waitFrames(seen + 2, 'the 126-byte text');
+      shown = (await frames()).slice(seen);
+      assert.match(shown[0]!, /payload length\s+\d+ bytes, in (the 7-bit field|7\+16 bits)/);
+      assert.match(shown[0]!, /compressed\s+\d+ bytes on the wire, 126 inflated|payload length\s+126 bytes, in 7\+16/);
+
+      // RFC 6455 §5.4: the server sends one message in 3 frames, a ping between the first two.
+      seen = await frameCount();
+      await setValue('frag-count', '3');
+      await setValue('frag-size', '30');
+      await setValue('frag-ping', true);
+      await click('send-fragments');
+      await waitFrames(seen + 5, 'three fragments, the ping, and its pong');
+      shown = (await frames()).slice(seen);
+      const out = shown.filter((f) => f.startsWith('server → browser'));
+      assert.deepEqual(
+        out.map((f) => /^server → browser: (\w+) fin=(\d) len=(\d+)/.exec(f)!.slice(1).join(' ')),
+        ['TEXT 0 10', 'PING 1 7', 'CONTINUATION 0 10', 'CONTINUATION 1 10'],
+      );
+      assert.ok(
+        shown.some((f) => /^browser → server: PONG fin=1 len=7/.test(f)),
+        `the browser's pong: ${shown.join('\n')}`,
+      );
+      await until(
+        `document.getElementById('log').innerText.includes('message event: text, 30 characters')`,
+        'the message',
+      );
+
+      // A ping asked for by the page, answered by the browser on its own (§5.5.2).
+      seen = await frameCount();
+      await setValue('ping-data', 'are you there?');
+      await click('ping');
+      await waitFrames(seen + 2, 'the ping and the pong');
+      shown = (await frames()).slice(seen);
+      assert.match(shown[0]!, /^server → browser: PING fin=1 len=14/);
+      assert.match(shown[1]!, /^browser → server: PONG fin=1 len=14/);
+
+      if (process.env['WSRFC_SCREENSHOT'] !== undefined) {
+        const shot = await page.call('Page.captureScreenshot', { format: 'png' });
+        writeFileSync(join(ROOT, process.env['WSRFC_SCREENSHOT']), Buffer.from(shot['data'] as string, 'base64'));
+      }
+
+      // §7.4.1: the server closes with a code of the page's choosing; the browser echoes it; clean.
+      seen = await frameCount();
+      await setValue('close-code', '4000');
+      await setValue('close-reason', 'goodbye from the server');
+      await click('server-close');
+      await until(`document.getElementById('log').innerText.includes('close event: code 4000')`, 'the close event');
+      shown = (await frames()).slice(seen);
+      assert.match(shown[0]!, /^server → browser: CLOSE fin=1 len=25 code=4000 private use/);
+      assert.match(shown[0]!, /close reason\s+"goodbye from the server"/);
+      assert.match(shown[1]!, /^browser → server: CLOSE .*code=4000/);
+      assert.match(await text('#log'), /close event: code 4000 \(\) reason="goodbye from the server" wasClean=true/);
+
+      // A new connection, then an invalid frame: the browser fails the connection (§7.1.7); its
+      // API reports 1006, and the server saw what the browser did about it.
+      await click('reconnect');
+      await until(`document.getElementById('status').textContent === 'open'`, 'the new connection');
+      await setValue('invalid-kind', 'reserved-opcode');
+      await click('send-invalid');
+      await until(`document.getElementById('log').innerText.includes('close event: code 1006')`, 'the 1006');
+      const log = await text('#log');
+      assert.match(log, /server: the server sends 8302 *6869: RFC 6455 §5\.2/);
+      assert.match(log, /close event: code 1006 \(Abnormal Closure\) reason="" wasClean=false/);
+      assert.match(log, /server: the connection closed with \d+ /);
+      const last = await frames();
+      t.diagnostic(`what the server saw after the invalid frame: ${last.map((f) => f.split('\n')[0]).join(' | ')}`);
+    },
+  );
+});
