@@ -31,9 +31,19 @@ const CORE = [
   'writer.ts',
 ];
 /** Sockets, timers, zlib jobs, queues: what carries the core's decisions out. */
-const DRIVERS = ['client.ts', 'connection.ts', 'deflate-zlib.ts', 'server.ts', 'timer-wheel.ts', 'websocket.ts'];
+const DRIVERS = [
+  'client.ts',
+  'connection.ts',
+  'deflate-zlib.ts',
+  'server.ts',
+  'timer-wheel.ts',
+  'websocket.ts',
+  // The learner's layer: the teaching trace (it inflates with node:zlib) and the explorer's server side.
+  'explain.ts',
+  'explorer.ts',
+];
 /** The package's entry point and the echo CLI. */
-const APPS = ['cli.ts', 'index.ts'];
+const APPS = ['cli.ts', 'index.ts', 'explorer-page.ts' /* the explorer's page: the browser's script, as a string */];
 
 const MAX_LINES = 650;
 /** Prettier's print width (.prettierrc.json): it wraps code; comments and strings in src/ are wrapped by hand. */

@@ -56,7 +56,8 @@ does not compress below that).</div>
 <button id="reconnect">new connection</button>
 </div>
 <div>
-<section id="handshake"><h2>Opening handshake <a href="https://www.rfc-editor.org/rfc/rfc6455#section-4">RFC 6455 §4</a></h2>
+<section id="handshake">
+<h2>Opening handshake <a href="https://www.rfc-editor.org/rfc/rfc6455#section-4">RFC 6455 §4</a></h2>
 <div class="small">waiting for the connection</div></section>
 <section><h2>Frames <a href="https://www.rfc-editor.org/rfc/rfc6455#section-5.2">§5.2</a>
 <span class="small">newest first; browser → server in blue, server → browser in green</span></h2>

@@ -4,7 +4,7 @@ import { FrameExplainer, closeCodeName, escapeText, explainHandshake, type Frame
 import { EXPLORER_PAGE } from './explorer-page.js';
 import { encodeFrame } from './frame.js';
 import type { UpgradeRequest } from './handshake.js';
-import { headerHasToken, writeResponseHead, type RequestHead } from './http1.js';
+import { writeResponseHead, type RequestHead } from './http1.js';
 import type { ResolvedConnectionOptions } from './options.js';
 import type { FrameTracer, TracedFrame } from './trace.js';
 import { sendFramed, type WebSocket } from './websocket.js';
@@ -134,10 +134,18 @@ export class Explorer {
   /** Connections bound to an observer, between the handshake and `adopt`. */
   private readonly binding = new Map<number, Observer>();
 
-  /** The page for `GET /` without an Upgrade header; null for anything else (the server handles it as before). */
+  /**
+   * The page, for a plain HTTP/1.1 `GET /` (with a Host, RFC 9112 §3.2). A request that carries
+   * any field of a WebSocket handshake is one, and is judged as one (a broken handshake still gets
+   * its 400); null for those and anything else: the server answers them as it does without the explorer.
+   */
   page(head: RequestHead): Buffer | null {
     if (head.method !== 'GET' || (head.target !== '/' && !head.target.startsWith('/?'))) return null;
-    if (headerHasToken(head.headers, 'upgrade', 'websocket')) return null;
+    if (head.version[0] !== 1 || head.version[1] < 1) return null;
+    const host = head.headers.get('host');
+    if (host === undefined || host.length !== 1 || host[0] === '') return null;
+    for (const field of ['upgrade', 'sec-websocket-key', 'sec-websocket-version'])
+      if (head.headers.has(field)) return null;
     return page();
   }
 
@@ -237,11 +245,19 @@ class Observer {
       this.dropped++;
       return;
     }
-    if (this.dropped > 0) {
-      socket.send(JSON.stringify({ type: 'dropped', count: this.dropped }));
-      this.dropped = 0;
-    }
-    socket.send(JSON.stringify(event));
+    this.sendDropped();
+    socket.send(JSON.stringify(event), this.onSent);
+  }
+
+  /** Each write done: once the observer has caught up, it hears of what it missed even if nothing else happens. */
+  private readonly onSent = (): void => {
+    if (this.dropped > 0 && this.socket.bufferedAmount <= OBSERVER_BUFFER_LIMIT / 2) this.sendDropped();
+  };
+
+  private sendDropped(): void {
+    if (this.dropped === 0 || this.socket.readyState !== ReadyState.OPEN) return;
+    this.socket.send(JSON.stringify({ type: 'dropped', count: this.dropped }));
+    this.dropped = 0;
   }
 
   private error(message: string): void {

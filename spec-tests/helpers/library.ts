@@ -86,7 +86,10 @@ export async function startServer(
   handler: ConnectionHandler = true,
   host = '127.0.0.1',
 ): Promise<TestServer> {
-  const wss = new WebSocketServer(options);
+  // WSRFC_TEST_EXPLORER=1: every test server also serves the protocol explorer (explorer.test.ts
+  // runs the handshake tests that way: a malformed request is refused the same with it on).
+  const explorer = process.env['WSRFC_TEST_EXPLORER'] === '1';
+  const wss = new WebSocketServer(explorer ? { explorer: true, ...options } : options);
   wss.on('error', () => {});
   const connections: ServerConnection[] = [];
   const waiters: ((c: ServerConnection) => void)[] = [];

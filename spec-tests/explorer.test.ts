@@ -1,0 +1,374 @@
+/**
+ * The protocol explorer without a browser (explorer-chromium.test.ts has the browser): the page
+ * served only when asked for (the library's default and --no-explorer serve nothing but
+ * upgrades), refusals unchanged with it on, the observer token (only the page that got it can
+ * watch or drive its connection), what an observer is told about frames (checked against the
+ * test peer's own encoding), the requests a page may make, and bounded memory with an observer
+ * that does not read.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { Duplex } from 'node:stream';
+import { after, afterEach, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { OBSERVER_BUFFER_LIMIT } from '../src/explorer.js';
+import { Opcode, startServer, waitUntil, withTimeout, type TestServer } from './helpers/library.js';
+import {
+  FrameDecoder,
+  RawClient,
+  acceptFor,
+  destroyRawClients,
+  handshakeRequest,
+  headEnd,
+  naiveMask,
+  type RequestSpec,
+} from './helpers/peer/index.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** A plain browser navigation: none of the handshake's fields. */
+const PLAIN_GET: RequestSpec = {
+  headers: { Upgrade: null, Connection: null, 'Sec-WebSocket-Key': null, 'Sec-WebSocket-Version': null },
+};
+
+const servers: TestServer[] = [];
+afterEach(() => destroyRawClients());
+after(async () => {
+  await Promise.all(servers.map((server) => server.close()));
+});
+
+async function server(explorer: boolean): Promise<TestServer> {
+  const started = await startServer({ explorer, perMessageDeflate: true, pingInterval: 0 });
+  servers.push(started);
+  return started;
+}
+
+interface Event {
+  type: string;
+  [field: string]: unknown;
+}
+
+/** An observer socket: its token, and the events it has received. */
+async function observer(port: number): Promise<{ client: RawClient; token: string; events: () => Event[] }> {
+  const client = await RawClient.connect(port, { path: '/?explorer=observe' });
+  const [hello] = await client.waitMessages(1);
+  const event = JSON.parse(hello!.data.toString()) as Event;
+  assert.equal(event.type, 'hello');
+  return {
+    client,
+    token: event['token'] as string,
+    events: () => client.messages.map((message) => JSON.parse(message.data.toString()) as Event),
+  };
+}
+
+async function eventsOf(watch: { client: RawClient; events: () => Event[] }, count: number): Promise<Event[]> {
+  await watch.client.waitMessages(count + 1, 5000);
+  return watch.events().slice(1);
+}
+
+describe('serving the page: only when asked for', () => {
+  it('the library default (explorer off): a plain GET / gets the 400 it always got, no page', async () => {
+    const { port } = await server(false);
+    const client = await RawClient.request(port, PLAIN_GET);
+    assert.equal(client.response!.status, 400);
+    assert.doesNotMatch(client.response!.body.toString(), /<html/i);
+  });
+
+  it('explorer on: GET / gets the page, one self-contained document (nothing loaded from elsewhere), then the connection ends', async () => {
+    const { port } = await server(true);
+    const client = await RawClient.request(port, PLAIN_GET);
+    const response = client.response!;
+    assert.equal(response.status, 200);
+    assert.equal(response.header('content-type'), 'text/html; charset=utf-8');
+    assert.match(response.header('content-security-policy') ?? '', /default-src 'none'/);
+    const html = response.body.toString();
+    assert.equal(Buffer.byteLength(html), Number(response.header('content-length')));
+    assert.match(html, /<title>wsrfc protocol explorer<\/title>/);
+    // Scripts and styles inline: no element loads anything, no stylesheet imports anything.
+    assert.doesNotMatch(html, /<script[^>]+src=|<link|<img|<iframe|@import|url\(/i);
+    await client.waitPeerEnd(3000);
+  });
+
+  it('explorer on: other paths, other methods, HTTP/1.0, no Host, and broken handshakes are answered as without it', async () => {
+    const off = await server(false);
+    const on = await server(true);
+    const cases: [string, RequestSpec][] = [
+      ['GET /other', { ...PLAIN_GET, path: '/other' }],
+      ['POST /', { ...PLAIN_GET, method: 'POST' }],
+      ['HEAD /', { ...PLAIN_GET, method: 'HEAD' }],
+      ['GET / HTTP/1.0', { ...PLAIN_GET, httpVersion: 'HTTP/1.0' }],
+      ['GET / without Host', { headers: { ...PLAIN_GET.headers, Host: null } }],
+      ['a handshake without Upgrade', { headers: { Upgrade: null } }],
+      ['a handshake with version 8', { headers: { 'Sec-WebSocket-Version': '8' } }],
+      ['Upgrade: h2c', { ...PLAIN_GET, headers: { ...PLAIN_GET.headers, Upgrade: 'h2c' } }],
+    ];
+    for (const [name, spec] of cases) {
+      const expected = (await RawClient.request(off.port, spec)).response!.status;
+      const got = (await RawClient.request(on.port, spec)).response!.status;
+      assert.ok(expected >= 400 && expected < 500, `${name}: ${expected} without the explorer`);
+      assert.equal(got, expected, `${name}: ${got} with the explorer, ${expected} without`);
+    }
+  });
+
+  it("explorer on: the handshake tests' malformed requests, oversize heads and timeouts all get what they got without it (server-handshake.test.ts, rerun)", async () => {
+    // The whole file, every test server with the explorer on (helpers/library.ts reads the variable).
+    const run = spawnSync(process.execPath, ['--import', 'tsx', '--test', 'spec-tests/server-handshake.test.ts'], {
+      cwd: ROOT,
+      // Without NODE_TEST_CONTEXT, the child reports in TAP to us rather than to our test runner.
+      env: { ...process.env, NODE_TEST_CONTEXT: undefined, WSRFC_TEST_EXPLORER: '1' },
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    assert.equal(
+      run.status,
+      0,
+      run.stdout
+        .split('\n')
+        .filter((line) => /^\s*not ok|fail/.test(line))
+        .join('\n'),
+    );
+    assert.match(run.stdout, /^# fail 0$/m);
+    assert.match(run.stdout, /^# pass [1-9]\d+$/m);
+  });
+});
+
+describe('the observer: a token only its page knows', () => {
+  it('an observer gets a 192-bit token; the connection that presents it is shown: handshake, then every frame as it was on the wire', async () => {
+    const { port } = await server(true);
+    const watch = await observer(port);
+    assert.match(watch.token, /^[A-Za-z0-9_-]{32}$/, '24 random bytes, base64url');
+    const own = await RawClient.connect(port, { path: `/?explorer=${watch.token}` });
+    const [handshake] = await eventsOf(watch, 1);
+    assert.equal(handshake!.type, 'handshake');
+    assert.match(handshake!['request'] as string, new RegExp(`^GET /\\?explorer=${watch.token} HTTP/1\\.1\\r\\n`));
+    assert.equal(handshake!['accept'], acceptFor(own.key!));
+    assert.ok((handshake!['response'] as string).includes(`Sec-WebSocket-Accept: ${acceptFor(own.key!)}\r\n`));
+
+    // A 300-byte text frame in the 7+64-bit form the peer forces, and its echo.
+    const key = Buffer.from([1, 2, 3, 4]);
+    const text = 'x'.repeat(300);
+    const bytes = own.frame({ opcode: Opcode.Text, payload: text, maskKey: key, lengthEncoding: 64 });
+    own.write(bytes);
+    await own.waitMessages(1);
+    const [, inFrame, outFrame] = await eventsOf(watch, 3);
+    assert.equal(inFrame!['direction'], 'in');
+    assert.equal(inFrame!['opcodeName'], 'text');
+    assert.equal(inFrame!['lengthBits'], 64);
+    assert.equal(inFrame!['length'], 300);
+    assert.equal(inFrame!['header'], bytes.subarray(0, 14).toString('hex'));
+    assert.equal(inFrame!['maskKey'], '01020304');
+    const masked = naiveMask(Buffer.from(text), key).subarray(0, 64).toString('hex');
+    assert.equal(inFrame!['wire'], `${masked}… (+236 bytes)`);
+    assert.match(inFrame!['text'] as string, /^x+$/);
+    assert.equal(outFrame!['direction'], 'out');
+    assert.equal(outFrame!['lengthBits'], 16, "the server's echo uses the minimal form");
+    assert.equal(outFrame!['masked'], false);
+
+    // Close codes by name.
+    own.sendClose(4001, 'bye');
+    await own.waitCloseFrame();
+    await watch.client.until(() => watch.events().some((event) => event.type === 'closed'), 3000, 'closed');
+    const frames = watch.events().filter((event) => event.type === 'frame');
+    const closeIn = frames.find((event) => event['direction'] === 'in' && event['opcodeName'] === 'close');
+    assert.deepEqual(closeIn!['close'], { code: 4001, name: 'private use', reason: 'bye' });
+  });
+
+  it('a wrong token, a used token and another observer see nothing; the connections are ordinary echoes', async () => {
+    const { port } = await server(true);
+    const watch = await observer(port);
+    const other = await observer(port);
+    const stranger = await RawClient.connect(port, { path: '/?explorer=not-a-token' });
+    stranger.sendText('hi', true);
+    await stranger.waitMessages(1);
+    const own = await RawClient.connect(port, { path: `/?explorer=${watch.token}` });
+    const second = await RawClient.connect(port, { path: `/?explorer=${watch.token}` });
+    second.sendText('second');
+    await second.waitMessages(1);
+    own.sendText('mine');
+    await own.waitMessages(1);
+    // The observer saw its own connection only: one handshake, "mine" in and out.
+    await watch.client.until(() => watch.events().length >= 4, 3000, 'the events');
+    const events = watch.events().slice(1);
+    assert.equal(events.filter((event) => event.type === 'handshake').length, 1);
+    const texts = events.filter((event) => event.type === 'frame').map((event) => event['text']);
+    assert.deepEqual(texts, ['mine', 'mine']);
+    assert.equal(other.events().length, 1, 'the other observer got its hello and nothing else');
+  });
+});
+
+describe('what a page may ask the server to do on its connection', () => {
+  async function pair(): Promise<{ watch: Awaited<ReturnType<typeof observer>>; own: RawClient }> {
+    const { port } = await server(true);
+    const watch = await observer(port);
+    const own = await RawClient.connect(port, { path: `/?explorer=${watch.token}` });
+    await eventsOf(watch, 1);
+    return { watch, own };
+  }
+  const ask = (watch: { client: RawClient }, request: object): void => watch.client.sendText(JSON.stringify(request));
+
+  it('RFC 6455 §5.4: one message in N frames, a ping between the first two', async () => {
+    const { watch, own } = await pair();
+    ask(watch, { do: 'fragments', count: 3, size: 10, ping: true });
+    await own.waitFrames(4);
+    assert.deepEqual(
+      own.frames.map((frame) => [frame.opcode, frame.fin, frame.payload.length]),
+      [
+        [Opcode.Text, false, 3],
+        [Opcode.Ping, true, 7],
+        [Opcode.Continuation, false, 3],
+        [Opcode.Continuation, true, 4],
+      ],
+    );
+    const [message] = await own.waitMessages(1);
+    assert.equal(message!.data.toString(), 'fragmented');
+  });
+
+  it('a ping, and a close with a code and reason of the page', async () => {
+    const { watch, own } = await pair();
+    ask(watch, { do: 'ping', data: 'are you there?' });
+    await own.until(() => own.pings.length === 1, 3000, 'the ping');
+    assert.equal(own.pings[0]!.toString(), 'are you there?');
+    ask(watch, { do: 'close', code: 4000, reason: 'goodbye' });
+    const close = await own.waitCloseFrame();
+    assert.equal(close.code, 4000);
+    assert.equal(close.reason, 'goodbye');
+  });
+
+  it('an invalid frame goes out as asked (a reserved opcode, RFC 6455 §5.2), with the rule it breaks', async () => {
+    const { watch, own } = await pair();
+    ask(watch, { do: 'invalid', kind: 'reserved-opcode' });
+    await own.waitFrames(1);
+    assert.equal(own.frames[0]!.opcode, 0x3);
+    await watch.client.until(() => watch.events().some((event) => event.type === 'note'), 3000, 'the note');
+    const note = watch.events().find((event) => event.type === 'note')!;
+    assert.match(note['text'] as string, /^the server sends 83026869: RFC 6455 §5\.2/);
+  });
+
+  it('malformed or refused requests are answered with an error event; nothing is sent, nothing crashes', async () => {
+    const { watch, own } = await pair();
+    const requests = [
+      'not json',
+      '42',
+      JSON.stringify({ do: 'close', code: 1005 }),
+      JSON.stringify({ do: 'fragments', count: 0, size: 10 }),
+      JSON.stringify({ do: 'fragments', count: 3, size: 1e9 }),
+      JSON.stringify({ do: 'ping', data: 'p'.repeat(126) }),
+      JSON.stringify({ do: 'invalid', kind: 'nope' }),
+      JSON.stringify({ do: 'launch' }),
+    ];
+    for (const request of requests) watch.client.sendText(request);
+    await watch.client.until(
+      () => watch.events().filter((event) => event.type === 'error').length === requests.length,
+      3000,
+      'an error event for each request',
+    );
+    own.sendText('still open');
+    const [echo] = await own.waitMessages(1);
+    assert.equal(echo!.data.toString(), 'still open');
+    assert.equal(own.frames.length, 1, 'nothing but the echo reached the connection');
+  });
+});
+
+/**
+ * An observer's stream that takes bytes only while `flowing`: stalled, its writes wait and pile up
+ * in the server (as a page that does not read would make them, without depending on how much the
+ * kernel buffers). What it was sent is decoded with the test peer's decoder.
+ */
+class StallingStream extends Duplex {
+  flowing = true;
+  private readonly held: (() => void)[] = [];
+  private head: Buffer | null = Buffer.alloc(0);
+  readonly events: Event[] = [];
+  private readonly decoder = new FrameDecoder((frame) => {
+    if (frame.opcode === Opcode.Text) this.events.push(JSON.parse(frame.payload.toString()) as Event);
+  });
+
+  override _read(): void {}
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
+    if (this.head !== null) {
+      // The 101 response head, then frames.
+      this.head = Buffer.concat([this.head, chunk]);
+      const end = headEnd(this.head);
+      if (end < 0) return callback();
+      chunk = this.head.subarray(end);
+      this.head = null;
+    }
+    this.decoder.push(Buffer.from(chunk));
+    if (this.flowing) callback();
+    else this.held.push(callback);
+  }
+
+  flow(): void {
+    this.flowing = true;
+    for (const callback of this.held.splice(0)) callback();
+  }
+}
+
+describe('RFC 6455 §10.4: an observer that does not read', () => {
+  it('the server holds at most its limit of events for it, drops the rest and says how many once it reads again', async () => {
+    const test = await server(true);
+    const stream = new StallingStream();
+    test.wss.handleSocket(stream);
+    stream.push(handshakeRequest({ path: '/?explorer=observe' }));
+    await waitUntil(() => stream.events.length === 1, 3000, 'the hello');
+    const own = await RawClient.connect(test.port, { path: `/?explorer=${stream.events[0]!['token'] as string}` });
+    await waitUntil(() => stream.events.length === 2, 3000, 'the handshake event');
+    stream.flowing = false;
+    // Each message makes two frame events of over a kilobyte: 1000 of them are far past the limit.
+    for (let i = 0; i < 1000; i++) own.sendText('y'.repeat(1000));
+    await own.waitMessages(1000, 20_000);
+    const observerSide = [...test.wss.clients].find((client) => client.bufferedAmount > 0);
+    assert.ok(observerSide !== undefined, 'the stalled observer has bytes waiting');
+    const held = observerSide.bufferedAmount;
+    assert.ok(held <= OBSERVER_BUFFER_LIMIT + 4 * 1024, `the server holds ${held} bytes for the observer`);
+    stream.flow();
+    await waitUntil(() => stream.events.some((event) => event.type === 'dropped'), 5000, 'the count of dropped events');
+    const dropped = stream.events.find((event) => event.type === 'dropped')!;
+    const frames = stream.events.filter((event) => event.type === 'frame').length;
+    assert.equal(frames + (dropped['count'] as number), 2000, 'every frame event was either sent or counted');
+    assert.ok((dropped['count'] as number) > 1000, `dropped ${String(dropped['count'])}`);
+  });
+});
+
+describe('the echo CLI: the explorer on by default, --no-explorer', () => {
+  async function cliStatus(args: string[]): Promise<number> {
+    const off = args.includes('--no-explorer');
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli.ts', '--host', '127.0.0.1', '--port', '0', ...args],
+      {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    try {
+      let output = '';
+      child.stdout.setEncoding('utf8');
+      const port = await withTimeout(
+        new Promise<number>((resolve) =>
+          child.stdout.on('data', (chunk: string) => {
+            output += chunk;
+            const match = /listening on ws:\/\/127\.0\.0\.1:(\d+)\//.exec(output);
+            // With the explorer on, the line that announces it follows the one that gives the port.
+            if (match !== null && (off || output.includes('protocol explorer'))) resolve(Number(match[1]));
+          }),
+        ),
+        20_000,
+        'the CLI to listen',
+      );
+      const status = (await RawClient.request(port, PLAIN_GET)).response!.status;
+      if (off) assert.doesNotMatch(output, /protocol explorer/);
+      else assert.match(output, /protocol explorer: http:\/\/127\.0\.0\.1:\d+\//);
+      return status;
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }
+
+  it('GET / is the page by default, and 400 (upgrades only) with --no-explorer', async () => {
+    const [on, off] = await Promise.all([cliStatus([]), cliStatus(['--no-explorer'])]);
+    assert.equal(on, 200);
+    assert.equal(off, 400);
+  });
+});
