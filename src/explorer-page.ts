@@ -153,7 +153,8 @@ function showHandshake(h) {
 function bits(f) {
   var b0 = parseInt(f.header.slice(0, 2), 16), b1 = parseInt(f.header.slice(2, 4), 16);
   function bin(v, n) { var s = v.toString(2); while (s.length < n) s = '0' + s; return s; }
-  return el('span', { 'class': 'bits' }, el('span', { title: 'FIN' }, b0 >> 7), el('span', { title: 'RSV1' }, (b0 >> 6) & 1),
+  return el('span', { 'class': 'bits' }, el('span', { title: 'FIN' }, b0 >> 7),
+    el('span', { title: 'RSV1' }, (b0 >> 6) & 1),
     el('span', { title: 'RSV2' }, (b0 >> 5) & 1), el('span', { title: 'RSV3' }, (b0 >> 4) & 1),
     el('span', { title: 'opcode' }, bin(b0 & 15, 4)), el('span', { title: 'MASK' }, b1 >> 7),
     el('span', { title: 'Payload len (7 bits)' }, bin(b1 & 127, 7)));

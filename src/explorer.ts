@@ -83,7 +83,9 @@ const OBSERVE = 'observe';
 const INVALID_FRAMES: Record<string, { bytes: () => Buffer; rule: string }> = {
   'reserved-opcode': {
     bytes: () => Buffer.from([0x83, 0x02, 0x68, 0x69]),
-    rule: 'RFC 6455 §5.2: opcode 0x3 is reserved; "If an unknown opcode is received, the receiving endpoint MUST _Fail the WebSocket Connection_"',
+    rule:
+      'RFC 6455 §5.2: opcode 0x3 is reserved; "If an unknown opcode is received, the receiving endpoint MUST ' +
+      '_Fail the WebSocket Connection_"',
   },
   rsv2: {
     bytes: () => Buffer.from([0xa1, 0x02, 0x68, 0x69]),
@@ -91,7 +93,9 @@ const INVALID_FRAMES: Record<string, { bytes: () => Buffer; rule: string }> = {
   },
   'invalid-utf8': {
     bytes: () => Buffer.from([0x81, 0x03, 0x68, 0xff, 0x69]),
-    rule: 'RFC 6455 §8.1: a text frame with bytes that are not UTF-8 (0xff): the endpoint "MUST _Fail the WebSocket Connection_"',
+    rule:
+      'RFC 6455 §8.1: a text frame with bytes that are not UTF-8 (0xff): the endpoint ' +
+      '"MUST _Fail the WebSocket Connection_"',
   },
   masked: {
     bytes: () => encodeFrame({ opcode: Opcode.Text, payload: Buffer.from('hi'), maskKey: randomBytes(4) }),
@@ -288,7 +292,7 @@ class Observer {
       }
       case 'ping': {
         const payload = Buffer.from(typeof ask['data'] === 'string' ? ask['data'] : '');
-        if (payload.length > MAX_CONTROL_PAYLOAD) return this.error('a ping carries at most 125 bytes (RFC 6455 §5.5)');
+        if (payload.length > MAX_CONTROL_PAYLOAD) return this.error('a ping carries 125 bytes at most (RFC 6455 §5.5)');
         target.ping(payload);
         return;
       }
