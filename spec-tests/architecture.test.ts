@@ -43,7 +43,14 @@ const DRIVERS = [
   'explorer.ts',
 ];
 /** The package's entry point and the echo CLI. */
-const APPS = ['cli.ts', 'index.ts', 'explorer-page.ts' /* the explorer's page: the browser's script, as a string */];
+const APPS = [
+  'cli.ts',
+  'index.ts',
+  // The package's second entry point, wsrfc/core (examples/core-echo.ts).
+  'core.ts',
+  // The explorer's page: the browser's script, as a string.
+  'explorer-page.ts',
+];
 
 const MAX_LINES = 650;
 /** Prettier's print width (.prettierrc.json): it wraps code; comments and strings in src/ are wrapped by hand. */
