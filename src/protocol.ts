@@ -350,8 +350,9 @@ export class Protocol implements ReceiverHandler, SenderEvents {
 
   /**
    * The driver's wake-up: whatever deadline is due. No pong (or any frame) for `pongTimeout`, or
-   * no closing handshake within `closeTimeout`: the connection is dropped (the close reports
-   * 1006). A ping is due: it is sent. `readingPaused` says we stopped reading ourselves.
+   * no closing handshake within `closeTimeout`: the connection is dropped (an abnormal closure,
+   * RFC 6455 §7.2: the close reports 1006). A ping is due: it is sent. `readingPaused` says we
+   * stopped reading ourselves.
    */
   timeout(now: number, readingPaused: boolean): void {
     this.now = now;
