@@ -203,7 +203,11 @@ describe('the protocol explorer in headless Chromium (the echo CLI serving it)',
         until(`document.querySelectorAll('#frames .frame').length >= ${n}`, what);
 
       // RFC 6455 §4: the handshake as the server read it, and Sec-WebSocket-Accept step by step.
-      await until(`document.getElementById('status').textContent === 'open'`, 'the page to open its connection');
+      // The browser's open event and the observer's handshake event travel on two sockets: either may come first.
+      await until(
+        `document.getElementById('status').textContent === 'open' && document.getElementById('request-head') !== null`,
+        'the page to open its connection and show its handshake',
+      );
       const request = await text('#request-head');
       const response = await text('#response-head');
       const key = /Sec-WebSocket-Key: (\S+)/i.exec(request)?.[1];
@@ -314,7 +318,10 @@ describe('the protocol explorer in headless Chromium (the echo CLI serving it)',
       // A new connection, then an invalid frame: the browser fails the connection (§7.1.7); its
       // API reports 1006, and the server saw what the browser did about it.
       await click('reconnect');
-      await until(`document.getElementById('status').textContent === 'open'`, 'the new connection');
+      await until(
+        `document.getElementById('status').textContent === 'open' && document.querySelectorAll('#frames .frame').length === 0`,
+        'the new connection',
+      );
       await setValue('invalid-kind', 'reserved-opcode');
       await click('send-invalid');
       await until(`document.getElementById('log').innerText.includes('close event: code 1006')`, 'the 1006');

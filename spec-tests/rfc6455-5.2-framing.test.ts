@@ -289,6 +289,7 @@ describe('RFC 6455 §5.2 Payload length: the reader', () => {
             masked: mask !== null,
             maskKey: mask === null ? null : Uint8Array.from(key),
             payload: 'he',
+            lengthBits: 7,
           },
           {
             fin: true,
@@ -299,10 +300,33 @@ describe('RFC 6455 §5.2 Payload length: the reader', () => {
             masked: mask !== null,
             maskKey: mask === null ? null : Uint8Array.from(key),
             payload: 'llo',
+            lengthBits: 7,
           },
         ],
       );
       assert.deepEqual(types(h.events), ['frame', 'frame', 'message']);
+    });
+
+    it(`reports which length form each frame used, minimal or not (7, 7+16, 7+64 bits) (${role})`, () => {
+      const h = makeReceiver(role, {}, true);
+      h.push(
+        concat(
+          frameFor(role, { opcode: Opcode.Binary, payload: payloadOf(125) }),
+          frameFor(role, { opcode: Opcode.Binary, payload: payloadOf(126) }),
+          frameFor(role, { opcode: Opcode.Binary, payload: payloadOf(65536) }),
+          frameFor(role, { opcode: Opcode.Binary, payload: payloadOf(5), lengthEncoding: 64 }),
+        ),
+      );
+      const frames = h.events.filter((e) => e.type === 'frame').map((e) => (e as { frame: Frame }).frame);
+      assert.deepEqual(
+        frames.map((f) => [f.payload.length, f.lengthBits]),
+        [
+          [125, 7],
+          [126, 16],
+          [65536, 64],
+          [5, 64],
+        ],
+      );
     });
   }
 });
