@@ -11,7 +11,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { Duplex } from 'node:stream';
 import { after, afterEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { OBSERVER_BUFFER_LIMIT } from '../src/explorer.js';
+import { MAX_REQUESTED_SIZE, OBSERVER_BUFFER_LIMIT } from '../src/explorer.js';
 import { Opcode, startServer, waitUntil, withTimeout, type TestServer } from './helpers/library.js';
 import {
   FrameDecoder,
@@ -242,6 +242,24 @@ describe('what a page may ask the server to do on its connection', () => {
     await watch.client.until(() => watch.events().some((event) => event.type === 'note'), 3000, 'the note');
     const note = watch.events().find((event) => event.type === 'note')!;
     assert.match(note['text'] as string, /^the server sends 83026869: RFC 6455 §5\.2/);
+  });
+
+  it('a page whose connection does not read cannot make the server queue its requests without bound', async () => {
+    const test = await server(true);
+    const watch = await observer(test.port);
+    const own = await RawClient.connect(test.port, { path: `/?explorer=${watch.token}` });
+    await eventsOf(watch, 1);
+    own.pauseReading();
+    for (let i = 0; i < 30; i++) ask(watch, { do: 'fragments', count: 4, size: MAX_REQUESTED_SIZE });
+    await watch.client.until(
+      () => watch.events().some((event) => event.type === 'error'),
+      10_000,
+      'a refusal once the connection is behind',
+    );
+    const error = watch.events().find((event) => event.type === 'error')!;
+    assert.equal(error['message'], 'your connection has not read what it was sent');
+    const held = Math.max(...[...test.wss.clients].map((client) => client.bufferedAmount));
+    assert.ok(held <= 2 * MAX_REQUESTED_SIZE + 64 * 1024, `the server holds ${held} bytes for the connection`);
   });
 
   it('malformed or refused requests are answered with an error event; nothing is sent, nothing crashes', async () => {

@@ -279,6 +279,8 @@ class Observer {
     if (ask === null || typeof ask !== 'object') ask = {};
     const target = this.target;
     if (target === null || target.readyState !== ReadyState.OPEN) return this.error('your connection is not open');
+    // What the page asks for is queued on its own connection: not past what it has not read yet.
+    if (target.bufferedAmount > MAX_REQUESTED_SIZE) return this.error('your connection has not read what it was sent');
     const int = (value: unknown, min: number, max: number): number | null =>
       Number.isInteger(value) && (value as number) >= min && (value as number) <= max ? (value as number) : null;
     switch (ask['do']) {
