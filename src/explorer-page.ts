@@ -97,7 +97,8 @@ function start() {
   setStatus('connecting the observer');
   obs = new WebSocket(base + '?explorer=observe');
   obs.onmessage = function (event) {
-    var ev = JSON.parse(event.data);
+    var ev;
+    try { ev = JSON.parse(event.data); } catch (e) { return; } // a server's broadcast reaches observers too
     if (ev.type === 'hello') openOwn(base, ev.token);
     else if (ev.type === 'handshake') showHandshake(ev);
     else if (ev.type === 'frame') showFrame(ev);
