@@ -865,7 +865,7 @@ function numberSetting(flag: string | undefined, env: string | undefined, fallba
 const CACHE = join(ROOT, 'node_modules', '.cache', 'wsrfc-bench');
 
 /** Compile src/ (of `tree`) with the project's tsc and build config into a scratch folder; returns its index.js. */
-function buildOurs(tree = ROOT, out = join(CACHE, 'dist')): string {
+export function buildOurs(tree = ROOT, out = join(CACHE, 'dist')): string {
   rmSync(out, { recursive: true, force: true });
   const tsc = join(ROOT, 'node_modules', '.bin', 'tsc');
   const result = spawnSync(
@@ -884,7 +884,7 @@ function buildOurs(tree = ROOT, out = join(CACHE, 'dist')): string {
 }
 
 /** src/ and its build config as they were at git commit `ref`, built like ours. */
-function buildBaseline(ref: string): { ref: string; entry: string } {
+export function buildBaseline(ref: string): { ref: string; entry: string } {
   const sha = spawnSync('git', ['rev-parse', '--short', `${ref}^{commit}`], { cwd: ROOT, encoding: 'utf8' });
   if (sha.status !== 0) throw new Error(`--baseline: no such commit: ${ref}`);
   const short = sha.stdout.trim();
