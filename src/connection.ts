@@ -1,4 +1,3 @@
-import { isUtf8 } from 'node:buffer';
 import type { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { startClientHandshake, type ClientOptions, type Opened } from './client.js';
@@ -10,6 +9,7 @@ import { toPayload, type Data, type ResolvedConnectionOptions, type SendOptions 
 import { Protocol, type ProtocolHandler } from './protocol.js';
 import type { SendCallback } from './sender.js';
 import { sharedWheel, type WheelTarget } from './timer-wheel.js';
+import { isUtf8Payload } from './utf8.js';
 import { MaskKeySource } from './writer.js';
 
 /**
@@ -260,7 +260,7 @@ export class Connection implements ProtocolHandler, WheelTarget {
     const payload = toPayload(data);
     const binary = options?.binary ?? typeof data !== 'string';
     // RFC 6455 §5.6: a text frame carries UTF-8. Strings always encode to valid UTF-8; buffers might not.
-    if (!binary && typeof data !== 'string' && !isUtf8(payload))
+    if (!binary && typeof data !== 'string' && !isUtf8Payload(payload))
       throw new TypeError('a buffer sent as text must be valid UTF-8');
     const fragmentSize = options?.fragmentSize ?? this.config.fragmentSize;
     core.send(binary ? Opcode.Binary : Opcode.Text, payload, options?.compress !== false, fragmentSize, callback);
