@@ -101,6 +101,22 @@ const FAILED = 6;
 const EMPTY = Buffer.alloc(0);
 
 /**
+ * Views into received chunks, one per message in the common case: a Uint8Array whose prototype
+ * chain holds `Buffer.prototype`, so each is a Buffer in every way an application can tell
+ * (`Buffer.isBuffer`, `instanceof Buffer`, every Buffer method), which is also how Node makes its
+ * own Buffers. Constructing one directly skips `Buffer.from`'s argument checks, and `subarray`'s
+ * detour through the deprecated `Buffer` constructor: about half the cost per small message.
+ */
+const BufferView = class BufferView extends Uint8Array {} as unknown as new (
+  buffer: ArrayBufferLike,
+  byteOffset: number,
+  length: number,
+) => Buffer;
+Object.setPrototypeOf(BufferView.prototype, Buffer.prototype);
+// As on Node's own: `util.inspect` shows `<Buffer ...>`, and `subarray` and friends make Buffers.
+Object.defineProperty(BufferView.prototype, 'constructor', { value: Buffer, writable: true, configurable: true });
+
+/**
  * Header fields that straddle two chunks are copied here (at most 8 bytes at a time). One for all
  * receivers: what `take()` copies is read at once, before any other receiver runs. (Its own memory,
  * not a slice of Node's Buffer pool, which would keep a whole 8 KiB slab alive.)
@@ -434,8 +450,9 @@ export class Receiver {
       const start = this.offset;
       const available = chunk.length - start;
       const n = available < this.remaining ? available : this.remaining;
-      // A view, not a copy (Buffer.from on the ArrayBuffer makes one faster than subarray).
-      const piece = start === 0 && n === chunk.length ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset + start, n);
+      // A view, not a copy.
+      const piece =
+        start === 0 && n === chunk.length ? chunk : new BufferView(chunk.buffer, chunk.byteOffset + start, n);
       this.skip(n);
       this.remaining -= n;
       if (header.masked) this.maskPhase = mask(piece, this.maskKey, this.maskPhase);
