@@ -22,6 +22,7 @@ const CORE = [
   'inflate-budget.ts',
   'mask.ts',
   'options.ts',
+  'payload-buffer.ts',
   'permessage-deflate.ts',
   'protocol.ts',
   'receiver.ts',
