@@ -95,6 +95,19 @@ describe('the layers of src/', () => {
     }
   });
 
+  it("no file of src/ reaches into Node's internals (underscore properties, bindings): only documented APIs", () => {
+    // The library runs on Bun and Deno too, and Node's internals change without notice.
+    const INTERNAL =
+      /\._(handle|writableState|readableState|events|eventsCount|socket|parent|pendingData)\b|\b(process\.binding|internalBinding)\b/;
+    const found = [...CORE, ...DRIVERS, ...APPS].flatMap((file) =>
+      code(file)
+        .split('\n')
+        .filter((line) => INTERNAL.test(line))
+        .map((line) => `${file}: ${line.trim()}`),
+    );
+    assert.deepEqual(found, []);
+  });
+
   it('there is no import cycle in src/', () => {
     const graph = new Map<string, string[]>();
     for (const file of [...CORE, ...DRIVERS, ...APPS]) graph.set(file, localImports(file));
