@@ -22,6 +22,21 @@ const PARSE = /\/(receiver|mask|utf8|payload-buffer)\.js$/;
 const FRAMING = /\/(writer|sender|frame)\.js$/;
 const DRIVER = /\/(protocol|connection|websocket|options|timer-wheel)\.js$/;
 const APP = /\/servers\/[^/]+\.ts$/;
+/** Node's socket write path, from `stream.write()` down to the handle. */
+const WRITE_PATH = new Set([
+  'Writable.write',
+  '_write',
+  'writeOrBuffer',
+  'Socket._write',
+  'Socket._writeGeneric',
+  'writeGeneric',
+  'handleWriteReq',
+  'createWriteWrap',
+  'afterWriteDispatched',
+  'onwrite',
+  'afterWriteTick',
+  'afterWrite',
+]);
 
 function bucketOf(stack: Node[]): string | null {
   const leaf = stack[0]!.callFrame;
@@ -33,11 +48,10 @@ function bucketOf(stack: Node[]): string | null {
   if (FRAMING.test(leaf.url)) return 'ours: frame and queue the replies';
   if (DRIVER.test(leaf.url)) return 'ours: driver, state machine, send()';
   if (APP.test(leaf.url)) return 'the echo handler';
-  const ours = stack.some((node) => /\/dist\/[^/]+\.js$/.test(node.callFrame.url));
-  if (!ours) return 'Node: read path, event loop, timers';
-  if (stack.some((node) => node.callFrame.functionName === 'flush' || node.callFrame.functionName === 'pump'))
+  if (stack.some((node) => WRITE_PATH.has(node.callFrame.functionName) && node.callFrame.url.startsWith('node:')))
     return 'Node: write path (Writable, WriteWrap)';
-  return 'Node: called by our code (Buffer, events, ...)';
+  const ours = stack.some((node) => /\/dist\/[^/]+\.js$/.test(node.callFrame.url));
+  return ours ? 'Node: called by our code (Buffer, events, ...)' : 'Node: read path, event loop, timers';
 }
 
 const [file, usArg, label] = process.argv.slice(2);
