@@ -58,15 +58,18 @@ import { parseArgs } from 'node:util';
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(BENCH_DIR);
 
-type Impl = 'ours' | 'base' | 'ws-js' | 'ws-bu' | 'raw';
+type Impl = 'ours' | 'base' | 'ws-js' | 'ws-bu' | 'uws' | 'raw';
 const IMPL_LABEL: Record<Impl, string> = {
   ours: 'ours',
   base: 'ours @ baseline',
   'ws-js': 'ws (pure JS)',
   'ws-bu': 'ws + bufferutil',
+  uws: 'uWebSockets.js',
   raw: 'raw TCP (Node)',
 };
 const ALL_IMPLS: Impl[] = ['ours', 'ws-js', 'ws-bu', 'raw'];
+/** A-F also run uWebSockets.js when it can be installed (an optional peer: see prepareUws). */
+const ECHO_IMPLS: Impl[] = ['ours', 'ws-js', 'ws-bu', 'uws', 'raw'];
 const WS_IMPLS: Impl[] = ['ours', 'ws-js', 'ws-bu'];
 
 type Kind = 'echo' | 'idle' | 'deflate-idle' | 'broadcast' | 'deflate';
@@ -108,7 +111,7 @@ function scenarios(idleConns: number, deflateIdleConns: number): Scenario[] {
       title: 'A latency',
       kind: 'echo',
       echoArgs: ['-c', '1', '-w', '1', '-s', '32'],
-      impls: ALL_IMPLS,
+      impls: ECHO_IMPLS,
       metrics: [
         { key: 'p50_us', label: 'p50 µs (lower is better)', lowerIsBetter: true, digits: 1 },
         { key: 'p99_us', label: 'p99 µs (lower is better)', lowerIsBetter: true, digits: 1 },
@@ -121,7 +124,7 @@ function scenarios(idleConns: number, deflateIdleConns: number): Scenario[] {
       title: 'B small pipelined',
       kind: 'echo',
       echoArgs: ['-c', '1', '-w', '128', '-s', '32'],
-      impls: ALL_IMPLS,
+      impls: ECHO_IMPLS,
       metrics: [MSGS],
       wsload: true,
     },
@@ -130,7 +133,7 @@ function scenarios(idleConns: number, deflateIdleConns: number): Scenario[] {
       title: 'C many connections',
       kind: 'echo',
       echoArgs: ['-c', '100', '-w', '8', '-s', '32'],
-      impls: ALL_IMPLS,
+      impls: ECHO_IMPLS,
       metrics: [MSGS],
       wsload: true,
     },
@@ -139,7 +142,7 @@ function scenarios(idleConns: number, deflateIdleConns: number): Scenario[] {
       title: 'D 64 KiB binary',
       kind: 'echo',
       echoArgs: ['-c', '1', '-w', '4', '-s', '64K', '-b'],
-      impls: ALL_IMPLS,
+      impls: ECHO_IMPLS,
       metrics: [MBS],
       wsload: true,
     },
@@ -148,7 +151,7 @@ function scenarios(idleConns: number, deflateIdleConns: number): Scenario[] {
       title: 'E 1 MiB binary',
       kind: 'echo',
       echoArgs: ['-c', '1', '-w', '2', '-s', '1M', '-b'],
-      impls: ALL_IMPLS,
+      impls: ECHO_IMPLS,
       metrics: [MBS],
       wsload: true,
     },
@@ -157,7 +160,7 @@ function scenarios(idleConns: number, deflateIdleConns: number): Scenario[] {
       title: `F idle memory (${idleConns} conns)`,
       kind: 'idle',
       echoArgs: ['-c', String(idleConns)],
-      impls: ALL_IMPLS,
+      impls: ECHO_IMPLS,
       metrics: [KIB_PER_CONN],
       wsload: true,
     },
@@ -214,6 +217,8 @@ interface Settings {
   baseline: { ref: string; entry: string } | null;
   /** --impls: only these implementations (null: all of each scenario's). */
   impls: Set<Impl> | null;
+  /** uWebSockets.js's addon for this Node (see prepareUws), or null where it could not be had. */
+  uws: string | null;
 }
 
 /** One measurement: the load generator's JSON (plus the server's, for broadcast). */
@@ -347,6 +352,7 @@ function serverScript(impl: Impl, kind: Kind): string {
   // Fz runs the echo servers with --deflate: each connection echoes its one message.
   const mine = impl === 'ours' || impl === 'base';
   if (kind === 'broadcast') return mine ? 'ours-broadcast.ts' : 'ws-broadcast.ts';
+  if (impl === 'uws') return 'uws.ts';
   return mine ? 'ours.ts' : impl === 'raw' ? 'raw.ts' : 'ws.ts';
 }
 
@@ -362,6 +368,7 @@ async function startServer(
   const entry = impl === 'base' ? settings.baseline!.entry : settings.oursEntry;
   if (entry !== null) env.WSRFC_BENCH_ENTRY = entry;
   else delete env.WSRFC_BENCH_ENTRY;
+  if (settings.uws !== null) env.WSRFC_BENCH_UWS = settings.uws;
   // One directory per measurement: Node writes a profile per thread (tsx's loader runs in a worker).
   const profile =
     settings.profileDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', join(settings.profileDir, profileName)];
@@ -627,10 +634,22 @@ function ratio(a: number | null | undefined, b: number | null | undefined): stri
 }
 
 function table(results: Measurement[], list: Scenario[], medians: Medians, baseline: string | null): string {
-  const base = baseline !== null;
+  // Columns for what ran: the baseline and uWebSockets.js only when they were measured.
+  const shown = (impl: Impl): boolean => list.some((scenario) => scenario.impls.includes(impl));
+  const others = (['base', 'ws-js', 'ws-bu', 'uws', 'raw'] as Impl[]).filter(shown);
+  const SHORT: Record<Impl, string> = {
+    ours: 'ours',
+    base: 'base',
+    'ws-js': 'ws-js',
+    'ws-bu': 'ws+bu',
+    uws: 'uws',
+    raw: 'raw',
+  };
+  const label = (impl: Impl): string =>
+    impl === 'base' && baseline !== null ? `ours @ ${baseline}` : IMPL_LABEL[impl];
   const rows = [
-    `| scenario | metric | ours |${base ? ` ours @ ${baseline} |` : ''} ws (pure JS) | ws + bufferutil | raw TCP (Node) |${base ? ' ours/base |' : ''} ours/ws-js | ours/ws+bu | ours/raw |`,
-    `|---|---|--:|${base ? '--:|' : ''}--:|--:|--:|${base ? '--:|' : ''}--:|--:|--:|`,
+    `| scenario | metric | ours | ${others.map(label).join(' | ')} | ${others.map((impl) => `ours/${SHORT[impl]}`).join(' | ')} |`,
+    `|---|---|--:|${others.map(() => '--:|').join('')}${others.map(() => '--:|').join('')}`,
   ];
   for (const scenario of list) {
     const byImpl = medians.get(scenario.id)!;
@@ -643,9 +662,8 @@ function table(results: Measurement[], list: Scenario[], medians: Medians, basel
         return format(get(impl) ?? null, metric.digits) + (failed > 0 ? ` (${failed}/${runs.length} failed)` : '');
       };
       const rel = (impl: Impl): string => (scenario.impls.includes(impl) ? ratio(get('ours'), get(impl)) : '');
-      const baseCells = base ? [` ${cell('base')} |`, ` ${rel('base')} |`] : ['', ''];
       rows.push(
-        `| ${scenario.title} | ${metric.label} | ${cell('ours')} |${baseCells[0]} ${cell('ws-js')} | ${cell('ws-bu')} | ${cell('raw')} |${baseCells[1]} ${rel('ws-js')} | ${rel('ws-bu')} | ${rel('raw')} |`,
+        `| ${scenario.title} | ${metric.label} | ${cell('ours')} | ${others.map(cell).join(' | ')} | ${others.map(rel).join(' | ')} |`,
       );
     }
   }
@@ -833,7 +851,7 @@ const USAGE = `usage: node --import tsx bench/server.ts [options]
                      transform (esbuild keepNames) adds ~256 B to every named closure
   --baseline REF     also measure "ours @ REF": src/ as it was at git commit REF, built the same way, beside
                      ours in every scenario (a change against its parent, in one run)
-  --impls LIST       only these implementations: ours,base,ws-js,ws-bu,raw (default: all)
+  --impls LIST       only these implementations: ours,base,ws-js,ws-bu,uws,raw (default: all)
 `;
 
 function numberSetting(flag: string | undefined, env: string | undefined, fallback: number, name: string): number {
@@ -847,7 +865,7 @@ function numberSetting(flag: string | undefined, env: string | undefined, fallba
 const CACHE = join(ROOT, 'node_modules', '.cache', 'wsrfc-bench');
 
 /** Compile src/ (of `tree`) with the project's tsc and build config into a scratch folder; returns its index.js. */
-function buildOurs(tree = ROOT, out = join(CACHE, 'dist')): string {
+export function buildOurs(tree = ROOT, out = join(CACHE, 'dist')): string {
   rmSync(out, { recursive: true, force: true });
   const tsc = join(ROOT, 'node_modules', '.bin', 'tsc');
   const result = spawnSync(
@@ -866,7 +884,7 @@ function buildOurs(tree = ROOT, out = join(CACHE, 'dist')): string {
 }
 
 /** src/ and its build config as they were at git commit `ref`, built like ours. */
-function buildBaseline(ref: string): { ref: string; entry: string } {
+export function buildBaseline(ref: string): { ref: string; entry: string } {
   const sha = spawnSync('git', ['rev-parse', '--short', `${ref}^{commit}`], { cwd: ROOT, encoding: 'utf8' });
   if (sha.status !== 0) throw new Error(`--baseline: no such commit: ${ref}`);
   const short = sha.stdout.trim();
@@ -880,6 +898,59 @@ function buildBaseline(ref: string): { ref: string; entry: string } {
   );
   if (archive.status !== 0) throw new Error(`--baseline: git archive failed: ${archive.stderr}`);
   return { ref: short, entry: buildOurs(tree, join(tree, 'dist')) };
+}
+
+/** uWebSockets.js as published on npm for Node 20 on Linux x64: a republished build with the addons. */
+const UWS_PACKAGE = '@trufflesuite/uws-js-unofficial';
+const UWS_VERSION = '20.30.0-unofficial.0';
+
+/**
+ * uWebSockets.js is an optional peer of the benchmark, never a dependency of the repository: it is
+ * installed into the benchmark's cache the first time (from the npm registry, install scripts off),
+ * and its addon for this Node's ABI is loaded directly (the package would fall back to a `ws`-based
+ * imitation where the addon does not load, and that is not what we want to measure). Returns the
+ * addon's path, or a reason why it is not available.
+ */
+function prepareUws(): { addon: string } | { reason: string } {
+  const prefix = join(CACHE, `uws-${UWS_VERSION}`);
+  const packageDir = join(prefix, 'node_modules', ...UWS_PACKAGE.split('/'));
+  if (process.platform !== 'linux' || process.arch !== 'x64')
+    return { reason: `${UWS_PACKAGE} carries its addons for linux-x64 here, not ${process.platform}-${process.arch}` };
+  if (!existsSync(join(packageDir, 'package.json'))) {
+    mkdirSync(prefix, { recursive: true });
+    const install = spawnSync(
+      'npm',
+      [
+        'install',
+        '--no-save',
+        '--no-package-lock',
+        '--ignore-scripts',
+        '--no-audit',
+        '--no-fund',
+        '--omit=dev',
+        '--prefix',
+        prefix,
+        `${UWS_PACKAGE}@${UWS_VERSION}`,
+      ],
+      { encoding: 'utf8', timeout: 180_000 },
+    );
+    if (install.status !== 0)
+      return {
+        reason: `npm install ${UWS_PACKAGE}@${UWS_VERSION} failed: ${(install.stderr || String(install.error)).trim().split('\n').pop()}`,
+      };
+  }
+  const addon = join(
+    packageDir,
+    'binaries',
+    `uws_${process.platform}_${process.arch}_${process.versions.modules}.node`,
+  );
+  if (!existsSync(addon))
+    return {
+      reason: `${UWS_PACKAGE}@${UWS_VERSION} has no addon for Node ABI ${process.versions.modules} (${process.version})`,
+    };
+  const load = spawnSync(process.execPath, ['-e', 'require(process.argv[1]).App()', addon], { encoding: 'utf8' });
+  if (load.status !== 0) return { reason: `its addon does not load: ${load.stderr.trim().split('\n')[0]}` };
+  return { addon };
 }
 
 function wsVersion(): string {
@@ -957,6 +1028,7 @@ export async function main(args: string[]): Promise<number> {
       oursEntry: null,
       baseline: null,
       impls: null,
+      uws: null,
       tools: ['node', 'wsload'],
     };
     if (values.impls !== undefined) {
@@ -997,6 +1069,18 @@ export async function main(args: string[]): Promise<number> {
       return 2;
     }
   }
+  // uWebSockets.js when a scenario to run has it and it can be had; otherwise say why and go on.
+  let uwsNote: string | null = null;
+  if (list.some((scenario) => scenario.impls.includes('uws'))) {
+    const uws = prepareUws();
+    if ('addon' in uws) {
+      settings.uws = uws.addon;
+      uwsNote = `uWebSockets.js: ${UWS_PACKAGE}@${UWS_VERSION}, its addon loaded directly (${uws.addon.replace(`${ROOT}/`, '')})`;
+    } else {
+      for (const scenario of list) scenario.impls = scenario.impls.filter((impl) => impl !== 'uws');
+      uwsNote = `uWebSockets.js: not measured: ${uws.reason}`;
+    }
+  }
   if (settings.wsload !== null && !(existsSync(settings.wsload) && statSync(settings.wsload).isFile())) {
     process.stderr.write(`--wsload: no such file: ${settings.wsload}\n`);
     return 2;
@@ -1024,6 +1108,7 @@ export async function main(args: string[]): Promise<number> {
     `fd limit for server and load generator: ${settings.fdLimit}${settings.idleConns < 10_000 ? ` (so F and broadcast use ${settings.idleConns} connections, not 10000)` : ''}`,
   );
   say(`Fz: ${settings.deflateIdleConns} connections (--deflate-idle-conns)`);
+  if (uwsNote !== null) say(uwsNote);
   if (settings.wsload === null)
     say('wsload: skipped (pass --wsload PATH or set WSLOAD to also run A-F with the C load generator)');
 

@@ -1,11 +1,12 @@
 /**
  * Property (c): Utf8Validator agrees with `new TextDecoder('utf-8', { fatal: true })` on arbitrary
- * byte strings cut into arbitrary chunks, including the index at which the input becomes invalid.
+ * byte strings cut into arbitrary chunks, including the index at which the input becomes invalid;
+ * and so do isValidUtf8 and isUtf8Payload (what a text message to send is checked with) on whole strings.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { Utf8Validator, isValidUtf8 } from '../src/utf8.js';
+import { Utf8Validator, isUtf8Payload, isValidUtf8 } from '../src/utf8.js';
 import { runs } from './streams.js';
 
 /** A code point encoded as UTF-8, of any sequence length (surrogates excluded). */
@@ -24,6 +25,8 @@ const byteIn = (min: number, max: number) => fc.integer({ min, max });
 /** The pieces inputs are made of: mostly valid code points, and every kind of trouble. */
 const token: fc.Arbitrary<number[]> = fc.oneof(
   { weight: 12, arbitrary: validCodePoint },
+  // Runs of ASCII (the validators check those four bytes at a time): trouble may follow at any offset.
+  { weight: 3, arbitrary: fc.array(byteIn(0x00, 0x7f), { minLength: 1, maxLength: 13 }) },
   { weight: 3, arbitrary: byteIn(0x80, 0xff).map((b) => [b]) },
   { weight: 1, arbitrary: byteIn(0x00, 0xff).map((b) => [b]) },
   // A valid multi-byte sequence cut short.
@@ -144,6 +147,7 @@ describe('fuzz: Utf8Validator agrees with TextDecoder (fatal)', () => {
         assert.equal(index, want.index, `first invalid byte of ${Buffer.from(bytes).toString('hex')}`);
         if (index === -1) assert.equal(validator.complete, want.complete, 'complete');
         assert.equal(isValidUtf8(bytes), want.index === -1 && want.complete, 'isValidUtf8');
+        assert.equal(isUtf8Payload(bytes), want.index === -1 && want.complete, 'isUtf8Payload');
       }),
       { numRuns: runs },
     );

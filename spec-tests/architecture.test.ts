@@ -22,6 +22,7 @@ const CORE = [
   'inflate-budget.ts',
   'mask.ts',
   'options.ts',
+  'payload-buffer.ts',
   'permessage-deflate.ts',
   'protocol.ts',
   'receiver.ts',
@@ -109,6 +110,19 @@ describe('the layers of src/', () => {
       const found = forbidden.exec(code(file));
       assert.equal(found, null, `${file} uses ${found?.[0]}`);
     }
+  });
+
+  it("no file of src/ reaches into Node's internals (underscore properties, bindings): only documented APIs", () => {
+    // The library runs on Bun and Deno too, and Node's internals change without notice.
+    const INTERNAL =
+      /\._(handle|writableState|readableState|events|eventsCount|socket|parent|pendingData)\b|\b(process\.binding|internalBinding)\b/;
+    const found = [...CORE, ...DRIVERS, ...APPS].flatMap((file) =>
+      code(file)
+        .split('\n')
+        .filter((line) => INTERNAL.test(line))
+        .map((line) => `${file}: ${line.trim()}`),
+    );
+    assert.deepEqual(found, []);
   });
 
   it('there is no import cycle in src/', () => {

@@ -18,6 +18,7 @@ import {
   types,
   utf8,
 } from './helpers/core.js';
+import { rawRequest, startServer } from './helpers/library.js';
 
 const INVALID_PAYLOAD = CloseCode.InvalidPayload;
 
@@ -420,3 +421,55 @@ describe('RFC 6455 §8.1 Validation is incremental: fail fast, and accept code p
     });
   }
 });
+
+describe('RFC 6455 §5.6 "The "Payload data" is text data encoded as UTF-8": what we send as text', () => {
+  // Each payload is sent as text by the server's application; a raw peer reads what goes out.
+  const SENT: [string, number[], boolean][] = [
+    ['ASCII', [...Buffer.from('plain ASCII, four bytes at a time and then some')], true],
+    ['ASCII then a 3-byte code point', [...Buffer.from('abcdefgh€')], true],
+    ['a lone continuation byte after ASCII', [...Buffer.from('abcdefgh'), 0x80], false],
+    ['0xFF at the start', [0xff, 0x61, 0x62, 0x63], false],
+    ['a surrogate (ED A0 80) after ASCII', [...Buffer.from('abcd'), 0xed, 0xa0, 0x80], false],
+    ['a code point cut short at the end', [...Buffer.from('abcd'), 0xe2, 0x82], false],
+    ['300 bytes of ASCII then 0xC0 (the native path)', [...Buffer.alloc(300, 0x61), 0xc0, 0x80], false],
+  ];
+  for (const [name, payload, valid] of SENT) {
+    it(`${name}: ${valid ? 'goes out as a text frame' : 'send() throws a TypeError, nothing goes out, the connection stays open'}`, async () => {
+      const outcome: { error: unknown } = { error: null };
+      const server = await startServer({}, (ws) => {
+        ws.on('message', () => {
+          try {
+            ws.send(Buffer.from(payload), { binary: false });
+          } catch (error) {
+            outcome.error = error;
+          }
+          ws.send('after');
+        });
+      });
+      try {
+        const client = await rawRequest(server.port);
+        client.sendText('go');
+        const [first, second] = await client.waitMessages(valid ? 2 : 1);
+        if (valid) {
+          assert.equal(outcome.error, null);
+          assert.deepEqual([...first!.data], payload);
+          assert.equal(first!.isBinary, false);
+          assert.equal(second!.data.toString(), 'after');
+        } else {
+          assert.ok(outcome.error instanceof TypeError, `expected a TypeError, got ${String(outcome.error)}`);
+          assert.equal(first!.data.toString(), 'after', 'only the message sent after it went out');
+          await assertEchoesNothingBroken(client);
+        }
+      } finally {
+        await server.close();
+      }
+    });
+  }
+});
+
+async function assertEchoesNothingBroken(client: Awaited<ReturnType<typeof rawRequest>>): Promise<void> {
+  const before = client.messages.length;
+  client.sendText('again');
+  await client.waitMessages(before + 1);
+  assert.equal(client.messages[before]!.data.toString(), 'after');
+}

@@ -5,9 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { inspect } from 'node:util';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { connect, type WebSocket } from '../src/index.js';
-import { MiB, Opcode, startServer, withTimeout, type TestServer } from './helpers/library.js';
+import { MiB, Opcode, startServer, waitUntil, withTimeout, type TestServer } from './helpers/library.js';
 import { RawClient, clientFrame, destroyRawClients } from './helpers/peer/index.js';
 
 /** The length-encoding boundaries of §5.2 (7-bit, 16-bit, 64-bit) and a large message. */
@@ -397,6 +398,34 @@ describe('server-side async iteration: for await (const { data, isBinary } of ws
       assert.equal(paused, true, 'reading was paused while the loop was behind');
     } finally {
       await s.close();
+    }
+  });
+});
+
+describe("the 'message' event's data is a Buffer (as in ws): views into what was read, not copies", () => {
+  it('small messages sharing one read are each a Buffer in every way an application can tell', async () => {
+    const seen: Buffer[] = [];
+    const local = await startServer({}, (ws) => ws.on('message', (data) => seen.push(data as Buffer)));
+    try {
+      const client = await RawClient.connect(local.port);
+      const texts = ['first ñ', 'second', 'third €'];
+      // One write: the server reads the three frames in one chunk, so each message is a view into it.
+      client.write(Buffer.concat(texts.map((payload) => clientFrame({ opcode: Opcode.Text, payload }))));
+      await waitUntil(() => seen.length === 3, 3000, 'three messages');
+      seen.forEach((data, i) => {
+        assert.ok(Buffer.isBuffer(data), 'Buffer.isBuffer');
+        assert.ok(data instanceof Buffer && data instanceof Uint8Array, 'instanceof Buffer and Uint8Array');
+        assert.equal(data.toString('utf8'), texts[i]);
+        assert.ok(data.equals(Buffer.from(texts[i]!)), 'equals');
+        assert.equal(inspect(data), inspect(Buffer.from(texts[i]!)), 'util.inspect shows a Buffer');
+        assert.deepEqual(data.toJSON(), Buffer.from(texts[i]!).toJSON(), 'toJSON');
+        const part = data.subarray(1, 3);
+        assert.ok(Buffer.isBuffer(part) && part.equals(Buffer.from(texts[i]!).subarray(1, 3)), 'subarray is a Buffer');
+        assert.equal(data.readUInt8(0), Buffer.from(texts[i]!)[0], 'Buffer methods work');
+      });
+      assert.equal(Buffer.concat(seen).toString(), texts.join(''), 'Buffer.concat takes them');
+    } finally {
+      await local.close();
     }
   });
 });

@@ -1,4 +1,3 @@
-import { isUtf8 } from 'node:buffer';
 import type { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { startClientHandshake, type ClientOptions, type Opened } from './client.js';
@@ -10,6 +9,7 @@ import { toPayload, type Data, type ResolvedConnectionOptions, type SendOptions 
 import { Protocol, type ProtocolHandler } from './protocol.js';
 import type { SendCallback } from './sender.js';
 import { sharedWheel, type WheelTarget } from './timer-wheel.js';
+import { isUtf8Payload } from './utf8.js';
 import { MaskKeySource } from './writer.js';
 
 /**
@@ -61,8 +61,13 @@ const PAUSED_BY_WRITES = 2;
 export const PAUSED_BY_ITERATOR = 4;
 const PAUSED_BY_INFLATE = 8;
 
-/** Large writes are handed to the stream in pieces of this size, so write progress is visible. */
-const WRITE_PIECE_BYTES = 256 * 1024;
+/**
+ * Output beyond a small write waits in the driver's backlog and goes to the stream in pieces of
+ * this size, at most WRITE_WINDOW_BYTES at a time: each completed write is progress the write
+ * deadline can see (the stream API reports nothing finer than a completed write).
+ */
+const WRITE_PIECE_BYTES = 64 * 1024;
+const WRITE_WINDOW_BYTES = 128 * 1024;
 /** Up to this many bytes in several pieces are joined into one buffer: one small copy, one system call. */
 const WRITE_JOIN_BYTES = 16 * 1024;
 
@@ -76,11 +81,16 @@ let dirty: Connection[] = [];
 interface WriteWatch {
   /** Stream writes completed since the watch began. */
   done: number;
-  /** `done`, and the stream's own queue, at the last check. */
+  /** `done` at the last check. */
   checkedDone: number;
-  checkedQueue: number;
   /** The last time the peer took bytes. */
   progressAt: number;
+}
+
+/** A piece of output not yet handed to the stream, and the send callbacks due once it is written. */
+interface Pending {
+  piece: Buffer;
+  callbacks: SendCallback[] | null;
 }
 
 const kConnection = Symbol('wsrfc.connection');
@@ -106,6 +116,12 @@ export class Connection implements ProtocolHandler, WheelTarget {
   private inReadLoop = false;
   private needDrain = false;
   private writeWatch: WriteWatch | null = null;
+  /** Output taken from the protocol and not yet handed to the stream (see WRITE_WINDOW_BYTES). */
+  private backlog: Pending[] | null = null;
+  private backlogHead = 0;
+  private backlogBytes = 0;
+  /** The protocol asked to end the stream while a backlog was waiting: end it once written. */
+  private endWhenWritten = false;
   private onWriteDone: ((error?: Error | null) => void) | null = null;
 
   constructor(
@@ -121,7 +137,9 @@ export class Connection implements ProtocolHandler, WheelTarget {
 
   get bufferedAmount(): number {
     return (
-      (this.core === null ? 0 : this.core.bufferedOutput) + (this.stream === null ? 0 : this.stream.writableLength)
+      (this.core === null ? 0 : this.core.bufferedOutput) +
+      this.backlogBytes +
+      (this.stream === null ? 0 : this.stream.writableLength)
     );
   }
 
@@ -260,7 +278,7 @@ export class Connection implements ProtocolHandler, WheelTarget {
     const payload = toPayload(data);
     const binary = options?.binary ?? typeof data !== 'string';
     // RFC 6455 §5.6: a text frame carries UTF-8. Strings always encode to valid UTF-8; buffers might not.
-    if (!binary && typeof data !== 'string' && !isUtf8(payload))
+    if (!binary && typeof data !== 'string' && !isUtf8Payload(payload))
       throw new TypeError('a buffer sent as text must be valid UTF-8');
     const fragmentSize = options?.fragmentSize ?? this.config.fragmentSize;
     core.send(binary ? Opcode.Binary : Opcode.Text, payload, options?.compress !== false, fragmentSize, callback);
@@ -327,70 +345,95 @@ export class Connection implements ProtocolHandler, WheelTarget {
     const core = this.core;
     // Nothing more can be written once the stream is going; its 'close' fails the callbacks.
     if (stream === null || core === null || !core.hasOutput || stream.destroyed || stream.writableEnded) return;
-    const wasIdle = stream.writableLength === 0;
     const pending = core.takeOutput();
     const callbacks = core.takeCallbacks();
     let total = 0;
     for (const buffer of pending) total += buffer.length;
 
+    if (this.backlog === null && total <= WRITE_JOIN_BYTES) {
+      // The common case (replies to one read, small messages): one write, now.
+      const wasIdle = stream.writableLength === 0;
+      this.write(stream, pending.length === 1 ? pending[0]! : Buffer.concat(pending, total), callbacks);
+      if (stream.writableLength > 0) this.behind(wasIdle);
+      return;
+    }
+    // Large output, or output behind a backlog: in pieces, handed over a window at a time. Views,
+    // not copies.
+    const backlog = (this.backlog ??= []);
+    for (const buffer of pending) {
+      for (let at = 0; at < buffer.length; at += WRITE_PIECE_BYTES) {
+        const piece =
+          at === 0 && buffer.length <= WRITE_PIECE_BYTES ? buffer : buffer.subarray(at, at + WRITE_PIECE_BYTES);
+        backlog.push({ piece, callbacks: null });
+      }
+    }
+    if (callbacks !== null) backlog[backlog.length - 1]!.callbacks = callbacks;
+    this.backlogBytes += total;
+    this.pump();
+  }
+
+  /** Hand backlog pieces to the stream while it holds less than a window. */
+  private pump(): void {
+    const stream = this.stream!;
+    const backlog = this.backlog;
+    if (backlog === null || this.closed || stream.destroyed) return;
+    const wasIdle = stream.writableLength === 0;
+    // Corked, so the pieces of one window leave in one writev.
+    stream.cork();
+    while (this.backlogHead < backlog.length && stream.writableLength < WRITE_WINDOW_BYTES) {
+      const next = backlog[this.backlogHead]!;
+      backlog[this.backlogHead++] = undefined as unknown as Pending;
+      this.backlogBytes -= next.piece.length;
+      this.write(stream, next.piece, next.callbacks);
+    }
+    stream.uncork();
+    if (this.backlogHead === backlog.length) {
+      this.backlog = null;
+      this.backlogHead = 0;
+      if (this.endWhenWritten && !stream.writableEnded) stream.end();
+    }
+    if (stream.writableLength > 0 || this.backlog !== null) this.behind(wasIdle);
+  }
+
+  private write(stream: Duplex, buffer: Buffer, callbacks: SendCallback[] | null): void {
     // One callback per connection, made the first time it writes (the stream calls it without `this`).
     const onWriteDone = (this.onWriteDone ??= (error) => this.writeDone(error));
+    if (callbacks === null) {
+      stream.write(buffer, onWriteDone);
+      return;
+    }
     // Node calls back without an error for a write cut short by destroy(): only a write that
     // completed at once, or before the stream was destroyed, counts as sent.
     let handedOver = false;
-    const done =
-      callbacks === null
-        ? onWriteDone
-        : (error?: Error | null): void => {
-            onWriteDone(error);
-            const failure =
-              error ??
-              (handedOver || !stream.destroyed
-                ? undefined
-                : new InvalidStateError('WebSocket closed before the data was sent'));
-            for (const callback of callbacks) callback(failure);
-          };
-
-    if (pending.length === 1 && total <= WRITE_PIECE_BYTES) {
-      stream.write(pending[0]!, done);
-    } else if (total <= WRITE_JOIN_BYTES) {
-      stream.write(Buffer.concat(pending, total), done);
-    } else {
-      // Large payloads go as they are (no copy), in pieces so the write deadline sees progress;
-      // corked, so the pieces leave in one writev.
-      const pieces: Buffer[] = [];
-      for (const buffer of pending) {
-        if (buffer.length <= WRITE_PIECE_BYTES) pieces.push(buffer);
-        else
-          for (let at = 0; at < buffer.length; at += WRITE_PIECE_BYTES)
-            pieces.push(buffer.subarray(at, at + WRITE_PIECE_BYTES));
-      }
-      stream.cork();
-      const last = pieces.length - 1;
-      for (let i = 0; i < last; i++) stream.write(pieces[i]!, onWriteDone);
-      stream.write(pieces[last]!, done);
-      stream.uncork();
-    }
-
+    stream.write(buffer, (error?: Error | null): void => {
+      onWriteDone(error);
+      const failure =
+        error ??
+        (handedOver || !stream.destroyed
+          ? undefined
+          : new InvalidStateError('WebSocket closed before the data was sent'));
+      for (const callback of callbacks) callback(failure);
+    });
     handedOver = stream.writableLength === 0;
-    if (!handedOver) {
-      // Bytes are waiting on the peer: watch the write deadline.
-      const watch = (this.writeWatch ??= { done: 0, checkedDone: 0, checkedQueue: 0, progressAt: 0 });
-      if (wasIdle || watch.progressAt === 0) watch.progressAt = Date.now();
-      if (this.config.writeTimeout > 0) this.scheduleWriteCheck(Date.now());
-      // The write side is behind: stop reading until it catches up, so memory stays bounded.
-      if (stream.writableLength > this.config.highWaterMark) this.pauseReading(PAUSED_BY_WRITES);
-    }
   }
 
-  /** Every completed stream write: progress for the write deadline, and maybe the end of backpressure. */
+  /** Bytes wait on the peer: watch the write deadline, and stop reading past the high-water mark. */
+  private behind(wasIdle: boolean): void {
+    const watch = (this.writeWatch ??= { done: 0, checkedDone: 0, progressAt: 0 });
+    if (wasIdle || watch.progressAt === 0) watch.progressAt = Date.now();
+    if (this.config.writeTimeout > 0) this.scheduleWriteCheck(Date.now());
+    // The write side is behind: stop reading until it catches up, so memory stays bounded.
+    if (this.stream!.writableLength + this.backlogBytes > this.config.highWaterMark)
+      this.pauseReading(PAUSED_BY_WRITES);
+  }
+
+  /** Every completed stream write: progress for the write deadline, the next window, maybe the end of backpressure. */
   private writeDone(error?: Error | null): void {
     const watch = this.writeWatch;
-    if (watch !== null && error == null) {
-      watch.done++;
-      // Nothing waits on the peer any more: the watch is done.
-      if (this.stream!.writableLength === 0) this.writeWatch = null;
-    }
+    if (watch !== null && error == null) watch.done++;
+    if (this.backlog !== null) this.pump();
+    // Nothing waits on the peer any more: the watch is done.
+    if (watch !== null && this.backlog === null && this.stream!.writableLength === 0) this.writeWatch = null;
     if (!this.needDrain && (this.pausedBy & PAUSED_BY_WRITES) === 0) return;
     if (this.bufferedAmount > this.config.highWaterMark) return;
     this.resumeReading(PAUSED_BY_WRITES);
@@ -398,6 +441,20 @@ export class Connection implements ProtocolHandler, WheelTarget {
       this.needDrain = false;
       if (this.readyState === ReadyState.OPEN) this.socket.emit('drain');
     }
+  }
+
+  /** The stream closed with output still in the backlog: those sends failed. */
+  private dropBacklog(): void {
+    const backlog = this.backlog;
+    if (backlog === null) return;
+    this.backlog = null;
+    this.backlogBytes = 0;
+    const error = new InvalidStateError('WebSocket closed before the data was sent');
+    for (let i = this.backlogHead; i < backlog.length; i++) {
+      const callbacks = backlog[i]!.callbacks;
+      if (callbacks !== null) for (const callback of callbacks) process.nextTick(callback, error);
+    }
+    this.backlogHead = 0;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -415,12 +472,10 @@ export class Connection implements ProtocolHandler, WheelTarget {
     if (this.closed || core === null || stream === null) return;
     const watch = this.writeWatch;
     const writeTimeout = this.config.writeTimeout;
-    if (watch !== null && stream.writableLength > 0 && writeTimeout > 0) {
-      // Progress: a write completed, or (on a socket) the kernel took bytes of the one in flight.
-      const queued = writeQueueSize(stream);
-      if (watch.done !== watch.checkedDone || queued < watch.checkedQueue) watch.progressAt = now;
+    if (watch !== null && (stream.writableLength > 0 || this.backlog !== null) && writeTimeout > 0) {
+      // Progress: a write completed (a piece of at most WRITE_PIECE_BYTES, or a small write).
+      if (watch.done !== watch.checkedDone) watch.progressAt = now;
       watch.checkedDone = watch.done;
-      watch.checkedQueue = queued;
       if (now - watch.progressAt >= writeTimeout) {
         this.onError(new ConnectionTimeoutError('write', `peer accepted no data for ${writeTimeout} ms`));
         this.onDestroy();
@@ -454,7 +509,8 @@ export class Connection implements ProtocolHandler, WheelTarget {
   onEnd(): void {
     this.flush();
     const stream = this.stream;
-    if (stream !== null && !stream.writableEnded) stream.end();
+    if (this.backlog !== null) this.endWhenWritten = true;
+    else if (stream !== null && !stream.writableEnded) stream.end();
   }
 
   onDestroy(): void {
@@ -489,6 +545,7 @@ export class Connection implements ProtocolHandler, WheelTarget {
     stream.on('error', ignoreError);
     delete (stream as StreamWithConnection)[kConnection];
     this.onWriteDone = null;
+    this.dropBacklog();
     const { code, reason, wasClean } = this.core!.streamClosed();
     this.deflate?.close();
     // Gone from the registry before anyone hears of the close (a 'close' listener may count clients).
@@ -521,14 +578,4 @@ function flushDirty(): void {
     connection.flushQueued = false;
     connection.flush();
   }
-}
-
-/**
- * Bytes the kernel has not taken yet from the write in flight, on a net.Socket (libuv's queue, not
- * part of the stream API); 0 for other streams, whose progress shows in completed writes only.
- */
-function writeQueueSize(stream: Duplex): number {
-  const handle = (stream as unknown as { _handle?: { writeQueueSize?: unknown } })._handle;
-  const size = handle?.writeQueueSize;
-  return typeof size === 'number' ? size : 0;
 }

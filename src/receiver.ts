@@ -4,6 +4,7 @@ import { ProtocolError, type ProtocolViolation } from './errors.js';
 import { decodeHeaderStart, extendedLengthSize, readExtendedLength, type FrameHeaderStart } from './frame.js';
 import type { InflateBudget } from './inflate-budget.js';
 import { mask } from './mask.js';
+import { BufferView, PayloadBuffer } from './payload-buffer.js';
 import { Utf8Validator } from './utf8.js';
 
 /**
@@ -100,105 +101,12 @@ const INFLATING = 4;
 const CLOSED = 5;
 const FAILED = 6;
 
-const EMPTY = Buffer.alloc(0);
-
 /**
  * Header fields that straddle two chunks are copied here (at most 8 bytes at a time). One for all
  * receivers: what `take()` copies is read at once, before any other receiver runs. (Its own memory,
  * not a slice of Node's Buffer pool, which would keep a whole 8 KiB slab alive.)
  */
 const SCRATCH = Buffer.allocUnsafeSlow(8);
-
-/** Pieces shorter than this are copied together rather than kept as views. */
-const COALESCE_BELOW = 4096;
-const COALESCE_BLOCK = 16 * 1024;
-
-/**
- * The payload of a message (or frame) as it arrives: views into the received chunks, so nothing is
- * copied until the message is complete. A peer that trickles its bytes in tiny TCP segments would
- * make that one Buffer object (and one chunk) per byte, a hundred times the data in memory; so
- * small pieces after the first are copied into shared blocks instead. The common cases (a frame in
- * one chunk, or large chunks) stay zero-copy.
- */
-class PayloadBuffer {
-  /** The first piece on its own: a message in one piece (the common case) never touches an array. */
-  private first: Buffer | null = null;
-  private rest: Buffer[] | null = null;
-  length = 0;
-  private block: Buffer | null = null;
-  private blockStart = 0;
-  private blockEnd = 0;
-
-  push(piece: Buffer): void {
-    this.length += piece.length;
-    if (this.first === null && this.block === null) {
-      this.first = piece;
-      return;
-    }
-    if (piece.length >= COALESCE_BELOW) {
-      this.seal();
-      this.add(piece);
-      return;
-    }
-    if (this.block === null || this.blockEnd + piece.length > this.block.length) {
-      this.seal();
-      this.block = Buffer.allocUnsafe(COALESCE_BLOCK);
-      this.blockStart = 0;
-      this.blockEnd = 0;
-    }
-    this.block.set(piece, this.blockEnd);
-    this.blockEnd += piece.length;
-  }
-
-  /** Close the current block, so that what comes next starts a new piece (a frame boundary). */
-  seal(): void {
-    if (this.block !== null && this.blockEnd > this.blockStart) {
-      this.add(this.block.subarray(this.blockStart, this.blockEnd));
-      this.blockStart = this.blockEnd;
-    }
-  }
-
-  /** Pieces so far (after `seal()`). */
-  get count(): number {
-    return this.first === null ? 0 : 1 + (this.rest === null ? 0 : this.rest.length);
-  }
-
-  /** The bytes from piece `from` on, joined (only for tracing). */
-  joinFrom(from: number, length: number): Buffer {
-    this.seal();
-    return join(this.pieces().slice(from), length);
-  }
-
-  /** Everything, joined into one buffer (copied only if it is in several pieces); then empty. */
-  take(): Buffer {
-    let data: Buffer;
-    if (this.block === null && this.rest === null) {
-      data = this.first ?? EMPTY;
-    } else {
-      this.seal();
-      data = join(this.pieces(), this.length);
-    }
-    this.clear();
-    return data;
-  }
-
-  clear(): void {
-    this.first = null;
-    this.rest = null;
-    this.length = 0;
-    this.block = null;
-  }
-
-  private add(piece: Buffer): void {
-    if (this.first === null) this.first = piece;
-    else (this.rest ??= []).push(piece);
-  }
-
-  private pieces(): Buffer[] {
-    if (this.first === null) return [];
-    return this.rest === null ? [this.first] : [this.first, ...this.rest];
-  }
-}
 
 export class Receiver {
   readonly role: Role;
@@ -436,8 +344,9 @@ export class Receiver {
       const start = this.offset;
       const available = chunk.length - start;
       const n = available < this.remaining ? available : this.remaining;
-      // A view, not a copy (Buffer.from on the ArrayBuffer makes one faster than subarray).
-      const piece = start === 0 && n === chunk.length ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset + start, n);
+      // A view, not a copy.
+      const piece =
+        start === 0 && n === chunk.length ? chunk : new BufferView(chunk.buffer, chunk.byteOffset + start, n);
       this.skip(n);
       this.remaining -= n;
       if (header.masked) this.maskPhase = mask(piece, this.maskKey, this.maskPhase);
@@ -639,10 +548,4 @@ export class Receiver {
     this.offset = 0;
     this.queued = 0;
   }
-}
-
-function join(pieces: Buffer[], length: number): Buffer {
-  if (pieces.length === 1) return pieces[0]!;
-  if (pieces.length === 0) return EMPTY;
-  return Buffer.concat(pieces, length);
 }

@@ -74,7 +74,10 @@ export class Utf8Validator {
     let needed = this.needed;
     let lower = this.lower;
     let upper = this.upper;
-    for (let i = start; i < end; i++) {
+    let i = start;
+    // ASCII, four bytes per test, as long as no code point is open (most text is mostly ASCII).
+    if (needed === 0) i = asciiPrefixEnd(data, i, end);
+    for (; i < end; i++) {
       const byte = data[i]!;
       if (needed === 0) {
         if (byte < 0x80) continue;
@@ -108,6 +111,32 @@ export class Utf8Validator {
     this.failed = true;
     return index;
   }
+}
+
+/**
+ * Where the run of ASCII bytes from `start` ends, to a multiple of four bytes: the byte loop
+ * takes it from there. ASCII is valid UTF-8 on its own, whatever came before or comes after.
+ */
+function asciiPrefixEnd(data: Uint8Array, start: number, end: number): number {
+  let i = start;
+  for (const stop = end - 3; i < stop; i += 4) {
+    if (((data[i]! | data[i + 1]! | data[i + 2]! | data[i + 3]!) & 0x80) !== 0) break;
+  }
+  return i;
+}
+
+/**
+ * A complete text payload about to be sent (RFC 6455 §5.6): valid UTF-8? Small mostly-ASCII
+ * payloads are settled in JS, cheaper than the call into native code that `isUtf8` is.
+ */
+export function isUtf8Payload(data: Uint8Array): boolean {
+  if (data.length < NATIVE_MIN_BYTES) {
+    const ascii = asciiPrefixEnd(data, 0, data.length);
+    let i = ascii;
+    while (i < data.length && data[i]! < 0x80) i++;
+    if (i === data.length) return true;
+  }
+  return isUtf8(data);
 }
 
 /** Below this size the JS loop is cheaper than a call into native code plus a subarray. */
