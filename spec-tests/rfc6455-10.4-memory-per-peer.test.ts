@@ -249,9 +249,12 @@ describe('RFC 6455 §10.4: what 100 hostile peers can make a fresh echo server h
           pump();
         }
         // The server answers tens of thousands of pings per read meanwhile: give every handshake
-        // its turn, then a moment for reading from each to pause.
+        // its turn, then time for reading from each to pause (on a busy machine, seconds), then a
+        // moment more so that what the server holds has settled.
         for (let i = 0; i < 600 && (await clientsOf(server)) < PEERS; i++) await delay(50);
-        await delay(2000);
+        const held = (): number => flooders.filter((socket) => socket.writableLength > 0).length;
+        for (let i = 0; i < 400 && held() < PEERS; i++) await delay(50);
+        await delay(1000);
       });
       t.diagnostic(
         `resident memory grew by ${mib(growth)} while they flooded (read and thrown away before the garbage collector ran)`,
