@@ -397,10 +397,18 @@ class Admission {
   ): void {
     const { deflate, request } = verdict;
     const id = this.nextId++;
-    const requestHead = headText(seen.head, seen.raw);
-    const [responseHead, key, extensions] = [seen.response.toString('latin1'), verdict.fields.key, deflate?.response];
-    const handshake = { id, request, requestHead, responseHead, key, extensions: extensions ?? '' };
-    const config = observedConfig(this.connectionOptions, [this.options.observe, this.explorer?.observe], handshake);
+    // Only a server with an observer (the explorer, --trace) spends anything on the handshake's text.
+    const observers = [this.options.observe, this.explorer?.observe];
+    const config = observers.every((observer) => observer === undefined)
+      ? this.connectionOptions
+      : observedConfig(this.connectionOptions, observers, {
+          id,
+          request,
+          requestHead: headText(seen.head, seen.raw),
+          responseHead: seen.response.toString('latin1'),
+          key: verdict.fields.key,
+          extensions: deflate?.response ?? '',
+        });
     const connection = adoptStream(config, {
       stream,
       protocol: protocol ?? '',
