@@ -31,7 +31,17 @@ const CORE = [
   'writer.ts',
 ];
 /** Sockets, timers, zlib jobs, queues: what carries the core's decisions out. */
-const DRIVERS = ['client.ts', 'connection.ts', 'deflate-zlib.ts', 'server.ts', 'timer-wheel.ts', 'websocket.ts'];
+const DRIVERS = [
+  'client.ts',
+  'client-http2.ts',
+  'connection.ts',
+  'deflate-zlib.ts',
+  'http2.ts',
+  'http2-stream.ts',
+  'server.ts',
+  'timer-wheel.ts',
+  'websocket.ts',
+];
 /** The package's entry point and the echo CLI. */
 const APPS = ['cli.ts', 'index.ts'];
 

@@ -1,12 +1,14 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
+import type { TlsOptions } from 'node:tls';
 import { CloseCode, Opcode, ReadyState } from './constants.js';
 import { PerMessageDeflate } from './deflate-zlib.js';
 import { ExtensionHeaderError, parseExtensions } from './extensions.js';
 import { encodeFrame } from './frame.js';
+import { Http2Front, type DeflateAgreement, type Gatekeeper, type Http2Options } from './http2.js';
 import {
   describeRequest,
   selectProtocol,
@@ -82,6 +84,8 @@ export interface ServerOptions extends ConnectionOptions {
   maxConnections?: number;
   /** For `listen()`: serve wss:// with these TLS options (key, cert, ...). */
   tls?: TlsOptions;
+  /** With `tls`: `listen()` serves WebSockets over HTTP/2 (RFC 8441) too, on the same port (ALPN). */
+  http2?: boolean | Http2Options;
   /**
    * permessage-deflate (RFC 7692): true, or options, to accept clients' offers. Default false:
    * compression costs CPU and up to ~300 KiB of zlib state per connection that uses it.
@@ -164,6 +168,7 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
   /** The live connections (OPEN or CLOSING), a read-only Set keyed by connection (as in `ws`). */
   readonly clients: ClientSet;
   readonly #admission: Admission;
+  readonly #http2: Http2Front;
   #netServer: NetServer | null = null;
   #closing: Promise<void> | null = null;
 
@@ -171,6 +176,7 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
     super();
     this.#admission = new Admission(this, options);
     this.clients = new ClientSet(this.#admission.byId);
+    this.#http2 = new Http2Front(this.#admission, options.http2 ?? false);
   }
 
   /** Listen on a TCP port (0 for any free one). Resolves with the bound address. */
@@ -178,7 +184,7 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
     if (this.#netServer !== null) return Promise.reject(new Error('already listening'));
     const tls = this.#admission.options.tls;
     const onSocket = (socket: Socket): void => this.handleSocket(socket);
-    const server = tls !== undefined ? createTlsServer(tls, onSocket) : createNetServer(onSocket);
+    const server = tls === undefined ? createNetServer(onSocket) : this.#http2.createTlsServer(tls, onSocket);
     this.#netServer = server;
     return new Promise((resolve, reject) => {
       server.once('error', reject);
@@ -242,6 +248,14 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
     handshake.startFromParsed(fromIncomingMessage(request), head, timeout, callback);
   }
 
+  /**
+   * Take over an extended CONNECT (RFC 8441) from a `node:http2` server's 'stream' event (its settings
+   * with `enableConnectProtocol: true`), like `handleUpgrade`: emits 'connection' or calls `callback`.
+   */
+  handleHttp2Stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, callback?: ConnectionCallback): void {
+    this.#http2.handleStream(stream, headers, callback);
+  }
+
   /** Send one message to every open connection (that `filter` accepts), framed once. Returns how many got it. */
   broadcast(data: Data, options: { binary?: boolean } = {}, filter?: (connection: WebSocket) => boolean): number {
     const binary = options.binary ?? typeof data !== 'string';
@@ -290,6 +304,9 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
         });
         client.close(CloseCode.GoingAway, 'server shutting down');
       }
+      // RFC 8441 §6 and RFC 9113 §6.8: after the 1001s are written, GOAWAY to our HTTP/2 sessions.
+      this.#http2.close();
+      setImmediate(() => this.#http2.goAway());
       maybeDone();
     });
     return this.#closing;
@@ -307,13 +324,14 @@ type ConnectionCallback = (connection: WebSocket, request: UpgradeRequest) => vo
  * The server's decisions about handshakes (RFC 6455 §4.2.1, then its own policy) and its registry
  * of connections: what pending handshakes talk to, out of the public class's way.
  */
-class Admission {
+class Admission implements Gatekeeper {
   readonly byId = new Map<number, WebSocket>();
   readonly handshakes = new Set<PendingHandshake>();
   readonly options: ServerOptions;
   /** Resolved once and frozen: every connection shares this object instead of a copy. */
   readonly connectionOptions: ResolvedConnectionOptions;
   readonly deflateOptions: PerMessageDeflateOptions | null;
+  readonly handshakeTimeout: number;
   /** Handshakes past the connection-limit check that are not connections yet (being verified). */
   reserved = 0;
   private nextId = 1;
@@ -325,20 +343,29 @@ class Admission {
     this.options = { ...options };
     this.connectionOptions = resolveConnectionOptions(options);
     this.deflateOptions = deflateOptionsOf(options.perMessageDeflate);
+    this.handshakeTimeout = options.handshakeTimeout ?? SERVER_DEFAULTS.handshakeTimeout;
   }
 
   /** RFC 6455 §4.2.1, then this server's own policy. Throws an HttpError to refuse. */
   evaluate(head: RequestHead, socket: Duplex): Verdict {
     const request = describeRequest(head, remoteAddressOf(socket), (socket as Partial<Socket>).remotePort);
-    const options = this.options;
     // A path we do not serve is "not found" whatever else is wrong with the request.
-    if (options.path !== undefined) {
-      const served =
-        typeof options.path === 'string' ? request.path === options.path : options.path(request.path, request);
-      if (!served) throw new HttpError(404, 'no WebSocket endpoint at this path');
-    }
+    this.checkPath(request);
     const fields = validateUpgradeRequest(head);
     request.protocols = fields.protocols;
+    return { fields, request, deflate: this.decideFields(fields, request) };
+  }
+
+  checkPath(request: UpgradeRequest): void {
+    const path = this.options.path;
+    if (path === undefined) return;
+    const served = typeof path === 'string' ? request.path === path : path(request.path, request);
+    if (!served) throw new HttpError(404, 'no WebSocket endpoint at this path');
+  }
+
+  /** The server's policy once the handshake itself is valid (over HTTP/1.1 or HTTP/2). */
+  decideFields(fields: UpgradeFields, request: UpgradeRequest): DeflateAgreement {
+    const options = this.options;
     // RFC 6455 §4.2.2 item 4, §10.2: "If the origin indicated is unacceptable to the server, then it
     // SHOULD respond to the WebSocket handshake with a reply containing an appropriate HTTP error
     // code (such as 403 Forbidden)".
@@ -359,7 +386,7 @@ class Admission {
         throw error;
       }
     }
-    return { fields, request, deflate };
+    return deflate;
   }
 
   /** Choose the subprotocol (RFC 6455 §4.2.2 item 5.4). Never one the client did not offer. */
@@ -375,12 +402,51 @@ class Admission {
     return selectProtocol(offered, this.options.protocols ?? []);
   }
 
+  /** Run `verify` (when set), counting the handshake against the connection limit meanwhile. */
+  verifyThen(request: UpgradeRequest, accept: (data: unknown) => void, refuse: (error: HttpError) => void): void {
+    const verify = this.options.verify;
+    if (verify === undefined) {
+      accept(undefined);
+      return;
+    }
+    this.reserved++;
+    let settled = false;
+    const conclude = (result: VerifyResult): void => {
+      if (settled) return;
+      settled = true;
+      this.reserved--;
+      if (result === undefined || result === true) accept(undefined);
+      else if (result === false) refuse(new HttpError(403, 'connection refused'));
+      else if ('status' in result)
+        refuse(new HttpError(result.status, result.message ?? 'connection refused', result.headers ?? {}));
+      else accept(result.data);
+    };
+    const fail = (error: unknown): void => {
+      if (settled) return;
+      settled = true;
+      this.reserved--;
+      refuse(this.internalError(error));
+    };
+    try {
+      const result = verify(request);
+      if (result instanceof Promise) result.then(conclude, fail).catch(fail);
+      else conclude(result);
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  internalError(error: unknown): HttpError {
+    this.emitError(error instanceof Error ? error : new Error(String(error)));
+    return new HttpError(500, 'internal server error');
+  }
+
   /** The handshake is done: make it a connection, register it, announce it, start reading. */
   admit(
     stream: Duplex,
     rest: Buffer,
     protocol: string | undefined,
-    verdict: Verdict,
+    verdict: Pick<Verdict, 'request' | 'deflate'>,
     data: unknown,
     callback?: ConnectionCallback,
   ): void {
@@ -506,7 +572,7 @@ class PendingHandshake implements WheelTarget {
       verdict = admission.evaluate(head, this.socket);
       protocol = admission.chooseProtocol(verdict.fields.protocols, verdict.request);
     } catch (error) {
-      this.refuse(error instanceof HttpError ? error : this.internalError(error));
+      this.refuse(error instanceof HttpError ? error : admission.internalError(error));
       return;
     }
     const accept = (data: unknown): void => {
@@ -516,42 +582,7 @@ class PendingHandshake implements WheelTarget {
       this.socket.write(switchingProtocolsResponse(verdict.fields.key, protocol, verdict.deflate?.response));
       admission.admit(this.socket, rest, protocol, verdict, data, callback);
     };
-    const verify = admission.options.verify;
-    if (verify === undefined) {
-      accept(undefined);
-      return;
-    }
-    // Count this one against the connection limit while it is being verified.
-    admission.reserved++;
-    let settled = false;
-    const conclude = (result: VerifyResult): void => {
-      if (settled) return;
-      settled = true;
-      admission.reserved--;
-      if (result === undefined || result === true) accept(undefined);
-      else if (result === false) this.refuse(new HttpError(403, 'connection refused'));
-      else if ('status' in result)
-        this.refuse(new HttpError(result.status, result.message ?? 'connection refused', result.headers ?? {}));
-      else accept(result.data);
-    };
-    const fail = (error: unknown): void => {
-      if (settled) return;
-      settled = true;
-      admission.reserved--;
-      this.refuse(this.internalError(error));
-    };
-    try {
-      const result = verify(verdict.request);
-      if (result instanceof Promise) result.then(conclude, fail).catch(fail);
-      else conclude(result);
-    } catch (error) {
-      fail(error);
-    }
-  }
-
-  private internalError(error: unknown): HttpError {
-    this.admission.emitError(error instanceof Error ? error : new Error(String(error)));
-    return new HttpError(500, 'internal server error');
+    admission.verifyThen(verdict.request, accept, (error) => this.refuse(error));
   }
 
   /**
