@@ -82,7 +82,8 @@ function headerMapOfH2(headers: IncomingHttpHeaders): HeaderMap {
 /**
  * RFC 8441 §4-§5: check an extended CONNECT and read what it asks for. Throws an HttpError: 405 for
  * another method, 400 for a plain CONNECT or missing pseudo-headers, 501 for a `:protocol` other
- * than websocket, 426 for a Sec-WebSocket-Version other than 13 (as RFC 6455 §4.4 over HTTP/1.1).
+ * than websocket (these first: such a request is no WebSocket handshake, whatever its path), 404
+ * for a path not served, 426 for a Sec-WebSocket-Version other than 13 (RFC 6455 §4.4), 400 for the rest.
  */
 export function validateExtendedConnect(
   headers: IncomingHttpHeaders,
@@ -98,8 +99,6 @@ export function validateExtendedConnect(
     remoteAddress,
     remotePort,
   );
-  // As over HTTP/1.1, a path we do not serve is "not found" whatever else is wrong.
-  gate.checkPath(request);
   if (method !== 'CONNECT') {
     throw new HttpError(405, 'a WebSocket over HTTP/2 is opened with an extended CONNECT (RFC 8441 §4)', {
       allow: 'CONNECT',
@@ -112,6 +111,8 @@ export function validateExtendedConnect(
   // RFC 8441 §4: "the :scheme and :path pseudo-header fields MUST be included".
   if (path === undefined || headers[':scheme'] === undefined) throw new HttpError(400, 'missing :scheme or :path');
   if (headers[':authority'] === undefined) throw new HttpError(400, 'missing :authority');
+  // A WebSocket handshake, then: a path we do not serve is "not found" whatever else is wrong with it.
+  gate.checkPath(request);
   // RFC 8441 §5: no Sec-WebSocket-Key or Sec-WebSocket-Accept; Sec-WebSocket-Version stays (RFC 6455 §4.2.1 item 6).
   const version = map.get('sec-websocket-version');
   const speaks = { 'sec-websocket-version': String(WEBSOCKET_VERSION) };
