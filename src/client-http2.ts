@@ -230,7 +230,7 @@ export function startHttp2Handshake(
     request.off('error', onStreamError);
     const current = pooled!;
     request.once('close', () => release(current));
-    prepareWebSocketStream(request);
+    prepareWebSocketStream(request, 'client');
     const record: Record<string, string> = {};
     for (const [name, values] of map) record[name] = values.join(', ');
     record[':status'] = String(response[':status']);

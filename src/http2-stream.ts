@@ -17,12 +17,25 @@ function destroyWithCancel(this: Http2Stream, error?: Error | null): Http2Stream
   return Object.getPrototypeOf(this).destroy.call(this, error) as Http2Stream;
 }
 
-/** Make an Http2Stream ready for the WebSocket driver: aborts as CANCEL, and the peer's address. */
-export function prepareWebSocketStream(stream: Http2Stream): void {
+/**
+ * The server ends its side (END_STREAM) once the closing handshake is done, or it failed the
+ * connection (RFC 6455 §7.1.1: the server closes first). Over TCP the client then closes too; over
+ * HTTP/2 a client may leave its half open (Chromium does), and the WebSocket would wait for its
+ * close timeout. RFC 9113 §8.1 has the answer for a server whose response is complete while the
+ * request is not: "a RST_STREAM with an error code of NO_ERROR after sending a complete response".
+ */
+function closeAfterEnd(this: Http2Stream): void {
+  if (!this.closed && !this.destroyed) this.close(h2.NGHTTP2_NO_ERROR);
+}
+
+/** Make an Http2Stream ready for the WebSocket driver: aborts as CANCEL, the server's close, the peer's address. */
+export function prepareWebSocketStream(stream: Http2Stream, role: 'server' | 'client'): void {
   const socket = stream.session?.socket;
   Object.assign(stream, {
     destroy: destroyWithCancel,
     remoteAddress: socket?.remoteAddress,
     remotePort: socket?.remotePort,
   });
+  // 'finish': our END_STREAM is sent, after everything written before it (the close frame last).
+  if (role === 'server') stream.once('finish', closeAfterEnd);
 }

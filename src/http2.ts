@@ -241,7 +241,7 @@ export class Http2Front {
         return;
       }
       stream.off('error', ignore);
-      prepareWebSocketStream(stream);
+      prepareWebSocketStream(stream, 'server');
       gate.admit(stream, EMPTY, protocol, { request, deflate }, data, callback);
     };
     if (gate.handshakeTimeout > 0) {
