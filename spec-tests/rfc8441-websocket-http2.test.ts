@@ -7,12 +7,14 @@
  * one stream's trouble (a stalled reader, a hostile peer, a reset) staying on that stream.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { constants as h2, createServer as createH2cServer, type Http2Server, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { HandshakeError, WebSocketServer, connect, type ServerOptions, type WebSocket } from '../src/index.js';
 import { closeEvent, delay, nextMessages, waitUntil, withTimeout } from './helpers/library.js';
@@ -90,6 +92,13 @@ async function h2cServer(wss: WebSocketServer): Promise<{ port: number; h2server
   cleanups.push(() => new Promise((resolve) => h2server.close(resolve)));
   cleanups.push(() => wss.close(200));
   return { port: (h2server.address() as AddressInfo).port, h2server, sessions: () => sessions };
+}
+
+/** The peer's WebSocket (on a server that does not echo) is still open: a ping gets its pong. */
+async function peerEchoesAfterBroadcast(peer: H2Peer): Promise<void> {
+  const before = peer.pongs.length;
+  peer.sendPing('still there?');
+  await peer.until(() => peer.pongs.length > before, 5000, 'a pong');
 }
 
 /** The peer opens a WebSocket on `session` and checks it still echoes. */
@@ -320,9 +329,14 @@ describe('RFC 8441 §6 closing: END_STREAM ends a WebSocket, RST_STREAM (CANCEL)
     // And the other way: terminate() on the server aborts only its stream, with CANCEL.
     const third = await H2Peer.open(session, '/c');
     await waitUntil(() => onServer.length === 3, 3000, 'the third WebSocket on the server');
+    const errors: Error[] = [];
+    onServer[2]!.on('error', (error) => errors.push(error));
+    const thirdClosed = closeEvent(onServer[2]!);
     onServer[2]!.terminate();
     await third.waitClosed(5000);
     assert.equal(third.stream.rstCode, h2.NGHTTP2_CANCEL);
+    assert.deepEqual(await thirdClosed, { code: 1006, reason: '', wasClean: false });
+    assert.deepEqual(errors, [], 'terminate() is no error');
     assert.equal(third.closeFrame, null);
     await peerEchoes(bystander, 'still unaffected');
     assert.equal(session.closed || session.destroyed, false);
@@ -427,6 +441,76 @@ describe('per-stream backpressure: 100 WebSockets on one HTTP/2 session', () => 
   });
 });
 
+describe('the server’s options hold over HTTP/2 as over HTTP/1.1', () => {
+  it('verify attaches data, maxConnections refuses with 503, a stuck verify meets the handshake timeout, broadcast reaches both', async (t) => {
+    if (needsTls(t)) return;
+    const { wss, port } = await tlsServer({
+      http2: true,
+      maxConnections: 2,
+      handshakeTimeout: 300,
+      verify: async (request) => {
+        if (request.path === '/stuck') return new Promise<never>(() => {});
+        return { data: `user of ${request.path}` };
+      },
+    });
+    const data: unknown[] = [];
+    wss.on('connection', (ws) => data.push(ws.data));
+    const session = await openH2Session(`https://localhost:${port}`, { ca: cert! });
+    const overH2 = await H2Peer.open(session, '/a');
+    const overHttp1 = await connect(`wss://localhost:${port}/b`, { tls: { ca: cert! } });
+    assert.deepEqual(data, ['user of /a', 'user of /b']);
+    // The limit counts WebSockets over both protocols.
+    const third = await h2Request(session, extendedConnect(session, '/c'));
+    assert.deepEqual([third.status, third.headers['retry-after']], [503, '1']);
+    // One message framed once for both (the frames are the same bytes over TCP and over a stream).
+    assert.equal(wss.broadcast('to everyone'), 2);
+    await overH2.waitMessages(1, 5000);
+    assert.equal(overH2.messages[0]!.data.toString(), 'to everyone');
+    assert.equal((await nextMessages(overHttp1, 1))[0]!.data.toString(), 'to everyone');
+    overHttp1.close(1000);
+    await waitUntil(() => wss.clients.size === 1, 5000, 'the HTTP/1.1 client to go');
+    // No answer from `verify` within handshakeTimeout: the stream is cancelled, nothing else.
+    const stuck = session.request(extendedConnect(session, '/stuck'), { endStream: false });
+    stuck.on('error', () => {});
+    let answered = false;
+    stuck.on('response', () => (answered = true));
+    await withTimeout(new Promise((resolve) => stuck.once('close', resolve)), 5000, 'the stuck handshake to end');
+    assert.deepEqual([answered, stuck.rstCode], [false, h2.NGHTTP2_CANCEL]);
+    await peerEchoesAfterBroadcast(overH2);
+  });
+
+  it('a peer that never answers pings is dropped after pongTimeout, its stream cancelled', async () => {
+    const wss = new WebSocketServer({ pingInterval: 100, pongTimeout: 400 });
+    const closes: [number, boolean][] = [];
+    wss.on('connection', (ws) => ws.on('close', (code, _reason, wasClean) => closes.push([code, wasClean])));
+    const { port } = await h2cServer(wss);
+    const session = await openH2Session(`http://127.0.0.1:${port}`);
+    const silent = await H2Peer.open(session, '/');
+    await silent.waitClosed(5000);
+    assert.ok(silent.pings.length > 0, 'the server pinged');
+    assert.equal(silent.stream.rstCode, h2.NGHTTP2_CANCEL);
+    assert.deepEqual(closes, [[1006, false]]);
+  });
+
+  it('our client closes its session when its last WebSocket to the origin is gone', async () => {
+    const wss = new WebSocketServer({ pingInterval: 0 });
+    wss.on('connection', echo);
+    const { h2server, port } = await h2cServer(wss);
+    let sessionClosed = false;
+    h2server.once('session', (session) => session.once('close', () => (sessionClosed = true)));
+    const [a, b] = await Promise.all([1, 2].map(() => connect(`ws://127.0.0.1:${port}/`, { http2: true })));
+    const closedA = closeEvent(a!);
+    a!.close(1000);
+    await closedA;
+    await delay(50);
+    assert.equal(sessionClosed, false, 'the session stays while b uses it');
+    const closedB = closeEvent(b!);
+    b!.close(1000);
+    await closedB;
+    await waitUntil(() => sessionClosed, 5000, 'the session to close');
+  });
+});
+
 describe('RFC 9113 §6.8 GOAWAY: the server closing', () => {
   it('close() sends 1001 on every WebSocket, then GOAWAY, and resolves once the sessions are gone', async (t) => {
     if (needsTls(t)) return;
@@ -455,5 +539,40 @@ describe('RFC 9113 §6.8 GOAWAY: the server closing', () => {
     assert.equal(goawayCode, h2.NGHTTP2_NO_ERROR);
     for (const frame of frames) assert.ok(frame.at <= goawayAt, 'the 1001 came before the GOAWAY');
     await waitUntil(() => session.closed || session.destroyed, 5000, 'the session to close');
+  });
+});
+
+describe('the echo CLI with --tls-cert and --tls-key', () => {
+  it('serves wss:// over HTTP/2 and HTTP/1.1 on one port, and logs which carried each WebSocket', async (t) => {
+    if (needsTls(t)) return;
+    const args = ['--import', 'tsx', 'src/cli.ts', '--host', '127.0.0.1', '--port', '0'];
+    const cli = spawn(
+      process.execPath,
+      [...args, '--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem')],
+      {
+        cwd: fileURLToPath(new URL('..', import.meta.url)),
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    cleanups.push(() => {
+      if (cli.exitCode === null && cli.signalCode === null) cli.kill('SIGKILL');
+    });
+    let stdout = '';
+    cli.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
+    await waitUntil(() => /listening on wss:/.test(stdout), 15_000, 'the CLI to listen', 20);
+    const port = Number(/wss:\/\/127\.0\.0\.1:(\d+)\/ {2}\(HTTP\/2 and HTTP\/1\.1;/.exec(stdout)?.[1]);
+    for (const http2 of [true, false]) {
+      const ws = await connect(`wss://localhost:${port}/${http2 ? 'h2' : 'h1'}`, { http2, tls: { ca: cert! } });
+      ws.send('echo me');
+      assert.equal((await nextMessages(ws, 1))[0]!.data.toString(), 'echo me');
+      const closed = closeEvent(ws);
+      ws.close(1000);
+      await closed;
+    }
+    await waitUntil(() => (stdout.match(/^- #/gm) ?? []).length === 2, 5000, 'both closes in the log');
+    assert.match(stdout, /^\+ #1 \S+ \/h2 {2}over HTTP\/2 /m);
+    assert.match(stdout, /^\+ #2 \S+ \/h1 {2}over HTTP\/1\.1 /m);
+    cli.kill('SIGTERM');
+    await once(cli, 'exit');
   });
 });

@@ -1,4 +1,5 @@
 import { constants as h2, type Http2Stream } from 'node:http2';
+import { addAbortSignal } from 'node:stream';
 
 /**
  * An HTTP/2 stream made ready to carry a WebSocket (RFC 8441), on either side: the driver
@@ -8,14 +9,25 @@ import { constants as h2, type Http2Stream } from 'node:http2';
 /**
  * RFC 8441 §6: "Orderly TCP-level closures are represented as END_STREAM flags", and "RST exceptions
  * are represented with the RST_STREAM frame ... with the CANCEL error code". END_STREAM is what the
- * stream's `end()` sends; the driver aborts by `destroy()`, which on a Node Http2Stream sends NO_ERROR:
- * so a WebSocket's stream gets this `destroy`, which closes with CANCEL first. One shared
- * function, set on the stream, so an idle WebSocket carries no extra closure.
+ * stream's `end()` sends; the driver aborts with `destroy()`, which on a Node Http2Stream sends
+ * RST_STREAM with NO_ERROR, and `close(CANCEL)` would send END_STREAM before the RST_STREAM (the
+ * peer may see an orderly end). Node sends CANCEL alone for a stream destroyed with an AbortError,
+ * which `addAbortSignal` with an aborted signal does. That error is our own doing, not news for the
+ * application: the stream's 'error' listeners (the driver's) are set aside first, and the 'close'
+ * that follows reports 1006 as a reset would. One shared function, set on the stream, so an idle
+ * WebSocket carries no extra closure.
  */
 function destroyWithCancel(this: Http2Stream, error?: Error | null): Http2Stream {
-  if (!this.closed && !this.destroyed) this.close(h2.NGHTTP2_CANCEL);
-  return Object.getPrototypeOf(this).destroy.call(this, error) as Http2Stream;
+  const destroy = (Object.getPrototypeOf(this) as Http2Stream).destroy;
+  if (error != null || this.closed || this.destroyed) return destroy.call(this, error ?? undefined);
+  this.removeAllListeners('error');
+  this.on('error', ignore);
+  // Calls this.destroy(new AbortError()): this function again, with an error this time.
+  addAbortSignal(AbortSignal.abort(), this);
+  return this;
 }
+
+function ignore(): void {}
 
 /**
  * The server ends its side (END_STREAM) once the closing handshake is done, or it failed the
