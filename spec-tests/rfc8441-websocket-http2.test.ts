@@ -10,7 +10,13 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { constants as h2, createServer as createH2cServer, type Http2Server, type ServerHttp2Stream } from 'node:http2';
+import {
+  constants as h2,
+  createSecureServer,
+  createServer as createH2cServer,
+  type Http2Server,
+  type ServerHttp2Stream,
+} from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -288,6 +294,40 @@ describe('our client and our server over HTTP/2', () => {
     const closed = closeEvent(ws);
     ws.close(4001, 'client bye');
     assert.deepEqual(await closed, { code: 4001, reason: 'client bye', wasClean: true });
+  });
+
+  it('attached to a node:http2 createSecureServer (allowHTTP1): streams to handleHttp2Stream, upgrades to handleUpgrade', async (t) => {
+    if (needsTls(t)) return;
+    const wss = new WebSocketServer({ pingInterval: 0 });
+    const versions: string[] = [];
+    wss.on('connection', (ws, request) => {
+      versions.push(request.httpVersion);
+      echo(ws);
+    });
+    const secure = createSecureServer({
+      key: key!,
+      cert: cert!,
+      allowHTTP1: true,
+      settings: { enableConnectProtocol: true },
+    });
+    secure.on('stream', (stream, headers) => {
+      if (headers[':method'] === 'CONNECT') wss.handleHttp2Stream(stream, headers);
+      else stream.respond({ ':status': 404 }, { endStream: true });
+    });
+    secure.on('upgrade', (request, socket, head) => wss.handleUpgrade(request, socket, head));
+    await new Promise<void>((resolve) => secure.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => secure.close(resolve)));
+    cleanups.push(() => wss.close(200));
+    const port = (secure.address() as AddressInfo).port;
+    for (const http2 of [true, false]) {
+      const ws = await connect(`wss://localhost:${port}/`, { http2, tls: { ca: cert! } });
+      ws.send(`http2 ${http2}`);
+      assert.equal((await nextMessages(ws, 1))[0]!.data.toString(), `http2 ${http2}`);
+      const closed = closeEvent(ws);
+      ws.close(1000);
+      assert.equal((await closed).wasClean, true);
+    }
+    assert.deepEqual(versions, ['2.0', '1.1']);
   });
 
   it('ws:// over h2c with prior knowledge (a node:http2 server whose streams go to handleHttp2Stream)', async () => {
