@@ -1,7 +1,6 @@
 import {
   constants as h2,
   createServer as createH2cServer,
-  type Http2Server,
   type Http2Session,
   type IncomingHttpHeaders,
   type OutgoingHttpHeaders,
@@ -139,7 +138,6 @@ export function validateExtendedConnect(
 export class Http2Front {
   /** Sessions of our own listen(): GOAWAY goes to these when the server closes. */
   private readonly sessions = new Set<Http2Session>();
-  private h2c: Http2Server | null = null;
   private closing = false;
   private readonly options: Http2Options | null;
 
@@ -158,9 +156,8 @@ export class Http2Front {
   createTlsServer(tls: TlsOptions, onHttp1: (socket: TLSSocket) => void): TlsServer {
     const options = this.options;
     if (options === null) return createTlsServer(tls, onHttp1);
-    const h2server = (this.h2c = createH2cServer({
-      settings: { ...options.settings, enableConnectProtocol: true },
-    }));
+    // Not listening itself: the TLS server hands it the sockets that chose h2.
+    const h2server = createH2cServer({ settings: { ...options.settings, enableConnectProtocol: true } });
     h2server.on('session', (session) => {
       this.sessions.add(session);
       // Session errors (a peer that breaks HTTP/2 itself) end that session only; never throw.
@@ -254,10 +251,9 @@ export class Http2Front {
     gate.verifyThen(request, accept, refuse);
   }
 
-  /** The server is closing: new WebSocket streams are refused; our own HTTP/2 server takes no more sessions. */
+  /** The server is closing: new WebSocket streams are refused, new sessions closed at once. */
   close(): void {
     this.closing = true;
-    this.h2c?.close();
   }
 }
 
