@@ -6,7 +6,8 @@
  *   node --import tsx bench/http2.ts [--reps N] [--duration S] [--warmup S] [--idle N]
  *   (or `npm run bench -- http2 ...`)
  *
- *   C     100 WebSockets, 32 B messages, 8 in flight on each: echoed msgs/s (the server's scenario C)
+ *   C     100 WebSockets, 32 B messages, 8 in flight on each: echoed msgs/s (the server's scenario C),
+ *         and the server's CPU time per echoed message
  *   idle  N idle WebSockets (default 2,000): server memory per WebSocket, RSS and live heap + buffers
  *
  * Each measurement gets a fresh server process (pinned to core 0 with taskset when it can) and a
@@ -32,7 +33,13 @@ const SELF = fileURLToPath(import.meta.url);
 
 async function serve(carrier: Carrier): Promise<void> {
   const server = new WebSocketServer({ pingInterval: 0 });
-  server.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })));
+  let echoed = 0;
+  server.on('connection', (ws) =>
+    ws.on('message', (data, isBinary) => {
+      echoed++;
+      ws.send(data, { binary: isBinary });
+    }),
+  );
   let port: number;
   if (carrier === 'http1') {
     port = (await server.listen(0, '127.0.0.1')).port;
@@ -44,6 +51,10 @@ async function serve(carrier: Carrier): Promise<void> {
   }
   process.stdout.write(`${JSON.stringify({ port })}\n`);
   process.stdin.setEncoding('utf8').on('data', (text: string) => {
+    if (text.includes('cpu')) {
+      const { user, system } = process.cpuUsage();
+      process.stdout.write(`${JSON.stringify({ cpu: user + system, echoed })}\n`);
+    }
     if (!text.includes('memory')) return;
     const gc = (globalThis as { gc?: () => void }).gc;
     gc?.();
@@ -89,6 +100,7 @@ async function load(carrier: Carrier, port: number, mode: string, seconds: numbe
     for (let i = 0; i < 8; i++) ws.send(payload, { binary: false });
   }
   await new Promise((resolve) => setTimeout(resolve, warmup * 1000));
+  process.stdout.write(`${JSON.stringify({ phase: 1 })}\n`);
   counting = true;
   const start = performance.now();
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
@@ -139,7 +151,17 @@ async function measure(carrier: Carrier, mode: 'C' | 'idle', options: Options): 
     ...['--role', 'load', '--carrier', carrier, '--port', String(port), '--mode', mode],
     ...['--duration', String(options.duration), '--warmup', String(options.warmup), '--idle', String(options.idle)],
   ]);
-  const result = await nextJson(loader);
+  let result = await nextJson(loader);
+  if (mode === 'C') {
+    // The server's CPU time per echoed message over the measured window: less at the mercy of a
+    // busy machine than the rate (time the server waits for the CPU is not counted).
+    server.stdin.write('cpu\n');
+    const start = await nextJson(server);
+    result = await nextJson(loader);
+    server.stdin.write('cpu\n');
+    const end = await nextJson(server);
+    result['cpuPerMessage'] = (end['cpu']! - start['cpu']!) / (end['echoed']! - start['echoed']!);
+  }
   if (mode === 'idle') {
     await new Promise((resolve) => setTimeout(resolve, 500));
     server.stdin.write('memory\n');
@@ -190,6 +212,7 @@ export async function runHttp2Bench(args: string[]): Promise<void> {
       `${options.reps} reps, ${options.duration} s after ${options.warmup} s warm-up; idle: ${options.idle} WebSockets`,
   );
   const rates: Record<Carrier, number[]> = { http1: [], http2: [] };
+  const cpu: Record<Carrier, number[]> = { http1: [], http2: [] };
   const rss: Record<Carrier, number[]> = { http1: [], http2: [] };
   const live: Record<Carrier, number[]> = { http1: [], http2: [] };
   for (let rep = 0; rep < options.reps; rep++) {
@@ -197,12 +220,13 @@ export async function runHttp2Bench(args: string[]): Promise<void> {
     for (const carrier of order) {
       const c = await measure(carrier, 'C', options);
       rates[carrier].push(c['rate']!);
+      cpu[carrier].push(c['cpuPerMessage']!);
       const idle = await measure(carrier, 'idle', options);
       if (idle['clients'] !== options.idle) throw new Error(`only ${idle['clients']} idle WebSockets on the server`);
       rss[carrier].push(idle['rssPerWs']!);
       live[carrier].push(idle['livePerWs']!);
       console.log(
-        `  rep ${rep + 1} ${carrier}: C ${Math.round(c['rate']!)} msgs/s; idle ` +
+        `  rep ${rep + 1} ${carrier}: C ${Math.round(c['rate']!)} msgs/s, ${c['cpuPerMessage']!.toFixed(2)} µs server CPU/msg; idle ` +
           `${(idle['rssPerWs']! / 1024).toFixed(2)} KiB RSS, ${(idle['livePerWs']! / 1024).toFixed(2)} KiB live per WebSocket`,
       );
     }
@@ -212,6 +236,7 @@ export async function runHttp2Bench(args: string[]): Promise<void> {
   console.log('\n| medians | 100 TCP connections (HTTP/1.1) | one HTTP/2 session | HTTP/2 / HTTP/1.1 |');
   console.log('|---|---|---|---|');
   console.log(row('C: 100 WebSockets, 32 B, 8 in flight', median(rates.http1), median(rates.http2), 'msgs/s', 0));
+  console.log(row('C: server CPU per echoed message', median(cpu.http1), median(cpu.http2), 'µs', 2));
   const kib = (values: number[]): number => median(values) / 1024;
   console.log(row('idle, server RSS per WebSocket', kib(rss.http1), kib(rss.http2), 'KiB', 2));
   console.log(row('idle, live heap + buffers per WebSocket', kib(live.http1), kib(live.http2), 'KiB', 2));

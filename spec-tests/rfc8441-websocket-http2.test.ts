@@ -31,6 +31,7 @@ import {
   StrictInflater,
   clientFrame,
   destroyH2Sessions,
+  encodeFrame,
   extendedConnect,
   h2Request,
   negotiated,
@@ -341,6 +342,51 @@ describe('our client and our server over HTTP/2', () => {
     ws.close(1000);
     assert.equal((await closed).wasClean, true);
     assert.equal(sessions(), 1);
+  });
+});
+
+describe('RFC 8441 §5 and RFC 6455 §4.1: our client checks the server’s answer', () => {
+  it('fails on a subprotocol or extension it did not offer, or a status other than 2xx; a masked server frame fails that WebSocket only', async () => {
+    // A hand-written server on node:http2: each path answers one way, frames by the peer's encoder.
+    const raw = createH2cServer({ settings: { enableConnectProtocol: true } });
+    raw.on('stream', (stream, headers) => {
+      const path = headers[':path'];
+      if (path === '/protocol') stream.respond({ ':status': 200, 'sec-websocket-protocol': 'never-offered' });
+      else if (path === '/extension')
+        stream.respond({ ':status': 200, 'sec-websocket-extensions': 'permessage-deflate' });
+      else if (path === '/teapot') stream.respond({ ':status': 418 }, { endStream: true });
+      else {
+        stream.respond({ ':status': 200 });
+        // RFC 6455 §5.1: "A client MUST close a connection if it detects a masked frame."
+        if (path === '/masked')
+          stream.write(encodeFrame({ opcode: OP.TEXT, payload: 'masked', maskKey: Buffer.from([1, 2, 3, 4]) }));
+        else stream.write(encodeFrame({ opcode: OP.TEXT, payload: 'fine' }));
+      }
+      stream.on('error', () => {});
+      stream.resume();
+    });
+    await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => raw.close(resolve)));
+    const url = (path: string): string => `ws://127.0.0.1:${(raw.address() as AddressInfo).port}${path}`;
+    const fine = connect(url('/fine'), { http2: true });
+    const gotFine = fine.then((ws) => nextMessages(ws, 1));
+    for (const [path, pattern] of [
+      ['/protocol', /subprotocol "never-offered" was not offered/],
+      ['/extension', /extension not offered/],
+      ['/teapot', /refused the WebSocket handshake: 418/],
+    ] as const) {
+      await assert.rejects(connect(url(path), { http2: true, protocols: ['chat'] }), (error: Error) => {
+        assert.ok(error instanceof HandshakeError && pattern.test(error.message), `${path}: ${error.message}`);
+        return true;
+      });
+    }
+    const masked = await connect(url('/masked'), { http2: true });
+    masked.on('error', () => {});
+    assert.equal((await closeEvent(masked, 5000)).code, 1002);
+    const ws = await fine;
+    assert.equal((await gotFine)[0]!.data.toString(), 'fine');
+    assert.equal(ws.readyState, 1, 'the other WebSocket is still open');
+    ws.terminate();
   });
 });
 
