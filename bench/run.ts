@@ -10,6 +10,7 @@
  * clean VM per measurement) and prints its results. To add one, add an entry to SUITES.
  */
 import { runCodecBench } from './codec.js';
+import { runHttp2Bench } from './http2.js';
 import { main as runServerBench } from './server.js';
 
 interface Suite {
@@ -29,6 +30,10 @@ const SUITES: Record<string, Suite> = {
       const code = await runServerBench(options);
       if (code !== 0) process.exitCode = code;
     },
+  },
+  http2: {
+    description: 'WebSockets over HTTP/2 (one h2c session) vs HTTP/1.1 (a connection each): scenario C, idle memory',
+    run: (options) => runHttp2Bench(options),
   },
 };
 

@@ -34,9 +34,13 @@ const CORE = [
 /** Sockets, timers, zlib jobs, queues: what carries the core's decisions out. */
 const DRIVERS = [
   'client.ts',
+  'client-http2.ts',
   'connection.ts',
   'deflate-zlib.ts',
+  'http2.ts',
+  'http2-stream.ts',
   'server.ts',
+  'server-options.ts',
   'timer-wheel.ts',
   'websocket.ts',
   // The learner's layer: the teaching trace (it inflates with node:zlib) and the explorer's server side.

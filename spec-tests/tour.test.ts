@@ -116,7 +116,7 @@ describe('docs/tour.md: the life of one connection', () => {
 
 describe('docs/tour.md: the index from RFC section to source and tests', () => {
   const rows = TOUR.split('\n')
-    .filter((line) => /^\| RFC (6455|7692) §/.test(line))
+    .filter((line) => /^\| RFC (6455|7692|8441) §/.test(line))
     .map((line) => {
       const cells = line.split('|').map((cell) => cell.trim());
       return { section: cells[1]!, sources: spans(cells[3]!), tests: spans(cells[4]!) };

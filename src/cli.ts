@@ -4,6 +4,7 @@
  * fragmented messages reassembled). By default on 127.0.0.1:9001, the address Autobahn|Testsuite's
  * fuzzingclient connects to.
  */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { WebSocketServer } from './server.js';
 import { FrameExplainer, describeReport } from './explain.js';
@@ -23,6 +24,10 @@ An RFC 6455 echo server.
   --no-deflate             don't: every message goes uncompressed
   --trace                  print each handshake and every frame in and out, decoded and explained
   --no-explorer            serve nothing but WebSocket upgrades (by default, GET / serves the protocol explorer)
+  --tls-cert FILE          serve wss:// with this certificate (PEM), over HTTP/2 (RFC 8441) and HTTP/1.1
+  --tls-key FILE           ... and this private key (PEM); both or neither
+  --page FILE              with TLS: serve FILE as the HTML page at / (over HTTP/2; a browser's WebSockets
+                           from that page then share its HTTP/2 connection)
   -h, --help               this text
 `;
 
@@ -36,6 +41,9 @@ function main(): void {
         'max-message-size': { type: 'string' },
         'ping-interval': { type: 'string' },
         trace: { type: 'boolean', default: false },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        page: { type: 'string' },
         deflate: { type: 'boolean', default: false },
         'no-deflate': { type: 'boolean', default: false },
         'no-explorer': { type: 'boolean', default: false },
@@ -76,16 +84,46 @@ function main(): void {
   }
   const deflate = values.deflate || !values['no-deflate'];
   const explorer = !values['no-explorer'];
+  if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined) || (values.page && !values['tls-key'])) {
+    process.stderr.write('--tls-cert and --tls-key go together (and --page needs them)\n');
+    process.exit(2);
+  }
+  let tls: { cert: Buffer; key: Buffer } | undefined;
+  let page: Buffer | undefined;
+  try {
+    if (values['tls-cert'] !== undefined)
+      tls = { cert: readFileSync(values['tls-cert']), key: readFileSync(values['tls-key']!) };
+    if (values.page !== undefined) page = readFileSync(values.page);
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n`);
+    process.exit(2);
+  }
   const server = new WebSocketServer({
     ...options,
     perMessageDeflate: deflate,
     explorer,
     observe: values.trace ? teach : undefined,
+    // With TLS, HTTP/2 and HTTP/1.1 share the port (ALPN); other HTTP/2 requests get the page, or 404.
+    ...(tls !== undefined
+      ? {
+          tls,
+          http2: {
+            onRequest: (stream, headers) => {
+              if (page !== undefined && headers[':method'] === 'GET' && headers[':path'] === '/') {
+                stream.respond({ ':status': 200, 'content-type': 'text/html; charset=utf-8' });
+                stream.end(page);
+              } else stream.respond({ ':status': 404 }, { endStream: true });
+            },
+          },
+        }
+      : {}),
   });
   server.on('connection', (connection, request) => {
     online++;
     const from = `${request.remoteAddress ?? '?'}:${request.remotePort ?? '?'}`;
-    console.log(`+ #${connection.id} ${from} ${request.url}  (${online} online)`);
+    // Which protocol carried the handshake: HTTP/1.1 (an upgrade) or HTTP/2 (a stream, RFC 8441).
+    const over = request.httpVersion === '2.0' ? 'HTTP/2' : `HTTP/${request.httpVersion}`;
+    console.log(`+ #${connection.id} ${from} ${request.url}  over ${over}  (${online} online)`);
     connection.on('message', (data, isBinary) => {
       connection.send(data, { binary: isBinary });
     });
@@ -102,7 +140,9 @@ function main(): void {
     (address) => {
       const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
       const compression = `permessage-deflate ${deflate ? 'on' : 'off'}`;
-      console.log(`echo server listening on ws://${host}:${address.port}/  (${compression}; Ctrl-C to stop)`);
+      const url = `${tls !== undefined ? 'wss' : 'ws'}://${host}:${address.port}/`;
+      const carriers = tls !== undefined ? 'HTTP/2 and HTTP/1.1; ' : '';
+      console.log(`echo server listening on ${url}  (${carriers}${compression}; Ctrl-C to stop)`);
       if (explorer) console.log(`protocol explorer: http://${host}:${address.port}/  (--no-explorer turns it off)`);
     },
     (error: Error) => {

@@ -1,4 +1,5 @@
 import { connect as netConnect, isIP, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { HandshakeError, generateKey, upgradeRequest, validateUpgradeResponse } from './handshake.js';
 import {
@@ -42,6 +43,12 @@ export interface ClientOptions extends ConnectionOptions {
   tls?: TlsConnectionOptions;
   /** Offer permessage-deflate (RFC 7692): true, or options. Default false. */
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
+  /**
+   * Open the WebSocket as a stream of an HTTP/2 connection (RFC 8441; for ws://, h2c with prior
+   * knowledge), shared with other WebSockets to the same origin. `fallback: true`: over HTTP/1.1
+   * instead when the server does not offer it, rather than failing. Default false.
+   */
+  http2?: boolean | { fallback?: boolean };
 }
 
 export const CLIENT_DEFAULTS = Object.freeze({ handshakeTimeout: 10_000, maxHeaderSize: DEFAULT_MAX_HEAD_SIZE });
@@ -89,7 +96,8 @@ export function parseWebSocketUrl(address: string | URL): Target {
 
 /** What the handshake agreed on, for the connection that takes the socket over. */
 export interface Opened {
-  socket: Socket;
+  /** A socket, or an HTTP/2 stream (RFC 8441). */
+  socket: Duplex;
   /** The subprotocol the server chose, or ''. */
   protocol: string;
   /** The Sec-WebSocket-Extensions value agreed, or ''. */

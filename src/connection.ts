@@ -1,6 +1,7 @@
 import type { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { startClientHandshake, type ClientOptions, type Opened } from './client.js';
+import { startHttp2Handshake } from './client-http2.js';
 import { CloseCode, Opcode, ReadyState } from './constants.js';
 import type { PerMessageDeflate } from './deflate-zlib.js';
 import { ConnectionTimeoutError, InvalidStateError } from './errors.js';
@@ -152,7 +153,9 @@ export class Connection implements ProtocolHandler, WheelTarget {
   // ---------------------------------------------------------------------------------------------
 
   connect(address: string | URL, protocols: string | readonly string[], options: ClientOptions): void {
-    this.abortHandshake = startClientHandshake(address, protocols, options, {
+    // RFC 8441: over a stream of an HTTP/2 connection, when asked.
+    const start = options.http2 !== undefined && options.http2 !== false ? startHttp2Handshake : startClientHandshake;
+    this.abortHandshake = start(address, protocols, options, {
       onOpen: (opened) => this.opened(opened),
       onFail: (error) => this.failConnecting(error),
     });

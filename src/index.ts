@@ -5,6 +5,7 @@
  */
 export { WebSocketServer, createServer, SERVER_DEFAULTS } from './server.js';
 export type { ServerOptions, VerifyResult, WebSocketServerEventMap, ClientSet } from './server.js';
+export type { Http2Options } from './http2.js';
 export type { UpgradeRequest } from './handshake.js';
 export { WebSocket, connect, openClient } from './websocket.js';
 export type { WebSocketEventMap, Message } from './websocket.js';

@@ -1,13 +1,14 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import { CloseCode, Opcode, ReadyState } from './constants.js';
 import { PerMessageDeflate } from './deflate-zlib.js';
 import { ExtensionHeaderError, parseExtensions } from './extensions.js';
-import { Explorer, headText, observedConfig, type ConnectionObserver } from './explorer.js';
+import { Explorer, headText, observedConfig } from './explorer.js';
 import { encodeFrame } from './frame.js';
+import { Http2Front, type DeflateAgreement, type Gatekeeper } from './http2.js';
 import {
   describeRequest,
   selectProtocol,
@@ -16,22 +17,8 @@ import {
   type UpgradeFields,
   type UpgradeRequest,
 } from './handshake.js';
-import {
-  DEFAULT_MAX_HEAD_SIZE,
-  HeadReader,
-  HttpError,
-  errorResponse,
-  headerMapOf,
-  parseRequestHead,
-  type RequestHead,
-} from './http1.js';
-import {
-  resolveConnectionOptions,
-  toPayload,
-  type ConnectionOptions,
-  type Data,
-  type ResolvedConnectionOptions,
-} from './options.js';
+import { HeadReader, HttpError, errorResponse, headerMapOf, parseRequestHead, type RequestHead } from './http1.js';
+import { resolveConnectionOptions, toPayload, type Data, type ResolvedConnectionOptions } from './options.js';
 import {
   acceptDeflateOffer,
   deflateOptionsOf,
@@ -39,80 +26,22 @@ import {
   type PerMessageDeflateOptions,
 } from './permessage-deflate.js';
 import { sharedWheel, type WheelTarget } from './timer-wheel.js';
+import {
+  ClientSet,
+  SERVER_DEFAULTS,
+  type ServerOptions,
+  type VerifyResult,
+  type WebSocketServerEventMap,
+} from './server-options.js';
 import { adoptStream, sendFramed, startReading, type WebSocket } from './websocket.js';
+
+export { ClientSet, SERVER_DEFAULTS, type ServerOptions, type VerifyResult, type WebSocketServerEventMap };
 
 /**
  * The server: reads each client's opening handshake off its socket (RFC 6455 §4.2), decides, answers,
  * and hands the socket to a connection; keeps the registry of live connections for `broadcast` and
  * the connection limit; shuts down gracefully.
  */
-
-/** What `verify` may answer. */
-export type VerifyResult =
-  /** true (or nothing): accept. false: refuse with 403. */
-  | boolean
-  | void
-  /** Refuse with this status (and headers, and a short message for the body). */
-  | { status: number; message?: string; headers?: Record<string, string> }
-  /** Accept, and attach `data` to the connection (`connection.data`): the authenticated user, say. */
-  | { data: unknown };
-
-export interface ServerOptions extends ConnectionOptions {
-  /**
-   * Serve only this path (exact match on the path without the query), or the paths this function
-   * accepts. Others get 404.
-   */
-  path?: string | ((path: string, request: UpgradeRequest) => boolean);
-  /**
-   * RFC 6455 §10.2: refuse cross-site connections a browser makes on a page's behalf. The default
-   * allows every origin: set it in production (for example, to compare against your own origin).
-   * Refusals get 403.
-   */
-  checkOrigin?: (origin: string | undefined, request: UpgradeRequest) => boolean;
-  /** Subprotocols this server speaks. The client's most preferred one of these is chosen; never one not listed. */
-  protocols?: readonly string[];
-  /** Choose the subprotocol yourself: return one of `offered`, or undefined for none. Overrides `protocols`. */
-  handleProtocols?: (offered: readonly string[], request: UpgradeRequest) => string | undefined;
-  /** Decide whether to accept a connection (authenticate it, say); may be async. */
-  verify?: (request: UpgradeRequest) => VerifyResult | Promise<VerifyResult>;
-  /** Drop a client that has not completed its handshake within this many ms. Default 10 000. */
-  handshakeTimeout?: number;
-  /** Largest request head accepted; bigger ones get 431. Default 16 KiB. */
-  maxHeaderSize?: number;
-  /** Connections beyond this many (open, or accepted and being verified) get 503. Default: no limit. */
-  maxConnections?: number;
-  /** For `listen()`: serve wss:// with these TLS options (key, cert, ...). */
-  tls?: TlsOptions;
-  /**
-   * permessage-deflate (RFC 7692): true, or options, to accept clients' offers. Default false:
-   * compression costs CPU and up to ~300 KiB of zlib state per connection that uses it.
-   */
-  perMessageDeflate?: boolean | PerMessageDeflateOptions;
-  /**
-   * Serve the protocol explorer (src/explorer.ts) to a plain `GET /`: a page that shows its own
-   * connection's handshake and frames, through a token-bound observer socket. Default false; the echo CLI turns it on.
-   */
-  explorer?: boolean;
-  /** @internal Sees every accepted handshake; may return a tracer for that connection's frames (--trace). */
-  observe?: ConnectionObserver;
-}
-
-export interface WebSocketServerEventMap {
-  /** A new connection, after a successful handshake. */
-  connection: [socket: WebSocket, request: UpgradeRequest];
-  /** A handshake refused with an HTTP error (for logging). */
-  rejected: [status: number, message: string, remoteAddress: string | undefined];
-  /** Errors of the listening socket, and exceptions thrown by hooks (answered with 500). */
-  error: [error: Error];
-  /** Emitted once by `close()` when everything is gone. */
-  close: [];
-}
-
-export const SERVER_DEFAULTS = Object.freeze({
-  handshakeTimeout: 10_000,
-  maxHeaderSize: DEFAULT_MAX_HEAD_SIZE,
-  maxConnections: Infinity,
-});
 
 /** How long a refused client gets to read the error response before its socket is destroyed. */
 const REFUSAL_LINGER_MS = 1_000;
@@ -123,55 +52,11 @@ const REFUSAL_LINGER_MS = 1_000;
  */
 const REFUSAL_DRAIN_BYTES = 64 * 1024;
 
-/**
- * The live connections (OPEN or CLOSING) seen as the read-only Set `ws` users know
- * (`clients.size`, `for (const c of clients)`), over the server's own map from id to connection.
- */
-export class ClientSet implements ReadonlySet<WebSocket> {
-  readonly #byId: ReadonlyMap<number, WebSocket>;
-
-  constructor(byId: ReadonlyMap<number, WebSocket>) {
-    this.#byId = byId;
-  }
-
-  get size(): number {
-    return this.#byId.size;
-  }
-
-  has(connection: WebSocket): boolean {
-    return this.#byId.get(connection.id) === connection;
-  }
-
-  /** The connection with this id, if it is live. */
-  get(id: number): WebSocket | undefined {
-    return this.#byId.get(id);
-  }
-
-  forEach(callback: (value: WebSocket, key: WebSocket, set: ReadonlySet<WebSocket>) => void, thisArg?: unknown): void {
-    for (const connection of this.#byId.values()) callback.call(thisArg, connection, connection, this);
-  }
-
-  values(): SetIterator<WebSocket> {
-    return this.#byId.values();
-  }
-
-  keys(): SetIterator<WebSocket> {
-    return this.#byId.values();
-  }
-
-  *entries(): SetIterator<[WebSocket, WebSocket]> {
-    for (const connection of this.#byId.values()) yield [connection, connection];
-  }
-
-  [Symbol.iterator](): SetIterator<WebSocket> {
-    return this.#byId.values();
-  }
-}
-
 export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
   /** The live connections (OPEN or CLOSING), a read-only Set keyed by connection (as in `ws`). */
   readonly clients: ClientSet;
   readonly #admission: Admission;
+  readonly #http2: Http2Front;
   #netServer: NetServer | null = null;
   #closing: Promise<void> | null = null;
 
@@ -179,6 +64,7 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
     super();
     this.#admission = new Admission(this, options);
     this.clients = new ClientSet(this.#admission.byId);
+    this.#http2 = new Http2Front(this.#admission, options.http2 ?? false);
   }
 
   /** Listen on a TCP port (0 for any free one). Resolves with the bound address. */
@@ -186,7 +72,7 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
     if (this.#netServer !== null) return Promise.reject(new Error('already listening'));
     const tls = this.#admission.options.tls;
     const onSocket = (socket: Socket): void => this.handleSocket(socket);
-    const server = tls !== undefined ? createTlsServer(tls, onSocket) : createNetServer(onSocket);
+    const server = tls === undefined ? createNetServer(onSocket) : this.#http2.createTlsServer(tls, onSocket);
     this.#netServer = server;
     return new Promise((resolve, reject) => {
       server.once('error', reject);
@@ -250,6 +136,14 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
     handshake.startFromParsed(fromIncomingMessage(request), head, timeout, callback);
   }
 
+  /**
+   * Take over an extended CONNECT (RFC 8441) from a `node:http2` server's 'stream' event (its settings
+   * with `enableConnectProtocol: true`), like `handleUpgrade`: emits 'connection' or calls `callback`.
+   */
+  handleHttp2Stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, callback?: ConnectionCallback): void {
+    this.#http2.handleStream(stream, headers, callback);
+  }
+
   /** Send one message to every open connection (that `filter` accepts), framed once. Returns how many got it. */
   broadcast(data: Data, options: { binary?: boolean } = {}, filter?: (connection: WebSocket) => boolean): number {
     const binary = options.binary ?? typeof data !== 'string';
@@ -298,6 +192,9 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
         });
         client.close(CloseCode.GoingAway, 'server shutting down');
       }
+      // RFC 8441 §6 and RFC 9113 §6.8: after the 1001s are written, GOAWAY to our HTTP/2 sessions.
+      this.#http2.close();
+      setImmediate(() => this.#http2.goAway());
       maybeDone();
     });
     return this.#closing;
@@ -315,7 +212,7 @@ type ConnectionCallback = (connection: WebSocket, request: UpgradeRequest) => vo
  * The server's decisions about handshakes (RFC 6455 §4.2.1, then its own policy) and its registry
  * of connections: what pending handshakes talk to, out of the public class's way.
  */
-class Admission {
+class Admission implements Gatekeeper {
   readonly byId = new Map<number, WebSocket>();
   readonly handshakes = new Set<PendingHandshake>();
   readonly options: ServerOptions;
@@ -323,6 +220,7 @@ class Admission {
   readonly connectionOptions: ResolvedConnectionOptions;
   readonly deflateOptions: PerMessageDeflateOptions | null;
   readonly explorer: Explorer | null;
+  readonly handshakeTimeout: number;
   /** Handshakes past the connection-limit check that are not connections yet (being verified). */
   reserved = 0;
   private nextId = 1;
@@ -335,20 +233,29 @@ class Admission {
     this.connectionOptions = resolveConnectionOptions(options);
     this.deflateOptions = deflateOptionsOf(options.perMessageDeflate);
     this.explorer = options.explorer === true ? new Explorer() : null;
+    this.handshakeTimeout = options.handshakeTimeout ?? SERVER_DEFAULTS.handshakeTimeout;
   }
 
   /** RFC 6455 §4.2.1, then this server's own policy. Throws an HttpError to refuse. */
   evaluate(head: RequestHead, socket: Duplex): Verdict {
     const request = describeRequest(head, remoteAddressOf(socket), (socket as Partial<Socket>).remotePort);
-    const options = this.options;
     // A path we do not serve is "not found" whatever else is wrong with the request.
-    if (options.path !== undefined) {
-      const served =
-        typeof options.path === 'string' ? request.path === options.path : options.path(request.path, request);
-      if (!served) throw new HttpError(404, 'no WebSocket endpoint at this path');
-    }
+    this.checkPath(request);
     const fields = validateUpgradeRequest(head);
     request.protocols = fields.protocols;
+    return { fields, request, deflate: this.decideFields(fields, request) };
+  }
+
+  checkPath(request: UpgradeRequest): void {
+    const path = this.options.path;
+    if (path === undefined) return;
+    const served = typeof path === 'string' ? request.path === path : path(request.path, request);
+    if (!served) throw new HttpError(404, 'no WebSocket endpoint at this path');
+  }
+
+  /** The server's policy once the handshake itself is valid (over HTTP/1.1 or HTTP/2). */
+  decideFields(fields: UpgradeFields, request: UpgradeRequest): DeflateAgreement {
+    const options = this.options;
     // RFC 6455 §4.2.2 item 4, §10.2: "If the origin indicated is unacceptable to the server, then it
     // SHOULD respond to the WebSocket handshake with a reply containing an appropriate HTTP error
     // code (such as 403 Forbidden)".
@@ -369,7 +276,7 @@ class Admission {
         throw error;
       }
     }
-    return { fields, request, deflate };
+    return deflate;
   }
 
   /** Choose the subprotocol (RFC 6455 §4.2.2 item 5.4). Never one the client did not offer. */
@@ -385,15 +292,55 @@ class Admission {
     return selectProtocol(offered, this.options.protocols ?? []);
   }
 
+  /** Run `verify` (when set), counting the handshake against the connection limit meanwhile. */
+  verifyThen(request: UpgradeRequest, accept: (data: unknown) => void, refuse: (error: HttpError) => void): void {
+    const verify = this.options.verify;
+    if (verify === undefined) {
+      accept(undefined);
+      return;
+    }
+    this.reserved++;
+    let settled = false;
+    const conclude = (result: VerifyResult): void => {
+      if (settled) return;
+      settled = true;
+      this.reserved--;
+      if (result === undefined || result === true) accept(undefined);
+      else if (result === false) refuse(new HttpError(403, 'connection refused'));
+      else if ('status' in result)
+        refuse(new HttpError(result.status, result.message ?? 'connection refused', result.headers ?? {}));
+      else accept(result.data);
+    };
+    const fail = (error: unknown): void => {
+      if (settled) return;
+      settled = true;
+      this.reserved--;
+      refuse(this.internalError(error));
+    };
+    try {
+      const result = verify(request);
+      if (result instanceof Promise) result.then(conclude, fail).catch(fail);
+      else conclude(result);
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  internalError(error: unknown): HttpError {
+    this.emitError(error instanceof Error ? error : new Error(String(error)));
+    return new HttpError(500, 'internal server error');
+  }
+
   /** The handshake is done: make it a connection, register it, announce it, start reading. */
   admit(
     stream: Duplex,
     rest: Buffer,
     protocol: string | undefined,
-    verdict: Verdict,
+    verdict: Pick<Verdict, 'request' | 'deflate'>,
     data: unknown,
     callback: ConnectionCallback | undefined,
-    seen: { head: RequestHead; raw: Buffer | undefined; response: Buffer },
+    /** The HTTP/1.1 handshake as it went, for observers; none over HTTP/2 (RFC 8441 has no key). */
+    seen?: { head: RequestHead; raw: Buffer | undefined; response: Buffer; key: string },
   ): void {
     const { deflate, request } = verdict;
     const id = this.nextId++;
@@ -404,9 +351,10 @@ class Admission {
       : observedConfig(this.connectionOptions, observers, {
           id,
           request,
-          requestHead: headText(seen.head, seen.raw),
-          responseHead: seen.response.toString('latin1'),
-          key: verdict.fields.key,
+          requestHead:
+            seen === undefined ? `CONNECT ${request.path} (HTTP/2, RFC 8441)\r\n` : headText(seen.head, seen.raw),
+          responseHead: seen === undefined ? ':status 200\r\n' : seen.response.toString('latin1'),
+          key: seen?.key ?? '',
           extensions: deflate?.response ?? '',
         });
     const connection = adoptStream(config, {
@@ -532,7 +480,7 @@ class PendingHandshake implements WheelTarget {
       verdict = admission.evaluate(head, this.socket);
       protocol = admission.chooseProtocol(verdict.fields.protocols, verdict.request);
     } catch (error) {
-      this.refuse(error instanceof HttpError ? error : this.internalError(error));
+      this.refuse(error instanceof HttpError ? error : admission.internalError(error));
       return;
     }
     const accept = (data: unknown): void => {
@@ -541,44 +489,14 @@ class PendingHandshake implements WheelTarget {
       this.detach();
       const response = switchingProtocolsResponse(verdict.fields.key, protocol, verdict.deflate?.response);
       this.socket.write(response);
-      admission.admit(this.socket, rest, protocol, verdict, data, callback, { head, raw, response });
+      admission.admit(this.socket, rest, protocol, verdict, data, callback, {
+        head,
+        raw,
+        response,
+        key: verdict.fields.key,
+      });
     };
-    const verify = admission.options.verify;
-    if (verify === undefined) {
-      accept(undefined);
-      return;
-    }
-    // Count this one against the connection limit while it is being verified.
-    admission.reserved++;
-    let settled = false;
-    const conclude = (result: VerifyResult): void => {
-      if (settled) return;
-      settled = true;
-      admission.reserved--;
-      if (result === undefined || result === true) accept(undefined);
-      else if (result === false) this.refuse(new HttpError(403, 'connection refused'));
-      else if ('status' in result)
-        this.refuse(new HttpError(result.status, result.message ?? 'connection refused', result.headers ?? {}));
-      else accept(result.data);
-    };
-    const fail = (error: unknown): void => {
-      if (settled) return;
-      settled = true;
-      admission.reserved--;
-      this.refuse(this.internalError(error));
-    };
-    try {
-      const result = verify(verdict.request);
-      if (result instanceof Promise) result.then(conclude, fail).catch(fail);
-      else conclude(result);
-    } catch (error) {
-      fail(error);
-    }
-  }
-
-  private internalError(error: unknown): HttpError {
-    this.admission.emitError(error instanceof Error ? error : new Error(String(error)));
-    return new HttpError(500, 'internal server error');
+    admission.verifyThen(verdict.request, accept, (error) => this.refuse(error));
   }
 
   /**

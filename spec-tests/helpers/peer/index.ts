@@ -3,6 +3,7 @@
  * frame encoder and decoder (RFC 6455 §5), its own HTTP/1.1 handshake code (§4) and
  * permessage-deflate driven by node:zlib (RFC 7692). It never imports src/: a test that runs our
  * server or client against it checks them against a second reading of the RFCs, not their own.
+ * Over HTTP/2 (RFC 8441), node:http2 carries the streams and the same code does the frames.
  * (spec-tests/test-peer.test.ts checks the import lines of every file here.)
  */
 export * from './frames.js';
@@ -12,3 +13,4 @@ export * from './connection.js';
 export * from './client.js';
 export * from './server.js';
 export * from './wait.js';
+export * from './http2.js';

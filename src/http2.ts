@@ -1,0 +1,282 @@
+import {
+  constants as h2,
+  createServer as createH2cServer,
+  type Http2Session,
+  type IncomingHttpHeaders,
+  type OutgoingHttpHeaders,
+  type ServerHttp2Stream,
+  type Settings,
+} from 'node:http2';
+import type { Duplex } from 'node:stream';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket, type TlsOptions } from 'node:tls';
+import { WEBSOCKET_VERSION } from './constants.js';
+import { describeRequest, type UpgradeFields, type UpgradeRequest } from './handshake.js';
+import { HttpError, isToken, listHeader, singleHeader, type HeaderMap } from './http1.js';
+import type { DeflateParams } from './permessage-deflate.js';
+import { prepareWebSocketStream } from './http2-stream.js';
+import type { WebSocket } from './websocket.js';
+
+/**
+ * WebSockets over HTTP/2 (RFC 8441), server side. A WebSocket is one HTTP/2 stream opened with an
+ * extended CONNECT (`:method CONNECT`, `:protocol websocket`); the server answers `:status 200`
+ * and from then on the stream's DATA frames carry WebSocket frames, exactly as TCP does over
+ * HTTP/1.1. So the same driver runs the connection (an Http2Stream is a stream.Duplex), and the
+ * same decisions admit it (path, origin, subprotocols, permessage-deflate, `verify`, the limits):
+ * this file turns the stream's headers into what the server's admission reads, and its verdict
+ * into an HTTP/2 response.
+ */
+
+/** For the server's own `listen()` with `tls` (RFC 8441 needs nothing more; these are optional). */
+export interface Http2Options {
+  /**
+   * Streams that are not WebSocket handshakes (a browser's GET for the page that opens the
+   * WebSocket, say). Without it they get 405.
+   */
+  onRequest?: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void;
+  /** More HTTP/2 settings for the sessions (`enableConnectProtocol` is always on). */
+  settings?: Settings;
+}
+
+/** What a permessage-deflate agreement is made of (the server's Admission decides it). */
+export type DeflateAgreement = { response: string; params: DeflateParams } | null;
+
+/** The server's admission, as the HTTP/2 way in uses it (src/server.ts implements it). */
+export interface Gatekeeper {
+  readonly handshakeTimeout: number;
+  /** 404 (an HttpError) for a path the server does not serve. */
+  checkPath(request: UpgradeRequest): void;
+  /** Origin, connection limit, permessage-deflate: the policy after the handshake's own checks. */
+  decideFields(fields: UpgradeFields, request: UpgradeRequest): DeflateAgreement;
+  chooseProtocol(offered: readonly string[], request: UpgradeRequest): string | undefined;
+  /** Run `verify` (if any), then exactly one of `accept` or `refuse`. */
+  verifyThen(request: UpgradeRequest, accept: (data: unknown) => void, refuse: (error: HttpError) => void): void;
+  internalError(error: unknown): HttpError;
+  admit(
+    stream: Duplex,
+    rest: Buffer,
+    protocol: string | undefined,
+    verdict: { request: UpgradeRequest; deflate: DeflateAgreement },
+    data: unknown,
+    callback?: (connection: WebSocket, request: UpgradeRequest) => void,
+  ): void;
+  emitRejected(status: number, message: string, remoteAddress: string | undefined): void;
+  emitError(error: Error): void;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** The headers of an HTTP/2 request as a HeaderMap (pseudo-headers left out; arrays kept apart). */
+function headerMapOfH2(headers: IncomingHttpHeaders): HeaderMap {
+  const map: HeaderMap = new Map();
+  for (const [name, value] of Object.entries(headers)) {
+    if (name.startsWith(':') || value === undefined) continue;
+    map.set(name, Array.isArray(value) ? [...value] : [String(value)]);
+  }
+  // RFC 9113 §8.3.1: ":authority" takes the place of Host; hooks that read `headers.host` still find it.
+  const authority = headers[':authority'];
+  if (!map.has('host') && typeof authority === 'string') map.set('host', [authority]);
+  return map;
+}
+
+/**
+ * RFC 8441 §4-§5: check an extended CONNECT and read what it asks for. Throws an HttpError: 405 for
+ * another method, 400 for a plain CONNECT or missing pseudo-headers, 501 for a `:protocol` other
+ * than websocket (these first: such a request is no WebSocket handshake, whatever its path), 404
+ * for a path not served, 426 for a Sec-WebSocket-Version other than 13 (RFC 6455 §4.4), 400 for the rest.
+ */
+export function validateExtendedConnect(
+  headers: IncomingHttpHeaders,
+  remoteAddress: string | undefined,
+  remotePort: number | undefined,
+  gate: Gatekeeper,
+): { request: UpgradeRequest; fields: UpgradeFields } {
+  const path = headers[':path'];
+  const map = headerMapOfH2(headers);
+  const method = headers[':method'] ?? '';
+  const request = describeRequest(
+    { method, target: path ?? '/', version: [2, 0], headers: map },
+    remoteAddress,
+    remotePort,
+  );
+  if (method !== 'CONNECT') {
+    throw new HttpError(405, 'a WebSocket over HTTP/2 is opened with an extended CONNECT (RFC 8441 §4)', {
+      allow: 'CONNECT',
+    });
+  }
+  const protocol = headers[':protocol'];
+  if (protocol === undefined) throw new HttpError(400, 'a CONNECT without :protocol: this server is not a proxy');
+  // RFC 8441 §4: ":protocol" names the protocol; we speak only "websocket" (its registered token).
+  if (protocol !== 'websocket') throw new HttpError(501, `the :protocol "${String(protocol)}" is not supported`);
+  // RFC 8441 §4: "the :scheme and :path pseudo-header fields MUST be included".
+  if (path === undefined || headers[':scheme'] === undefined) throw new HttpError(400, 'missing :scheme or :path');
+  if (headers[':authority'] === undefined) throw new HttpError(400, 'missing :authority');
+  // A WebSocket handshake, then: a path we do not serve is "not found" whatever else is wrong with it.
+  gate.checkPath(request);
+  // RFC 8441 §5: no Sec-WebSocket-Key or Sec-WebSocket-Accept; Sec-WebSocket-Version stays (RFC 6455 §4.2.1 item 6).
+  const version = map.get('sec-websocket-version');
+  const speaks = { 'sec-websocket-version': String(WEBSOCKET_VERSION) };
+  if (version === undefined) throw new HttpError(400, 'missing Sec-WebSocket-Version header', speaks);
+  if (version.length !== 1 || version[0] !== String(WEBSOCKET_VERSION)) {
+    throw new HttpError(426, `unsupported WebSocket version; this server speaks ${WEBSOCKET_VERSION}`, speaks);
+  }
+  const protocols = listHeader(map, 'sec-websocket-protocol');
+  // RFC 6455 §4.1: subprotocols are tokens and "MUST all be unique strings".
+  if (protocols.some((p) => !isToken(p)) || new Set(protocols).size !== protocols.length) {
+    throw new HttpError(400, 'invalid Sec-WebSocket-Protocol header');
+  }
+  request.protocols = protocols;
+  const fields: UpgradeFields = {
+    key: '',
+    protocols,
+    extensions: map.get('sec-websocket-extensions') ?? [],
+    origin: singleHeader(map, 'origin'),
+  };
+  return { request, fields };
+}
+
+/** The HTTP/2 side of one WebSocketServer: its handshakes, and the sessions of its own `listen()`. */
+export class Http2Front {
+  /** Sessions of our own listen(): GOAWAY goes to these when the server closes. */
+  private readonly sessions = new Set<Http2Session>();
+  private closing = false;
+  private readonly options: Http2Options | null;
+
+  constructor(
+    private readonly gate: Gatekeeper,
+    options: boolean | Http2Options,
+  ) {
+    this.options = options === false ? null : options === true ? {} : options;
+  }
+
+  /**
+   * The server's own TLS listener. With HTTP/2 on, it speaks HTTP/2 and HTTP/1.1 on one port: ALPN
+   * (RFC 7301) picks; h2 goes to node:http2, anything else (http/1.1, or no ALPN) to `onHttp1` (the
+   * server's own HTTP/1.1 handshake). Without, every socket goes to `onHttp1`.
+   */
+  createTlsServer(tls: TlsOptions, onHttp1: (socket: TLSSocket) => void): TlsServer {
+    const options = this.options;
+    if (options === null) return createTlsServer(tls, onHttp1);
+    // Not listening itself: the TLS server hands it the sockets that chose h2.
+    const h2server = createH2cServer({ settings: { ...options.settings, enableConnectProtocol: true } });
+    h2server.on('session', (session) => {
+      this.sessions.add(session);
+      // Session errors (a peer that breaks HTTP/2 itself) end that session only; never throw.
+      session.on('error', (error) => this.gate.emitError(error));
+      session.once('close', () => this.sessions.delete(session));
+      if (this.closing) session.close();
+    });
+    h2server.on('stream', (stream, headers) => {
+      if (headers[':method'] !== 'CONNECT' && options.onRequest !== undefined) {
+        options.onRequest(stream, headers);
+        return;
+      }
+      this.handleStream(stream, headers);
+    });
+    return createTlsServer({ ALPNProtocols: ['h2', 'http/1.1'], ...tls }, (socket) => {
+      if (socket.alpnProtocol === 'h2') h2server.emit('connection', socket);
+      else onHttp1(socket);
+    });
+  }
+
+  /** RFC 8441 §6 and RFC 9113 §6.8: the server is closing; GOAWAY to every session we own. */
+  goAway(): void {
+    // close() sends GOAWAY and lets the streams already open finish (their 1001 close handshakes).
+    for (const session of this.sessions) session.close();
+  }
+
+  /** A stream from an HTTP/2 server's 'stream' event: answer the handshake, and run the WebSocket. */
+  handleStream(
+    stream: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+    callback?: (connection: WebSocket, request: UpgradeRequest) => void,
+  ): void {
+    const gate = this.gate;
+    const socket = stream.session?.socket;
+    if (this.closing) {
+      // RFC 9113 §8.7: REFUSED_STREAM says nothing was processed; the client may retry elsewhere.
+      if (!stream.destroyed) stream.close(h2.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    // Until the WebSocket takes the stream over, a reset from the client just ends the attempt.
+    const ignore = (): void => {};
+    stream.on('error', ignore);
+    let decided = false;
+    let timer: NodeJS.Timeout | null = null;
+    const refuse = (error: HttpError): void => {
+      if (decided) return;
+      decided = true;
+      if (timer !== null) clearTimeout(timer);
+      gate.emitRejected(error.status, error.message, socket?.remoteAddress);
+      respondWithError(stream, error, gate);
+    };
+    let request: UpgradeRequest;
+    let fields: UpgradeFields;
+    let deflate: DeflateAgreement;
+    let protocol: string | undefined;
+    try {
+      ({ request, fields } = validateExtendedConnect(headers, socket?.remoteAddress, socket?.remotePort, gate));
+      deflate = gate.decideFields(fields, request);
+      protocol = gate.chooseProtocol(fields.protocols, request);
+    } catch (error) {
+      refuse(error instanceof HttpError ? error : gate.internalError(error));
+      return;
+    }
+    const accept = (data: unknown): void => {
+      if (decided) return;
+      decided = true;
+      if (timer !== null) clearTimeout(timer);
+      if (stream.destroyed || stream.closed) return;
+      // RFC 8441 §5: a 2xx status accepts; the subprotocol and extensions answer as in RFC 6455 §4.2.2.
+      const response: OutgoingHttpHeaders = { ':status': 200 };
+      if (protocol !== undefined) response['sec-websocket-protocol'] = protocol;
+      if (deflate !== null) response['sec-websocket-extensions'] = deflate.response;
+      try {
+        stream.respond(response);
+      } catch (error) {
+        gate.emitError(error instanceof Error ? error : new Error(String(error)));
+        stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+        return;
+      }
+      stream.off('error', ignore);
+      prepareWebSocketStream(stream, 'server');
+      gate.admit(stream, EMPTY, protocol, { request, deflate }, data, callback);
+    };
+    if (gate.handshakeTimeout > 0) {
+      timer = setTimeout(() => {
+        decided = true;
+        if (!stream.destroyed) stream.close(h2.NGHTTP2_CANCEL);
+      }, gate.handshakeTimeout);
+      timer.unref();
+    }
+    gate.verifyThen(request, accept, refuse);
+  }
+
+  /** The server is closing: new WebSocket streams are refused, new sessions closed at once. */
+  close(): void {
+    this.closing = true;
+  }
+}
+
+/** A refusal as an HTTP/2 response: the status, headers, a short text body, END_STREAM. */
+function respondWithError(stream: ServerHttp2Stream, error: HttpError, gate: Gatekeeper): void {
+  if (stream.destroyed || stream.closed) return;
+  const body = `${error.message}\n`;
+  const base = { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(body)) };
+  const withHeaders: OutgoingHttpHeaders = { ...base, ':status': error.status };
+  for (const [name, value] of Object.entries(error.headers)) withHeaders[name.toLowerCase()] = value;
+  try {
+    stream.respond(withHeaders);
+  } catch (invalid) {
+    // Headers from a `verify` hook that HTTP/2 cannot carry (a connection-specific one, say).
+    gate.emitError(invalid instanceof Error ? invalid : new Error(String(invalid)));
+    const fallback = 'internal server error\n';
+    stream.respond({ ...base, 'content-length': String(fallback.length), ':status': 500 });
+    stream.end(fallback);
+    stream.close();
+    return;
+  }
+  stream.end(body);
+  // RFC 9113 §8.1: a complete response may come before the request ends; the stream then closes
+  // (RST_STREAM NO_ERROR once our END_STREAM is out), so a client streaming on gets nowhere.
+  stream.close();
+}
