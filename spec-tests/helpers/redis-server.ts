@@ -56,6 +56,11 @@ export class RedisServer {
     return `redis://127.0.0.1:${this.port}`;
   }
 
+  /** One on a free port, not started yet (`restart()` starts it): for a test of Redis coming up late. */
+  static async unstarted(): Promise<RedisServer> {
+    return new RedisServer(await freePort());
+  }
+
   /** Start on a free port (another port if someone took it meanwhile). */
   static async start(): Promise<RedisServer> {
     let lastError: Error | null = null;
@@ -101,4 +106,20 @@ export class RedisServer {
     child.kill('SIGKILL');
     await exited;
   }
+}
+
+/** Send one command (inline form) to Redis and read its whole reply (for assertions on its state). */
+export function redisCommand(port: number, command: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ port, host: '127.0.0.1' });
+    let reply = '';
+    socket.setTimeout(3000, () => {
+      socket.destroy();
+      reject(new Error(`no reply to ${command}`));
+    });
+    socket.on('error', reject);
+    socket.on('connect', () => socket.end(`${command}\r\nQUIT\r\n`));
+    socket.on('data', (chunk) => (reply += chunk.toString('utf8')));
+    socket.on('close', () => resolve(reply.replace(/\+OK\r\n$/, '')));
+  });
 }
