@@ -31,9 +31,21 @@ const CORE = [
   'writer.ts',
 ];
 /** Sockets, timers, zlib jobs, queues: what carries the core's decisions out. */
-const DRIVERS = ['client.ts', 'connection.ts', 'deflate-zlib.ts', 'server.ts', 'timer-wheel.ts', 'websocket.ts'];
-/** The package's entry point and the echo CLI. */
-const APPS = ['cli.ts', 'index.ts'];
+const DRIVERS = [
+  'broker.ts',
+  'broker-cluster.ts',
+  'client.ts',
+  'connection.ts',
+  'deflate-zlib.ts',
+  'redis.ts',
+  'server.ts',
+  'timer-wheel.ts',
+  'topics.ts',
+  'websocket.ts',
+  'workers.ts',
+];
+/** The package's entry points and the CLIs. */
+const APPS = ['chat.ts', 'cli.ts', 'index.ts'];
 
 const MAX_LINES = 650;
 /** Prettier's print width (.prettierrc.json): it wraps code; comments and strings in src/ are wrapped by hand. */
@@ -123,5 +135,22 @@ describe('the layers of src/', () => {
       const lines = source(file).split('\n').length;
       assert.ok(lines <= MAX_LINES, `${file} has ${lines} lines`);
     }
+  });
+
+  it('only src/redis.ts (the wsrfc/redis entry point) imports the redis package; the main entry never loads it', () => {
+    const loadsRedis = /(?:from\s+|import\s*\(\s*)'(?:redis|@redis\/[^']*)'/;
+    for (const file of [...CORE, ...DRIVERS, ...APPS]) {
+      if (file === 'redis.ts') continue;
+      assert.equal(loadsRedis.exec(source(file)), null, `${file} imports redis`);
+    }
+    // What `import 'wsrfc'` loads, followed through every static import: never redis.ts.
+    const seen = new Set<string>();
+    const walk = (file: string): void => {
+      if (seen.has(file)) return;
+      seen.add(file);
+      for (const next of localImports(file)) walk(next);
+    };
+    walk('index.ts');
+    assert.ok(!seen.has('redis.ts'), 'index.ts reaches redis.ts');
   });
 });
