@@ -5,6 +5,8 @@
  * (1001 to each client). Clients are the independent test peer.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { ChatProcess } from './helpers/chat-process.js';
 import { RawClient, destroyRawClients } from './helpers/peer/index.js';
@@ -94,5 +96,21 @@ describe('chat CLI arguments for scale-out', () => {
     const scheme = await ChatProcess.run(['--port', '0', '--broker', 'http://127.0.0.1:6379']);
     assert.equal(scheme.code, 1);
     assert.match(scheme.output, /invalid Redis URL "http:\/\/127\.0\.0\.1:6379\/": the scheme must be redis:\/\//);
+  });
+
+  it('Redis unreachable at start: one process or every worker gives up with an error naming the URL', async () => {
+    const probe = createServer().listen(0, '127.0.0.1');
+    await once(probe, 'listening');
+    const port = (probe.address() as AddressInfo).port;
+    probe.close();
+    await once(probe, 'close');
+    const url = `redis://127.0.0.1:${port}`;
+    for (const workers of [[], ['--workers', '2']]) {
+      const started = Date.now();
+      const run = await ChatProcess.run(['--port', '0', ...workers, '--broker', url]);
+      assert.equal(run.code, 1, run.output);
+      assert.match(run.output, new RegExp(`cannot start: cannot reach Redis at redis://127\\.0\\.0\\.1:${port}`));
+      assert.ok(Date.now() - started < 15_000, `gave up after ${Date.now() - started} ms`);
+    }
   });
 });

@@ -60,7 +60,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEventMap> {
   /** Where the workers listen, once they do. */
   address: AddressInfo | null = null;
   readonly #relay = new ClusterRelay();
-  readonly #index = new Map<Worker, { index: number; started: number }>();
+  readonly #index = new Map<Worker, { index: number; started: number; listening: boolean }>();
   readonly #closeTimeout: number;
   #closing: Promise<void> | null = null;
 
@@ -84,6 +84,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEventMap> {
       const onMessage = (worker: Worker, message: unknown): void => {
         if (!isControl(message) || !this.#index.has(worker)) return;
         if (message.wsrfc === 'listening') {
+          this.#index.get(worker)!.listening = true;
           this.address = message.address;
           this.emit('listening', worker.process.pid!, message.address);
           if (++listening === this.size) resolve(message.address);
@@ -104,7 +105,10 @@ export class WorkerPool extends EventEmitter<WorkerPoolEventMap> {
       [...this.#index.keys()].map(async (worker) => {
         if (worker.isDead()) return;
         const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-        if (worker.isConnected()) worker.send({ wsrfc: 'close', timeout: this.#closeTimeout }, undefined, () => {});
+        // One still starting has no server to drain (and may not listen for the message yet).
+        if (!this.#index.get(worker)!.listening) worker.process.kill('SIGTERM');
+        else if (worker.isConnected())
+          worker.send({ wsrfc: 'close', timeout: this.#closeTimeout }, undefined, () => {});
         // Whatever the worker does, it is gone after the timeout and a margin for its own.
         const kill = setTimeout(() => worker.process.kill('SIGKILL'), this.#closeTimeout + 2000);
         await exited;
@@ -116,7 +120,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEventMap> {
 
   #fork(index: number): void {
     const worker = cluster.fork({ WSRFC_WORKER_INDEX: String(index) });
-    this.#index.set(worker, { index, started: Date.now() });
+    this.#index.set(worker, { index, started: Date.now(), listening: false });
   }
 
   #exited(worker: Worker, code: number | null, signal: string | null): void {
@@ -151,14 +155,15 @@ export async function runWorkers(start: StartWorker, options: WorkersOptions = {
   process.on('SIGINT', () => {});
   const index = Number(process.env.WSRFC_WORKER_INDEX ?? 0);
   let server: WebSocketServer;
+  let address: AddressInfo | null;
   try {
     server = await start({ broker: new ClusterBroker(), index });
+    address = server.address();
+    if (address === null) throw new Error('the server that start() returned is not listening');
   } catch (error) {
     process.send!({ wsrfc: 'failed', message: (error as Error).message }, undefined, {}, () => process.exit(1));
     return undefined;
   }
-  const address = server.address();
-  if (address === null) throw new Error('the server start() returned is not listening');
   process.on('message', (message: unknown) => {
     if (!isControl(message) || message.wsrfc !== 'close') return;
     void server.close(message.timeout).then(() => process.exit(0));
