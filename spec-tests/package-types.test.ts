@@ -28,8 +28,20 @@ import {
   LocalBroker, ClusterBroker, runWorkers, WorkerPool, type Broker, type BrokerHost, type PublishOptions,
   type WorkersOptions, type WorkerContext, type StartWorker, type WorkerPoolEventMap,
 } from 'wsrfc';
+import {
+  RedisBroker, connectRedisBroker, type RedisBrokerOptions, type RedisBrokerStats, type RedisBrokerEventMap,
+} from 'wsrfc/redis';
 
 const broker: Broker = new LocalBroker();
+async function redis(): Promise<void> {
+  const redisOptions: RedisBrokerOptions = { prefix: 'app:', waitForRedis: true };
+  const viaRedis: Broker = await RedisBroker.connect('redis://127.0.0.1:6379', redisOptions);
+  const other: RedisBroker = await connectRedisBroker('redis://127.0.0.1:6379');
+  const stats: RedisBrokerStats = other.stats;
+  const event: keyof RedisBrokerEventMap = 'down';
+  void [viaRedis, stats.dropped, event];
+}
+void redis;
 const host: BrokerHost = { deliver: (topic: string | null, data: Buffer, binary: boolean) => void [topic, data, binary] };
 const publishOptions: PublishOptions = { binary: false, compress: true };
 const workersOptions: WorkersOptions = { workers: 2, closeTimeout: 1000 };
