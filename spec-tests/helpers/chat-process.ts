@@ -79,8 +79,9 @@ export class ChatProcess {
 
   /** The pid of the process (worker) that logged the connection from this local port. */
   pidServing(localPort: number): number | null {
-    const match = new RegExp(`^\\[(\\d+)\\] \\+ #\\d+ [^ ]+:${localPort} `, 'm').exec(this.output);
-    return match === null ? null : Number(match[1]);
+    // The latest such line: a port of a connection that is gone may be used again.
+    const matches = [...this.output.matchAll(new RegExp(`^\\[(\\d+)\\] \\+ #\\d+ [^ ]+:${localPort} `, 'gm'))];
+    return matches.length === 0 ? null : Number(matches[matches.length - 1]![1]);
   }
 
   /** Ask it to stop (SIGTERM: the graceful path) and wait for it to exit; SIGKILL after `ms`. */
