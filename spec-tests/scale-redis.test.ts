@@ -5,6 +5,7 @@
  * in order per publisher, through a Redis restart and a killed worker; 1,000 rooms of 10 members.
  */
 import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { ChatProcess } from './helpers/chat-process.js';
 import { skipBecause } from './helpers/library.js';
@@ -14,7 +15,21 @@ import { RedisServer, redisCommand, redisMissing } from './helpers/redis-server.
 
 const HOST_A = '127.0.0.2';
 const HOST_B = '127.0.0.3';
-const missing = redisMissing();
+let missing = redisMissing();
+
+/** Two "hosts" need 127.0.0.2 and 127.0.0.3 (Linux routes all of 127/8 to loopback; macOS does not). */
+async function loopbackMissing(): Promise<string | null> {
+  for (const host of [HOST_A, HOST_B]) {
+    const probe = createServer();
+    const error = await new Promise<Error | null>((resolve) => {
+      probe.once('error', resolve);
+      probe.listen(0, host, () => resolve(null));
+    });
+    if (error !== null) return `cannot listen on ${host} (${error.message}): no second loopback address here`;
+    await new Promise((resolve) => probe.close(resolve));
+  }
+  return null;
+}
 
 /** Members of `room` on a host, connected and subscribed (the chat subscribes on connection). */
 async function join(host: string, port: number, room: string, count = 1): Promise<RawClient[]> {
@@ -48,6 +63,7 @@ describe('scale-out: two hosts, one Redis, rooms', () => {
   let hostB: ChatProcess | null = null;
 
   before(async () => {
+    missing ??= await loopbackMissing();
     if (missing !== null) return;
     redis = await RedisServer.start();
     const broker = ['--broker', redis.url];
