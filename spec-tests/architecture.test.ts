@@ -33,22 +33,28 @@ const CORE = [
 ];
 /** Sockets, timers, zlib jobs, queues: what carries the core's decisions out. */
 const DRIVERS = [
+  'broker.ts',
+  'broker-cluster.ts',
   'client.ts',
   'client-http2.ts',
   'connection.ts',
   'deflate-zlib.ts',
   'http2.ts',
   'http2-stream.ts',
+  'redis.ts',
   'server.ts',
   'server-options.ts',
   'timer-wheel.ts',
+  'topics.ts',
   'websocket.ts',
+  'workers.ts',
   // The learner's layer: the teaching trace (it inflates with node:zlib) and the explorer's server side.
   'explain.ts',
   'explorer.ts',
 ];
-/** The package's entry point and the echo CLI. */
+/** The package's entry points and the CLIs. */
 const APPS = [
+  'chat.ts',
   'cli.ts',
   'index.ts',
   // The package's second entry point, wsrfc/core (examples/core-echo.ts).
@@ -158,5 +164,22 @@ describe('the layers of src/', () => {
       const lines = source(file).split('\n').length;
       assert.ok(lines <= MAX_LINES, `${file} has ${lines} lines`);
     }
+  });
+
+  it('only src/redis.ts (the wsrfc/redis entry point) imports the redis package; the main entry never loads it', () => {
+    const loadsRedis = /(?:from\s+|import\s*\(\s*)'(?:redis|@redis\/[^']*)'/;
+    for (const file of [...CORE, ...DRIVERS, ...APPS]) {
+      if (file === 'redis.ts') continue;
+      assert.equal(loadsRedis.exec(source(file)), null, `${file} imports redis`);
+    }
+    // What `import 'wsrfc'` loads, followed through every static import: never redis.ts.
+    const seen = new Set<string>();
+    const walk = (file: string): void => {
+      if (seen.has(file)) return;
+      seen.add(file);
+      for (const next of localImports(file)) walk(next);
+    };
+    walk('index.ts');
+    assert.ok(!seen.has('redis.ts'), 'index.ts reaches redis.ts');
   });
 });

@@ -25,7 +25,34 @@ import {
   type ServerOptions, type UpgradeRequest, type VerifyResult, type WebSocketServerEventMap, type ClientSet,
   type WebSocketEventMap, type Message, type ClientOptions, type ConnectionOptions, type SendOptions,
   type Data, type SendCallback, type PerMessageDeflateOptions, type TracedFrame, type FrameTracer,
+  LocalBroker, ClusterBroker, runWorkers, WorkerPool, type Broker, type BrokerHost, type PublishOptions,
+  type WorkersOptions, type WorkerContext, type StartWorker, type WorkerPoolEventMap,
 } from 'wsrfc';
+import {
+  RedisBroker, connectRedisBroker, type RedisBrokerOptions, type RedisBrokerStats, type RedisBrokerEventMap,
+} from 'wsrfc/redis';
+
+const broker: Broker = new LocalBroker();
+async function redis(): Promise<void> {
+  const redisOptions: RedisBrokerOptions = { prefix: 'app:', waitForRedis: true };
+  const viaRedis: Broker = await RedisBroker.connect('redis://127.0.0.1:6379', redisOptions);
+  const other: RedisBroker = await connectRedisBroker('redis://127.0.0.1:6379');
+  const stats: RedisBrokerStats = other.stats;
+  const event: keyof RedisBrokerEventMap = 'down';
+  void [viaRedis, stats.dropped, event];
+}
+void redis;
+const host: BrokerHost = { deliver: (topic: string | null, data: Buffer, binary: boolean) => void [topic, data, binary] };
+const publishOptions: PublishOptions = { binary: false, compress: true };
+const workersOptions: WorkersOptions = { workers: 2, closeTimeout: 1000 };
+const start: StartWorker = (context: WorkerContext) => new WebSocketServer({ broker: context.broker });
+const poolEvent: keyof WorkerPoolEventMap = 'exit';
+async function workers(): Promise<void> {
+  const pool: WorkerPool | undefined = await runWorkers(start, workersOptions);
+  await pool?.close();
+  void ClusterBroker;
+}
+void [broker, host, publishOptions, poolEvent, workers];
 
 const deflate: PerMessageDeflateOptions = { serverMaxWindowBits: 10 };
 const trace: FrameTracer = (frame: TracedFrame) => void formatFrame(frame);
@@ -35,6 +62,9 @@ const other = new WebSocketServer({ maxConnections: SERVER_DEFAULTS.maxConnectio
 server.on('connection', (socket: WebSocket, request: UpgradeRequest) => {
   const set: ClientSet = server.clients;
   socket.on('message', (data: Buffer, isBinary: boolean) => socket.send(data, { binary: isBinary } satisfies SendOptions));
+  if (socket.subscribe('room')) server.publish('room', 'hi', { except: socket }) + server.subscriberCount('room');
+  const topics: ReadonlySet<string> = socket.topics;
+  void [topics, socket.unsubscribe('room')];
   socket.on('close', (code: number, reason: string, wasClean: boolean) => void [code, reason, wasClean, set.size, request.path]);
   const state: ReadyState = socket.readyState;
   if (state === ReadyState.OPEN && socket.readyState === WebSocket.OPEN) socket.close(CloseCode.Normal, 'bye');

@@ -144,6 +144,11 @@ export class Connection implements ProtocolHandler, WheelTarget {
     );
   }
 
+  /** What permessage-deflate agreed on this connection, or null (a publication groups by it). */
+  get deflateParams(): PerMessageDeflate['params'] | null {
+    return this.deflate?.params ?? null;
+  }
+
   remote(field: 'remoteAddress' | 'remotePort'): unknown {
     return (this.stream as Partial<Record<typeof field, unknown>> | null)?.[field];
   }

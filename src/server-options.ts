@@ -1,4 +1,5 @@
 import type { TlsOptions } from 'node:tls';
+import type { Broker } from './broker.js';
 import type { ConnectionObserver } from './explorer.js';
 import type { UpgradeRequest } from './handshake.js';
 import type { Http2Options } from './http2.js';
@@ -55,6 +56,8 @@ export interface ServerOptions extends ConnectionOptions {
    * compression costs CPU and up to ~300 KiB of zlib state per connection that uses it.
    */
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
+  /** Carries `publish` and `broadcast` to other processes (src/broker.ts). Default: this process only. */
+  broker?: Broker;
   /**
    * Serve the protocol explorer (src/explorer.ts) to a plain `GET /`: a page that shows its own
    * connection's handshake and frames, through a token-bound observer socket. Default false; the echo CLI turns it on.

@@ -33,7 +33,8 @@ import {
   type VerifyResult,
   type WebSocketServerEventMap,
 } from './server-options.js';
-import { adoptStream, sendFramed, startReading, type WebSocket } from './websocket.js';
+import { EVERYONE, Topics, type PublishOptions } from './topics.js';
+import { adoptStream, joinTopics, sendFramed, startReading, type WebSocket } from './websocket.js';
 
 export { ClientSet, SERVER_DEFAULTS, type ServerOptions, type VerifyResult, type WebSocketServerEventMap };
 
@@ -144,11 +145,27 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
     this.#http2.handleStream(stream, headers, callback);
   }
 
-  /** Send one message to every open connection (that `filter` accepts), framed once. Returns how many got it. */
+  /**
+   * Send to every subscriber of `topic`, here and (through the broker) in other processes; framed once,
+   * compressed once per group that can share it (src/topics.ts). Returns how many local subscribers got it.
+   */
+  publish(topic: string, data: Data, options: PublishOptions = {}): number {
+    return this.#admission.topics.publish(topic, toPayload(data), options.binary ?? typeof data !== 'string', options);
+  }
+
+  /** How many connections of this process are subscribed to `topic`. */
+  subscriberCount = (topic: string): number => this.#admission.topics.subscriberCount(topic);
+
+  /**
+   * Send one message to every open connection (that `filter` accepts), framed once; without a filter,
+   * to every connection of the other processes too (through the broker). Returns how many here got it.
+   */
   broadcast(data: Data, options: { binary?: boolean } = {}, filter?: (connection: WebSocket) => boolean): number {
     const binary = options.binary ?? typeof data !== 'string';
+    const payload = toPayload(data);
+    if (filter === undefined) this.#admission.topics.broker.publish(null, payload, binary);
     // One frame for everybody: a server's frames are unmasked (RFC 6455 §5.1), so the bytes are the same.
-    const frame = encodeFrame({ opcode: binary ? Opcode.Binary : Opcode.Text, payload: toPayload(data) });
+    const frame = encodeFrame({ opcode: binary ? Opcode.Binary : Opcode.Text, payload });
     let count = 0;
     for (const client of this.clients) {
       if (client.readyState !== ReadyState.OPEN || (filter !== undefined && !filter(client))) continue;
@@ -196,7 +213,7 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
       this.#http2.close();
       setImmediate(() => this.#http2.goAway());
       maybeDone();
-    });
+    }).then(() => this.#admission.topics.broker.close());
     return this.#closing;
   }
 }
@@ -214,6 +231,7 @@ type ConnectionCallback = (connection: WebSocket, request: UpgradeRequest) => vo
  */
 class Admission implements Gatekeeper {
   readonly byId = new Map<number, WebSocket>();
+  readonly topics: Topics;
   readonly handshakes = new Set<PendingHandshake>();
   readonly options: ServerOptions;
   /** Resolved once and frozen: every connection shares this object instead of a copy. */
@@ -234,6 +252,16 @@ class Admission implements Gatekeeper {
     this.deflateOptions = deflateOptionsOf(options.perMessageDeflate);
     this.explorer = options.explorer === true ? new Explorer() : null;
     this.handshakeTimeout = options.handshakeTimeout ?? SERVER_DEFAULTS.handshakeTimeout;
+    // A broadcast from another process reaches everyone here (a filter: not sent on again).
+    const broadcast = (data: Buffer, binary: boolean): unknown => server.broadcast(data, { binary }, EVERYONE);
+    this.topics = new Topics(options.broker, this.deflateOptions, broadcast);
+  }
+
+  /** The connection closed (its driver tells its registry): out of the registry and every topic. */
+  delete(id: number): void {
+    const connection = this.byId.get(id);
+    if (connection !== undefined) this.topics.leaveAll(connection);
+    this.byId.delete(id);
   }
 
   /** RFC 6455 §4.2.1, then this server's own policy. Throws an HttpError to refuse. */
@@ -364,9 +392,10 @@ class Admission implements Gatekeeper {
       deflate: deflate === null ? null : new PerMessageDeflate(deflate.params, this.deflateOptions!),
       id,
       data,
-      registry: this.byId,
+      registry: this,
     });
     this.byId.set(id, connection);
+    joinTopics(connection, this.topics);
     if (this.explorer?.adopt(connection, request) === true) return startReading(connection, rest);
     if (callback !== undefined) callback(connection, request);
     else this.server.emit('connection', connection, request);

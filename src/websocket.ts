@@ -8,8 +8,10 @@ import {
   type WebSocketEventMap,
 } from './connection.js';
 import { MAX_CLOSE_REASON_BYTES, Opcode, ReadyState, isValidApplicationCloseCode } from './constants.js';
+import { InvalidStateError } from './errors.js';
 import { HandshakeError } from './handshake.js';
 import { resolveConnectionOptions, type Data, type ResolvedConnectionOptions, type SendOptions } from './options.js';
+import type { DeflateParams } from './permessage-deflate.js';
 import type { SendCallback } from './sender.js';
 
 /**
@@ -24,12 +26,20 @@ export interface Message {
   isBinary: boolean;
 }
 
+/** A server's topics (src/topics.ts), as a connection of it reaches them. */
+export interface TopicMembership {
+  subscribe(socket: WebSocket, topic: string): boolean;
+  unsubscribe(socket: WebSocket, topic: string): boolean;
+  topicsOf(socket: WebSocket): ReadonlySet<string>;
+}
+
 const SERVER_SIDE = Symbol('server side');
 const EMPTY = Buffer.alloc(0);
 
 // The server's way in (module-internal): set once by the class's static block.
 let adopt: (config: ResolvedConnectionOptions, side: ServerSide) => WebSocket;
 let driverOf: (socket: WebSocket) => Connection;
+let setMembership: (socket: WebSocket, topics: TopicMembership) => void;
 
 export class WebSocket extends EventEmitter<WebSocketEventMap> {
   static readonly CONNECTING = ReadyState.CONNECTING;
@@ -40,6 +50,7 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> {
   /** Set by the server: what `verify` attached (the authenticated user, say). Yours to change. */
   data: unknown = undefined;
   readonly #connection: Connection;
+  #topics: TopicMembership | null = null;
 
   /**
    * A client connection to `address` (ws:// or wss://), offering `protocols`; events tell how it
@@ -60,6 +71,27 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> {
       return socket;
     };
     driverOf = (socket) => socket.#connection;
+    setMembership = (socket, topics) => (socket.#topics = topics);
+  }
+
+  /**
+   * Server side: receive what `server.publish(topic, ...)` sends, here and (through the server's
+   * broker) from other processes. Returns false if already subscribed or no longer open. A closed
+   * connection leaves all its topics.
+   */
+  subscribe(topic: string): boolean {
+    if (this.#topics === null) throw new InvalidStateError('topics are a server-side feature');
+    return this.#topics.subscribe(this, topic);
+  }
+
+  /** Returns false if it was not subscribed. */
+  unsubscribe(topic: string): boolean {
+    return this.#topics?.unsubscribe(this, topic) ?? false;
+  }
+
+  /** The topics this connection is subscribed to (a copy). */
+  get topics(): ReadonlySet<string> {
+    return this.#topics?.topicsOf(this) ?? new Set();
   }
 
   /** CONNECTING, OPEN, CLOSING or CLOSED, as in the WebSocket API. */
@@ -242,4 +274,14 @@ export function startReading(socket: WebSocket, head: Buffer): void {
 /** @internal Queue a frame encoded once for many connections (a broadcast). False past the high-water mark. */
 export function sendFramed(socket: WebSocket, frame: Buffer): boolean {
   return driverOf(socket).sendFramed(frame);
+}
+
+/** @internal Connect a server-side connection to its server's topics. */
+export function joinTopics(socket: WebSocket, topics: TopicMembership): void {
+  setMembership(socket, topics);
+}
+
+/** @internal What permessage-deflate agreed on this connection, or null. */
+export function deflateParamsOf(socket: WebSocket): DeflateParams | null {
+  return driverOf(socket).deflateParams;
 }

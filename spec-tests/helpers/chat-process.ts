@@ -1,0 +1,98 @@
+/**
+ * The chat CLI (src/chat.ts) in its own process, as the scale-out tests run it: one per "host",
+ * with or without workers and a Redis broker. Reads its port from its first line, keeps every line
+ * it prints (connections are logged with the worker's pid and the client's address and port).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export class ChatProcess {
+  output = '';
+  port = 0;
+  private constructor(readonly child: ChildProcess) {
+    child.stdout!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+    child.stderr!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+  }
+
+  /** Start `npm run chat -- ARGS` (through tsx) and wait until it listens; rejects with its output if it exits. */
+  static async start(args: string[], ms = 20_000): Promise<ChatProcess> {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/chat.ts', ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const chat = new ChatProcess(child);
+    await chat.waitFor(/listening on ws:\/\/[^:]+:(\d+)\//, ms).then((match) => (chat.port = Number(match[1])));
+    return chat;
+  }
+
+  /** Start a process expected to fail: resolves with its exit code and output. */
+  static async run(args: string[], ms = 20_000): Promise<{ code: number | null; output: string }> {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/chat.ts', ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const chat = new ChatProcess(child);
+    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+    const [code] = (await once(child, 'exit')) as [number | null];
+    clearTimeout(timer);
+    return { code, output: chat.output };
+  }
+
+  /** Wait until the output matches; rejects (with the output) after `ms` or if the process exits. */
+  waitFor(pattern: RegExp, ms = 10_000): Promise<RegExpExecArray> {
+    return new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        const match = pattern.exec(this.output);
+        if (match === null) return false;
+        cleanup();
+        resolve(match);
+        return true;
+      };
+      const onExit = (): void => {
+        if (check()) return;
+        cleanup();
+        reject(
+          new Error(`chat exited (${this.child.exitCode ?? this.child.signalCode}) before ${pattern}:\n${this.output}`),
+        );
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`timed out after ${ms} ms waiting for ${pattern}:\n${this.output}`));
+      }, ms);
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        this.child.stdout!.off('data', onData);
+        this.child.stderr!.off('data', onData);
+        this.child.off('exit', onExit);
+      };
+      const onData = (): void => void setImmediate(check);
+      this.child.stdout!.on('data', onData);
+      this.child.stderr!.on('data', onData);
+      this.child.on('exit', onExit);
+      if (this.child.exitCode !== null || this.child.signalCode !== null) onExit();
+      else check();
+    });
+  }
+
+  /** The pid of the process (worker) that logged the connection from this local port. */
+  pidServing(localPort: number): number | null {
+    // The latest such line: a port of a connection that is gone may be used again.
+    const matches = [...this.output.matchAll(new RegExp(`^\\[(\\d+)\\] \\+ #\\d+ [^ ]+:${localPort} `, 'gm'))];
+    return matches.length === 0 ? null : Number(matches[matches.length - 1]![1]);
+  }
+
+  /** Ask it to stop (SIGTERM: the graceful path) and wait for it to exit; SIGKILL after `ms`. */
+  async stop(ms = 15_000): Promise<number | null> {
+    const child = this.child;
+    if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+    const exited = once(child, 'exit');
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+    const [code] = (await exited) as [number | null];
+    clearTimeout(timer);
+    return code;
+  }
+}
