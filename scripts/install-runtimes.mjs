@@ -37,7 +37,7 @@ async function install(runtime) {
       const work = mkdtempSync(join(cache, `.${id}-`));
       try {
         const spec = `${runtime.package}@${runtime.version}`;
-        const { stdout } = await run('npm', ['pack', '--silent', '--pack-destination', work, spec], {
+        const { stdout } = await run('npm', ['pack', '--loglevel=error', '--pack-destination', work, spec], {
           timeout: 300_000,
         });
         const tarball = stdout.trim().split('\n').pop();
@@ -56,9 +56,13 @@ async function install(runtime) {
     rmSync(failed, { force: true });
     console.log(`runtime ${runtime.label}: ${version} at ${binary} (${seconds()})`);
   } catch (error) {
-    const reason = String(error.stderr || error.message || error)
-      .trim()
-      .split('\n')[0];
+    // npm's own words (its first two `npm error` lines) say more than "Command failed".
+    const npmSays = String(error.stderr ?? '')
+      .split('\n')
+      .filter((line) => line.startsWith('npm error') && !line.includes('A complete log'))
+      .slice(0, 2)
+      .join('; ');
+    const reason = npmSays || String(error.message ?? error).split('\n')[0];
     writeFileSync(failed, `${reason}\n`);
     console.log(`runtime ${runtime.label}: skipped, ${runtime.package}@${runtime.version} did not install: ${reason}`);
   }
