@@ -54,6 +54,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { benchRuntime, type BenchRuntime } from './runtime.js';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(BENCH_DIR);
@@ -214,6 +215,8 @@ interface Settings {
   baseline: { ref: string; entry: string } | null;
   /** --impls: only these implementations (null: all of each scenario's). */
   impls: Set<Impl> | null;
+  /** --runtime: what runs the servers (the load generator stays on this Node). */
+  runtime: BenchRuntime;
 }
 
 /** One measurement: the load generator's JSON (plus the server's, for broadcast). */
@@ -366,17 +369,8 @@ async function startServer(
   const profile =
     settings.profileDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', join(settings.profileDir, profileName)];
   const args = scenario.kind === 'deflate' || scenario.kind === 'deflate-idle' ? ['--deflate'] : [];
-  const running = start(
-    wrap(settings, 0, [
-      process.execPath,
-      ...profile,
-      '--import',
-      'tsx',
-      join(BENCH_DIR, 'servers', serverScript(impl, scenario.kind)),
-      ...args,
-    ]),
-    env,
-  );
+  const script = join(BENCH_DIR, 'servers', serverScript(impl, scenario.kind));
+  const running = start(wrap(settings, 0, [...settings.runtime.command(script, profile), ...args]), env);
   const line = await running.stdout.next(/^\{/, 30_000);
   if (line === null) {
     await stop(running);
@@ -834,6 +828,9 @@ const USAGE = `usage: node --import tsx bench/server.ts [options]
   --baseline REF     also measure "ours @ REF": src/ as it was at git commit REF, built the same way, beside
                      ours in every scenario (a change against its parent, in one run)
   --impls LIST       only these implementations: ours,base,ws-js,ws-bu,raw (default: all)
+  --runtime R        run the servers (ours, ws, raw) on R: node (default), a name from scripts/runtimes.json
+                     (node22, node24, node26, bun, deno; installed by node scripts/install-runtimes.mjs) or a
+                     path to a node, bun or deno binary; the load generator stays on this Node
 `;
 
 function numberSetting(flag: string | undefined, env: string | undefined, fallback: number, name: string): number {
@@ -852,7 +849,18 @@ function buildOurs(tree = ROOT, out = join(CACHE, 'dist')): string {
   const tsc = join(ROOT, 'node_modules', '.bin', 'tsc');
   const result = spawnSync(
     tsc,
-    ['-p', join(tree, 'tsconfig.build.json'), '--outDir', out, '--declaration', 'false', '--sourceMap', 'false'],
+    [
+      '-p',
+      join(tree, 'tsconfig.build.json'),
+      '--outDir',
+      out,
+      '--declaration',
+      'false',
+      '--declarationMap',
+      'false',
+      '--sourceMap',
+      'false',
+    ],
     {
       cwd: tree,
       encoding: 'utf8',
@@ -921,6 +929,7 @@ export async function main(args: string[]): Promise<number> {
         'ours-from': { type: 'string', default: 'build' },
         baseline: { type: 'string' },
         impls: { type: 'string' },
+        runtime: { type: 'string' },
         tools: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -958,7 +967,11 @@ export async function main(args: string[]): Promise<number> {
       baseline: null,
       impls: null,
       tools: ['node', 'wsload'],
+      runtime: benchRuntime(values.runtime),
     };
+    IMPL_LABEL.raw = `raw TCP (${{ node: 'Node', bun: 'Bun', deno: 'Deno' }[settings.runtime.kind]})`;
+    if (settings.runtime.kind !== 'node' && settings.profileDir !== null)
+      throw new Error('--profile needs node servers (--cpu-prof)');
     if (values.impls !== undefined) {
       const impls = values.impls.split(',').map((name) => name.trim());
       for (const name of impls) if (!(name in IMPL_LABEL)) throw new Error(`--impls: unknown implementation ${name}`);
@@ -1006,7 +1019,7 @@ export async function main(args: string[]): Promise<number> {
   const say = (text: string): void => void process.stdout.write(`${text}\n`);
   const began = Date.now();
   say(
-    `server benchmark: ${list.map((s) => s.id).join(', ')}; ${settings.reps} reps, warm-up ${settings.warmup} s, measured ${settings.duration} s; node ${process.version}, ${cpus().length} CPUs`,
+    `server benchmark: ${list.map((s) => s.id).join(', ')}; ${settings.reps} reps, warm-up ${settings.warmup} s, measured ${settings.duration} s; load from node ${process.version}, servers on ${settings.runtime.version}; ${cpus().length} CPUs`,
   );
   say(
     settings.pinned
