@@ -23,12 +23,17 @@ import { ROOT, entryPoints, packAndInstall, packageJson, specifierOf, type Insta
 type TypeScript = typeof import('typescript-oldest');
 const ts = createRequire(import.meta.url)('typescript-oldest') as TypeScript;
 
+const TSC_OLDEST = join(ROOT, 'node_modules', 'typescript-oldest', 'bin', 'tsc');
+const TSC_OWN = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+/** Each compiles the same consumers; the module settings are Node's (NodeNext) and a bundler's. */
 const COMPILERS = [
+  { name: `TypeScript ${ts.version} (the oldest the README claims), NodeNext`, tsc: TSC_OLDEST, options: {} },
+  { name: "TypeScript 7 (the project's own), NodeNext", tsc: TSC_OWN, options: {} },
   {
-    name: `TypeScript ${ts.version} (the oldest the README claims)`,
-    tsc: join(ROOT, 'node_modules', 'typescript-oldest', 'bin', 'tsc'),
+    name: "TypeScript 7 (the project's own), moduleResolution Bundler",
+    tsc: TSC_OWN,
+    options: { module: 'ESNext', moduleResolution: 'Bundler' },
   },
-  { name: "TypeScript 7 (the project's own)", tsc: join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc') },
 ];
 
 /** A consumer of the main entry written by hand: every exported name used the way an application would. */
@@ -179,9 +184,14 @@ describe('the packed package, compiled by a strict consumer', () => {
     });
     writeFileSync(join(pkg.consumer, 'consumer.ts'), CONSUMER);
     writeFileSync(join(pkg.consumer, 'internals.ts'), INTERNALS);
-    writeFileSync(
-      join(pkg.consumer, 'tsconfig.json'),
-      JSON.stringify({ compilerOptions: COMPILER_OPTIONS, files: [...files, 'consumer.ts', 'internals.ts'] }),
+    COMPILERS.forEach((compiler, i) =>
+      writeFileSync(
+        join(pkg.consumer, `tsconfig.${i}.json`),
+        JSON.stringify({
+          compilerOptions: { ...COMPILER_OPTIONS, ...compiler.options },
+          files: [...files, 'consumer.ts', 'internals.ts'],
+        }),
+      ),
     );
   });
   after(() => rmSync(pkg.work, { recursive: true, force: true }));
@@ -215,12 +225,13 @@ describe('the packed package, compiled by a strict consumer', () => {
     }
   });
 
-  for (const compiler of COMPILERS) {
+  COMPILERS.forEach((compiler, i) => {
     it(`compiles with skipLibCheck false under ${compiler.name}`, { timeout: 120_000 }, () => {
-      const result = spawnSync(process.execPath, [compiler.tsc, '-p', pkg.consumer], { encoding: 'utf8' });
+      const project = join(pkg.consumer, `tsconfig.${i}.json`);
+      const result = spawnSync(process.execPath, [compiler.tsc, '-p', project], { encoding: 'utf8' });
       assert.equal(result.status, 0, `the consumer does not compile:\n${result.stdout}${result.stderr}`);
     });
-  }
+  });
 
   it('the compile fails when a consumer uses a name the package does not export', { timeout: 120_000 }, () => {
     // The check above can fail: the same project with one wrong import must not compile.
@@ -229,7 +240,7 @@ describe('the packed package, compiled by a strict consumer', () => {
       join(pkg.consumer, 'tsconfig.wrong.json'),
       JSON.stringify({ compilerOptions: COMPILER_OPTIONS, files: ['wrong.ts'] }),
     );
-    const result = spawnSync(process.execPath, [COMPILERS[1]!.tsc, '-p', join(pkg.consumer, 'tsconfig.wrong.json')], {
+    const result = spawnSync(process.execPath, [TSC_OWN, '-p', join(pkg.consumer, 'tsconfig.wrong.json')], {
       encoding: 'utf8',
     });
     assert.notEqual(result.status, 0);
