@@ -47,10 +47,8 @@ export function benchRuntime(spec: string | undefined): BenchRuntime {
   const kind = name.startsWith('bun') ? 'bun' : name.startsWith('deno') ? 'deno' : 'node';
   const probe = spawnSync(binary, ['--version'], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
   if (probe.status !== 0) throw new Error(`--runtime: ${binary} --version failed: ${probe.stderr}`);
-  const version = `${kind} ${probe.stdout
-    .trim()
-    .split('\n')[0]!
-    .replace(/^(deno|bun)\s*/, '')}`;
+  // `deno 2.9.6 (stable, release, x86_64-unknown-linux-gnu)`, `1.4.5`, `v22.23.5`: the number is enough.
+  const version = `${kind} ${/\d+\.\d+\.\d+/.exec(probe.stdout)?.[0] ?? probe.stdout.trim()}`;
   return {
     kind,
     binary,

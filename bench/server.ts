@@ -376,7 +376,13 @@ async function startServer(
     await stop(running);
     throw new Error(`${impl} server did not start: ${running.stderr.all.slice(-5).join(' | ')}`);
   }
-  const info = JSON.parse(line) as { port: number; pid: number; bufferutil?: boolean; entry?: string };
+  const info = JSON.parse(line) as {
+    port: number;
+    pid: number;
+    bufferutil?: boolean;
+    nativeMasking?: boolean;
+    entry?: string;
+  };
   if ((impl === 'ours' || impl === 'base') && info.entry !== (entry ?? 'src (tsx)')) {
     await stop(running);
     throw new Error(`${impl}: the server loaded ${info.entry}, not ${entry ?? 'src (tsx)'}`);
@@ -384,7 +390,8 @@ async function startServer(
   // ws decides at load time; make sure it did what the name says.
   if ((impl === 'ws-js' && info.bufferutil !== false) || (impl === 'ws-bu' && info.bufferutil !== true)) {
     await stop(running);
-    throw new Error(`${impl}: ws ${info.bufferutil ? 'did' : 'did not'} load bufferutil`);
+    const why = info.nativeMasking === true ? " (it masks with node:http's websocketMask on this runtime)" : '';
+    throw new Error(`${impl}: ws ${info.bufferutil ? 'did' : 'did not'} load bufferutil${why}`);
   }
   return { ...running, port: info.port, pid: info.pid };
 }

@@ -90,6 +90,15 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
+/**
+ * Whether the runtime's node:http has websocketMask/websocketUnmask (Node 26 does): ws 8.23 then masks
+ * with them, before bufferutil and whatever WS_NO_BUFFER_UTIL says.
+ */
+export function nativeMasking(): boolean {
+  const http = createRequire(import.meta.url)('node:http') as { websocketUnmask?: unknown };
+  return typeof http.websocketUnmask === 'function';
+}
+
 /** Whether ws's masking module (the instance its Receiver and Sender use) went to bufferutil. */
 export function wsUsesBufferutil(): boolean {
   const require = createRequire(import.meta.url);

@@ -6,7 +6,15 @@
  *   node --import tsx bench/servers/ws-broadcast.ts [--port N]       (WS_NO_BUFFER_UTIL=1 for pure JS)
  */
 import type * as Ws from 'ws';
-import { announce, exitOnSignals, onBroadcastCommand, portArg, wsEntry, wsUsesBufferutil } from './common.js';
+import {
+  announce,
+  exitOnSignals,
+  onBroadcastCommand,
+  portArg,
+  nativeMasking,
+  wsEntry,
+  wsUsesBufferutil,
+} from './common.js';
 
 const { WebSocket, WebSocketServer } = (await import(wsEntry())) as typeof Ws;
 
@@ -25,5 +33,6 @@ server.on('listening', () => {
     impl: 'ws',
     broadcast: true,
     bufferutil: wsUsesBufferutil(),
+    nativeMasking: nativeMasking(),
   });
 });

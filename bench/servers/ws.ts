@@ -8,7 +8,7 @@
  * stays on (no skipUTF8Validation), and maxPayload at ws's default.
  */
 import type * as Ws from 'ws';
-import { announce, exitOnSignals, hasFlag, portArg, wsEntry, wsUsesBufferutil } from './common.js';
+import { announce, exitOnSignals, hasFlag, portArg, nativeMasking, wsEntry, wsUsesBufferutil } from './common.js';
 
 const { WebSocketServer } = (await import(wsEntry())) as typeof Ws;
 
@@ -32,5 +32,6 @@ server.on('listening', () => {
     impl: 'ws',
     deflate,
     bufferutil: wsUsesBufferutil(),
+    nativeMasking: nativeMasking(),
   });
 });
