@@ -630,7 +630,7 @@ function ratio(a: number | null | undefined, b: number | null | undefined): stri
 function table(results: Measurement[], list: Scenario[], medians: Medians, baseline: string | null): string {
   const base = baseline !== null;
   const rows = [
-    `| scenario | metric | ours |${base ? ` ours @ ${baseline} |` : ''} ws (pure JS) | ws + bufferutil | raw TCP (Node) |${base ? ' ours/base |' : ''} ours/ws-js | ours/ws+bu | ours/raw |`,
+    `| scenario | metric | ours |${base ? ` ours @ ${baseline} |` : ''} ws (pure JS) | ws + bufferutil | ${IMPL_LABEL.raw} |${base ? ' ours/base |' : ''} ours/ws-js | ours/ws+bu | ours/raw |`,
     `|---|---|--:|${base ? '--:|' : ''}--:|--:|--:|${base ? '--:|' : ''}--:|--:|--:|`,
   ];
   for (const scenario of list) {
