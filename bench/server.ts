@@ -54,6 +54,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { benchRuntime, type BenchRuntime } from './runtime.js';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(BENCH_DIR);
@@ -219,6 +220,8 @@ interface Settings {
   impls: Set<Impl> | null;
   /** uWebSockets.js's addon for this Node (see prepareUws), or null where it could not be had. */
   uws: string | null;
+  /** --runtime: what runs the servers (the load generator stays on this Node). */
+  runtime: BenchRuntime;
 }
 
 /** One measurement: the load generator's JSON (plus the server's, for broadcast). */
@@ -373,23 +376,20 @@ async function startServer(
   const profile =
     settings.profileDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', join(settings.profileDir, profileName)];
   const args = scenario.kind === 'deflate' || scenario.kind === 'deflate-idle' ? ['--deflate'] : [];
-  const running = start(
-    wrap(settings, 0, [
-      process.execPath,
-      ...profile,
-      '--import',
-      'tsx',
-      join(BENCH_DIR, 'servers', serverScript(impl, scenario.kind)),
-      ...args,
-    ]),
-    env,
-  );
+  const script = join(BENCH_DIR, 'servers', serverScript(impl, scenario.kind));
+  const running = start(wrap(settings, 0, [...settings.runtime.command(script, profile), ...args]), env);
   const line = await running.stdout.next(/^\{/, 30_000);
   if (line === null) {
     await stop(running);
     throw new Error(`${impl} server did not start: ${running.stderr.all.slice(-5).join(' | ')}`);
   }
-  const info = JSON.parse(line) as { port: number; pid: number; bufferutil?: boolean; entry?: string };
+  const info = JSON.parse(line) as {
+    port: number;
+    pid: number;
+    bufferutil?: boolean;
+    nativeMasking?: boolean;
+    entry?: string;
+  };
   if ((impl === 'ours' || impl === 'base') && info.entry !== (entry ?? 'src (tsx)')) {
     await stop(running);
     throw new Error(`${impl}: the server loaded ${info.entry}, not ${entry ?? 'src (tsx)'}`);
@@ -397,7 +397,8 @@ async function startServer(
   // ws decides at load time; make sure it did what the name says.
   if ((impl === 'ws-js' && info.bufferutil !== false) || (impl === 'ws-bu' && info.bufferutil !== true)) {
     await stop(running);
-    throw new Error(`${impl}: ws ${info.bufferutil ? 'did' : 'did not'} load bufferutil`);
+    const why = info.nativeMasking === true ? " (it masks with node:http's websocketMask on this runtime)" : '';
+    throw new Error(`${impl}: ws ${info.bufferutil ? 'did' : 'did not'} load bufferutil${why}`);
   }
   return { ...running, port: info.port, pid: info.pid };
 }
@@ -852,6 +853,9 @@ const USAGE = `usage: node --import tsx bench/server.ts [options]
   --baseline REF     also measure "ours @ REF": src/ as it was at git commit REF, built the same way, beside
                      ours in every scenario (a change against its parent, in one run)
   --impls LIST       only these implementations: ours,base,ws-js,ws-bu,uws,raw (default: all)
+  --runtime R        run the servers (ours, ws, raw) on R: node (default), a name from scripts/runtimes.json
+                     (node22, node24, node26, bun, deno; installed by node scripts/install-runtimes.mjs) or a
+                     path to a node, bun or deno binary; the load generator stays on this Node
 `;
 
 function numberSetting(flag: string | undefined, env: string | undefined, fallback: number, name: string): number {
@@ -870,7 +874,18 @@ export function buildOurs(tree = ROOT, out = join(CACHE, 'dist')): string {
   const tsc = join(ROOT, 'node_modules', '.bin', 'tsc');
   const result = spawnSync(
     tsc,
-    ['-p', join(tree, 'tsconfig.build.json'), '--outDir', out, '--declaration', 'false', '--sourceMap', 'false'],
+    [
+      '-p',
+      join(tree, 'tsconfig.build.json'),
+      '--outDir',
+      out,
+      '--declaration',
+      'false',
+      '--declarationMap',
+      'false',
+      '--sourceMap',
+      'false',
+    ],
     {
       cwd: tree,
       encoding: 'utf8',
@@ -992,6 +1007,7 @@ export async function main(args: string[]): Promise<number> {
         'ours-from': { type: 'string', default: 'build' },
         baseline: { type: 'string' },
         impls: { type: 'string' },
+        runtime: { type: 'string' },
         tools: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -1030,7 +1046,11 @@ export async function main(args: string[]): Promise<number> {
       impls: null,
       uws: null,
       tools: ['node', 'wsload'],
+      runtime: benchRuntime(values.runtime),
     };
+    IMPL_LABEL.raw = `raw TCP (${{ node: 'Node', bun: 'Bun', deno: 'Deno' }[settings.runtime.kind]})`;
+    if (settings.runtime.kind !== 'node' && settings.profileDir !== null)
+      throw new Error('--profile needs node servers (--cpu-prof)');
     if (values.impls !== undefined) {
       const impls = values.impls.split(',').map((name) => name.trim());
       for (const name of impls) if (!(name in IMPL_LABEL)) throw new Error(`--impls: unknown implementation ${name}`);
@@ -1072,7 +1092,11 @@ export async function main(args: string[]): Promise<number> {
   // uWebSockets.js when a scenario to run has it and it can be had; otherwise say why and go on.
   let uwsNote: string | null = null;
   if (list.some((scenario) => scenario.impls.includes('uws'))) {
-    const uws = prepareUws();
+    // Its addons are built per Node ABI: measured only where the servers run on this Node.
+    const uws =
+      settings.runtime.binary === process.execPath
+        ? prepareUws()
+        : { reason: `its addon is for Node ${process.version}'s ABI; the servers run on ${settings.runtime.version}` };
     if ('addon' in uws) {
       settings.uws = uws.addon;
       uwsNote = `uWebSockets.js: ${UWS_PACKAGE}@${UWS_VERSION}, its addon loaded directly (${uws.addon.replace(`${ROOT}/`, '')})`;
@@ -1090,7 +1114,7 @@ export async function main(args: string[]): Promise<number> {
   const say = (text: string): void => void process.stdout.write(`${text}\n`);
   const began = Date.now();
   say(
-    `server benchmark: ${list.map((s) => s.id).join(', ')}; ${settings.reps} reps, warm-up ${settings.warmup} s, measured ${settings.duration} s; node ${process.version}, ${cpus().length} CPUs`,
+    `server benchmark: ${list.map((s) => s.id).join(', ')}; ${settings.reps} reps, warm-up ${settings.warmup} s, measured ${settings.duration} s; load from node ${process.version}, servers on ${settings.runtime.version}; ${cpus().length} CPUs`,
   );
   say(
     settings.pinned

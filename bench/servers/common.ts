@@ -5,6 +5,7 @@
  */
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export function argValue(name: string): string | undefined {
   const args = process.argv.slice(2);
@@ -89,11 +90,28 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
+/**
+ * Whether the runtime's node:http has websocketMask/websocketUnmask (Node 26 does): ws 8.23 then masks
+ * with them, before bufferutil and whatever WS_NO_BUFFER_UTIL says.
+ */
+export function nativeMasking(): boolean {
+  const http = createRequire(import.meta.url)('node:http') as { websocketUnmask?: unknown };
+  return typeof http.websocketUnmask === 'function';
+}
+
 /** Whether ws's masking module (the instance its Receiver and Sender use) went to bufferutil. */
 export function wsUsesBufferutil(): boolean {
   const require = createRequire(import.meta.url);
-  const bufferUtil = require(join(dirname(require.resolve('ws')), 'lib', 'buffer-util.js')) as {
+  const bufferUtil = require(join(dirname(wsEntry()), 'lib', 'buffer-util.js')) as {
     unmask: { toString(): string };
   };
   return bufferUtil.unmask.toString().includes('bufferUtil.unmask');
+}
+
+/**
+ * The npm package ws, by its file (its ES module wrapper): Bun answers a bare `'ws'` with its own
+ * built-in implementation, and the benchmark measures the package under every runtime.
+ */
+export function wsEntry(): string {
+  return join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'node_modules', 'ws', 'wrapper.mjs');
 }

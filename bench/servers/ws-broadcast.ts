@@ -5,8 +5,18 @@
  * the time from the loop's start until the writes have all been issued (then setImmediate).
  *   node --import tsx bench/servers/ws-broadcast.ts [--port N]       (WS_NO_BUFFER_UTIL=1 for pure JS)
  */
-import { WebSocket, WebSocketServer } from 'ws';
-import { announce, exitOnSignals, onBroadcastCommand, portArg, wsUsesBufferutil } from './common.js';
+import type * as Ws from 'ws';
+import {
+  announce,
+  exitOnSignals,
+  onBroadcastCommand,
+  portArg,
+  nativeMasking,
+  wsEntry,
+  wsUsesBufferutil,
+} from './common.js';
+
+const { WebSocket, WebSocketServer } = (await import(wsEntry())) as typeof Ws;
 
 const server = new WebSocketServer({ port: portArg(), host: '127.0.0.1', perMessageDeflate: false });
 server.on('connection', (socket) => socket.on('error', () => {}));
@@ -23,5 +33,6 @@ server.on('listening', () => {
     impl: 'ws',
     broadcast: true,
     bufferutil: wsUsesBufferutil(),
+    nativeMasking: nativeMasking(),
   });
 });

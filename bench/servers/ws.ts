@@ -7,8 +7,10 @@
  * as ours (threshold 1024, zlib's default level and memLevel, context takeover on). UTF-8 validation
  * stays on (no skipUTF8Validation), and maxPayload at ws's default.
  */
-import { WebSocketServer } from 'ws';
-import { announce, exitOnSignals, hasFlag, portArg, wsUsesBufferutil } from './common.js';
+import type * as Ws from 'ws';
+import { announce, exitOnSignals, hasFlag, portArg, nativeMasking, wsEntry, wsUsesBufferutil } from './common.js';
+
+const { WebSocketServer } = (await import(wsEntry())) as typeof Ws;
 
 const deflate = hasFlag('--deflate');
 const server = new WebSocketServer({
@@ -30,5 +32,6 @@ server.on('listening', () => {
     impl: 'ws',
     deflate,
     bufferutil: wsUsesBufferutil(),
+    nativeMasking: nativeMasking(),
   });
 });
