@@ -112,9 +112,11 @@ describe('serving the page: only when asked for', () => {
 
   it("explorer on: the handshake tests' malformed requests, oversize heads and timeouts all get what they got without it (server-handshake.test.ts, rerun)", async () => {
     // The whole file, every test server with the explorer on (helpers/library.ts reads the variable).
-    const run = spawnSync(process.execPath, ['--import', 'tsx', '--test', 'spec-tests/server-handshake.test.ts'], {
+    // TAP asked for by name: Node 23 and later report in 'spec' by default, whatever stdout is.
+    const args = ['--import', 'tsx', '--test', '--test-reporter=tap', 'spec-tests/server-handshake.test.ts'];
+    const run = spawnSync(process.execPath, args, {
       cwd: ROOT,
-      // Without NODE_TEST_CONTEXT, the child reports in TAP to us rather than to our test runner.
+      // Without NODE_TEST_CONTEXT, the child reports to us rather than to our test runner.
       env: { ...process.env, NODE_TEST_CONTEXT: undefined, WSRFC_TEST_EXPLORER: '1' },
       encoding: 'utf8',
       timeout: 120_000,

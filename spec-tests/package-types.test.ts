@@ -47,7 +47,7 @@ import {
   type WebSocketEventMap, type Message, type ClientOptions, type ConnectionOptions, type SendOptions,
   type Data, type SendCallback, type PerMessageDeflateOptions, type TracedFrame, type FrameTracer,
   LocalBroker, ClusterBroker, runWorkers, WorkerPool, type Broker, type BrokerHost, type PublishOptions,
-  type WorkersOptions, type WorkerContext, type StartWorker, type WorkerPoolEventMap,
+  type WorkersOptions, type WorkerContext, type StartWorker, type WorkerPoolEventMap, type Http2Options,
 } from 'wsrfc';
 import {
   RedisBroker, connectRedisBroker, type RedisBrokerOptions, type RedisBrokerStats, type RedisBrokerEventMap,
@@ -80,6 +80,15 @@ const trace: FrameTracer = (frame: TracedFrame) => void formatFrame(frame);
 const options: ServerOptions = { path: '/chat', perMessageDeflate: deflate, trace, checkOrigin: (origin) => origin !== undefined };
 const server: WebSocketServer = createServer(options);
 const other = new WebSocketServer({ maxConnections: SERVER_DEFAULTS.maxConnections });
+// RFC 8441: HTTP/2 beside HTTP/1.1 on the server's own TLS port, and a client over HTTP/2.
+const http2: Http2Options = { onRequest: (stream) => stream.respond({ ':status': 404 }, { endStream: true }) };
+const secure = new WebSocketServer({ tls: { key: '', cert: '' }, http2 });
+secure.on('connection', (socket: WebSocket) => void socket);
+async function overHttp2(): Promise<void> {
+  const ws = await connect('wss://127.0.0.1:1/', { http2: { fallback: true } });
+  ws.close();
+}
+void overHttp2;
 server.on('connection', (socket: WebSocket, request: UpgradeRequest) => {
   const set: ClientSet = server.clients;
   socket.on('message', (data: Buffer, isBinary: boolean) => socket.send(data, { binary: isBinary } satisfies SendOptions));
