@@ -64,11 +64,14 @@ const PAUSED_BY_INFLATE = 8;
 
 /**
  * Output beyond a small write waits in the driver's backlog and goes to the stream in pieces of
- * this size, at most WRITE_WINDOW_BYTES at a time: each completed write is progress the write
- * deadline can see (the stream API reports nothing finer than a completed write).
+ * this size, a window at a time: each completed write is progress the write deadline can see (the
+ * stream API reports nothing finer than a completed write). The window starts small and doubles
+ * while the stream takes whole windows at once (a fast peer: fewer, larger writes); the first
+ * write that has to wait brings it back to the minimum (a slow peer: progress seen in small steps).
  */
 const WRITE_PIECE_BYTES = 64 * 1024;
-const WRITE_WINDOW_BYTES = 128 * 1024;
+const WRITE_WINDOW_MIN = 128 * 1024;
+const WRITE_WINDOW_MAX = 4 * 1024 * 1024;
 /** Up to this many bytes in several pieces are joined into one buffer: one small copy, one system call. */
 const WRITE_JOIN_BYTES = 16 * 1024;
 
@@ -117,12 +120,13 @@ export class Connection implements ProtocolHandler, WheelTarget {
   private inReadLoop = false;
   private needDrain = false;
   private writeWatch: WriteWatch | null = null;
-  /** Output taken from the protocol and not yet handed to the stream (see WRITE_WINDOW_BYTES). */
+  /** Output taken from the protocol and not yet handed to the stream (see WRITE_PIECE_BYTES). */
   private backlog: Pending[] | null = null;
   private backlogHead = 0;
   private backlogBytes = 0;
   /** The protocol asked to end the stream while a backlog was waiting: end it once written. */
   private endWhenWritten = false;
+  private writeWindow = WRITE_WINDOW_MIN;
   private onWriteDone: ((error?: Error | null) => void) | null = null;
 
   constructor(
@@ -386,15 +390,21 @@ export class Connection implements ProtocolHandler, WheelTarget {
     const backlog = this.backlog;
     if (backlog === null || this.closed || stream.destroyed) return;
     const wasIdle = stream.writableLength === 0;
-    // Corked, so the pieces of one window leave in one writev.
-    stream.cork();
-    while (this.backlogHead < backlog.length && stream.writableLength < WRITE_WINDOW_BYTES) {
-      const next = backlog[this.backlogHead]!;
-      backlog[this.backlogHead++] = undefined as unknown as Pending;
-      this.backlogBytes -= next.piece.length;
-      this.write(stream, next.piece, next.callbacks);
-    }
-    stream.uncork();
+    do {
+      // Corked, so the pieces of one window leave in one writev.
+      stream.cork();
+      while (this.backlogHead < backlog.length && stream.writableLength < this.writeWindow) {
+        const next = backlog[this.backlogHead]!;
+        backlog[this.backlogHead++] = undefined as unknown as Pending;
+        this.backlogBytes -= next.piece.length;
+        this.write(stream, next.piece, next.callbacks);
+      }
+      stream.uncork();
+      // Taken whole at once: the next window may be larger, and goes now rather than a tick later.
+      const taken = stream.writableLength === 0;
+      this.writeWindow = taken ? Math.min(this.writeWindow * 2, WRITE_WINDOW_MAX) : WRITE_WINDOW_MIN;
+      if (!taken || stream.destroyed) break;
+    } while (this.backlogHead < backlog.length);
     if (this.backlogHead === backlog.length) {
       this.backlog = null;
       this.backlogHead = 0;
