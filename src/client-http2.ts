@@ -8,15 +8,20 @@ import {
 } from 'node:http2';
 import { isIP } from 'node:net';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
-import { CLIENT_DEFAULTS, parseWebSocketUrl, startClientHandshake, type ClientOptions } from './client.js';
+import {
+  CLIENT_DEFAULTS,
+  agreedExtensions,
+  offeredProtocols,
+  parseWebSocketUrl,
+  startClientHandshake,
+  type ClientOptions,
+} from './client.js';
 import type { HandshakeEvents } from './client.js';
 import { WEBSOCKET_VERSION } from './constants.js';
-import { PerMessageDeflate } from './deflate-zlib.js';
-import { ExtensionHeaderError, parseExtensions } from './extensions.js';
-import { HandshakeError } from './handshake.js';
-import { isToken, listHeader, type HeaderMap } from './http1.js';
+import { HandshakeError, acceptedFields } from './handshake.js';
+import { type HeaderMap } from './http1.js';
 import { prepareWebSocketStream } from './http2-stream.js';
-import { acceptDeflateResponse, deflateOffer, deflateOptionsOf } from './permessage-deflate.js';
+import { deflateOffer, deflateOptionsOf } from './permessage-deflate.js';
 
 /**
  * WebSockets over HTTP/2 (RFC 8441), client side: `connect(url, { http2: true })`. One HTTP/2
@@ -92,11 +97,7 @@ export function startHttp2Handshake(
   events: HandshakeEvents,
 ): () => void {
   const target = parseWebSocketUrl(address);
-  const protocols = typeof offered === 'string' ? [offered] : [...offered];
-  // RFC 6455 §4.1: each offered subprotocol is a token, and "MUST all be unique strings".
-  if (protocols.some((p) => !isToken(p)) || new Set(protocols).size !== protocols.length) {
-    throw new SyntaxError('invalid subprotocol list');
-  }
+  const protocols = offeredProtocols(offered);
   const deflateOptions = deflateOptionsOf(options.perMessageDeflate);
   // RFC 8441 §4-§5: an extended CONNECT; no Upgrade, Connection or Sec-WebSocket-Key.
   const headers: OutgoingHttpHeaders = {};
@@ -201,30 +202,18 @@ export function startHttp2Handshake(
 
   const accepted = (request: ClientHttp2Stream, response: IncomingHttpHeaders): void => {
     const map = headerMapOf(response);
-    let protocol = '';
-    let extensions = '';
-    let deflate: PerMessageDeflate | null = null;
+    const status = Number(response[':status']);
+    let protocol: string;
+    let agreed: ReturnType<typeof agreedExtensions>;
     try {
-      // RFC 6455 §4.1: a subprotocol "that was not present in the client's handshake" fails the connection.
-      const chosen = listHeader(map, 'sec-websocket-protocol');
-      if (chosen.length > 1) throw new Error('more than one subprotocol selected');
-      protocol = chosen[0] ?? '';
-      if (protocol !== '' && !protocols.includes(protocol))
-        throw new Error(`subprotocol "${protocol}" was not offered`);
-      const values = map.get('sec-websocket-extensions') ?? [];
-      const answered = parseExtensions(values);
-      if (answered.length > 0) {
-        if (deflateOptions === null) throw new Error(`extension not offered: ${values.join(', ')}`);
-        // RFC 7692 §7: and the parameters must be ones the client can live with.
-        deflate = new PerMessageDeflate(acceptDeflateResponse(answered, deflateOptions), deflateOptions);
-        extensions = values.join(', ');
-      }
+      const fields = acceptedFields(map, protocols, status);
+      protocol = fields.protocol;
+      agreed = agreedExtensions(fields.extensions, deflateOptions, status, map);
     } catch (error) {
-      const message =
-        error instanceof ExtensionHeaderError ? 'malformed Sec-WebSocket-Extensions header' : String(error);
-      fail(new HandshakeError(`invalid handshake response: ${message.replace(/^Error: /, '')}`, 200, map));
+      fail(error instanceof Error ? error : new Error(String(error)));
       return;
     }
+    const { extensions, deflate } = agreed;
     finish();
     request.off('close', onStreamClose);
     request.off('error', onStreamError);

@@ -128,17 +128,55 @@ export function startClientHandshake(
   events: HandshakeEvents,
 ): () => void {
   const target = parseWebSocketUrl(address);
-  const protocols = typeof offered === 'string' ? [offered] : [...offered];
-  // RFC 6455 §4.1: each offered subprotocol is a token, and "MUST all be unique strings".
-  if (protocols.some((p) => !isToken(p)) || new Set(protocols).size !== protocols.length) {
-    throw new SyntaxError('invalid subprotocol list');
-  }
+  const protocols = offeredProtocols(offered);
   const deflateOptions = deflateOptionsOf(options.perMessageDeflate);
   const handshake = new ClientHandshake(events, target, protocols, options, deflateOptions);
   // Built now, so a bad header or origin throws from the constructor (and rejects connect()).
   const request = handshake.buildRequest();
   process.nextTick(() => handshake.start(request));
   return () => handshake.fail(new HandshakeError('connection closed before the handshake completed'));
+}
+
+/** The subprotocols to offer, checked (over HTTP/1.1 and HTTP/2 alike). Throws a SyntaxError. */
+export function offeredProtocols(offered: string | readonly string[]): string[] {
+  const protocols = typeof offered === 'string' ? [offered] : [...offered];
+  // RFC 6455 §4.1: each offered subprotocol is a token, and "MUST all be unique strings".
+  if (protocols.some((p) => !isToken(p)) || new Set(protocols).size !== protocols.length) {
+    throw new SyntaxError('invalid subprotocol list');
+  }
+  return protocols;
+}
+
+/**
+ * The extensions an accepting response agreed to (over HTTP/1.1 and HTTP/2 alike): permessage-deflate
+ * or none. Throws a HandshakeError (with `status` and `headers`) for anything the client cannot accept.
+ */
+export function agreedExtensions(
+  values: readonly string[],
+  deflateOptions: PerMessageDeflateOptions | null,
+  status: number,
+  headers: ResponseHead['headers'],
+): { extensions: string; deflate: PerMessageDeflate | null } {
+  try {
+    const answered = parseExtensions(values);
+    if (answered.length === 0) return { extensions: '', deflate: null };
+    // RFC 6455 §4.1: "If the response includes a |Sec-WebSocket-Extensions| header field and this
+    // header field indicates the use of an extension that was not present in the client's handshake
+    // (the server has indicated an extension not requested by the client), the client MUST _Fail
+    // the WebSocket Connection_."
+    if (deflateOptions === null) throw new Error(`extension not offered: ${values.join(', ')}`);
+    // RFC 7692 §7: and the parameters must be ones the client can live with.
+    const deflate = new PerMessageDeflate(acceptDeflateResponse(answered, deflateOptions), deflateOptions);
+    return { extensions: values.join(', '), deflate };
+  } catch (error) {
+    const message =
+      error instanceof ExtensionHeaderError
+        ? 'malformed Sec-WebSocket-Extensions header'
+        : error instanceof Error
+          ? error.message
+          : String(error);
+    throw new HandshakeError(`invalid handshake response: ${message}`, status, headers);
+  }
 }
 
 class ClientHandshake implements WheelTarget {
@@ -245,37 +283,16 @@ class ClientHandshake implements WheelTarget {
       return;
     }
     let protocol: string;
-    let deflate: PerMessageDeflate | null = null;
-    let extensions = '';
+    let agreed: ReturnType<typeof agreedExtensions>;
     try {
       const accepted = validateUpgradeResponse(response, this.key, this.protocols);
       protocol = accepted.protocol;
-      const answered = parseExtensions(accepted.extensions);
-      if (answered.length > 0) {
-        // RFC 6455 §4.1: "If the response includes a |Sec-WebSocket-Extensions| header field and this
-        // header field indicates the use of an extension that was not present in the client's handshake
-        // (the server has indicated an extension not requested by the client), the client MUST _Fail
-        // the WebSocket Connection_."
-        if (this.deflateOptions === null) throw new Error(`extension not offered: ${accepted.extensions.join(', ')}`);
-        // RFC 7692 §7: and the parameters must be ones the client can live with.
-        deflate = new PerMessageDeflate(acceptDeflateResponse(answered, this.deflateOptions), this.deflateOptions);
-        extensions = accepted.extensions.join(', ');
-      }
+      agreed = agreedExtensions(accepted.extensions, this.deflateOptions, 101, response.headers);
     } catch (error) {
-      const message =
-        error instanceof ExtensionHeaderError
-          ? 'malformed Sec-WebSocket-Extensions header'
-          : error instanceof Error
-            ? error.message
-            : String(error);
-      this.fail(
-        error instanceof HandshakeError
-          ? error
-          : new HandshakeError(`invalid handshake response: ${message}`, 101, response.headers),
-      );
+      this.fail(error instanceof Error ? error : new Error(String(error)));
       return;
     }
-    this.succeed(protocol, extensions, deflate, result.rest, response);
+    this.succeed(protocol, agreed.extensions, agreed.deflate, result.rest, response);
   };
 
   private readonly onError = (error: Error): void => {

@@ -278,8 +278,23 @@ export function validateUpgradeResponse(
     fail('repeated Sec-WebSocket-Accept header');
   }
   if (accept !== acceptKey(key)) fail('Sec-WebSocket-Accept does not match the key sent');
+  return acceptedFields(headers, offeredProtocols, 101);
+}
+
+/**
+ * What an accepting response (a 101 over HTTP/1.1, a 2xx over HTTP/2, RFC 8441 §5) says about the
+ * subprotocol and extensions. Throws a HandshakeError (with `status`) for a subprotocol not offered.
+ */
+export function acceptedFields(
+  headers: HeaderMap,
+  offeredProtocols: readonly string[],
+  status: number,
+): ValidatedResponse {
   // §4.1: a subprotocol "that was not present in the client's handshake" fails the connection.
   const protocols = listHeader(headers, 'sec-websocket-protocol');
+  const fail = (message: string): never => {
+    throw new HandshakeError(`invalid handshake response: ${message}`, status, headers);
+  };
   if (protocols.length > 1) fail('more than one subprotocol selected');
   const protocol = protocols[0] ?? '';
   if (protocol !== '' && !offeredProtocols.includes(protocol)) fail(`subprotocol "${protocol}" was not offered`);
