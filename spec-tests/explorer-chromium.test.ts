@@ -8,32 +8,23 @@
  * connection over (its API reports 1006).
  *
  * WSRFC_SCREENSHOT=docs/explorer.png also saves the page as the README shows it.
- * Without Chromium ($CHROMIUM, /usr/bin/chromium, chromium, chromium-browser) the test is skipped.
+ * Without Chromium (helpers/chromium.ts says where it looks) the test is skipped, saying why.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { connect, type WebSocket } from '../src/index.js';
+import { NO_CHROMIUM, findChromium, launchChromium, removeProfile, stopGroup } from './helpers/chromium.js';
 import { delay, skipBecause, withTimeout } from './helpers/library.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
-
-function findChromium(): string | null {
-  for (const candidate of [process.env['CHROMIUM'], '/usr/bin/chromium', 'chromium', 'chromium-browser']) {
-    if (candidate === undefined || candidate === '') continue;
-    if (candidate.startsWith('/') && !existsSync(candidate)) continue;
-    const probe = spawnSync(candidate, ['--version'], { encoding: 'utf8', timeout: 10_000 });
-    if (probe.status === 0) return candidate;
-  }
-  return null;
-}
 
 /** Poll a condition (it may be asynchronous) every 50 ms until it holds. */
 async function waitUntil(predicate: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
@@ -106,32 +97,15 @@ describe('the protocol explorer in headless Chromium (the echo CLI serving it)',
   let profile: string | undefined;
   after(async () => {
     devtools?.terminate();
-    for (const child of [chrome, cli]) {
-      if (child?.pid === undefined || child.exitCode !== null || child.signalCode !== null) continue;
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        child.kill('SIGKILL');
-      }
-      await exited;
-    }
-    if (profile !== undefined) rmSync(profile, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
+    for (const child of [chrome, cli]) await stopGroup(child);
+    await removeProfile(profile);
   });
 
   it(
     'shows the handshake, frames both ways, and does what the page asks the server to do',
     { timeout: 90_000 },
     async (t) => {
-      if (
-        skipBecause(
-          t,
-          chromium === null
-            ? 'no Chromium found ($CHROMIUM, /usr/bin/chromium, chromium, chromium-browser); Debian: apt-get install chromium'
-            : null,
-        )
-      )
-        return;
+      if (skipBecause(t, chromium === null ? NO_CHROMIUM : null)) return;
       cli = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', '--host', '127.0.0.1', '--port', '0'], {
         cwd: ROOT,
         stdio: ['ignore', 'pipe', 'inherit'],
@@ -147,25 +121,11 @@ describe('the protocol explorer in headless Chromium (the echo CLI serving it)',
       const port = Number(/protocol explorer: http:\/\/127\.0\.0\.1:(\d+)\//.exec(output)![1]);
 
       profile = mkdtempSync(join(tmpdir(), 'wsrfc-explorer-'));
-      chrome = spawn(
-        chromium!,
-        [
-          '--headless',
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-quic',
-          '--no-first-run',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          '--hide-scrollbars',
-          '--window-size=1280,1400',
-          '--remote-debugging-port=0',
-          `--user-data-dir=${profile}`,
-          `http://127.0.0.1:${port}/`,
-        ],
-        { stdio: 'ignore', detached: true },
-      );
+      chrome = launchChromium(chromium!, `http://127.0.0.1:${port}/`, profile, [
+        '--hide-scrollbars',
+        '--window-size=1280,1400',
+        '--remote-debugging-port=0',
+      ]);
       // Chromium writes the port it chose for DevTools into the profile.
       const portFile = join(profile, 'DevToolsActivePort');
       await waitUntil(() => existsSync(portFile) && readFileSync(portFile, 'utf8').includes('\n'), 30_000, 'DevTools');

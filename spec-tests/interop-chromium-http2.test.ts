@@ -12,27 +12,16 @@
  * is skipped, saying why.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
-import { delay, skipBecause, withTimeout } from './helpers/library.js';
+import { NO_CHROMIUM, findChromium, launchChromium, removeProfile, stopGroup } from './helpers/chromium.js';
+import { skipBecause, withTimeout } from './helpers/library.js';
+import { makeTestCertificate, type TestCertificate } from './helpers/tls.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-
-function findChromium(): string | null {
-  const candidates = [process.env['CHROMIUM'], '/usr/bin/chromium', 'chromium', 'chromium-browser'];
-  for (const candidate of candidates) {
-    if (candidate === undefined || candidate === '') continue;
-    if (candidate.startsWith('/') ? !existsSync(candidate) : false) continue;
-    const probe = spawnSync(candidate, ['--version'], { encoding: 'utf8', timeout: 10_000 });
-    if (probe.status === 0) return candidate;
-  }
-  return null;
-}
 
 /**
  * The page: runs every step in order, then reports its log by opening one more WebSocket whose URL
@@ -92,73 +81,31 @@ run().then(() => report({ log }), (error) => report({ log, error: String(error) 
 describe('interop: headless Chromium against the echo CLI over HTTP/2 (RFC 8441)', () => {
   const chromium = findChromium();
   const processes: ChildProcess[] = [];
-  let dir: string | undefined;
+  let made: TestCertificate | undefined;
   after(async () => {
-    for (const child of processes) {
-      if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) continue;
-      const exited = once(child, 'exit');
-      // Chromium runs helper processes in its process group; the CLI is one process.
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        child.kill('SIGKILL');
-      }
-      await exited;
-    }
-    if (dir !== undefined) {
-      // A Chromium helper may still write to the profile for a moment after the kill.
-      for (let attempt = 0; attempt < 50; attempt++) {
-        try {
-          rmSync(dir, { recursive: true, force: true });
-          break;
-        } catch {
-          await delay(100);
-        }
-      }
-    }
+    // Chromium runs helper processes in its process group; the CLI is one process.
+    for (const child of processes) await stopGroup(child);
+    // The profile is in the certificate's directory.
+    if (made !== undefined) await removeProfile(made.dir);
   });
 
   it(
     'echoes text and binary compressed, in order, closes with a code both ways, all over HTTP/2',
     { timeout: 90_000 },
     async (t) => {
-      if (
-        skipBecause(
-          t,
-          chromium === null
-            ? 'no Chromium found ($CHROMIUM, /usr/bin/chromium, chromium, chromium-browser); Debian: apt-get install chromium'
-            : null,
-        )
-      )
-        return;
-      dir = mkdtempSync(join(tmpdir(), 'wsrfc-chromium-h2-'));
-      try {
-        execFileSync(
-          'openssl',
-          [
-            'req',
-            '-x509',
-            '-newkey',
-            'rsa:2048',
-            '-nodes',
-            '-keyout',
-            'key.pem',
-            '-out',
-            'cert.pem',
-            '-days',
-            '1',
-          ].concat(['-subj', '/CN=localhost']),
-          { cwd: dir, stdio: 'ignore', timeout: 20_000 },
-        );
-      } catch (error) {
-        skipBecause(t, `openssl is not available to make a test certificate: ${(error as Error).message}`);
+      if (skipBecause(t, chromium === null ? NO_CHROMIUM : null)) return;
+      const certificate = makeTestCertificate('wsrfc-chromium-h2-');
+      if (typeof certificate === 'string') {
+        skipBecause(t, certificate);
         return;
       }
+      made = certificate;
+      const dir = certificate.dir;
       writeFileSync(join(dir, 'page.html'), PAGE);
       const cli = spawn(
         process.execPath,
         ['--import', 'tsx', 'src/cli.ts', '--host', '127.0.0.1', '--port', '0', '--max-message-size', '1048576'].concat(
-          ['--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem'), '--page', join(dir, 'page.html')],
+          ['--tls-cert', certificate.certFile, '--tls-key', certificate.keyFile, '--page', join(dir, 'page.html')],
         ),
         { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
       );
@@ -193,25 +140,10 @@ describe('interop: headless Chromium against the echo CLI over HTTP/2 (RFC 8441)
       );
       const port = Number(listening[1]);
 
-      // The flags keep Chromium off the network and out of any sandbox that needs privileges a CI
-      // container lacks; the certificate is our own, made above.
-      const chrome = spawn(
-        chromium!,
-        [
-          '--headless',
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-quic',
-          '--no-first-run',
-          '--ignore-certificate-errors',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          `--user-data-dir=${join(dir, 'profile')}`,
-          `https://127.0.0.1:${port}/`,
-        ],
-        { stdio: 'ignore', detached: true },
-      );
+      // The certificate is our own, made above.
+      const chrome = launchChromium(chromium!, `https://127.0.0.1:${port}/`, join(dir, 'profile'), [
+        '--ignore-certificate-errors',
+      ]);
       processes.push(chrome);
 
       const reported = await waitFor(/ \/report\?(\S+) {2}over (\S+)/, 80_000, 'the page to report');

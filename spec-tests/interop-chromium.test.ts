@@ -8,26 +8,16 @@
  * PATH (Debian: `apt-get install chromium`). Without one the test is skipped, saying why.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { WebSocketServer } from '../src/index.js';
-import { withTimeout } from './helpers/library.js';
-
-function findChromium(): string | null {
-  const candidates = [process.env['CHROMIUM'], '/usr/bin/chromium', 'chromium', 'chromium-browser'];
-  for (const candidate of candidates) {
-    if (candidate === undefined || candidate === '') continue;
-    if (candidate.startsWith('/') ? !existsSync(candidate) : false) continue;
-    const probe = spawnSync(candidate, ['--version'], { encoding: 'utf8', timeout: 10_000 });
-    if (probe.status === 0) return candidate;
-  }
-  return null;
-}
+import { NO_CHROMIUM, findChromium, launchChromium, removeProfile, stopGroup } from './helpers/chromium.js';
+import { skipBecause, withTimeout } from './helpers/library.js';
 
 /**
  * The page: runs every step in order and POSTs its log to /result. Messages are compared in the
@@ -114,47 +104,17 @@ describe('interop: headless Chromium against our server (handleUpgrade on node:h
   let profile: string | undefined;
   const servers: WebSocketServer[] = [];
   after(async () => {
-    if (chrome?.pid !== undefined && chrome.exitCode === null && chrome.signalCode === null) {
-      const exited = new Promise((resolve) => chrome!.once('exit', resolve));
-      // Chromium runs helper processes (zygote, renderer, GPU); they share its process group.
-      try {
-        process.kill(-chrome.pid, 'SIGKILL');
-      } catch {
-        chrome.kill('SIGKILL');
-      }
-      await exited;
-    }
+    await stopGroup(chrome);
     http?.close();
     await Promise.all(servers.map((server) => server.close()));
-    // A helper may still be writing to the profile for a moment after the kill: retry, and at
-    // worst leave a temporary directory behind, which is no reason to fail the test.
-    if (profile !== undefined) {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          rmSync(profile, { recursive: true, force: true });
-          break;
-        } catch (error) {
-          if (attempt === 50) {
-            console.log(`# could not remove ${profile}: ${(error as Error).message}`);
-            break;
-          }
-          await new Promise((resolve) => setTimeout(resolve, 100));
-        }
-      }
-    }
+    await removeProfile(profile);
   });
 
   it(
     'echoes 0 B to 16 MiB compressed, keeps order, closes with the right code both ways, answers pings, refuses unknown paths',
     { timeout: 90_000 },
     async (t) => {
-      if (chromium === null) {
-        const reason =
-          'no Chromium found ($CHROMIUM, /usr/bin/chromium, chromium, chromium-browser); Debian: apt-get install chromium';
-        console.log(`# skipped: ${reason}`);
-        t.skip(reason);
-        return;
-      }
+      if (skipBecause(t, chromium === null ? NO_CHROMIUM : null)) return;
       const serverLog: string[] = [];
       const echo = new WebSocketServer({ protocols: ['echo'], perMessageDeflate: true, pingInterval: 0 });
       // A message limit below what the page sends: the browser must see 1009 (RFC 6455 §7.4.1).
@@ -212,24 +172,7 @@ describe('interop: headless Chromium against our server (handleUpgrade on node:h
       const { port } = server.address() as AddressInfo;
 
       profile = mkdtempSync(join(tmpdir(), 'wsrfc-chromium-'));
-      // The flags keep Chromium off the network (this machine has none) and out of any sandbox
-      // that needs privileges a CI container lacks.
-      chrome = spawn(
-        chromium,
-        [
-          '--headless',
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-quic',
-          '--no-first-run',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          `--user-data-dir=${profile}`,
-          `http://127.0.0.1:${port}/`,
-        ],
-        { stdio: 'ignore', detached: true },
-      );
+      chrome = launchChromium(chromium!, `http://127.0.0.1:${port}/`, profile);
 
       const page = await withTimeout(result, 80_000, 'the page to report');
       assert.equal(page.error, undefined, `${page.error}; log so far: ${page.log.join(' | ')}`);

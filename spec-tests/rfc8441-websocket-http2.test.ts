@@ -7,9 +7,8 @@
  * one stream's trouble (a stalled reader, a hostile peer, a reset) staying on that stream.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import {
   constants as h2,
   createSecureServer,
@@ -18,8 +17,6 @@ import {
   type ServerHttp2Stream,
 } from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { HandshakeError, WebSocketServer, connect, type ServerOptions, type WebSocket } from '../src/index.js';
@@ -38,35 +35,22 @@ import {
   openH2Session,
   zeroBomb,
 } from './helpers/peer/index.js';
+import { makeTestCertificate, type TestCertificate } from './helpers/tls.js';
 
-let dir = '';
+let made: TestCertificate | null = null;
 let key: Buffer | null = null;
 let cert: Buffer | null = null;
 let noCertificate = '';
 before(() => {
-  dir = mkdtempSync(join(tmpdir(), 'wsrfc-h2-'));
-  try {
-    execFileSync(
-      'openssl',
-      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'key.pem', '-out', 'cert.pem'].concat([
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-      ]),
-      { cwd: dir, stdio: 'ignore', timeout: 20_000 },
-    );
-    key = readFileSync(join(dir, 'key.pem'));
-    cert = readFileSync(join(dir, 'cert.pem'));
-  } catch (error) {
-    noCertificate = `openssl is not available to make a test certificate: ${(error as Error).message}`;
-  }
+  const certificate = makeTestCertificate('wsrfc-h2-');
+  if (typeof certificate === 'string') noCertificate = certificate;
+  else ({ key, cert } = made = certificate);
 });
 const cleanups: (() => unknown)[] = [];
 after(async () => {
   destroyH2Sessions();
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  rmSync(dir, { recursive: true, force: true });
+  made?.remove();
 });
 
 /** Skip (saying why) when no certificate could be made. */
@@ -636,14 +620,10 @@ describe('the echo CLI with --tls-cert and --tls-key', () => {
   it('serves wss:// over HTTP/2 and HTTP/1.1 on one port, and logs which carried each WebSocket', async (t) => {
     if (needsTls(t)) return;
     const args = ['--import', 'tsx', 'src/cli.ts', '--host', '127.0.0.1', '--port', '0'];
-    const cli = spawn(
-      process.execPath,
-      [...args, '--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem')],
-      {
-        cwd: fileURLToPath(new URL('..', import.meta.url)),
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    );
+    const cli = spawn(process.execPath, [...args, '--tls-cert', made!.certFile, '--tls-key', made!.keyFile], {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     cleanups.push(() => {
       if (cli.exitCode === null && cli.signalCode === null) cli.kill('SIGKILL');
     });

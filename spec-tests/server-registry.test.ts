@@ -4,13 +4,9 @@
  * feed it sockets: its own listener, a node:http server's 'upgrade' event, and TLS (wss://, §11.1.2).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, get as httpGet, type Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createServer as createTlsServer } from 'node:tls';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { HandshakeError, WebSocketServer, connect, type WebSocket } from '../src/index.js';
@@ -26,6 +22,7 @@ import {
   type TestServer,
 } from './helpers/library.js';
 import { RawClient, clientFrame, destroyRawClients, handshakeRequest } from './helpers/peer/index.js';
+import { makeTestCertificate, type TestCertificate } from './helpers/tls.js';
 
 const servers: TestServer[] = [];
 const sockets: WebSocket[] = [];
@@ -389,39 +386,16 @@ describe('handleUpgrade: WebSocket servers on a node:http server', () => {
 });
 
 describe('RFC 6455 §11.1.2 wss://: the server over TLS', () => {
-  let dir = '';
   let key: Buffer | null = null;
   let cert: Buffer | null = null;
   let skipReason = '';
+  let made: TestCertificate | null = null;
   before(() => {
-    dir = mkdtempSync(join(tmpdir(), 'wsrfc-tls-'));
-    try {
-      execFileSync(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'rsa:2048',
-          '-nodes',
-          '-keyout',
-          'key.pem',
-          '-out',
-          'cert.pem',
-          '-days',
-          '1',
-          '-subj',
-          '/CN=localhost',
-        ],
-        { cwd: dir, stdio: 'ignore', timeout: 20_000 },
-      );
-      key = readFileSync(join(dir, 'key.pem'));
-      cert = readFileSync(join(dir, 'cert.pem'));
-    } catch (error) {
-      skipReason = `openssl is not available to make a test certificate: ${(error as Error).message}`;
-    }
+    const certificate = makeTestCertificate('wsrfc-tls-');
+    if (typeof certificate === 'string') skipReason = certificate;
+    else ({ key, cert } = made = certificate);
   });
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  after(() => made?.remove());
 
   it('new WebSocketServer({ tls }) + listen(): wss:// echo with our client', async (t) => {
     if (key === null || cert === null) return t.skip(skipReason);
