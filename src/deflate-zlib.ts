@@ -4,6 +4,8 @@ import {
   createInflateRaw,
   type DeflateRaw,
   type InflateRaw,
+  deflateRawSync,
+  type ZlibOptions,
 } from 'node:zlib';
 import { ProtocolError } from './errors.js';
 import { DEFLATE_DEFAULTS, type DeflateParams, type PerMessageDeflateOptions } from './permessage-deflate.js';
@@ -93,6 +95,41 @@ function withTail(payload: Buffer): Buffer {
   joined.set(payload, 0);
   joined.set(TAIL, payload.length);
   return joined;
+}
+
+/** §7.2.1: a compressed message as sent, without the tail its sync flush ended with. */
+function withoutTail(data: Buffer): Buffer {
+  const end = data.length - TAIL.length;
+  return end >= 0 && data.subarray(end).equals(TAIL) ? data.subarray(0, end) : data;
+}
+
+/** zlib's options for compressing with a window of `bits` (RFC 7692 §7.1.2) and the server's settings. */
+function deflaterOptions(bits: number, options: PerMessageDeflateOptions): ZlibOptions {
+  return {
+    level: options.level ?? DEFLATE_DEFAULTS.level,
+    memLevel: options.memLevel ?? DEFLATE_DEFAULTS.memLevel,
+    // zlib cannot compress with a 256-byte window, but it never refers further back than its
+    // window less 262 bytes (the lookahead it keeps: a longest match of 258 and 4 more), so with
+    // 9 bits at most 250 bytes back: within the 256 bytes a peer that agreed to 8 keeps.
+    windowBits: Math.max(bits, ZLIB_MIN_WINDOW_BITS),
+  };
+}
+
+/**
+ * One message compressed on its own, from an empty window (what a peer that agreed to no context
+ * takeover on our side can take, whoever else gets the same bytes: a publication to many), at once
+ * and on this thread. Null if zlib fails.
+ */
+export function deflateMessageOnce(payload: Buffer, bits: number, options: PerMessageDeflateOptions): Buffer | null {
+  // §7.2.3.6: an empty message is the one byte of an empty stored block's header.
+  if (payload.length === 0) return Buffer.from([0x00]);
+  try {
+    return withoutTail(
+      deflateRawSync(payload, { ...deflaterOptions(bits, options), finishFlush: zlibConstants.Z_SYNC_FLUSH }),
+    );
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -216,8 +253,7 @@ export class PerMessageDeflate implements MessageInflater, MessageDeflater {
       deflater.write(payload, () => {
         if (finished || this.deflater !== deflater) return;
         const chunks = this.deflateChunks;
-        let data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-        if (data.length >= 4 && data.subarray(data.length - 4).equals(TAIL)) data = data.subarray(0, data.length - 4);
+        const data = withoutTail(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
         if (this.params.ownNoContextTakeover) deflater.reset();
         finish(data);
       });
@@ -246,14 +282,8 @@ export class PerMessageDeflate implements MessageInflater, MessageDeflater {
   }
 
   private createDeflater(): DeflateRaw {
-    const bits = this.params.ownMaxWindowBits;
     const deflater = createDeflateRaw({
-      level: this.options.level ?? DEFLATE_DEFAULTS.level,
-      memLevel: this.options.memLevel ?? DEFLATE_DEFAULTS.memLevel,
-      // zlib cannot compress with a 256-byte window, but it never refers further back than its
-      // window less 262 bytes (the lookahead it keeps: a longest match of 258 and 4 more), so with
-      // 9 bits at most 250 bytes back: within the 256 bytes a peer that agreed to 8 keeps.
-      windowBits: Math.max(bits, ZLIB_MIN_WINDOW_BITS),
+      ...deflaterOptions(this.params.ownMaxWindowBits, this.options),
       // §7.2.1: every message ends with a sync flush; as the stream's own flag, the write does it
       // (one thread-pool job per message instead of a write and a flush).
       flush: zlibConstants.Z_SYNC_FLUSH,

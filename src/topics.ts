@@ -1,6 +1,6 @@
-import { constants as zlibConstants, deflateRawSync } from 'node:zlib';
 import { LocalBroker, type Broker } from './broker.js';
 import { Opcode, ReadyState } from './constants.js';
+import { deflateMessageOnce } from './deflate-zlib.js';
 import { encodeFrame } from './frame.js';
 import { DEFLATE_DEFAULTS, type PerMessageDeflateOptions } from './permessage-deflate.js';
 import { deflateParamsOf, sendFramed, type TopicMembership, type WebSocket } from './websocket.js';
@@ -20,10 +20,6 @@ import { deflateParamsOf, sendFramed, type TopicMembership, type WebSocket } fro
 /** A filter that takes every connection. */
 export const EVERYONE = (): boolean => true;
 
-/** RFC 7692 §7.2.1: the empty stored block a sync flush ends with; a sender removes it. */
-const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
-/** zlib cannot deflate with a 256-byte window; with 9 bits it never refers more than 250 bytes back. */
-const ZLIB_MIN_WINDOW_BITS = 9;
 const NO_TOPICS: ReadonlySet<string> = Object.freeze(new Set<string>());
 /** A publication from another process: delivered here, not sent on (compared by identity). */
 const FROM_BROKER: PublishOptions = Object.freeze({});
@@ -158,7 +154,7 @@ export class Topics implements TopicMembership {
         compressed ??= new Map();
         frame = compressed.get(bits) ?? null;
         if (frame === null) {
-          const bytes = compressOnce(payload, bits, deflate!);
+          const bytes = deflateMessageOnce(payload, bits, deflate!);
           if (bytes !== null) compressed.set(bits, (frame = encodeFrame({ opcode, payload: bytes, rsv1: true })));
         }
       }
@@ -166,24 +162,6 @@ export class Topics implements TopicMembership {
       if (sendFramed(socket, frame) || socket.readyState === ReadyState.OPEN) count++;
     }
     return count;
-  }
-}
-
-/** RFC 7692 §7.2.1: one message from an empty window, sync-flushed, its tail removed; null if zlib fails. */
-function compressOnce(payload: Buffer, bits: number, options: PerMessageDeflateOptions): Buffer | null {
-  // §7.2.3.6: an empty message is the one byte of an empty stored block's header.
-  if (payload.length === 0) return Buffer.from([0x00]);
-  try {
-    const out = deflateRawSync(payload, {
-      level: options.level ?? DEFLATE_DEFAULTS.level,
-      memLevel: options.memLevel ?? DEFLATE_DEFAULTS.memLevel,
-      windowBits: Math.max(bits, ZLIB_MIN_WINDOW_BITS),
-      finishFlush: zlibConstants.Z_SYNC_FLUSH,
-    });
-    const end = out.length - TAIL.length;
-    return end >= 0 && out.subarray(end).equals(TAIL) ? out.subarray(0, end) : out;
-  } catch {
-    return null;
   }
 }
 
