@@ -285,6 +285,12 @@ describe('the protocol explorer in headless Chromium (the echo CLI serving it)',
       await setValue('invalid-kind', 'reserved-opcode');
       await click('send-invalid');
       await until(`document.getElementById('log').innerText.includes('close event: code 1006')`, 'the 1006');
+      // The server's account of the close comes over the observer socket, which may be later than the
+      // browser's own close event (a busy machine): wait for it too.
+      await until(
+        `/server: the connection closed with \\d+ /.test(document.getElementById('log').innerText)`,
+        "the server's report of the close",
+      );
       const log = await text('#log');
       assert.match(log, /server: the server sends 8302 *6869: RFC 6455 §5\.2/);
       assert.match(log, /close event: code 1006 \(Abnormal Closure\) reason="" wasClean=false/);
