@@ -37,9 +37,9 @@ import { dirname, join, resolve } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-import { Opcode } from '../src/constants.js';
-import { Receiver } from '../src/receiver.js';
-import { FrameQueue, MaskKeySource } from '../src/writer.js';
+import { Opcode } from '../src/protocol/constants.js';
+import { Receiver } from '../src/protocol/receiver.js';
+import { FrameQueue, MaskKeySource } from '../src/protocol/writer.js';
 
 const THIS_FILE = fileURLToPath(import.meta.url);
 const REPO_ROOT = resolve(dirname(THIS_FILE), '..');

@@ -46,7 +46,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { constants as zlibConstants, deflateRawSync, inflateRawSync } from 'node:zlib';
-import { WEBSOCKET_GUID as GUID } from '../src/constants.js';
+import { WEBSOCKET_GUID as GUID } from '../src/protocol/constants.js';
 
 type Mode = 'echo' | 'raw' | 'deflate' | 'idle' | 'deflate-idle' | 'broadcast';
 

@@ -1,5 +1,5 @@
 /**
- * Scale-out benchmark (issue 15), against the chat server (src/chat.ts) in its own processes:
+ * Scale-out benchmark (issue 15), against the chat server (src/cli/chat.ts) in its own processes:
  *
  *   fanout   one 32 B message published to 10,000 subscribers of one room: the time from the
  *            publisher's send until every subscriber has it, (a) one process, (b) two workers with
@@ -36,7 +36,7 @@ const MESSAGE = 'x'.repeat(32);
 const FRAME_BYTES = 34;
 
 async function startChat(args: string[]): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/chat.ts', '--port', '0', '--quiet', ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/chat.ts', '--port', '0', '--quiet', ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let output = '';

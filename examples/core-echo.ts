@@ -1,7 +1,7 @@
 // The layers composed by hand: an echo server on the pure protocol core (`wsrfc/core`) over a
 // net.Socket, without the library's driver. The core reads bytes and decides; this file moves
 // bytes and carries out its decisions (write, end, destroy). What it leaves out (backpressure,
-// deadlines, compression) is what src/connection.ts adds. Run: npx tsx examples/core-echo.ts
+// deadlines, compression) is what src/driver/connection.ts adds. Run: npx tsx examples/core-echo.ts
 import { createServer, type Socket } from 'node:net';
 import * as core from '../src/core.js';
 

@@ -15,19 +15,19 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { constants as zc, deflateRawSync } from 'node:zlib';
 import fc from 'fast-check';
-import { Opcode } from '../src/constants.js';
-import { ProtocolError } from '../src/errors.js';
-import { PerMessageDeflate } from '../src/deflate-zlib.js';
+import { Opcode } from '../src/protocol/constants.js';
+import { ProtocolError } from '../src/protocol/errors.js';
+import { PerMessageDeflate } from '../src/driver/deflate-zlib.js';
 import {
   acceptDeflateOffer,
   acceptDeflateResponse,
   deflateOffer,
   type PerMessageDeflateOptions,
-} from '../src/permessage-deflate.js';
-import { inflateBudget } from '../src/inflate-budget.js';
-import { parseExtensions } from '../src/extensions.js';
-import { Receiver, type Frame, type Role } from '../src/receiver.js';
-import { MaskKeySource, appendControlFrame, appendFrame, appendMessage } from '../src/writer.js';
+} from '../src/protocol/permessage-deflate.js';
+import { inflateBudget } from '../src/protocol/inflate-budget.js';
+import { parseExtensions } from '../src/protocol/extensions.js';
+import { Receiver, type Frame, type Role } from '../src/protocol/receiver.js';
+import { MaskKeySource, appendControlFrame, appendFrame, appendMessage } from '../src/protocol/writer.js';
 import { compressible, prng, randomBuffer, randomText } from '../spec-tests/helpers/data.js';
 
 const runs = Number(process.env.FUZZ_RUNS ?? 50);

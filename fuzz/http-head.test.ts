@@ -1,5 +1,5 @@
 /**
- * Properties of the opening handshake's HTTP layer (src/http1.ts, src/handshake.ts), the first
+ * Properties of the opening handshake's HTTP layer (src/protocol/http1.ts, src/protocol/handshake.ts), the first
  * code any byte from the network reaches:
  * - a valid upgrade request, cut into chunks anywhere, reads and validates the same as in one
  *   piece, and the bytes after the head (the first frames) come out untouched;
@@ -16,8 +16,8 @@ import {
   validateUpgradeRequest,
   validateUpgradeResponse,
   switchingProtocolsResponse,
-} from '../src/handshake.js';
-import { HeadReader, HttpError, parseRequestHead, parseResponseHead } from '../src/http1.js';
+} from '../src/protocol/handshake.js';
+import { HeadReader, HttpError, parseRequestHead, parseResponseHead } from '../src/protocol/http1.js';
 import { cutChunks, chunkPlan, runs } from './streams.js';
 
 const token = fc.stringMatching(/^[a-z][a-z0-9.-]{0,11}$/);

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { mask, maskInto } from '../src/mask.js';
+import { mask, maskInto } from '../src/protocol/mask.js';
 import { runs } from './streams.js';
 
 function naive(data: Uint8Array, key: Uint8Array, phase: number): Uint8Array {

@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { isUtf8 } from 'node:buffer';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { MAX_CONTROL_PAYLOAD } from '../src/constants.js';
-import { ProtocolError, ProtocolViolation } from '../src/errors.js';
-import { Receiver, type ReceiverOptions, type Role } from '../src/receiver.js';
+import { MAX_CONTROL_PAYLOAD } from '../src/protocol/constants.js';
+import { ProtocolError, ProtocolViolation } from '../src/protocol/errors.js';
+import { Receiver, type ReceiverOptions, type Role } from '../src/protocol/receiver.js';
 import {
   Recorder,
   chunkPlan,
@@ -24,7 +24,7 @@ import {
 
 const role = fc.constantFrom<Role>('server', 'client');
 
-/** Independent of src/constants.ts: RFC 6455 §7.4.1 and the IANA registry (1012-1014), 3000-4999. */
+/** Independent of src/protocol/constants.ts: RFC 6455 §7.4.1 and the IANA registry (1012-1014), 3000-4999. */
 const sendableCloseCode = (code: number): boolean =>
   (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
 /** RFC 6455 §5.2: the defined opcodes. */

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { Receiver } from '../src/receiver.js';
+import { Receiver } from '../src/protocol/receiver.js';
 import {
   Recorder,
   chunkPlan,

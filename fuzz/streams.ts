@@ -3,12 +3,12 @@
  * received), their encodings, and ways to cut a byte stream into chunks.
  */
 import fc from 'fast-check';
-import { buildClosePayload } from '../src/close.js';
-import { Opcode } from '../src/constants.js';
-import { encodeFrame } from '../src/frame.js';
-import type { Frame, ReceiverHandler, Role } from '../src/receiver.js';
-import type { ProtocolError } from '../src/errors.js';
-import { appendFrame, MaskKeySource } from '../src/writer.js';
+import { buildClosePayload } from '../src/protocol/close.js';
+import { Opcode } from '../src/protocol/constants.js';
+import { encodeFrame } from '../src/protocol/frame.js';
+import type { Frame, ReceiverHandler, Role } from '../src/protocol/receiver.js';
+import type { ProtocolError } from '../src/protocol/errors.js';
+import { appendFrame, MaskKeySource } from '../src/protocol/writer.js';
 
 export const runs = Number(process.env.FUZZ_RUNS ?? 200);
 

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { Utf8Validator, isUtf8Payload, isValidUtf8 } from '../src/utf8.js';
+import { Utf8Validator, isUtf8Payload, isValidUtf8 } from '../src/protocol/utf8.js';
 import { runs } from './streams.js';
 
 /** A code point encoded as UTF-8, of any sequence length (surrogates excluded). */

@@ -1,71 +1,63 @@
 /**
- * The shape the code keeps (README, "How the code is laid out"): a protocol core that touches no
- * socket, no timer and no clock, drivers above it, no import cycles, and files small enough to read
- * in one sitting. Read off the sources themselves, so a change that breaks the layering fails here.
+ * The shape the code keeps (README, "How the code is laid out"): the layers are the folders of
+ * src/, declared once here from the bottom up; each folder imports only itself and the folders
+ * below it; the protocol core touches no socket, no timer and no clock; there are no import
+ * cycles; files stay small enough to read in one sitting. Read off the sources themselves, so a
+ * change that breaks the layering fails here.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 
 const SRC = fileURLToPath(new URL('../src/', import.meta.url));
 
-/** Bytes in, events and bytes out: these never do I/O, never read a clock, never schedule. */
-const CORE = [
-  'close.ts',
-  'constants.ts',
-  'errors.ts',
-  'extensions.ts',
-  'frame.ts',
-  'handshake.ts',
-  'http1.ts',
-  'inflate-budget.ts',
-  'mask.ts',
-  'options.ts',
-  'payload-buffer.ts',
-  'permessage-deflate.ts',
-  'protocol.ts',
-  'receiver.ts',
-  'sender.ts',
-  'trace.ts',
-  'utf8.ts',
-  'writer.ts',
-];
-/** Sockets, timers, zlib jobs, queues: what carries the core's decisions out. */
-const DRIVERS = [
-  'broker.ts',
-  'broker-cluster.ts',
-  'client.ts',
-  'client-http2.ts',
-  'connection.ts',
-  'deflate-zlib.ts',
-  'http2.ts',
-  'http2-stream.ts',
-  'redis.ts',
-  'server.ts',
-  'server-options.ts',
-  'timer-wheel.ts',
-  'topics.ts',
-  'websocket.ts',
-  'workers.ts',
-  // The learner's layer: the teaching trace (it inflates with node:zlib) and the explorer's server side.
-  'explain.ts',
-  'explorer.ts',
-];
-/** The package's entry points and the CLIs. */
-const APPS = [
-  'chat.ts',
-  'cli.ts',
-  'index.ts',
-  // The package's second entry point, wsrfc/core (examples/core-echo.ts).
-  'core.ts',
-  // The explorer's page: the browser's script, as a string.
-  'explorer-page.ts',
-];
+/**
+ * The layers, bottom first: a folder may import the folders before it in this list, never those
+ * after it. The README draws the same list.
+ */
+const LAYERS = [
+  // The protocol core: bytes in, events and bytes out, every decision returned as data.
+  'protocol',
+  // Moving bytes between a stream and the core: the node:stream driver, the WHATWG-streams driver,
+  // the timer wheel, the zlib jobs.
+  'driver',
+  // The public classes on node:net, node:tls and node:http2: WebSocket, WebSocketServer, the client
+  // handshakes, RFC 8441, topics.
+  'websocket',
+  // More than one process: brokers across workers and hosts, the worker pool.
+  'scale',
+  // The learner's layer: frames explained, the protocol explorer (it plugs into a server through
+  // the server's public hooks).
+  'learn',
+  // The command-line programs.
+  'cli',
+] as const;
+
+/** The package's entry points (package.json `exports`), the only files at the top of src/. */
+const ENTRY_POINTS = ['core.ts', 'explorer.ts', 'index.ts', 'redis.ts'];
+
+/** The only things the core may import from outside itself. */
+const CORE_NODE_MODULES = ['node:crypto', 'node:buffer'];
 
 const MAX_LINES = 650;
 /** Prettier's print width (.prettierrc.json): it wraps code; comments and strings in src/ are wrapped by hand. */
 const MAX_COLUMNS = 120;
+
+/** Every .ts file of src/, as a path relative to it ('protocol/frame.ts', 'index.ts'). */
+function allFiles(): string[] {
+  const files: string[] = [];
+  const walk = (dir: string): void => {
+    for (const entry of readdirSync(SRC + dir)) {
+      const path = dir === '' ? entry : `${dir}/${entry}`;
+      if (statSync(SRC + path).isDirectory()) walk(path);
+      else if (entry.endsWith('.ts')) files.push(path);
+    }
+  };
+  walk('');
+  return files.sort();
+}
 
 function source(file: string): string {
   return readFileSync(SRC + file, 'utf8');
@@ -79,10 +71,17 @@ function imports(file: string): string[] {
   return specifiers;
 }
 
+/** The files of src/ a file imports, as paths relative to src/. */
 function localImports(file: string): string[] {
   return imports(file)
-    .filter((specifier) => specifier.startsWith('./'))
-    .map((specifier) => specifier.slice(2).replace(/\.js$/, '.ts'));
+    .filter((specifier) => specifier.startsWith('.'))
+    .map((specifier) => posix.normalize(posix.join(posix.dirname(file), specifier)).replace(/\.js$/, '.ts'));
+}
+
+/** The layer a file belongs to (its folder), or null for an entry point. */
+function layerOf(file: string): string | null {
+  const slash = file.indexOf('/');
+  return slash === -1 ? null : file.slice(0, slash);
 }
 
 /** Code without comments, so a comment that mentions `Date.now()` is not a use of it. */
@@ -92,22 +91,46 @@ function code(file: string): string {
     .replace(/\/\/.*$/gm, '');
 }
 
-describe('the layers of src/', () => {
-  it('every file of src/ is in exactly one layer (core, drivers, apps)', () => {
-    const files = readdirSync(SRC)
-      .filter((file) => file.endsWith('.ts'))
-      .sort();
-    assert.deepEqual(files, [...CORE, ...DRIVERS, ...APPS].sort());
+describe('the layers of src/ are its folders', () => {
+  it('src/ holds the entry points and one folder per layer, nothing else; folders are not nested', () => {
+    for (const file of allFiles()) {
+      const layer = layerOf(file);
+      if (layer === null) assert.ok(ENTRY_POINTS.includes(file), `${file} is at the top of src/ but is no entry point`);
+      else {
+        assert.ok((LAYERS as readonly string[]).includes(layer), `${file} is in ${layer}/, which is not a layer`);
+        assert.equal(file.split('/').length, 2, `${file} is nested deeper than its layer's folder`);
+      }
+    }
+    for (const layer of LAYERS)
+      assert.ok(
+        allFiles().some((file) => layerOf(file) === layer),
+        `${layer}/ is empty`,
+      );
+  });
+
+  it('each folder imports only itself and the folders below it; no folder imports an entry point', () => {
+    const violations: string[] = [];
+    for (const file of allFiles()) {
+      const layer = layerOf(file);
+      if (layer === null) continue;
+      const rank = LAYERS.indexOf(layer as (typeof LAYERS)[number]);
+      for (const target of localImports(file)) {
+        const targetLayer = layerOf(target);
+        const targetRank = targetLayer === null ? Infinity : LAYERS.indexOf(targetLayer as (typeof LAYERS)[number]);
+        if (targetRank > rank) violations.push(`${file} imports ${target}`);
+      }
+    }
+    assert.deepEqual(violations, []);
   });
 
   it('the core imports nothing but the core (and node:crypto for keys and masks, node:buffer)', () => {
-    for (const file of CORE) {
+    for (const file of allFiles().filter((file) => layerOf(file) === 'protocol')) {
       for (const specifier of imports(file)) {
-        if (specifier.startsWith('./')) {
-          const target = specifier.slice(2).replace(/\.js$/, '.ts');
-          assert.ok(CORE.includes(target), `${file} imports ${target}, which is not part of the core`);
+        if (specifier.startsWith('.')) {
+          const target = posix.normalize(posix.join('protocol', specifier));
+          assert.equal(layerOf(target), 'protocol', `${file} imports ${specifier}, which is not part of the core`);
         } else {
-          assert.ok(['node:crypto', 'node:buffer'].includes(specifier), `${file} imports ${specifier}`);
+          assert.ok(CORE_NODE_MODULES.includes(specifier), `${file} imports ${specifier}`);
         }
       }
     }
@@ -116,7 +139,7 @@ describe('the layers of src/', () => {
   it('the core reads no clock and schedules nothing: time comes in as an argument', () => {
     const forbidden =
       /\b(Date\.now|new Date|performance\.now|setTimeout|setInterval|setImmediate|queueMicrotask|process\.nextTick|process\.hrtime)\b/;
-    for (const file of CORE) {
+    for (const file of allFiles().filter((file) => layerOf(file) === 'protocol')) {
       const found = forbidden.exec(code(file));
       assert.equal(found, null, `${file} uses ${found?.[0]}`);
     }
@@ -126,7 +149,7 @@ describe('the layers of src/', () => {
     // The library runs on Bun and Deno too, and Node's internals change without notice.
     const INTERNAL =
       /\._(handle|writableState|readableState|events|eventsCount|socket|parent|pendingData)\b|\b(process\.binding|internalBinding)\b/;
-    const found = [...CORE, ...DRIVERS, ...APPS].flatMap((file) =>
+    const found = allFiles().flatMap((file) =>
       code(file)
         .split('\n')
         .filter((line) => INTERNAL.test(line))
@@ -137,7 +160,7 @@ describe('the layers of src/', () => {
 
   it('there is no import cycle in src/', () => {
     const graph = new Map<string, string[]>();
-    for (const file of [...CORE, ...DRIVERS, ...APPS]) graph.set(file, localImports(file));
+    for (const file of allFiles()) graph.set(file, localImports(file));
     const state = new Map<string, 'visiting' | 'done'>();
     const walk = (file: string, path: string[]): void => {
       if (state.get(file) === 'done') return;
@@ -150,7 +173,7 @@ describe('the layers of src/', () => {
   });
 
   it(`no line of src/ is wider than ${MAX_COLUMNS} columns, comments included`, () => {
-    for (const file of [...CORE, ...DRIVERS, ...APPS]) {
+    for (const file of allFiles()) {
       source(file)
         .split('\n')
         .forEach((line, index) => {
@@ -160,19 +183,19 @@ describe('the layers of src/', () => {
   });
 
   it(`no file of src/ is longer than ${MAX_LINES} lines`, () => {
-    for (const file of [...CORE, ...DRIVERS, ...APPS]) {
+    for (const file of allFiles()) {
       const lines = source(file).split('\n').length;
       assert.ok(lines <= MAX_LINES, `${file} has ${lines} lines`);
     }
   });
 
-  it('only src/redis.ts (the wsrfc/redis entry point) imports the redis package; the main entry never loads it', () => {
+  it('only scale/redis-broker.ts (behind the wsrfc/redis entry point) imports the redis package', () => {
     const loadsRedis = /(?:from\s+|import\s*\(\s*)'(?:redis|@redis\/[^']*)'/;
-    for (const file of [...CORE, ...DRIVERS, ...APPS]) {
-      if (file === 'redis.ts') continue;
+    for (const file of allFiles()) {
+      if (file === 'scale/redis-broker.ts') continue;
       assert.equal(loadsRedis.exec(source(file)), null, `${file} imports redis`);
     }
-    // What `import 'wsrfc'` loads, followed through every static import: never redis.ts.
+    // What `import 'wsrfc'` loads, followed through every static import: never the Redis broker.
     const seen = new Set<string>();
     const walk = (file: string): void => {
       if (seen.has(file)) return;
@@ -180,6 +203,6 @@ describe('the layers of src/', () => {
       for (const next of localImports(file)) walk(next);
     };
     walk('index.ts');
-    assert.ok(!seen.has('redis.ts'), 'index.ts reaches redis.ts');
+    assert.ok(!seen.has('scale/redis-broker.ts'), 'index.ts reaches scale/redis-broker.ts');
   });
 });

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { HandshakeError, InvalidStateError, Opcode, WebSocket, connect, type ClientOptions } from '../src/index.js';
-import { parseWebSocketUrl } from '../src/client.js';
+import { parseWebSocketUrl } from '../src/websocket/client.js';
 import { record } from './helpers/client-events.js';
 import {
   RawServer,

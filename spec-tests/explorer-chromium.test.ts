@@ -1,5 +1,5 @@
 /**
- * The protocol explorer in a real browser: the echo CLI (src/cli.ts, explorer on by default) in its
+ * The protocol explorer in a real browser: the echo CLI (src/cli/echo.ts, explorer on by default) in its
  * own process, headless Chromium on its page, driven through the DevTools protocol (clicks, and
  * reading what the page shows). Checks what a learner sees: the handshake with the accept
  * computation (recomputed here with node:crypto, not src/), frames both ways with their fields,
@@ -106,7 +106,7 @@ describe('the protocol explorer in headless Chromium (the echo CLI serving it)',
     { timeout: 90_000 },
     async (t) => {
       if (skipBecause(t, chromium === null ? NO_CHROMIUM : null)) return;
-      cli = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', '--host', '127.0.0.1', '--port', '0'], {
+      cli = spawn(process.execPath, ['--import', 'tsx', 'src/cli/echo.ts', '--host', '127.0.0.1', '--port', '0'], {
         cwd: ROOT,
         stdio: ['ignore', 'pipe', 'inherit'],
         detached: true,

@@ -11,7 +11,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { Duplex } from 'node:stream';
 import { after, afterEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { MAX_REQUESTED_SIZE, OBSERVER_BUFFER_LIMIT } from '../src/explorer.js';
+import { MAX_REQUESTED_SIZE, OBSERVER_BUFFER_LIMIT } from '../src/learn/explorer.js';
 import { Opcode, startServer, waitUntil, withTimeout, type TestServer } from './helpers/library.js';
 import {
   FrameDecoder,
@@ -356,7 +356,7 @@ describe('the echo CLI: the explorer on by default, --no-explorer', () => {
     const off = args.includes('--no-explorer');
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', 'src/cli.ts', '--host', '127.0.0.1', '--port', '0', ...args],
+      ['--import', 'tsx', 'src/cli/echo.ts', '--host', '127.0.0.1', '--port', '0', ...args],
       {
         cwd: ROOT,
         stdio: ['ignore', 'pipe', 'inherit'],

@@ -337,7 +337,7 @@ function assertStrictWindow(compression: CompressionReport, bits: number): void 
 // autobahn-python client -> our server
 // ---------------------------------------------------------------------------------------------
 
-/** Our servers, one per configuration: like the echo CLI (src/cli.ts), with deflate options. */
+/** Our servers, one per configuration: like the echo CLI (src/cli/echo.ts), with deflate options. */
 const SERVERS = {
   default: true,
   serverNoContextTakeover: { serverNoContextTakeover: true },

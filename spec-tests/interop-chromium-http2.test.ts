@@ -104,9 +104,24 @@ describe('interop: headless Chromium against the echo CLI over HTTP/2 (RFC 8441)
       writeFileSync(join(dir, 'page.html'), PAGE);
       const cli = spawn(
         process.execPath,
-        ['--import', 'tsx', 'src/cli.ts', '--host', '127.0.0.1', '--port', '0', '--max-message-size', '1048576'].concat(
-          ['--tls-cert', certificate.certFile, '--tls-key', certificate.keyFile, '--page', join(dir, 'page.html')],
-        ),
+        [
+          '--import',
+          'tsx',
+          'src/cli/echo.ts',
+          '--host',
+          '127.0.0.1',
+          '--port',
+          '0',
+          '--max-message-size',
+          '1048576',
+        ].concat([
+          '--tls-cert',
+          certificate.certFile,
+          '--tls-key',
+          certificate.keyFile,
+          '--page',
+          join(dir, 'page.html'),
+        ]),
         { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
       );
       processes.push(cli);

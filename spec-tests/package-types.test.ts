@@ -48,7 +48,9 @@ import {
   type Data, type SendCallback, type PerMessageDeflateOptions, type TracedFrame, type FrameTracer,
   LocalBroker, ClusterBroker, runWorkers, WorkerPool, type Broker, type BrokerHost, type PublishOptions,
   type WorkersOptions, type WorkerContext, type StartWorker, type WorkerPoolEventMap, type Http2Options,
+  type ConnectionObserver, type ObservedHandshake, type HttpRequestInfo, type HttpResponseInfo,
 } from 'wsrfc';
+import { Explorer } from 'wsrfc/explorer';
 import {
   RedisBroker, connectRedisBroker, type RedisBrokerOptions, type RedisBrokerStats, type RedisBrokerEventMap,
 } from 'wsrfc/redis';
@@ -78,6 +80,13 @@ void [broker, host, publishOptions, poolEvent, workers];
 const deflate: PerMessageDeflateOptions = { serverMaxWindowBits: 10 };
 const trace: FrameTracer = (frame: TracedFrame) => void formatFrame(frame);
 const options: ServerOptions = { path: '/chat', perMessageDeflate: deflate, trace, checkOrigin: (origin) => origin !== undefined };
+// The public hooks: plain requests, and what an observer sees of each handshake; the explorer plugs in through them.
+const health = (request: HttpRequestInfo): HttpResponseInfo | undefined =>
+  request.target === '/health' ? { status: 200, headers: { 'content-type': 'text/plain' }, body: 'ok' } : undefined;
+const observe: ConnectionObserver = (handshake: ObservedHandshake) => (handshake.key === '' ? null : trace);
+const explorer = new Explorer();
+const hooked = new WebSocketServer({ ...explorer.serverOptions, onHttpRequest: health, observe });
+hooked.on('connection', (socket, request) => void explorer.adopt(socket, request));
 const server: WebSocketServer = createServer(options);
 const other = new WebSocketServer({ maxConnections: SERVER_DEFAULTS.maxConnections });
 // RFC 8441: HTTP/2 beside HTTP/1.1 on the server's own TLS port, and a client over HTTP/2.

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { WebSocketServer } from '../src/index.js';
-import { RedisBroker } from '../src/redis.js';
+import { RedisBroker } from '../src/scale/redis-broker.js';
 import { skipBecause } from './helpers/library.js';
 import { RawClient, destroyRawClients } from './helpers/peer/index.js';
 import { delay } from './helpers/peer/wait.js';

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CloseCode, Opcode } from '../src/constants.js';
-import { encodeFrame } from '../src/frame.js';
-import { DEFAULT_MAX_MESSAGE_SIZE } from '../src/receiver.js';
+import { CloseCode, Opcode } from '../src/protocol/constants.js';
+import { encodeFrame } from '../src/protocol/frame.js';
+import { DEFAULT_MAX_MESSAGE_SIZE } from '../src/protocol/receiver.js';
 import {
   ROLES,
   assertFailed,

@@ -31,7 +31,7 @@ const SERVER = fileURLToPath(new URL('./helpers/echo-server-process.ts', import.
 const PEERS = 100;
 /** One read from a socket: what Node allocates per 'data' event at most. */
 const READ_BYTES = 64 * KiB;
-/** What a refused handshake may still read (src/server.ts, REFUSAL_DRAIN_BYTES; the README says so). */
+/** What a refused handshake may still read (src/websocket/server.ts, REFUSAL_DRAIN_BYTES; the README says so). */
 const REFUSAL_DRAIN_BYTES = 64 * KiB;
 /** The heap's and the allocator's own growth under a burst of 100 connections, whatever they send. */
 const SLACK = 12 * MiB;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CloseCode, Opcode, isControlOpcode, isKnownOpcode } from '../src/constants.js';
+import { CloseCode, Opcode, isControlOpcode, isKnownOpcode } from '../src/protocol/constants.js';
 import {
   decodeHeaderStart,
   encodeFrame,
@@ -9,8 +9,8 @@ import {
   readExtendedLength,
   writeFrameHeader,
   type FrameHeaderStart,
-} from '../src/frame.js';
-import type { Frame } from '../src/receiver.js';
+} from '../src/protocol/frame.js';
+import type { Frame } from '../src/protocol/receiver.js';
 import {
   ROLES,
   assertFailed,

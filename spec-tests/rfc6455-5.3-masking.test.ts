@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CloseCode, Opcode } from '../src/constants.js';
-import { encodeFrame } from '../src/frame.js';
-import { mask, maskInto } from '../src/mask.js';
-import { appendFrame, appendMessage, MaskKeySource } from '../src/writer.js';
+import { CloseCode, Opcode } from '../src/protocol/constants.js';
+import { encodeFrame } from '../src/protocol/frame.js';
+import { mask, maskInto } from '../src/protocol/mask.js';
+import { appendFrame, appendMessage, MaskKeySource } from '../src/protocol/writer.js';
 import {
   assertFailed,
   bytes,

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CloseCode, MAX_CLOSE_REASON_BYTES, Opcode, isValidWireCloseCode } from '../src/constants.js';
-import { buildClosePayload, parseClosePayload } from '../src/close.js';
-import { ProtocolError } from '../src/errors.js';
-import { encodeFrame } from '../src/frame.js';
-import { Receiver } from '../src/receiver.js';
+import { CloseCode, MAX_CLOSE_REASON_BYTES, Opcode, isValidWireCloseCode } from '../src/protocol/constants.js';
+import { buildClosePayload, parseClosePayload } from '../src/protocol/close.js';
+import { ProtocolError } from '../src/protocol/errors.js';
+import { encodeFrame } from '../src/protocol/frame.js';
+import { Receiver } from '../src/protocol/receiver.js';
 import {
   ROLES,
   Collector,

@@ -1,5 +1,5 @@
 /**
- * RFC 6455 §5.5.2 Ping and §5.5.3 Pong, on the protocol state machine (src/protocol.ts): the
+ * RFC 6455 §5.5.2 Ping and §5.5.3 Pong, on the protocol state machine (src/protocol/protocol.ts): the
  * answers it writes, when it does not answer, and its ping loop (`pingInterval`, `pongTimeout`)
  * driven by `timeout(now)` and its `onWake(at)` requests. rfc6455-5.5-control-frames.test.ts
  * covers the parsing of control frames by the receiver alone.

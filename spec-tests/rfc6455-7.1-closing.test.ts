@@ -1,6 +1,6 @@
 /**
  * RFC 6455 §7.1 (definitions of closing) and the closing rules of §5.5.1, on the protocol state
- * machine (src/protocol.ts): bytes in, handler calls and bytes out, no socket, no timer.
+ * machine (src/protocol/protocol.ts): bytes in, handler calls and bytes out, no socket, no timer.
  *
  * The peer's frames come from the hand encoder of helpers/core.ts; what we write is decoded by
  * helpers/protocol.ts's own decoder, which also checks every frame's masking by role. Time is a
@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConnectionTimeoutError, ProtocolError } from '../src/errors.js';
+import { ConnectionTimeoutError, ProtocolError } from '../src/protocol/errors.js';
 import { bytes, concat, utf8 } from './helpers/core.js';
 import { FakeCompression, Harness, OP, ROLES, closePayloadOf, everyKindOfFrame, peerOf } from './helpers/protocol.js';
 
@@ -72,7 +72,7 @@ describe('RFC 6455 §7.1.2 Start the WebSocket Closing Handshake', () => {
     });
 
     it(`§5.5.1 "The application MUST NOT send any more data frames after sending a Close frame", §6.1 "The endpoint MUST ensure the WebSocket connection is in the OPEN state": send() itself writes no data frame after our close (${role})`, () => {
-      // The driver (src/connection.ts) refuses first, for its users; the state machine enforces
+      // The driver (src/driver/connection.ts) refuses first, for its users; the state machine enforces
       // the rule on its own too, so no driver can break it.
       const h = new Harness(role);
       h.close(1000);

@@ -1,5 +1,5 @@
 /**
- * RFC 6455 §7.2 Abnormal Closures, on the protocol state machine (src/protocol.ts): the transport
+ * RFC 6455 §7.2 Abnormal Closures, on the protocol state machine (src/protocol/protocol.ts): the transport
  * lost at any point, the peer's end of TCP before any close frame, and the deadlines that stand in
  * for "a reasonable amount of time" (pongTimeout, closeTimeout). Time is a number (ms); the driver's
  * wake-ups are calls to `timeout(now, readingPaused)`.
@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConnectionTimeoutError } from '../src/errors.js';
+import { ConnectionTimeoutError } from '../src/protocol/errors.js';
 import { concat } from './helpers/core.js';
 import { FakeCompression, Harness, ROLES, peerOf } from './helpers/protocol.js';
 

@@ -1,5 +1,5 @@
 /**
- * RFC 6455 §7.4 Status Codes, on the protocol state machine (src/protocol.ts): which codes we
+ * RFC 6455 §7.4 Status Codes, on the protocol state machine (src/protocol/protocol.ts): which codes we
  * send, which received codes are accepted (and echoed) and which fail the connection, the close
  * reason (UTF-8, and what fits a 125-byte control frame, §5.5), the code the state machine fails
  * with for each kind of violation, and what `streamClosed()` then reports.
@@ -10,8 +10,8 @@
 import assert from 'node:assert/strict';
 import { isUtf8 } from 'node:buffer';
 import { describe, it } from 'node:test';
-import { ProtocolError } from '../src/errors.js';
-import { InflateBudget } from '../src/inflate-budget.js';
+import { ProtocolError } from '../src/protocol/errors.js';
+import { InflateBudget } from '../src/protocol/inflate-budget.js';
 import { bytes, concat, utf8 } from './helpers/core.js';
 import { FakeCompression, Harness, OP, ROLES, closePayloadOf, everyKindOfFrame, peerOf } from './helpers/protocol.js';
 
@@ -264,7 +264,7 @@ describe('RFC 6455 §7.4.1: the code the state machine fails with, for each kind
     });
 
     // IANA registry: 1013 "Try Again Later". Not the peer's fault: the process holds too much
-    // inflated data (src/inflate-budget.ts).
+    // inflated data (src/protocol/inflate-budget.ts).
     it(`a compressed message that would take the process past its inflate budget: 1013 (${role})`, () => {
       const h = new Harness(role, { compression: new FakeCompression(), inflateBudget: new InflateBudget(8) });
       h.receive(p.frame({ opcode: OP.BINARY, payload: Buffer.alloc(9), rsv1: true }));

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CloseCode, Opcode } from '../src/constants.js';
-import { Utf8Validator, isValidUtf8 } from '../src/utf8.js';
+import { CloseCode, Opcode } from '../src/protocol/constants.js';
+import { Utf8Validator, isValidUtf8 } from '../src/protocol/utf8.js';
 import {
   ROLES,
   assertFailed,

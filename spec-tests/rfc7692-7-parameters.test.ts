@@ -2,7 +2,7 @@
  * RFC 7692 §7.1: the four permessage-deflate parameters, and what each end does after the
  * agreement, in both of our roles: our server (WebSocketServer) against the raw client peer, our
  * client (connect()) against the raw server peer. Compressed bytes come from node:zlib driven by
- * the test (helpers/peer/deflate.ts), never from src/permessage-deflate.ts:
+ * the test (helpers/peer/deflate.ts), never from src/protocol/permessage-deflate.ts:
  *
  * - receiving: a message that refers back into the previous one is accepted unless the agreement
  *   removed the sender's context takeover, and then it fails the connection with 1002 — only on the

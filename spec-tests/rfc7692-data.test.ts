@@ -14,9 +14,9 @@ import { setFlagsFromString } from 'node:v8';
 import { after, describe, it } from 'node:test';
 import { WebSocket as WsClient, WebSocketServer as WsServer } from 'ws';
 import { ProtocolViolation, type PerMessageDeflateOptions, type ServerOptions, type WebSocket } from '../src/index.js';
-import { PerMessageDeflate, zlibLimiter } from '../src/deflate-zlib.js';
-import { inflateBudget } from '../src/inflate-budget.js';
-import { Receiver } from '../src/receiver.js';
+import { PerMessageDeflate, zlibLimiter } from '../src/driver/deflate-zlib.js';
+import { inflateBudget } from '../src/protocol/inflate-budget.js';
+import { Receiver } from '../src/protocol/receiver.js';
 import { compressible, prng, randomBuffer, randomText } from './helpers/data.js';
 import {
   KiB,
@@ -48,7 +48,7 @@ import {
   upgradeWith,
   zeroBomb,
 } from './helpers/peer/index.js';
-import type { TracedFrame } from '../src/trace.js';
+import type { TracedFrame } from '../src/protocol/trace.js';
 
 after(() => destroyRawClients());
 
@@ -1036,7 +1036,7 @@ describe('decompression bombs', () => {
 });
 
 describe('zlib state is released', () => {
-  // PerMessageDeflate's private zlib streams (src/deflate-zlib.ts).
+  // PerMessageDeflate's private zlib streams (src/driver/deflate-zlib.ts).
   type Streams = { deflater: { destroyed: boolean } | null; inflater: { destroyed: boolean } | null };
 
   it(
@@ -1427,7 +1427,7 @@ describe('interoperability with the ws package (an independent implementation)',
 });
 
 // ---------------------------------------------------------------------------------------------
-// The process-wide budget for inflated data (src/inflate-budget.ts, RFC 6455 §10.4)
+// The process-wide budget for inflated data (src/protocol/inflate-budget.ts, RFC 6455 §10.4)
 // ---------------------------------------------------------------------------------------------
 
 describe('the process-wide inflate budget: unfinished compressed messages cannot add up without bound', () => {

@@ -14,13 +14,13 @@ import {
   type PerMessageDeflateOptions,
   type ServerOptions,
 } from '../src/index.js';
-import { ExtensionHeaderError, parseExtensions } from '../src/extensions.js';
+import { ExtensionHeaderError, parseExtensions } from '../src/protocol/extensions.js';
 import {
   acceptDeflateOffer,
   acceptDeflateResponse,
   deflateOffer,
   type DeflateParams,
-} from '../src/permessage-deflate.js';
+} from '../src/protocol/permessage-deflate.js';
 import {
   KiB,
   closeEvent,

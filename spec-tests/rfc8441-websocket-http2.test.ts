@@ -619,7 +619,7 @@ describe('RFC 9113 §6.8 GOAWAY: the server closing', () => {
 describe('the echo CLI with --tls-cert and --tls-key', () => {
   it('serves wss:// over HTTP/2 and HTTP/1.1 on one port, and logs which carried each WebSocket', async (t) => {
     if (needsTls(t)) return;
-    const args = ['--import', 'tsx', 'src/cli.ts', '--host', '127.0.0.1', '--port', '0'];
+    const args = ['--import', 'tsx', 'src/cli/echo.ts', '--host', '127.0.0.1', '--port', '0'];
     const cli = spawn(process.execPath, [...args, '--tls-cert', made!.certFile, '--tls-key', made!.keyFile], {
       cwd: fileURLToPath(new URL('..', import.meta.url)),
       stdio: ['ignore', 'pipe', 'inherit'],

@@ -167,7 +167,7 @@ function checkRoundTrip(runtime: Runtime, result: Run, loadedWith: string, expec
 
 /** The echo CLI from the package's dist/ under a runtime, on an ephemeral port. */
 async function startCli(runtime: Runtime, pkg: Installed): Promise<{ child: ChildProcess; port: number }> {
-  const cli = join(pkg.installed, 'dist', 'cli.js');
+  const cli = join(pkg.installed, 'dist', 'cli', 'echo.js');
   const [command, args] = commandFor(runtime, cli, [
     '--host',
     '127.0.0.1',

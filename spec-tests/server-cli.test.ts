@@ -1,5 +1,5 @@
 /**
- * The echo server CLI (src/cli.ts), run as a child process on an ephemeral port: echo, --trace,
+ * The echo server CLI (src/cli/echo.ts), run as a child process on an ephemeral port: echo, --trace,
  * --max-message-size, and a graceful shutdown on SIGINT (close 1001 to every client, exit 0).
  */
 import assert from 'node:assert/strict';
@@ -37,7 +37,7 @@ after(() => {
 async function startCli(args: string[]): Promise<Cli> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', 'src/cli.ts', '--host', '127.0.0.1', '--port', '0', ...args],
+    ['--import', 'tsx', 'src/cli/echo.ts', '--host', '127.0.0.1', '--port', '0', ...args],
     {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -79,7 +79,7 @@ async function startCli(args: string[]): Promise<Cli> {
 
 /** Run the CLI with `args` until it exits by itself (it does on bad options). */
 async function runToExit(args: string[]): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/echo.ts', ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

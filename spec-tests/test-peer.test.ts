@@ -68,16 +68,16 @@ describe('the peer is independent of src/', () => {
 
   it('the import check sees the forms an import of src/ could take', () => {
     const sample = [
-      "import { encodeFrame } from '../../../src/frame.js';",
-      "import type { Frame } from '../../../src/receiver.js';",
+      "import { encodeFrame } from '../../../src/protocol/frame.js';",
+      "import type { Frame } from '../../../src/protocol/receiver.js';",
       "export * from '../../../src/index.js';",
-      "const m = await import('../../../src/http1.js');",
+      "const m = await import('../../../src/protocol/http1.js');",
     ].join('\n');
     assert.deepEqual(specifiers(sample), [
-      '../../../src/frame.js',
-      '../../../src/receiver.js',
+      '../../../src/protocol/frame.js',
+      '../../../src/protocol/receiver.js',
       '../../../src/index.js',
-      '../../../src/http1.js',
+      '../../../src/protocol/http1.js',
     ]);
   });
 });

@@ -1,11 +1,11 @@
 /**
- * The shared timer wheel behind every connection's deadlines (src/timer-wheel.ts): targets wake
+ * The shared timer wheel behind every connection's deadlines (src/driver/timer-wheel.ts): targets wake
  * at (or just after) their time, earlier deadlines move them, later ones cost nothing, cancelled
  * ones are released at once, and the interval runs only while something is scheduled.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { TimerWheel, type WheelTarget } from '../src/timer-wheel.js';
+import { TimerWheel, type WheelTarget } from '../src/driver/timer-wheel.js';
 
 function target(onWheel: (now: number) => void = () => {}): WheelTarget & { woken: number[] } {
   const woken: number[] = [];

@@ -1,5 +1,5 @@
 /**
- * `--trace` that teaches (src/explain.ts, printed by src/cli.ts): the echo CLI in its own process,
+ * `--trace` that teaches (src/learn/explain.ts, printed by src/cli/echo.ts): the echo CLI in its own process,
  * the test peer as client (its own encoder and its own zlib). Each handshake's heads, and under
  * each frame's line the header bytes, the length form used, text escaped, close codes by name and
  * a compressed message's two sizes, including one that refers back to the previous message
@@ -17,7 +17,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 describe('the echo CLI: --trace explains what it prints', () => {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', 'src/cli.ts', '--host', '127.0.0.1', '--port', '0', '--trace'],
+    ['--import', 'tsx', 'src/cli/echo.ts', '--host', '127.0.0.1', '--port', '0', '--trace'],
     {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'inherit'],

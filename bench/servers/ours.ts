@@ -1,5 +1,5 @@
 /**
- * Our echo server, for the benchmark: the echo of src/cli.ts without its logging.
+ * Our echo server, for the benchmark: the echo of src/cli/echo.ts without its logging.
  *   node --import tsx bench/servers/ours.ts [--port N] [--deflate]
  * WSRFC_BENCH_ENTRY=path/to/index.js runs a build instead of src/.
  * --deflate accepts permessage-deflate with the default settings (threshold 1024, zlib's default

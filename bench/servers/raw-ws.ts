@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createServer, type Socket } from 'node:net';
-import { WEBSOCKET_GUID as GUID } from '../../src/constants.js';
+import { WEBSOCKET_GUID as GUID } from '../../src/protocol/constants.js';
 import { announce, exitOnSignals, onBroadcastCommand, portArg } from './common.js';
 
 const CLOSE = Buffer.from([0x88, 0x02, 0x03, 0xe8]);

@@ -1,5 +1,5 @@
 /**
- * The chat CLI (src/chat.ts) in its own process, as the scale-out tests run it: one per "host",
+ * The chat CLI (src/cli/chat.ts) in its own process, as the scale-out tests run it: one per "host",
  * with or without workers and a Redis broker. Reads its port from its first line, keeps every line
  * it prints (connections are logged with the worker's pid and the client's address and port).
  */
@@ -19,7 +19,7 @@ export class ChatProcess {
 
   /** Start `npm run chat -- ARGS` (through tsx) and wait until it listens; rejects with its output if it exits. */
   static async start(args: string[], ms = 20_000): Promise<ChatProcess> {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/chat.ts', ...args], {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/chat.ts', ...args], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -30,7 +30,7 @@ export class ChatProcess {
 
   /** Start a process expected to fail: resolves with its exit code and output. */
   static async run(args: string[], ms = 20_000): Promise<{ code: number | null; output: string }> {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/chat.ts', ...args], {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/chat.ts', ...args], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -6,9 +6,15 @@
  * against a second reading of RFC 6455 §5.2 (and the writer against the receiver elsewhere).
  */
 import assert from 'node:assert/strict';
-import { Opcode } from '../../src/constants.js';
-import { ProtocolError, ProtocolViolation } from '../../src/errors.js';
-import { Receiver, type Frame, type ReceiverHandler, type ReceiverOptions, type Role } from '../../src/receiver.js';
+import { Opcode } from '../../src/protocol/constants.js';
+import { ProtocolError, ProtocolViolation } from '../../src/protocol/errors.js';
+import {
+  Receiver,
+  type Frame,
+  type ReceiverHandler,
+  type ReceiverOptions,
+  type Role,
+} from '../../src/protocol/receiver.js';
 import { closePayload, encodeFrame, type FrameSpec } from './peer/frames.js';
 
 export type Event =

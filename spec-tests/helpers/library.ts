@@ -18,6 +18,7 @@ import {
   type UpgradeRequest,
   type WebSocket,
 } from '../../src/index.js';
+import { Explorer } from '../../src/learn/explorer.js';
 import { RawClient, destroyRawClients } from './peer/client.js';
 import { acceptFor } from './peer/http.js';
 import { OP } from './peer/frames.js';
@@ -82,19 +83,20 @@ export type ConnectionHandler = boolean | ((ws: WebSocket, request: UpgradeReque
  * 'error' listener (recorded) and a close tracker; by default every message is sent back as it came.
  */
 export async function startServer(
-  options: ServerOptions = {},
+  { explorer: withExplorer, ...options }: ServerOptions & { explorer?: boolean } = {},
   handler: ConnectionHandler = true,
   host = '127.0.0.1',
 ): Promise<TestServer> {
   // WSRFC_TEST_EXPLORER=1: every test server also serves the protocol explorer (explorer.test.ts
   // runs the handshake tests that way: a malformed request is refused the same with it on).
-  const explorer = process.env['WSRFC_TEST_EXPLORER'] === '1';
-  const wss = new WebSocketServer(explorer ? { explorer: true, ...options } : options);
+  const explorer = (withExplorer ?? process.env['WSRFC_TEST_EXPLORER'] === '1') ? new Explorer() : null;
+  const wss = new WebSocketServer(explorer !== null ? { ...explorer.serverOptions, ...options } : options);
   wss.on('error', () => {});
   const connections: ServerConnection[] = [];
   const waiters: ((c: ServerConnection) => void)[] = [];
   let taken = 0;
   wss.on('connection', (ws, request) => {
+    if (explorer?.adopt(ws, request) === true) return;
     const errors: Error[] = [];
     ws.on('error', (error) => errors.push(error));
     const { closes, closed } = trackClose(ws);

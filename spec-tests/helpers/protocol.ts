@@ -1,7 +1,7 @@
 /**
- * Helpers for the tests of the protocol state machine (src/protocol.ts, RFC 6455 §5.5 and §7).
+ * Helpers for the tests of the protocol state machine (src/protocol/protocol.ts, RFC 6455 §5.5 and §7).
  *
- * The state machine is driven the way its driver (src/connection.ts) drives it, minus the socket:
+ * The state machine is driven the way its driver (src/driver/connection.ts) drives it, minus the socket:
  * bytes in (built with the hand encoder of ./core.ts), handler calls and bytes out. Every handler
  * call and every frame written is recorded, in order, as a line of text, so a test reads like the
  * conversation it checks:
@@ -18,13 +18,13 @@
  */
 import assert from 'node:assert/strict';
 import { isUtf8 } from 'node:buffer';
-import { ConnectionTimeoutError, ProtocolError } from '../../src/errors.js';
-import type { InflateBudget } from '../../src/inflate-budget.js';
-import { resolveConnectionOptions, type ConnectionOptions } from '../../src/options.js';
-import { Protocol, type CloseReport, type ProtocolHandler } from '../../src/protocol.js';
-import type { MessageInflater, Role } from '../../src/receiver.js';
-import type { MessageDeflater, SendCallback } from '../../src/sender.js';
-import { MaskKeySource } from '../../src/writer.js';
+import { ConnectionTimeoutError, ProtocolError } from '../../src/protocol/errors.js';
+import type { InflateBudget } from '../../src/protocol/inflate-budget.js';
+import { resolveConnectionOptions, type ConnectionOptions } from '../../src/protocol/options.js';
+import { Protocol, type CloseReport, type ProtocolHandler } from '../../src/protocol/protocol.js';
+import type { MessageInflater, Role } from '../../src/protocol/receiver.js';
+import type { MessageDeflater, SendCallback } from '../../src/protocol/sender.js';
+import { MaskKeySource } from '../../src/protocol/writer.js';
 import { bytes, concat, frameFor, utf8 } from './core.js';
 import { FrameDecoder, type DecodedFrame, type FrameSpec } from './peer/frames.js';
 

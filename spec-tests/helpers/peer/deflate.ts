@@ -1,6 +1,6 @@
 /**
  * permessage-deflate (RFC 7692) for the test peer, driven by the test with node:zlib and
- * independent of src/permessage-deflate.ts: compress a message with a chosen window, keeping the
+ * independent of src/protocol/permessage-deflate.ts: compress a message with a chosen window, keeping the
  * context across messages or not (§7.2.1: a sync flush, its 00 00 ff ff removed), inflate what
  * arrives with a strictly sized window (§7.2.2), read the agreed parameters from a
  * Sec-WebSocket-Extensions value (§7.1), and build decompression bombs.

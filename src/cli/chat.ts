@@ -7,10 +7,10 @@
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
-import type { Broker } from './broker.js';
-import { CloseCode } from './constants.js';
-import { WebSocketServer } from './server.js';
-import { runWorkers } from './workers.js';
+import type { Broker } from '../websocket/broker.js';
+import { CloseCode } from '../protocol/constants.js';
+import { WebSocketServer } from '../websocket/server.js';
+import { runWorkers } from '../scale/workers.js';
 
 const HELP = `Usage: npm run chat -- [options]
 
@@ -97,14 +97,14 @@ async function startChat(options: ChatOptions, clusterBroker: Broker | undefined
   let broker = clusterBroker;
   if (options.broker !== undefined) {
     // Loaded only when asked for: the redis package is an optional peer dependency.
-    const { RedisBroker } = await import('./redis.js');
+    const { RedisBroker } = await import('../scale/redis-broker.js');
     const redis = await RedisBroker.connect(options.broker, { waitForRedis: options.waitForRedis });
     redis.on('down', (error) => console.error(`[${process.pid}] Redis unreachable (${error.message}); reconnecting`));
     redis.on('up', () => console.error(`[${process.pid}] Redis back`));
     broker = redis;
   }
   // Without context takeover on our side, one compressed copy of a message serves every member that
-  // negotiated compression (src/topics.ts).
+  // negotiated compression (src/websocket/topics.ts).
   const server = new WebSocketServer({ broker, perMessageDeflate: { serverNoContextTakeover: true } });
   const log = options.quiet ? () => {} : (line: string) => console.log(`[${process.pid}] ${line}`);
   server.on('connection', (socket, request) => {

@@ -3,12 +3,11 @@ import type { IncomingMessage } from 'node:http';
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { CloseCode, Opcode, ReadyState } from './constants.js';
-import { PerMessageDeflate } from './deflate-zlib.js';
-import { ExtensionHeaderError, parseExtensions } from './extensions.js';
-import { Explorer, headText, observedConfig } from './explorer.js';
-import { encodeFrame } from './frame.js';
-import { Http2Front, type DeflateAgreement, type Gatekeeper } from './http2.js';
+import { CloseCode, Opcode, ReadyState } from '../protocol/constants.js';
+import { PerMessageDeflate } from '../driver/deflate-zlib.js';
+import { ExtensionHeaderError, parseExtensions } from '../protocol/extensions.js';
+import { encodeFrame } from '../protocol/frame.js';
+import { Http2Front, bodyOf, type DeflateAgreement, type Gatekeeper } from './http2.js';
 import {
   describeRequest,
   selectProtocol,
@@ -16,16 +15,26 @@ import {
   validateUpgradeRequest,
   type UpgradeFields,
   type UpgradeRequest,
-} from './handshake.js';
-import { HeadReader, HttpError, errorResponse, headerMapOf, parseRequestHead, type RequestHead } from './http1.js';
-import { resolveConnectionOptions, toPayload, type Data, type ResolvedConnectionOptions } from './options.js';
+} from '../protocol/handshake.js';
+import {
+  HeadReader,
+  HttpError,
+  errorResponse,
+  headerMapOf,
+  headersRecord,
+  parseRequestHead,
+  writeResponseHead,
+  type RequestHead,
+} from '../protocol/http1.js';
+import { resolveConnectionOptions, toPayload, type Data, type ResolvedConnectionOptions } from '../protocol/options.js';
 import {
   acceptDeflateOffer,
   deflateOptionsOf,
   type DeflateParams,
   type PerMessageDeflateOptions,
-} from './permessage-deflate.js';
-import { sharedWheel, type WheelTarget } from './timer-wheel.js';
+} from '../protocol/permessage-deflate.js';
+import { sharedWheel, type WheelTarget } from '../driver/timer-wheel.js';
+import { headText, observedConfig, type HttpRequestInfo, type HttpResponseInfo } from './hooks.js';
 import {
   ClientSet,
   SERVER_DEFAULTS,
@@ -52,6 +61,8 @@ const REFUSAL_LINGER_MS = 1_000;
  * whatever it streams for the whole linger.
  */
 const REFUSAL_DRAIN_BYTES = 64 * 1024;
+/** A request with any of these is a WebSocket handshake (maybe a broken one), never a plain request. */
+const HANDSHAKE_FIELDS = ['upgrade', 'sec-websocket-key', 'sec-websocket-version'];
 
 export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
   /** The live connections (OPEN or CLOSING), a read-only Set keyed by connection (as in `ws`). */
@@ -147,7 +158,7 @@ export class WebSocketServer extends EventEmitter<WebSocketServerEventMap> {
 
   /**
    * Send to every subscriber of `topic`, here and (through the broker) in other processes; framed once,
-   * compressed once per group that can share it (src/topics.ts). Returns how many local subscribers got it.
+   * compressed once per group that can share it (src/websocket/topics.ts). Returns how many local subscribers got it.
    */
   publish(topic: string, data: Data, options: PublishOptions = {}): number {
     return this.#admission.topics.publish(topic, toPayload(data), options.binary ?? typeof data !== 'string', options);
@@ -237,7 +248,6 @@ class Admission implements Gatekeeper {
   /** Resolved once and frozen: every connection shares this object instead of a copy. */
   readonly connectionOptions: ResolvedConnectionOptions;
   readonly deflateOptions: PerMessageDeflateOptions | null;
-  readonly explorer: Explorer | null;
   readonly handshakeTimeout: number;
   /** Handshakes past the connection-limit check that are not connections yet (being verified). */
   reserved = 0;
@@ -250,7 +260,6 @@ class Admission implements Gatekeeper {
     this.options = { ...options };
     this.connectionOptions = resolveConnectionOptions(options);
     this.deflateOptions = deflateOptionsOf(options.perMessageDeflate);
-    this.explorer = options.explorer === true ? new Explorer() : null;
     this.handshakeTimeout = options.handshakeTimeout ?? SERVER_DEFAULTS.handshakeTimeout;
     // A broadcast from another process reaches everyone here (a filter: not sent on again).
     const broadcast = (data: Buffer, binary: boolean): unknown => server.broadcast(data, { binary }, EVERYONE);
@@ -373,18 +382,19 @@ class Admission implements Gatekeeper {
     const { deflate, request } = verdict;
     const id = this.nextId++;
     // Only a server with an observer (the explorer, --trace) spends anything on the handshake's text.
-    const observers = [this.options.observe, this.explorer?.observe];
-    const config = observers.every((observer) => observer === undefined)
-      ? this.connectionOptions
-      : observedConfig(this.connectionOptions, observers, {
-          id,
-          request,
-          requestHead:
-            seen === undefined ? `CONNECT ${request.path} (HTTP/2, RFC 8441)\r\n` : headText(seen.head, seen.raw),
-          responseHead: seen === undefined ? ':status 200\r\n' : seen.response.toString('latin1'),
-          key: seen?.key ?? '',
-          extensions: deflate?.response ?? '',
-        });
+    const observe = this.options.observe;
+    const config =
+      observe === undefined
+        ? this.connectionOptions
+        : observedConfig(this.connectionOptions, observe, {
+            id,
+            request,
+            requestHead:
+              seen === undefined ? `CONNECT ${request.path} (HTTP/2, RFC 8441)\r\n` : headText(seen.head, seen.raw),
+            responseHead: seen === undefined ? ':status 200\r\n' : seen.response.toString('latin1'),
+            key: seen?.key ?? '',
+            extensions: deflate?.response ?? '',
+          });
     const connection = adoptStream(config, {
       stream,
       protocol: protocol ?? '',
@@ -396,10 +406,49 @@ class Admission implements Gatekeeper {
     });
     this.byId.set(id, connection);
     joinTopics(connection, this.topics);
-    if (this.explorer?.adopt(connection, request) === true) return startReading(connection, rest);
     if (callback !== undefined) callback(connection, request);
     else this.server.emit('connection', connection, request);
     startReading(connection, rest);
+  }
+
+  /**
+   * `onHttpRequest`'s answer to an HTTP/1.1 request that is no WebSocket handshake, as bytes; null
+   * to judge it as a handshake. Only requests that carry no handshake field qualify (a broken
+   * handshake still gets its 400), and only HTTP/1.1 ones with their one Host (RFC 9112 §3.2).
+   */
+  plainResponse(head: RequestHead, socket: Duplex): Buffer | null {
+    if (this.options.onHttpRequest === undefined || head.version[0] !== 1 || head.version[1] < 1) return null;
+    const host = head.headers.get('host');
+    if (host === undefined || host.length !== 1 || host[0] === '') return null;
+    for (const field of HANDSHAKE_FIELDS) if (head.headers.has(field)) return null;
+    const response = this.answerPlain({
+      method: head.method,
+      target: head.target,
+      httpVersion: `${head.version[0]}.${head.version[1]}`,
+      headers: headersRecord(head.headers),
+      remoteAddress: remoteAddressOf(socket),
+    });
+    if (response === undefined) return null;
+    const body = bodyOf(response);
+    const headers: [string, string][] = Object.entries(response.headers ?? {});
+    headers.push(['Content-Length', String(body.length)], ['Connection', 'close']);
+    try {
+      return Buffer.concat([Buffer.from(writeResponseHead(response.status, headers), 'latin1'), body]);
+    } catch (error) {
+      // A header the hook returned that cannot be sent (a CR or LF in a value, say).
+      return errorResponse(this.internalError(error).status, 'internal server error');
+    }
+  }
+
+  /** `onHttpRequest` (HTTP/1.1 and HTTP/2): its answer, a 500 if it throws, or undefined. */
+  answerPlain(request: HttpRequestInfo): HttpResponseInfo | undefined {
+    const hook = this.options.onHttpRequest;
+    if (hook === undefined) return undefined;
+    try {
+      return hook(request);
+    } catch (error) {
+      return { status: this.internalError(error).status, body: 'internal server error\n' };
+    }
   }
 
   emitRejected(status: number, message: string, remoteAddress: string | undefined): void {
@@ -501,8 +550,8 @@ class PendingHandshake implements WheelTarget {
 
   private decide(head: RequestHead, rest: Buffer, callback?: ConnectionCallback, raw?: Buffer): void {
     const admission = this.admission;
-    const page = admission.explorer?.page(head) ?? null;
-    if (page !== null) return this.answer(page);
+    const plain = admission.plainResponse(head, this.socket);
+    if (plain !== null) return this.answer(plain);
     let verdict: Verdict;
     let protocol: string | undefined;
     try {
@@ -547,7 +596,7 @@ class PendingHandshake implements WheelTarget {
     this.answer(response);
   }
 
-  /** Send a complete response (a refusal, or the explorer's page) and end the connection. */
+  /** Send a complete response (a refusal, or `onHttpRequest`'s answer) and end the connection. */
   private answer(response: Buffer): void {
     this.decided = true;
     const socket = this.socket;

@@ -9,12 +9,13 @@ import {
 } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket, type TlsOptions } from 'node:tls';
-import { WEBSOCKET_VERSION } from './constants.js';
-import { describeRequest, type UpgradeFields, type UpgradeRequest } from './handshake.js';
-import { HttpError, isToken, listHeader, singleHeader, type HeaderMap } from './http1.js';
-import type { DeflateParams } from './permessage-deflate.js';
+import { WEBSOCKET_VERSION } from '../protocol/constants.js';
+import { describeRequest, type UpgradeFields, type UpgradeRequest } from '../protocol/handshake.js';
+import { HttpError, isToken, listHeader, singleHeader, type HeaderMap } from '../protocol/http1.js';
+import type { DeflateParams } from '../protocol/permessage-deflate.js';
 import { prepareWebSocketStream } from './http2-stream.js';
 import type { WebSocket } from './websocket.js';
+import type { HttpRequestInfo, HttpResponseInfo } from './hooks.js';
 
 /**
  * WebSockets over HTTP/2 (RFC 8441), server side. A WebSocket is one HTTP/2 stream opened with an
@@ -40,7 +41,7 @@ export interface Http2Options {
 /** What a permessage-deflate agreement is made of (the server's Admission decides it). */
 export type DeflateAgreement = { response: string; params: DeflateParams } | null;
 
-/** The server's admission, as the HTTP/2 way in uses it (src/server.ts implements it). */
+/** The server's admission, as the HTTP/2 way in uses it (src/websocket/server.ts implements it). */
 export interface Gatekeeper {
   readonly handshakeTimeout: number;
   /** 404 (an HttpError) for a path the server does not serve. */
@@ -61,9 +62,48 @@ export interface Gatekeeper {
   ): void;
   emitRejected(status: number, message: string, remoteAddress: string | undefined): void;
   emitError(error: Error): void;
+  /** The server's `onHttpRequest` (a 500 if it throws), or undefined. */
+  answerPlain(request: HttpRequestInfo): HttpResponseInfo | undefined;
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** A response body as bytes. */
+export function bodyOf(response: HttpResponseInfo): Buffer {
+  const body = response.body;
+  if (body === undefined) return EMPTY;
+  return typeof body === 'string' ? Buffer.from(body) : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+}
+
+/** A plain request on our own listener, through `onHttpRequest`: true when it answered. */
+function answerPlainStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, gate: Gatekeeper): boolean {
+  const record: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (name.startsWith(':') || value === undefined) continue;
+    record[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  const response = gate.answerPlain({
+    method: String(headers[':method']),
+    target: String(headers[':path'] ?? ''),
+    httpVersion: '2.0',
+    headers: record,
+    remoteAddress: stream.session?.socket?.remoteAddress,
+  });
+  if (response === undefined) return false;
+  if (stream.destroyed || stream.closed) return true;
+  const body = bodyOf(response);
+  const out: OutgoingHttpHeaders = { ':status': response.status, 'content-length': String(body.length) };
+  for (const [name, value] of Object.entries(response.headers ?? {})) out[name.toLowerCase()] = value;
+  try {
+    stream.respond(out);
+    stream.end(body);
+  } catch (error) {
+    // A header HTTP/2 cannot carry (a connection-specific one, say).
+    gate.emitError(error instanceof Error ? error : new Error(String(error)));
+    stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+  }
+  return true;
+}
 
 /** The headers of an HTTP/2 request as a HeaderMap (pseudo-headers left out; arrays kept apart). */
 function headerMapOfH2(headers: IncomingHttpHeaders): HeaderMap {
@@ -166,9 +206,12 @@ export class Http2Front {
       if (this.closing) session.close();
     });
     h2server.on('stream', (stream, headers) => {
-      if (headers[':method'] !== 'CONNECT' && options.onRequest !== undefined) {
-        options.onRequest(stream, headers);
-        return;
+      if (headers[':method'] !== 'CONNECT') {
+        if (answerPlainStream(stream, headers, this.gate)) return;
+        if (options.onRequest !== undefined) {
+          options.onRequest(stream, headers);
+          return;
+        }
       }
       this.handleStream(stream, headers);
     });

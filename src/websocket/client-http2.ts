@@ -17,11 +17,11 @@ import {
   type ClientOptions,
 } from './client.js';
 import type { HandshakeEvents } from './client.js';
-import { WEBSOCKET_VERSION } from './constants.js';
-import { HandshakeError, acceptedFields } from './handshake.js';
-import { type HeaderMap } from './http1.js';
+import { WEBSOCKET_VERSION } from '../protocol/constants.js';
+import { HandshakeError, acceptedFields } from '../protocol/handshake.js';
+import { type HeaderMap } from '../protocol/http1.js';
 import { prepareWebSocketStream } from './http2-stream.js';
-import { deflateOffer, deflateOptionsOf } from './permessage-deflate.js';
+import { deflateOffer, deflateOptionsOf } from '../protocol/permessage-deflate.js';
 
 /**
  * WebSockets over HTTP/2 (RFC 8441), client side: `connect(url, { http2: true })`. One HTTP/2

@@ -1,7 +1,6 @@
 import { connect as netConnect, isIP, type Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions as TlsConnectionOptions } from 'node:tls';
-import { HandshakeError, generateKey, upgradeRequest, validateUpgradeResponse } from './handshake.js';
+import { HandshakeError, generateKey, upgradeRequest, validateUpgradeResponse } from '../protocol/handshake.js';
 import {
   DEFAULT_MAX_HEAD_SIZE,
   HeadReader,
@@ -10,22 +9,23 @@ import {
   isToken,
   parseResponseHead,
   type ResponseHead,
-} from './http1.js';
-import { ExtensionHeaderError, parseExtensions } from './extensions.js';
+} from '../protocol/http1.js';
+import { ExtensionHeaderError, parseExtensions } from '../protocol/extensions.js';
 import {
   acceptDeflateResponse,
   deflateOffer,
   deflateOptionsOf,
   type PerMessageDeflateOptions,
-} from './permessage-deflate.js';
-import { PerMessageDeflate } from './deflate-zlib.js';
-import type { ConnectionOptions } from './options.js';
-import { sharedWheel, type WheelTarget } from './timer-wheel.js';
+} from '../protocol/permessage-deflate.js';
+import { PerMessageDeflate } from '../driver/deflate-zlib.js';
+import type { Opened } from '../driver/connection.js';
+import type { ConnectionOptions } from '../protocol/options.js';
+import { sharedWheel, type WheelTarget } from '../driver/timer-wheel.js';
 
 /**
  * The client side of the opening handshake (RFC 6455 §4.1) on a socket it opens itself. Once the
  * server's 101 is verified, it hands the socket over (`HandshakeEvents.onOpen`), and the same
- * driver as on the server (src/websocket.ts) runs the connection.
+ * driver as on the server (src/websocket/websocket.ts) runs the connection.
  */
 
 export interface ClientOptions extends ConnectionOptions {
@@ -92,22 +92,6 @@ export function parseWebSocketUrl(address: string | URL): Target {
   const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
   const authority = port === defaultPort ? url.hostname : `${url.hostname}:${port}`;
   return { secure, host, port, authority, path: (url.pathname === '' ? '/' : url.pathname) + url.search };
-}
-
-/** What the handshake agreed on, for the connection that takes the socket over. */
-export interface Opened {
-  /** A socket, or an HTTP/2 stream (RFC 8441). */
-  socket: Duplex;
-  /** The subprotocol the server chose, or ''. */
-  protocol: string;
-  /** The Sec-WebSocket-Extensions value agreed, or ''. */
-  extensions: string;
-  /** permessage-deflate, when agreed. */
-  deflate: PerMessageDeflate | null;
-  /** The 101's headers (lower-case names). */
-  headers: Record<string, string>;
-  /** Bytes that came after the 101's head: the server's first frames, possibly. */
-  rest: Buffer;
 }
 
 export interface HandshakeEvents {

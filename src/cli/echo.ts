@@ -6,11 +6,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { WebSocketServer } from './server.js';
-import { FrameExplainer, describeReport } from './explain.js';
-import type { ConnectionObserver } from './explorer.js';
-import { formatFrame } from './trace.js';
-import type { ConnectionOptions } from './options.js';
+import { WebSocketServer } from '../websocket/server.js';
+import { FrameExplainer, describeReport } from '../learn/explain.js';
+import { Explorer } from '../learn/explorer.js';
+import type { ConnectionObserver } from '../websocket/hooks.js';
+import { formatFrame } from '../protocol/trace.js';
+import type { ConnectionOptions } from '../protocol/options.js';
 
 const HELP = `Usage: wsrfc-echo [options]
 
@@ -83,7 +84,7 @@ function main(): void {
     process.exit(2);
   }
   const deflate = values.deflate || !values['no-deflate'];
-  const explorer = !values['no-explorer'];
+  const explorerOn = !values['no-explorer'];
   if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined) || (values.page && !values['tls-key'])) {
     process.stderr.write('--tls-cert and --tls-key go together (and --page needs them)\n');
     process.exit(2);
@@ -98,27 +99,26 @@ function main(): void {
     process.stderr.write(`${(error as Error).message}\n`);
     process.exit(2);
   }
+  // The explorer plugs in through the server's public hooks: the page for plain requests, an
+  // observer for its connections' frames, and its own observer sockets taken before the echo.
+  const explorer = explorerOn ? new Explorer() : null;
   const server = new WebSocketServer({
     ...options,
     perMessageDeflate: deflate,
-    explorer,
-    observe: values.trace ? teach : undefined,
-    // With TLS, HTTP/2 and HTTP/1.1 share the port (ALPN); other HTTP/2 requests get the page, or 404.
+    // --page, then the explorer, answer plain requests (over HTTP/1.1, and HTTP/2 with TLS).
+    onHttpRequest: (request) => {
+      if (page !== undefined && request.method === 'GET' && request.target === '/')
+        return { status: 200, headers: { 'content-type': 'text/html; charset=utf-8' }, body: page };
+      return explorer?.onHttpRequest(request);
+    },
+    observe: both(explorer?.observe, values.trace ? teach : undefined),
+    // With TLS, HTTP/2 and HTTP/1.1 share the port (ALPN); other plain HTTP/2 requests get 404.
     ...(tls !== undefined
-      ? {
-          tls,
-          http2: {
-            onRequest: (stream, headers) => {
-              if (page !== undefined && headers[':method'] === 'GET' && headers[':path'] === '/') {
-                stream.respond({ ':status': 200, 'content-type': 'text/html; charset=utf-8' });
-                stream.end(page);
-              } else stream.respond({ ':status': 404 }, { endStream: true });
-            },
-          },
-        }
+      ? { tls, http2: { onRequest: (stream) => stream.respond({ ':status': 404 }, { endStream: true }) } }
       : {}),
   });
   server.on('connection', (connection, request) => {
+    if (explorer?.adopt(connection, request) === true) return;
     online++;
     const from = `${request.remoteAddress ?? '?'}:${request.remotePort ?? '?'}`;
     // Which protocol carried the handshake: HTTP/1.1 (an upgrade) or HTTP/2 (a stream, RFC 8441).
@@ -143,7 +143,7 @@ function main(): void {
       const url = `${tls !== undefined ? 'wss' : 'ws'}://${host}:${address.port}/`;
       const carriers = tls !== undefined ? 'HTTP/2 and HTTP/1.1; ' : '';
       console.log(`echo server listening on ${url}  (${carriers}${compression}; Ctrl-C to stop)`);
-      if (explorer) console.log(`protocol explorer: http://${host}:${address.port}/  (--no-explorer turns it off)`);
+      if (explorerOn) console.log(`protocol explorer: http://${host}:${address.port}/  (--no-explorer turns it off)`);
     },
     (error: Error) => {
       console.error(`cannot listen on ${values.host}:${port}: ${error.message}`);
@@ -170,7 +170,7 @@ function main(): void {
 
 /**
  * --trace: each handshake's two heads, then every frame as formatFrame prints it, with a line
- * under it that explains it (src/explain.ts): the header bytes, the length form, the masked bytes,
+ * under it that explains it (src/learn/explain.ts): the header bytes, the length form, the masked bytes,
  * close codes by name, text, both sizes of a compressed message.
  */
 const teach: ConnectionObserver = (handshake) => {
@@ -189,5 +189,19 @@ const teach: ConnectionObserver = (handshake) => {
     console.log(`   #${handshake.id} ${describeReport(explainer.explain(frame))}`);
   };
 };
+
+/** Two observers as one: each sees the handshake; both tracers get the frames. */
+function both(a: ConnectionObserver | undefined, b: ConnectionObserver | undefined): ConnectionObserver | undefined {
+  if (a === undefined || b === undefined) return a ?? b;
+  return (handshake) => {
+    const first = a(handshake);
+    const second = b(handshake);
+    if (first === null || second === null) return first ?? second;
+    return (frame) => {
+      first(frame);
+      second(frame);
+    };
+  };
+}
 
 main();

@@ -1,16 +1,16 @@
 import type { TlsOptions } from 'node:tls';
 import type { Broker } from './broker.js';
-import type { ConnectionObserver } from './explorer.js';
-import type { UpgradeRequest } from './handshake.js';
+import type { UpgradeRequest } from '../protocol/handshake.js';
 import type { Http2Options } from './http2.js';
-import { DEFAULT_MAX_HEAD_SIZE } from './http1.js';
-import type { ConnectionOptions } from './options.js';
-import type { PerMessageDeflateOptions } from './permessage-deflate.js';
+import { DEFAULT_MAX_HEAD_SIZE } from '../protocol/http1.js';
+import type { ConnectionOptions } from '../protocol/options.js';
+import type { PerMessageDeflateOptions } from '../protocol/permessage-deflate.js';
+import type { ConnectionObserver, HttpRequestInfo, HttpResponseInfo } from './hooks.js';
 import type { WebSocket } from './websocket.js';
 
 /**
  * What a server is configured with and what it shows of itself: its options and their defaults,
- * its events, and `clients`, the registry seen as a read-only Set (src/server.ts is the server).
+ * its events, and `clients`, the registry seen as a read-only Set (src/websocket/server.ts is the server).
  */
 
 /** What `verify` may answer. */
@@ -56,14 +56,19 @@ export interface ServerOptions extends ConnectionOptions {
    * compression costs CPU and up to ~300 KiB of zlib state per connection that uses it.
    */
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
-  /** Carries `publish` and `broadcast` to other processes (src/broker.ts). Default: this process only. */
+  /** Carries `publish` and `broadcast` to other processes (src/websocket/broker.ts). Default: this process only. */
   broker?: Broker;
   /**
-   * Serve the protocol explorer (src/explorer.ts) to a plain `GET /`: a page that shows its own
-   * connection's handshake and frames, through a token-bound observer socket. Default false; the echo CLI turns it on.
+   * Answer requests that are not WebSocket handshakes (no Upgrade, Sec-WebSocket-Key or
+   * Sec-WebSocket-Version field), over HTTP/1.1 and, on the server's own TLS listener, HTTP/2: a
+   * page, a health check. Return a response, or undefined to have the request judged as a
+   * handshake (and refused). HTTP/1.1 responses close the connection. The protocol explorer plugs in here.
    */
-  explorer?: boolean;
-  /** @internal Sees every accepted handshake; may return a tracer for that connection's frames (--trace). */
+  onHttpRequest?: (request: HttpRequestInfo) => HttpResponseInfo | undefined;
+  /**
+   * Sees every accepted handshake (its heads as sent and received) and may return a tracer for that
+   * connection's frames: the echo CLI's --trace and the protocol explorer plug in here.
+   */
   observe?: ConnectionObserver;
 }
 

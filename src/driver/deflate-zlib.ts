@@ -7,10 +7,10 @@ import {
   deflateRawSync,
   type ZlibOptions,
 } from 'node:zlib';
-import { ProtocolError } from './errors.js';
-import { DEFLATE_DEFAULTS, type DeflateParams, type PerMessageDeflateOptions } from './permessage-deflate.js';
-import type { MessageInflater } from './receiver.js';
-import type { MessageDeflater } from './sender.js';
+import { ProtocolError } from '../protocol/errors.js';
+import { DEFLATE_DEFAULTS, type DeflateParams, type PerMessageDeflateOptions } from '../protocol/permessage-deflate.js';
+import type { MessageInflater } from '../protocol/receiver.js';
+import type { MessageDeflater } from '../protocol/sender.js';
 
 /**
  * permessage-deflate's DEFLATE (RFC 7692 §7.2) on node:zlib's raw streams: what the protocol core

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
-import { CloseCode, Opcode, WEBSOCKET_GUID } from './constants.js';
-import type { TracedFrame } from './trace.js';
+import { CloseCode, Opcode, WEBSOCKET_GUID } from '../protocol/constants.js';
+import type { TracedFrame } from '../protocol/trace.js';
 
 /**
  * What a learner reads: one connection's opening handshake and frames explained, for `--trace`
- * (src/cli.ts) and the protocol explorer (src/explorer.ts). Frames come from the `trace` hook as
+ * (src/cli/echo.ts) and the protocol explorer (src/learn/explorer.ts). Frames come from the `trace` hook as
  * the server saw them; this adds what the wire had (the header bytes, the length encoding, the
  * masked bytes) and what they mean (close codes by name, text, permessage-deflate's two sizes).
  */

@@ -3,7 +3,7 @@ import { formatExtension, type ExtensionOffer } from './extensions.js';
 /**
  * permessage-deflate (RFC 7692): the negotiation in the opening handshake, as pure functions (the
  * server picks an offer and answers it, the client checks the answer), and what both sides agreed.
- * The DEFLATE itself runs on node:zlib in src/deflate-zlib.ts.
+ * The DEFLATE itself runs on node:zlib in src/driver/deflate-zlib.ts.
  */
 
 export const EXTENSION_NAME = 'permessage-deflate';

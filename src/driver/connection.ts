@@ -1,22 +1,20 @@
 import type { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import { startClientHandshake, type ClientOptions, type Opened } from './client.js';
-import { startHttp2Handshake } from './client-http2.js';
-import { CloseCode, Opcode, ReadyState } from './constants.js';
+import { CloseCode, Opcode, ReadyState } from '../protocol/constants.js';
 import type { PerMessageDeflate } from './deflate-zlib.js';
-import { ConnectionTimeoutError, InvalidStateError } from './errors.js';
-import { inflateBudget } from './inflate-budget.js';
-import { toPayload, type Data, type ResolvedConnectionOptions, type SendOptions } from './options.js';
-import { Protocol, type ProtocolHandler } from './protocol.js';
-import type { SendCallback } from './sender.js';
+import { ConnectionTimeoutError, InvalidStateError } from '../protocol/errors.js';
+import { inflateBudget } from '../protocol/inflate-budget.js';
+import { toPayload, type Data, type ResolvedConnectionOptions, type SendOptions } from '../protocol/options.js';
+import { Protocol, type ProtocolHandler } from '../protocol/protocol.js';
+import type { SendCallback } from '../protocol/sender.js';
 import { sharedWheel, type WheelTarget } from './timer-wheel.js';
-import { isUtf8Payload } from './utf8.js';
-import { MaskKeySource } from './writer.js';
+import { isUtf8Payload } from '../protocol/utf8.js';
+import { MaskKeySource } from '../protocol/writer.js';
 
 /**
  * The driver of a WebSocket connection, server or client side: the thin layer between a stream
  * (a net.Socket, a tls.TLSSocket, any stream.Duplex) and the protocol state machine
- * (src/protocol.ts). The driver decides nothing about the protocol; it
+ * (src/protocol/protocol.ts). The driver decides nothing about the protocol; it
  *
  * - moves bytes: stream `data` into `protocol.receive()`, the protocol's output into one stream
  *   write per turn of the event loop (replies to one read leave in one write);
@@ -42,6 +40,22 @@ export interface WebSocketEventMap {
   error: [error: Error];
   /** The outgoing buffer has drained after `send()` returned false. */
   drain: [];
+}
+
+/** What the handshake agreed on, for the connection that takes the socket over. */
+export interface Opened {
+  /** A socket, or an HTTP/2 stream (RFC 8441). */
+  socket: Duplex;
+  /** The subprotocol the server chose, or ''. */
+  protocol: string;
+  /** The Sec-WebSocket-Extensions value agreed, or ''. */
+  extensions: string;
+  /** permessage-deflate, when agreed. */
+  deflate: PerMessageDeflate | null;
+  /** The 101's headers (lower-case names). */
+  headers: Record<string, string>;
+  /** Bytes that came after the 101's head: the server's first frames, possibly. */
+  rest: Buffer;
 }
 
 /** How a server hands a stream whose handshake it completed to a new connection. */
@@ -161,16 +175,13 @@ export class Connection implements ProtocolHandler, WheelTarget {
   // Opening: a client's handshake, or a stream from the server
   // ---------------------------------------------------------------------------------------------
 
-  connect(address: string | URL, protocols: string | readonly string[], options: ClientOptions): void {
-    // RFC 8441: over a stream of an HTTP/2 connection, when asked.
-    const start = options.http2 !== undefined && options.http2 !== false ? startHttp2Handshake : startClientHandshake;
-    this.abortHandshake = start(address, protocols, options, {
-      onOpen: (opened) => this.opened(opened),
-      onFail: (error) => this.failConnecting(error),
-    });
+  /** Client: how to abort the handshake in progress (set by whoever started it). */
+  connecting(abort: () => void): void {
+    this.abortHandshake = abort;
   }
 
-  private opened({ socket, protocol, extensions, deflate, headers, rest }: Opened): void {
+  /** Client: the handshake succeeded; run the connection over its stream. */
+  opened({ socket, protocol, extensions, deflate, headers, rest }: Opened): void {
     this.abortHandshake = null;
     this.attach(socket, 'client', protocol, extensions, deflate);
     this.socket.emit('upgrade', headers);
@@ -180,7 +191,8 @@ export class Connection implements ProtocolHandler, WheelTarget {
     setImmediate(() => this.start(rest));
   }
 
-  private failConnecting(error: Error): void {
+  /** Client: the handshake failed. */
+  failConnecting(error: Error): void {
     if (this.readyState !== ReadyState.CONNECTING) return;
     this.closed = true;
     this.abortHandshake = null;

@@ -86,7 +86,7 @@ export interface ReceiverOptions {
   inflater?: MessageInflater | null;
   /**
    * Inflated bytes not yet delivered count against this budget, shared with other receivers (a
-   * process-wide one, say: src/inflate-budget.ts); a message that would cross it fails with 1013.
+   * process-wide one, say: src/protocol/inflate-budget.ts); a message that would cross it fails with 1013.
    * Default: none, each message is bounded by `maxMessageSize` alone.
    */
   budget?: InflateBudget | null;

@@ -1,5 +1,5 @@
 /**
- * The protocol explorer's page (served by src/explorer.ts): one HTML document, script and styles
+ * The protocol explorer's page (served by src/learn/explorer.ts): one HTML document, script and styles
  * inline, no framework, nothing loaded from elsewhere. It is a string module rather than an .html
  * file so that it ships in dist/ with the rest and runs the same under tsx. Everything it shows
  * about frames comes from the server over the observer socket; the browser's API hides frames.

@@ -1,32 +1,38 @@
 import { EventEmitter } from 'node:events';
-import type { ClientOptions } from './client.js';
+import { startClientHandshake, type ClientOptions } from './client.js';
+import { startHttp2Handshake } from './client-http2.js';
 import {
   Connection,
   PAUSED_BY_APPLICATION,
   PAUSED_BY_ITERATOR,
   type ServerSide,
   type WebSocketEventMap,
-} from './connection.js';
-import { MAX_CLOSE_REASON_BYTES, Opcode, ReadyState, isValidApplicationCloseCode } from './constants.js';
-import { InvalidStateError } from './errors.js';
-import { HandshakeError } from './handshake.js';
-import { resolveConnectionOptions, type Data, type ResolvedConnectionOptions, type SendOptions } from './options.js';
-import type { DeflateParams } from './permessage-deflate.js';
-import type { SendCallback } from './sender.js';
+} from '../driver/connection.js';
+import { MAX_CLOSE_REASON_BYTES, Opcode, ReadyState, isValidApplicationCloseCode } from '../protocol/constants.js';
+import { InvalidStateError } from '../protocol/errors.js';
+import { HandshakeError } from '../protocol/handshake.js';
+import {
+  resolveConnectionOptions,
+  type Data,
+  type ResolvedConnectionOptions,
+  type SendOptions,
+} from '../protocol/options.js';
+import type { DeflateParams } from '../protocol/permessage-deflate.js';
+import type { SendCallback } from '../protocol/sender.js';
 
 /**
  * The public WebSocket: what applications hold, on both sides. Everything it does goes through its
- * driver (src/connection.ts), kept in a private field; the protocol itself is src/protocol.ts.
+ * driver (src/driver/connection.ts), kept in a private field; the protocol itself is src/protocol/protocol.ts.
  */
 
-export type { WebSocketEventMap } from './connection.js';
+export type { WebSocketEventMap } from '../driver/connection.js';
 
 export interface Message {
   data: Buffer;
   isBinary: boolean;
 }
 
-/** A server's topics (src/topics.ts), as a connection of it reaches them. */
+/** A server's topics (src/websocket/topics.ts), as a connection of it reaches them. */
 export interface TopicMembership {
   subscribe(socket: WebSocket, topic: string): boolean;
   unsubscribe(socket: WebSocket, topic: string): boolean;
@@ -59,8 +65,15 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> {
   constructor(address: string | URL, protocols?: string | readonly string[], options: ClientOptions = {}) {
     super();
     const connection = (this.#connection = new Connection(this, resolveConnectionOptions(options)));
-    if ((address as unknown) !== SERVER_SIDE)
-      connection.connect(address, protocols ?? options.protocols ?? [], options);
+    if ((address as unknown) === SERVER_SIDE) return;
+    // RFC 8441: over a stream of an HTTP/2 connection, when asked.
+    const start = options.http2 !== undefined && options.http2 !== false ? startHttp2Handshake : startClientHandshake;
+    connection.connecting(
+      start(address, protocols ?? options.protocols ?? [], options, {
+        onOpen: (opened) => connection.opened(opened),
+        onFail: (error) => connection.failConnecting(error),
+      }),
+    );
   }
 
   static {

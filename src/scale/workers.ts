@@ -2,9 +2,9 @@ import cluster, { type Worker } from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
-import type { Broker } from './broker.js';
+import type { Broker } from '../websocket/broker.js';
 import { ClusterBroker, ClusterRelay } from './broker-cluster.js';
-import type { WebSocketServer } from './server.js';
+import type { WebSocketServer } from '../websocket/server.js';
 
 /**
  * Every core: N processes serving one port through node:cluster (the primary accepts and hands
@@ -14,7 +14,7 @@ import type { WebSocketServer } from './server.js';
  * worker (its server's graceful `close()`: 1001 to its clients) and resolves when all have exited.
  *
  * Unless `start` gives its server a broker of its own (Redis, say), workers reach each other through
- * the primary (src/broker-cluster.ts).
+ * the primary (src/scale/broker-cluster.ts).
  */
 
 export interface WorkersOptions {

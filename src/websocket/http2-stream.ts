@@ -3,7 +3,7 @@ import { addAbortSignal } from 'node:stream';
 
 /**
  * An HTTP/2 stream made ready to carry a WebSocket (RFC 8441), on either side: the driver
- * (src/connection.ts) runs over it as over a socket, and these are the two places it differs.
+ * (src/driver/connection.ts) runs over it as over a socket, and these are the two places it differs.
  */
 
 /**

@@ -1,8 +1,8 @@
 import cluster, { type Worker } from 'node:cluster';
-import type { Broker, BrokerHost } from './broker.js';
+import type { Broker, BrokerHost } from '../websocket/broker.js';
 
 /**
- * A broker between the workers of one node:cluster (src/workers.ts), through the primary: each
+ * A broker between the workers of one node:cluster (src/scale/workers.ts), through the primary: each
  * worker tells the primary which topics it has subscribers for and sends it its publications; the
  * primary passes each publication to the other workers subscribed to its topic (broadcasts to every
  * other worker). No Redis needed on one machine. Node's IPC channel keeps the order of one worker's

@@ -16,7 +16,7 @@ import type { MaskKeySource } from './writer.js';
  * at T", and, once the stream is gone, what the close reports (`streamClosed`). Time comes in as
  * an argument (`now`, in ms); nothing here reads a clock.
  *
- * The driver (src/websocket.ts) moves bytes between a stream and this, applies backpressure and
+ * The driver (src/websocket/websocket.ts) moves bytes between a stream and this, applies backpressure and
  * keeps the deadlines; the receiver (parsing, §5.2-§5.6) and the sender (ordering, §5.4, §5.5.1)
  * are this machine's two halves.
  */
@@ -56,7 +56,7 @@ export interface CloseReport {
 export interface ProtocolSetup {
   /** permessage-deflate (RFC 7692), when negotiated: the driver's zlib jobs behind two interfaces. */
   compression?: (MessageInflater & MessageDeflater) | null;
-  /** The budget of inflated bytes shared with other connections (src/inflate-budget.ts). */
+  /** The budget of inflated bytes shared with other connections (src/protocol/inflate-budget.ts). */
   inflateBudget?: InflateBudget | null;
   /** A client's source of masking keys (RFC 6455 §5.3); null for a server. */
   maskKeys?: MaskKeySource | null;

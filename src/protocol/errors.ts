@@ -40,7 +40,7 @@ export const ProtocolViolation = {
   // ... and an inflated message past the size limit is too big, like any other.
   InflatedMessageTooBig: CloseCode.MessageTooBig,
   // Not the peer breaking a rule: the process-wide budget for inflated data in unfinished messages
-  // is spent (src/inflate-budget.ts, RFC 6455 §10.4). 1013 Try Again Later (IANA registry) says so.
+  // is spent (src/protocol/inflate-budget.ts, RFC 6455 §10.4). 1013 Try Again Later (IANA registry) says so.
   InflateMemoryExhausted: CloseCode.TryAgainLater,
 } as const;
 export type ProtocolViolation = keyof typeof ProtocolViolation;

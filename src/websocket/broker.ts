@@ -6,8 +6,8 @@
  * subscribers would get it twice.
  *
  * Three implementations: `LocalBroker` (this file: one process, the default), the node:cluster
- * broker through the primary (src/broker-cluster.ts, what `runWorkers` gives each worker) and Redis
- * pub/sub (src/redis.ts, the `wsrfc/redis` entry point).
+ * broker through the primary (src/scale/broker-cluster.ts, what `runWorkers` gives each worker) and Redis
+ * pub/sub (src/scale/redis-broker.ts, the `wsrfc/redis` entry point).
  *
  * Delivery is at most once: a broker may lose messages (while Redis restarts, say), never duplicate
  * them, and keeps the order of one publisher's messages on one topic.

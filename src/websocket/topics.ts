@@ -1,8 +1,8 @@
 import { LocalBroker, type Broker } from './broker.js';
-import { Opcode, ReadyState } from './constants.js';
-import { deflateMessageOnce } from './deflate-zlib.js';
-import { encodeFrame } from './frame.js';
-import { DEFLATE_DEFAULTS, type PerMessageDeflateOptions } from './permessage-deflate.js';
+import { Opcode, ReadyState } from '../protocol/constants.js';
+import { deflateMessageOnce } from '../driver/deflate-zlib.js';
+import { encodeFrame } from '../protocol/frame.js';
+import { DEFLATE_DEFAULTS, type PerMessageDeflateOptions } from '../protocol/permessage-deflate.js';
 import { deflateParamsOf, sendFramed, type TopicMembership, type WebSocket } from './websocket.js';
 
 /**
