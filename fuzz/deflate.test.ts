@@ -26,9 +26,10 @@ import {
 } from '../src/protocol/permessage-deflate.js';
 import { inflateBudget } from '../src/protocol/inflate-budget.js';
 import { parseExtensions } from '../src/protocol/extensions.js';
-import { Receiver, type Frame, type Role } from '../src/protocol/receiver.js';
+import type { Frame, Role } from '../src/protocol/receiver.js';
 import { MaskKeySource, appendControlFrame, appendFrame, appendMessage } from '../src/protocol/writer.js';
 import { compressible, prng, randomBuffer, randomText } from '../spec-tests/helpers/data.js';
+import { InflatingReceiver } from '../spec-tests/helpers/core.js';
 
 const runs = Number(process.env.FUZZ_RUNS ?? 50);
 const seed = process.env.FUZZ_SEED === undefined ? undefined : Number(process.env.FUZZ_SEED);
@@ -200,8 +201,8 @@ async function transmit(
   const stream = Buffer.concat(out);
 
   const got: Received = { messages: [], pings: 0, error: null, frames: [] };
-  const receiver = new Receiver(
-    { role: receiverRole, inflater },
+  const receiver = new InflatingReceiver(
+    { role: receiverRole },
     {
       onMessage: (data, isBinary) => got.messages.push({ data: Buffer.from(data), isBinary }),
       onPing: () => got.pings++,
@@ -210,6 +211,7 @@ async function transmit(
       onError: (error) => (got.error = error),
       onFrame: (frame) => got.frames.push({ ...frame, payload: Buffer.alloc(0) }),
     },
+    inflater,
   );
 
   // Arbitrary chunking; sometimes yielding to the event loop (so inflation completes between
@@ -398,8 +400,8 @@ describe('fuzz: permessage-deflate', () => {
               }
               const got: Buffer[] = [];
               let error: ProtocolError | null = null;
-              const receiver = new Receiver(
-                { role: 'server', inflater: server },
+              const receiver = new InflatingReceiver(
+                { role: 'server' },
                 {
                   onMessage: (d) => got.push(Buffer.from(d)),
                   onPing() {},
@@ -407,6 +409,7 @@ describe('fuzz: permessage-deflate', () => {
                   onClose() {},
                   onError: (e) => (error = e),
                 },
+                server,
               );
               const rng = prng(chunkSeed);
               const stream = Buffer.concat(out);
@@ -485,8 +488,8 @@ describe('fuzz: permessage-deflate', () => {
               appendMessage(out, Opcode.Binary, Buffer.from(follow.subarray(0, -4)), true, maskKeys, 0);
               const messages: Buffer[] = [];
               let error: ProtocolError | null = null;
-              const receiver = new Receiver(
-                { role: 'server', inflater, maxMessageSize },
+              const receiver = new InflatingReceiver(
+                { role: 'server', maxMessageSize },
                 {
                   onMessage: (d) => messages.push(Buffer.from(d)),
                   onPing() {},
@@ -494,6 +497,7 @@ describe('fuzz: permessage-deflate', () => {
                   onClose() {},
                   onError: (e) => (error = e),
                 },
+                inflater,
               );
               for (const chunk of out) receiver.push(chunk);
               const deadline = Date.now() + 5000;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CloseCode, Opcode } from '../src/protocol/constants.js';
 import { encodeFrame } from '../src/protocol/frame.js';
-import { DEFAULT_MAX_MESSAGE_SIZE } from '../src/protocol/receiver.js';
+import { DEFAULT_MAX_MESSAGE_SIZE } from '../src/protocol/options.js';
 import {
   ROLES,
   assertFailed,

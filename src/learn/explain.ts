@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
 import { CloseCode, Opcode, WEBSOCKET_GUID } from '../protocol/constants.js';
+import { DEFLATE_TAIL } from '../protocol/permessage-deflate.js';
 import type { TracedFrame } from '../protocol/trace.js';
 
 /**
@@ -17,7 +18,6 @@ export const PREVIEW_CHARS = 400;
 /** Compressed messages larger than this are not inflated for the trace (their inflated size is not shown). */
 const MAX_TRACE_INFLATE = 1024 * 1024;
 /** RFC 7692 §7.2.2: the 4 bytes a sender removes from the end of each compressed message. */
-const DEFLATE_TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
 /** The largest LZ77 window (RFC 7692 §7.1.2): back-references never reach further. */
 const WINDOW = 32 * 1024;
 
