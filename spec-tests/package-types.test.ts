@@ -83,7 +83,11 @@ const options: ServerOptions = { path: '/chat', perMessageDeflate: deflate, trac
 // The public hooks: plain requests, and what an observer sees of each handshake; the explorer plugs in through them.
 const health = (request: HttpRequestInfo): HttpResponseInfo | undefined =>
   request.target === '/health' ? { status: 200, headers: { 'content-type': 'text/plain' }, body: 'ok' } : undefined;
-const observe: ConnectionObserver = (handshake: ObservedHandshake) => (handshake.key === '' ? null : trace);
+// Over HTTP/2 (RFC 8441) an observer gets the extended CONNECT's fields; over HTTP/1.1, the key.
+const observe: ConnectionObserver = (handshake: ObservedHandshake) => {
+  const protocol: string | undefined = handshake.http2?.request.find(([name]) => name === ':protocol')?.[1];
+  return handshake.httpVersion === '1.1' ? (handshake.key === '' ? null : trace) : protocol === 'websocket' ? trace : null;
+};
 const explorer = new Explorer();
 const hooked = new WebSocketServer({ ...explorer.serverOptions, onHttpRequest: health, observe });
 hooked.on('connection', (socket, request) => void explorer.adopt(socket, request));

@@ -3,6 +3,7 @@ import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
 import { CloseCode, Opcode, WEBSOCKET_GUID } from '../protocol/constants.js';
 import { DEFLATE_TAIL } from '../protocol/permessage-deflate.js';
 import type { TracedFrame } from '../protocol/trace.js';
+import type { HeaderField, ObservedHandshake } from '../websocket/hooks.js';
 
 /**
  * What a learner reads: one connection's opening handshake and frames explained, for `--trace`
@@ -256,21 +257,77 @@ function explainClose(payload: Buffer): NonNullable<FrameReport['close']> {
   return { code, name: closeCodeName(code), reason: escapeText(payload.subarray(2).toString('utf8')) };
 }
 
-/** The opening handshake, explained: the two heads, and the accept computation step by step (§4.2.2 item 5.4). */
+/**
+ * The opening handshake, explained. Over HTTP/1.1: the two heads, and the accept computation step
+ * by step (RFC 6455 §4.2.2 item 5.4). Over HTTP/2: the extended CONNECT's fields (RFC 8441 §4, §5),
+ * and no key or accept, which RFC 8441 §5 leaves out.
+ */
 export interface HandshakeReport {
+  /** '1.1' or '2.0'. */
+  httpVersion: string;
+  /** The request and the response as they went (over HTTP/2, in its `name = value` notation). */
   request: string;
   response: string;
+  /** HTTP/1.1: Sec-WebSocket-Key, the GUID, SHA-1 of the two in hex, and its base64, the accept. '' over HTTP/2. */
   key: string;
   guid: string;
-  /** SHA-1 of key + GUID, in hex. */
   sha1: string;
   accept: string;
+  /** HTTP/2: the request's pseudo-header fields and the response's :status; null over HTTP/1.1. */
+  extendedConnect: ExtendedConnectReport | null;
   /** The client's offer and what the server agreed to. */
   extensionsOffered: string;
   extensionsAgreed: string;
 }
 
-export function explainHandshake(requestHead: string, responseHead: string, key: string): HandshakeReport {
+/** RFC 8441 §4-§5: what makes an HTTP/2 stream a WebSocket. */
+export interface ExtendedConnectReport {
+  /** CONNECT, extended by `:protocol`. */
+  method: string;
+  /** `websocket`. */
+  protocol: string;
+  /** `https` for wss://, `http` for ws://. */
+  scheme: string;
+  path: string;
+  /** Where HTTP/1.1 has Host. */
+  authority: string;
+  /** The response's status: a 2xx makes the stream the WebSocket's connection. */
+  status: string;
+}
+
+export function explainHandshake(
+  handshake: Pick<ObservedHandshake, 'httpVersion' | 'requestHead' | 'responseHead' | 'key' | 'http2'>,
+): HandshakeReport {
+  const { requestHead, responseHead, http2 } = handshake;
+  if (http2 !== null) {
+    // HTTP/2 field names are lower case (RFC 9113 §8.2.1).
+    const field = (fields: readonly HeaderField[], name: string): string =>
+      fields
+        .filter(([n]) => n === name)
+        .map(([, value]) => value)
+        .join(', ');
+    const { request, response } = http2;
+    return {
+      httpVersion: '2.0',
+      request: requestHead,
+      response: responseHead,
+      key: '',
+      guid: '',
+      sha1: '',
+      accept: '',
+      extendedConnect: {
+        method: field(request, ':method'),
+        protocol: field(request, ':protocol'),
+        scheme: field(request, ':scheme'),
+        path: field(request, ':path'),
+        authority: field(request, ':authority'),
+        status: field(response, ':status'),
+      },
+      extensionsOffered: field(request, 'sec-websocket-extensions'),
+      extensionsAgreed: field(response, 'sec-websocket-extensions'),
+    };
+  }
+  const key = handshake.key;
   const sha1 = createHash('sha1')
     .update(key + WEBSOCKET_GUID)
     .digest();
@@ -281,15 +338,41 @@ export function explainHandshake(requestHead: string, responseHead: string, key:
       .map((line) => line.slice(line.indexOf(':') + 1).trim())
       .join(', ');
   return {
+    httpVersion: handshake.httpVersion,
     request: requestHead,
     response: responseHead,
     key,
     guid: WEBSOCKET_GUID,
     sha1: sha1.toString('hex'),
     accept: sha1.toString('base64'),
+    extendedConnect: null,
     extensionsOffered: header(requestHead, 'Sec-WebSocket-Extensions'),
     extensionsAgreed: header(responseHead, 'Sec-WebSocket-Extensions'),
   };
+}
+
+/**
+ * `--trace`'s account of a handshake: a title naming what carried it, then the request (`<-`) and
+ * the response (`->`) a line each; over HTTP/2, why there is no key and no accept.
+ */
+export function describeHandshake(handshake: ObservedHandshake): string {
+  const indent = (head: string, arrow: string): string[] =>
+    head
+      .trimEnd()
+      .split('\r\n')
+      .map((line) => `   ${arrow} ${line}`);
+  const lines =
+    handshake.http2 === null
+      ? [`#${handshake.id} opening handshake (RFC 6455 §4.2):`]
+      : [`#${handshake.id} opening handshake over HTTP/2, an extended CONNECT on one stream (RFC 8441 §4, §5):`];
+  lines.push(...indent(handshake.requestHead, '<-'), ...indent(handshake.responseHead, '->'));
+  if (handshake.http2 !== null) {
+    lines.push(
+      '   (RFC 8441 §5: no Sec-WebSocket-Key or Sec-WebSocket-Accept, the :protocol pseudo-header field supersedes',
+      '   them; no Upgrade or Connection either: :status 200 makes the stream the WebSocket)',
+    );
+  }
+  return lines.join('\n');
 }
 
 /** `--trace`'s lines under formatFrame's one: the header bytes, the length form, what the payload says. */

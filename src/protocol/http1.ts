@@ -285,8 +285,21 @@ export function headerHasToken(headers: HeaderMap, name: string, token: string):
   return listHeader(headers, name).some((item) => item.toLowerCase() === wanted);
 }
 
+/**
+ * RFC 9110 §15: the reason phrases of the statuses this server sends itself, and of those an
+ * application most likely answers (`onHttpRequest`); others get an empty one (RFC 9112 §4 allows it).
+ */
 export const STATUS_TEXT: Readonly<Record<number, string>> = {
   101: 'Switching Protocols',
+  200: 'OK',
+  201: 'Created',
+  204: 'No Content',
+  301: 'Moved Permanently',
+  302: 'Found',
+  303: 'See Other',
+  304: 'Not Modified',
+  307: 'Temporary Redirect',
+  308: 'Permanent Redirect',
   400: 'Bad Request',
   401: 'Unauthorized',
   403: 'Forbidden',
@@ -297,6 +310,7 @@ export const STATUS_TEXT: Readonly<Record<number, string>> = {
   429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
+  501: 'Not Implemented',
   503: 'Service Unavailable',
 };
 

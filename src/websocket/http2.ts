@@ -15,7 +15,7 @@ import { HttpError, isToken, listHeader, singleHeader, type HeaderMap } from '..
 import type { DeflateParams } from '../protocol/permessage-deflate.js';
 import { prepareWebSocketStream } from './http2-stream.js';
 import type { WebSocket } from './websocket.js';
-import type { HttpRequestInfo, HttpResponseInfo } from './hooks.js';
+import type { HandshakeRecord, HttpRequestInfo, PlainAnswer } from './hooks.js';
 
 /**
  * WebSockets over HTTP/2 (RFC 8441), server side. A WebSocket is one HTTP/2 stream opened with an
@@ -58,22 +58,17 @@ export interface Gatekeeper {
     protocol: string | undefined,
     verdict: { request: UpgradeRequest; deflate: DeflateAgreement },
     data: unknown,
-    callback?: (connection: WebSocket, request: UpgradeRequest) => void,
+    callback: ((connection: WebSocket, request: UpgradeRequest) => void) | undefined,
+    /** The handshake as it went, for observers. */
+    seen: HandshakeRecord,
   ): void;
   emitRejected(status: number, message: string, remoteAddress: string | undefined): void;
   emitError(error: Error): void;
-  /** The server's `onHttpRequest` (a 500 if it throws), or undefined. */
-  answerPlain(request: HttpRequestInfo): HttpResponseInfo | undefined;
+  /** The server's `onHttpRequest`, its answer checked (a 500 if it throws or is unsendable), or undefined. */
+  answerPlain(request: HttpRequestInfo): PlainAnswer | undefined;
 }
 
 const EMPTY = Buffer.alloc(0);
-
-/** A response body as bytes. */
-export function bodyOf(response: HttpResponseInfo): Buffer {
-  const body = response.body;
-  if (body === undefined) return EMPTY;
-  return typeof body === 'string' ? Buffer.from(body) : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-}
 
 /** A plain request on our own listener, through `onHttpRequest`: true when it answered. */
 function answerPlainStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, gate: Gatekeeper): boolean {
@@ -82,23 +77,28 @@ function answerPlainStream(stream: ServerHttp2Stream, headers: IncomingHttpHeade
     if (name.startsWith(':') || value === undefined) continue;
     record[name] = Array.isArray(value) ? value.join(', ') : value;
   }
-  const response = gate.answerPlain({
+  // RFC 9113 §8.3.1: ":authority" takes the place of Host; a hook reads `headers.host` over either version.
+  const authority = headers[':authority'];
+  if (record['host'] === undefined && typeof authority === 'string') record['host'] = authority;
+  const answer = gate.answerPlain({
     method: String(headers[':method']),
     target: String(headers[':path'] ?? ''),
     httpVersion: '2.0',
     headers: record,
     remoteAddress: stream.session?.socket?.remoteAddress,
   });
-  if (response === undefined) return false;
+  if (answer === undefined) return false;
   if (stream.destroyed || stream.closed) return true;
-  const body = bodyOf(response);
-  const out: OutgoingHttpHeaders = { ':status': response.status, 'content-length': String(body.length) };
-  for (const [name, value] of Object.entries(response.headers ?? {})) out[name.toLowerCase()] = value;
+  const out: OutgoingHttpHeaders = { ':status': answer.status };
+  for (const [name, value] of answer.headers) out[name] = value;
   try {
-    stream.respond(out);
-    stream.end(body);
+    if (answer.body.length === 0) stream.respond(out, { endStream: true });
+    else {
+      stream.respond(out);
+      stream.end(answer.body);
+    }
   } catch (error) {
-    // A header HTTP/2 cannot carry (a connection-specific one, say).
+    // What node:http2 refuses to send after our checks: report it, end the stream.
     gate.emitError(error instanceof Error ? error : new Error(String(error)));
     stream.close(h2.NGHTTP2_INTERNAL_ERROR);
   }
@@ -282,7 +282,9 @@ export class Http2Front {
       }
       stream.off('error', ignore);
       prepareWebSocketStream(stream, 'server');
-      gate.admit(stream, EMPTY, protocol, { request, deflate }, data, callback);
+      // For observers: the request's fields as received, the response's as node:http2 sent them (with its date).
+      const seen: HandshakeRecord = { http2: true, request: headers, response: stream.sentHeaders ?? response };
+      gate.admit(stream, EMPTY, protocol, { request, deflate }, data, callback, seen);
     };
     if (gate.handshakeTimeout > 0) {
       timer = setTimeout(() => {
