@@ -27,7 +27,8 @@ import {
 import { inflateBudget } from '../src/protocol/inflate-budget.js';
 import { parseExtensions } from '../src/protocol/extensions.js';
 import type { Frame, Role } from '../src/protocol/receiver.js';
-import { MaskKeySource, appendControlFrame, appendFrame, appendMessage } from '../src/protocol/writer.js';
+import { MaskKeySource } from '../src/protocol/writer.js';
+import { appendControlFrame, appendFrame, appendMessage } from '../spec-tests/helpers/writer.js';
 import { compressible, prng, randomBuffer, randomText } from '../spec-tests/helpers/data.js';
 import { InflatingReceiver } from '../spec-tests/helpers/core.js';
 

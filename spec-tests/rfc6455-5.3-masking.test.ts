@@ -3,9 +3,10 @@ import { describe, it } from 'node:test';
 import { CloseCode, Opcode } from '../src/protocol/constants.js';
 import { encodeFrame } from '../src/protocol/frame.js';
 import { mask, maskInto } from '../src/protocol/mask.js';
-import { appendFrame, appendMessage, MaskKeySource } from '../src/protocol/writer.js';
+import { MaskKeySource } from '../src/protocol/writer.js';
 import * as core from '../src/core.js';
 import { FrameDecoder, type DecodedFrame } from './helpers/peer/frames.js';
+import { appendFrame, appendMessage } from './helpers/writer.js';
 import {
   assertFailed,
   bytes,

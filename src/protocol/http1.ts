@@ -260,7 +260,10 @@ export function listHeader(headers: HeaderMap, name: string): string[] {
   return items;
 }
 
-/** A header map from a flat [name, value, name, value, ...] list (node:http's `rawHeaders`). */
+/**
+ * A header map from a flat [name, value, name, value, ...] list (node:http's `rawHeaders`). An
+ * HTTP/2 header block has its own: websocket/http2-headers.ts.
+ */
 export function headerMapOf(raw: readonly string[]): HeaderMap {
   const headers: HeaderMap = new Map();
   for (let i = 0; i + 1 < raw.length; i += 2) {
