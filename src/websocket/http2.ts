@@ -151,6 +151,8 @@ export function validateExtendedConnect(
 
 /** The HTTP/2 side of one WebSocketServer: its handshakes, and the sessions of its own `listen()`. */
 export class Http2Front {
+  /** Extended CONNECTs waiting for their verdict. */
+  private readonly pending = new Set<PendingStream>();
   /** Sessions of our own listen(): GOAWAY goes to these when the server closes. */
   private readonly sessions = new Set<Http2Session>();
   private closing = false;
@@ -213,12 +215,18 @@ export class Http2Front {
       if (!stream.destroyed) stream.close(h2.NGHTTP2_REFUSED_STREAM);
       return;
     }
-    new PendingStream(this.gate, stream, callback).start(headers);
+    const pending = new PendingStream(this.gate, stream, callback, this.pending);
+    this.pending.add(pending);
+    pending.start(headers);
   }
 
-  /** The server is closing: new WebSocket streams are refused, new sessions closed at once. */
+  /**
+   * The server is closing: new WebSocket streams are refused, new sessions closed at once, and the
+   * handshakes still waiting for a verdict (a slow `verify`) are abandoned, as over HTTP/1.1.
+   */
   close(): void {
     this.closing = true;
+    for (const pending of this.pending) pending.abort();
   }
 }
 
@@ -239,7 +247,16 @@ class PendingStream implements WheelTarget {
     private readonly gate: Gatekeeper,
     private readonly stream: ServerHttp2Stream,
     private readonly callback: ((connection: WebSocket, request: UpgradeRequest) => void) | undefined,
+    /** The front's set of handshakes waiting for a verdict, left once this one has its own. */
+    private readonly pending: Set<PendingStream>,
   ) {}
+
+  /** The server is closing before a verdict: RFC 9113 §8.7, REFUSED_STREAM (no WebSocket was made). */
+  abort(): void {
+    if (this.decided) return;
+    this.settle();
+    if (!this.stream.destroyed) this.stream.close(h2.NGHTTP2_REFUSED_STREAM);
+  }
 
   start(headers: IncomingHttpHeaders): void {
     const { gate, stream } = this;
@@ -325,6 +342,7 @@ class PendingStream implements WheelTarget {
   private readonly onClose = (): void => {
     this.deadline = 0;
     sharedWheel.cancel(this);
+    this.pending.delete(this);
   };
 
   /** The verdict is in: off the wheel, and the stream's 'close' is no longer ours to watch. */
@@ -332,6 +350,7 @@ class PendingStream implements WheelTarget {
     this.decided = true;
     this.deadline = 0;
     sharedWheel.cancel(this);
+    this.pending.delete(this);
     this.stream.off('close', this.onClose);
   }
 }
