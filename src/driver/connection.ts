@@ -5,9 +5,16 @@ import { inflateBudget } from '../protocol/inflate-budget.js';
 import { toPayload, type Data, type ResolvedConnectionOptions, type SendOptions } from '../protocol/options.js';
 import { Protocol, type ProtocolEvent } from '../protocol/protocol.js';
 import type { Opcode } from '../protocol/constants.js';
-import type { SendCallback } from '../protocol/sender.js';
+import type { OutgoingMessage, SendCallback } from '../protocol/sender.js';
 import type { PerMessageDeflate } from './deflate-zlib.js';
 import { Outbox } from './outbox.js';
+import {
+  IncomingStreams,
+  OutgoingStreams,
+  type MessageSourceData,
+  type MessageStream,
+  type PieceSink,
+} from './streams.js';
 import { sharedWheel, type WheelTarget } from './timer-wheel.js';
 
 /**
@@ -30,6 +37,8 @@ import { sharedWheel, type WheelTarget } from './timer-wheel.js';
 export interface ConnectionEventMap {
   /** A complete message. Text messages are valid UTF-8; `data.toString()` decodes them. */
   message: [data: Buffer, isBinary: boolean];
+  /** `streamMessages`: a message begins, as a stream (src/driver/streams.ts); the next waits until it is read. */
+  stream: [stream: MessageStream];
   ping: [data: Buffer];
   pong: [data: Buffer];
   /** Exactly once per connection. `wasClean`: close frames were exchanged both ways (RFC 6455 §7.1.4). */
@@ -43,7 +52,7 @@ export interface ConnectionEventMap {
 /** Where a connection reports: the public WebSocket, an EventEmitter of (at least) these events. */
 export interface ConnectionOwner {
   emit<K extends keyof ConnectionEventMap>(event: K, ...args: ConnectionEventMap[K]): boolean;
-  listenerCount(event: 'error'): number;
+  listenerCount(event: 'error' | 'stream'): number;
 }
 
 /** What a client handshake agreed on, for the connection that takes the stream over. */
@@ -79,6 +88,7 @@ export const PAUSED_BY_APPLICATION = 1;
 const PAUSED_BY_WRITES = 2;
 export const PAUSED_BY_ITERATOR = 4;
 const PAUSED_BY_INFLATE = 8;
+const PAUSED_BY_STREAM = 16;
 
 /** Connections the application changed outside of `settle()`, settled together in one microtask. */
 let dirty: Connection[] = [];
@@ -87,7 +97,7 @@ const kConnection = Symbol('wsrfc.connection');
 type StreamWithConnection = Duplex & { [kConnection]?: Connection };
 
 /** The driver: one per WebSocket, held in the WebSocket's private field. */
-export class Connection implements WheelTarget {
+export class Connection implements WheelTarget, PieceSink {
   wheelTick = 0;
   wheelIndex = 0;
   id = 0;
@@ -112,6 +122,10 @@ export class Connection implements WheelTarget {
   private needDrain = false;
   /** The bytes taken from the core on their way into the stream (src/driver/outbox.ts). */
   private outbox: Outbox | null = null;
+  /** `streamMessages`: the message streams being received (src/driver/streams.ts). */
+  private incoming: IncomingStreams | null = null;
+  /** Streamed sends (src/driver/streams.ts), made on the first. */
+  private outgoing: OutgoingStreams | null = null;
   // zlib's callbacks, made on first use (a connection without compression makes none).
   private onInflated: ((data: Buffer) => boolean) | null = null;
   private onInflateDone: ((error: Error | null) => void) | null = null;
@@ -135,6 +149,18 @@ export class Connection implements WheelTarget {
   /** Bytes taken from the core and not yet written by the stream. */
   private get unwritten(): number {
     return this.outbox === null ? 0 : this.outbox.unwritten;
+  }
+
+  /** Whether messages come as streams ('stream') rather than whole ('message'); see WebSocket. */
+  get streamMessages(): boolean {
+    return this.core === null ? this.config.streamMessages : this.core.streamMessages;
+  }
+
+  set streamMessages(on: boolean) {
+    const core = this.core;
+    if (core === null) throw new InvalidStateError('WebSocket is still connecting: set streamMessages in its options');
+    core.streamMessages = on;
+    if (on) this.incoming ??= new IncomingStreams(this.config.highWaterMark, () => this.changed());
   }
 
   /** What permessage-deflate agreed on this connection, or null (a publication groups by it). */
@@ -205,6 +231,7 @@ export class Connection implements WheelTarget {
     stream.on('close', onStreamClose);
     stream.on('error', onStreamError);
     this.core = new Protocol(role, this.config, Date.now(), { compression: deflate, inflateBudget });
+    if (this.config.streamMessages) this.streamMessages = true;
     // The ping loop's first deadline, if any.
     this.settle();
   }
@@ -229,12 +256,20 @@ export class Connection implements WheelTarget {
     const core = this.core;
     if (core === null || this.settling) return;
     this.settling = true;
+    const incoming = this.incoming;
     try {
-      for (let event = core.nextEvent(); event !== null; event = core.nextEvent()) this.deliver(event);
+      for (;;) {
+        // The application is behind on its message stream: the parse waits (see streams.ts).
+        if (incoming !== null && incoming.holding && core.receiving) break;
+        const event = core.nextEvent();
+        if (event === null) break;
+        this.deliver(event);
+      }
     } finally {
       this.settling = false;
     }
     if (this.closed) return;
+    if (incoming !== null) this.followReader(incoming.holding && core.receiving);
     if (this.deflate !== null) this.runJobs(core, this.deflate);
     if (core.hasOutput) this.flush(core);
     if (core.wantsDestroy) {
@@ -250,6 +285,22 @@ export class Connection implements WheelTarget {
     switch (event.type) {
       case 'message':
         this.owner.emit('message', event.data, event.isBinary);
+        break;
+      case 'messageStart': {
+        const stream = this.incoming!.start(event.isBinary);
+        // Nobody to read it: discarded as it comes.
+        if (this.owner.listenerCount('stream') > 0) this.owner.emit('stream', stream);
+        else stream.resume();
+        break;
+      }
+      case 'messageData':
+        this.incoming!.data(event.data);
+        break;
+      case 'messageEnd':
+        this.incoming!.end();
+        break;
+      case 'messageAbort':
+        this.incoming!.abort(event.error);
         break;
       case 'ping':
         this.owner.emit('ping', event.data);
@@ -294,7 +345,8 @@ export class Connection implements WheelTarget {
     if (inflate !== null) {
       const onData = (this.onInflated ??= (data) => {
         const more = this.core!.inflated(data);
-        if (!more) this.settle();
+        // A streamed message's output goes to its reader as it comes (which may pause zlib).
+        if (!more || this.incoming !== null) this.settle();
         return more;
       });
       const done = (this.onInflateDone ??= (error) => {
@@ -307,14 +359,15 @@ export class Connection implements WheelTarget {
       });
       deflate.inflate(inflate.payload, inflate.fin, onData, done);
     }
-    const payload = core.takeDeflateJob();
-    if (payload !== null) {
+    const job = core.takeDeflateJob();
+    if (job !== null) {
       deflate.deflate(
-        payload,
+        job.payload,
         (this.onDeflated ??= (compressed) => {
           this.core!.deflated(compressed);
           this.settle();
         }),
+        job.fin,
       );
     }
   }
@@ -329,6 +382,17 @@ export class Connection implements WheelTarget {
     this.settle();
     // A compressed frame is being inflated and input piles up behind it: stop reading meanwhile.
     if (core.bufferedInput > this.config.highWaterMark) this.pauseReading(PAUSED_BY_INFLATE);
+  }
+
+  /** The reader of a message stream is behind (`holding`), or caught up: reading and inflating follow. */
+  private followReader(holding: boolean): void {
+    if (holding) {
+      this.pauseReading(PAUSED_BY_STREAM);
+      this.deflate?.pauseInflate();
+    } else {
+      this.resumeReading(PAUSED_BY_STREAM);
+      this.deflate?.resumeInflate();
+    }
   }
 
   pauseReading(reason: number): void {
@@ -354,6 +418,43 @@ export class Connection implements WheelTarget {
     if (core === null || !core.canSend) return this.refuse(callback);
     core.sendData(data, options, callback);
     return this.afterQueue(core);
+  }
+
+  /**
+   * A message from a stream (src/driver/streams.ts): it takes its place now, its chunks go as they
+   * come, after the streamed sends before it. The callback gets the source's error if it failed.
+   */
+  sendStream(source: MessageSourceData, options: SendOptions | undefined, callback: SendCallback | undefined): boolean {
+    const core = this.core;
+    if (core === null || !core.canSend) return this.refuse(callback);
+    const fragmentSize = options?.fragmentSize ?? this.config.fragmentSize;
+    (this.outgoing ??= new OutgoingStreams(this)).send(core, source, options, fragmentSize, (outcome) => {
+      if (callback !== undefined) process.nextTick(callback, outcome.error);
+      else if (outcome.sourceFailed && this.owner.listenerCount('error') > 0) this.owner.emit('error', outcome.error!);
+    });
+    return this.afterQueue(core);
+  }
+
+  /** PieceSink (streams.ts): the next piece of a streamed send. */
+  piece(message: OutgoingMessage, opcode: number, payload: Buffer, fin: boolean): boolean {
+    const core = this.core!;
+    if (!core.sendPiece(message, opcode, payload, fin)) return false;
+    this.outgoing!.sent(payload.length, this.config.highWaterMark);
+    core.limitBuffered(this.unwritten, Date.now());
+    this.changed();
+    return true;
+  }
+
+  /** PieceSink: wait until no more than `highWaterMark` is buffered. */
+  drained(): Promise<void> | null {
+    if (this.closed || this.bufferedAmount <= this.config.highWaterMark) return null;
+    return this.outgoing!.waitForDrain();
+  }
+
+  /** PieceSink: the source of a streamed send failed. */
+  failed(message: OutgoingMessage): void {
+    this.core!.messageFailed(message, Date.now());
+    this.changed();
   }
 
   sendControl(opcode: typeof Opcode.Ping | typeof Opcode.Pong, data: Data, callback: SendCallback | undefined): void {
@@ -400,14 +501,19 @@ export class Connection implements WheelTarget {
     const outbox = (this.outbox ??= new Outbox(this.stream!, this));
     if (!outbox.write(core.takeOutput(), core.takeCallbacks())) return;
     if (this.config.writeTimeout > 0) this.scheduleWriteCheck(Date.now());
-    // The write side is behind: stop reading until it catches up, so memory stays bounded.
-    if (this.unwritten > this.config.highWaterMark) this.pauseReading(PAUSED_BY_WRITES);
+    // The write side is behind: stop reading until it catches up, so memory stays bounded. A
+    // streamed send bounds its own bytes (it waits at highWaterMark): they are allowed on top, or
+    // a stream flowing both ways would stop both ends reading, each waiting for the other.
+    const allowance = this.outgoing === null ? 0 : this.outgoing.allowance;
+    if (this.unwritten > this.config.highWaterMark + allowance) this.pauseReading(PAUSED_BY_WRITES);
   }
 
   /** Every completed stream write (the outbox tells): maybe the end of backpressure both ways. */
   written(): void {
-    if (!this.needDrain && (this.pausedBy & PAUSED_BY_WRITES) === 0) return;
+    const outgoing = this.outgoing;
+    if (!this.needDrain && (this.pausedBy & PAUSED_BY_WRITES) === 0 && (outgoing === null || !outgoing.waiting)) return;
     if (this.bufferedAmount > this.config.highWaterMark) return;
+    outgoing?.drained();
     this.resumeReading(PAUSED_BY_WRITES);
     if (this.needDrain) {
       this.needDrain = false;
@@ -500,6 +606,7 @@ export class Connection implements WheelTarget {
     stream.on('error', ignoreError);
     delete (stream as StreamWithConnection)[kConnection];
     this.outbox?.drop();
+    this.outgoing?.drained();
     const core = this.core!;
     const { code, reason, wasClean } = core.streamClosed(Date.now());
     // What is left to tell (sends that will never be written) goes before the close.

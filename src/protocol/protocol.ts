@@ -1,11 +1,19 @@
 import { buildClosePayload, truncateUtf8 } from './close.js';
 import { CloseCode, MAX_CLOSE_REASON_BYTES, Opcode, ReadyState } from './constants.js';
-import { ConnectionTimeoutError, type ProtocolError } from './errors.js';
+import { ConnectionTimeoutError, MessageAbortedError, type ProtocolError } from './errors.js';
+import type { CloseReport, ProtocolEvent, ProtocolSetup } from './events.js';
 import type { InflateBudget } from './inflate-budget.js';
 import { toPayload, type Data, type ResolvedConnectionOptions, type SendOptions } from './options.js';
 import { Receiver, type InflateJob, type ReceiverHandler, type Role } from './receiver.js';
-import { Sender, type SendCallback, type SenderCompression, type SenderEvents } from './sender.js';
-import { outgoingFrameDecoder } from './trace.js';
+import {
+  Sender,
+  type DeflateJob,
+  type OutgoingMessage,
+  type SendCallback,
+  type SenderCompression,
+  type SenderEvents,
+} from './sender.js';
+import { outgoingFrameDecoder, tracingHandler } from './trace.js';
 import { isUtf8Payload } from './utf8.js';
 import { MaskKeySource } from './writer.js';
 
@@ -28,33 +36,7 @@ import { MaskKeySource } from './writer.js';
  * §5.5.1) are this machine's two halves. Time comes in as an argument (`now`, in ms).
  */
 
-/** What the connection tells its application, in order (`nextEvent()`). */
-export type ProtocolEvent =
-  /** A complete message (text is valid UTF-8). */
-  | { type: 'message'; data: Buffer; isBinary: boolean }
-  /** A ping (already answered when `autoPong` is on) or a pong. */
-  | { type: 'ping'; data: Buffer }
-  | { type: 'pong'; data: Buffer }
-  /** What went wrong (a protocol error, a deadline, zlib), for the application to hear of. */
-  | { type: 'error'; error: Error }
-  /** Messages accepted by `send()` that will never be written: their callbacks are to fail. */
-  | { type: 'sendFailed'; callbacks: SendCallback[] };
-
-/** What the close event reports (RFC 6455 §7.1.4-§7.1.6). */
-export interface CloseReport {
-  code: number;
-  reason: string;
-  /** Close frames went both ways before TCP ended (§7.1.4: "closed cleanly"). */
-  wasClean: boolean;
-}
-
-/** What the handshake agreed on, and what the connection shares with others. */
-export interface ProtocolSetup {
-  /** permessage-deflate (RFC 7692), when negotiated: RSV1 means compressed, and which messages to compress. */
-  compression?: SenderCompression | null;
-  /** The budget of inflated bytes shared with other connections (src/protocol/inflate-budget.ts). */
-  inflateBudget?: InflateBudget | null;
-}
+export type { CloseReport, ProtocolEvent, ProtocolSetup } from './events.js';
 
 /** The closing handshake's details, made when it starts (an idle connection needs none). */
 interface Closing {
@@ -93,6 +75,9 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   private endRequested = false;
   /** The stream is to be destroyed now. */
   private destroyRequested = false;
+  /** A streamed message is open: its start was emitted, its end (or abort) not yet. */
+  private streamOpen = false;
+  private streaming: boolean;
   /** Nothing more is read: the connection failed (§7.1.7) or the stream is gone. */
   private inputEnded = false;
   /** The next event for the driver, and (rarely) more after it, in order. */
@@ -116,7 +101,22 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     this.inflateBudget = setup.inflateBudget ?? null;
     this.now = now;
     this.lastReceivedAt = now;
+    this.streaming = config.streamMessages;
     if (config.pingInterval > 0) this.nextPingAt = now + config.pingInterval;
+  }
+
+  /**
+   * Whether data messages are streamed (`messageStart`, `messageData`, `messageEnd`) rather than
+   * assembled (`message`): `streamMessages` at first; a change applies from the next message whose
+   * first frame is not read yet (since parsing is lazy, the one after the event being handled).
+   */
+  get streamMessages(): boolean {
+    return this.streaming;
+  }
+
+  set streamMessages(on: boolean) {
+    this.streaming = on;
+    if (this.receiver !== null) this.receiver.streaming = on;
   }
 
   /** Bytes received and not parsed yet (held while a compressed frame inflates). */
@@ -132,6 +132,15 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   /** Whether `send()` and friends may be used: OPEN, and no close frame sent (§5.5.1). */
   get canSend(): boolean {
     return this.state === ReadyState.OPEN && !this.closeSent;
+  }
+
+  /**
+   * Whether more input may yet be parsed into events: no failure, no close frame received. While it
+   * is true a driver may stop taking events (its application's stream is full), which stops the
+   * parse; once it is false, the events left are few (one step's) and are all to be taken.
+   */
+  get receiving(): boolean {
+    return !this.inputEnded && !this.closeReceived && this.state !== ReadyState.CLOSED;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -212,8 +221,8 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     this.receiver?.inflateDone(error);
   }
 
-  /** A message to compress (RFC 7692 §7.2.1), once; the result goes to `deflated()`. */
-  takeDeflateJob(): Buffer | null {
+  /** A message (or a streamed message's piece) to compress (RFC 7692 §7.2.1), once; the result goes to `deflated()`. */
+  takeDeflateJob(): DeflateJob | null {
     return this.sender === null ? null : this.sender.takeDeflateJob();
   }
 
@@ -259,8 +268,10 @@ export class Protocol implements ReceiverHandler, SenderEvents {
         maxFramePayload: config.maxFramePayload,
         compressed: this.compression !== null,
         budget: this.inflateBudget,
+        streaming: this.streaming,
+        maxStreamedMessageSize: config.maxStreamedMessageSize,
       },
-      trace === null ? this : tracing(this, (frame) => trace({ ...frame, direction: 'in' })),
+      trace === null ? this : tracingHandler(this, (frame) => trace({ ...frame, direction: 'in' })),
     );
   }
 
@@ -280,6 +291,30 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     this.emitParsed({ type: 'message', data, isBinary });
   }
 
+  /** The receiver's event (ReceiverHandler): a streamed message begins. */
+  onMessageStart(isBinary: boolean): void {
+    this.streamOpen = true;
+    this.emitParsed({ type: 'messageStart', isBinary });
+  }
+
+  /** The receiver's event (ReceiverHandler). */
+  onMessageData(data: Buffer): void {
+    this.emitParsed({ type: 'messageData', data });
+  }
+
+  /** The receiver's event (ReceiverHandler). */
+  onMessageEnd(): void {
+    this.streamOpen = false;
+    this.emitParsed({ type: 'messageEnd' });
+  }
+
+  /** The streamed message being received will not end: the connection is closing or failed. */
+  private abortStream(error: Error): void {
+    if (!this.streamOpen) return;
+    this.streamOpen = false;
+    this.emit({ type: 'messageAbort', error });
+  }
+
   /** The receiver's event (ReceiverHandler). */
   onPing(data: Buffer): void {
     // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
@@ -297,6 +332,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   /** The receiver's event (ReceiverHandler). RFC 6455 §5.5.1, §7.1.5: the peer's close frame. */
   onClose(code: number, reason: string): void {
     this.closeReceived = true;
+    this.abortStream(new MessageAbortedError(`the peer closed the connection (${code}) in the middle of the message`));
     const closing = this.startClosing();
     closing.peerCode = code;
     closing.peerReason = reason;
@@ -366,6 +402,51 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     if (!this.canSend) return this.refuse(callback);
     this.output().control(opcode, payload, callback);
     return true;
+  }
+
+  /**
+   * RFC 6455 §5.4: a message whose payload comes in pieces (a stream the application sends), opened
+   * now so that it keeps its place among the messages sent: `sendPiece()` adds to it, each piece a
+   * fragment as it comes (compressed as one DEFLATE stream, RFC 7692 §7.2.1). Messages sent after it
+   * wait until its last piece (fragments of messages are never interleaved); pings and pongs do
+   * not; our close frame does (`close()` sends it after the message). Null, and the callback's
+   * failure queued, once a close frame was sent.
+   */
+  openMessage(compress: boolean, fragmentSize: number, callback?: SendCallback): OutgoingMessage | null {
+    if (!this.canSend) {
+      this.refuse(callback);
+      return null;
+    }
+    return this.output().openStream(compress, fragmentSize, callback);
+  }
+
+  /**
+   * The next piece of an open message, `fin` on the last (which may be empty); the first piece's
+   * opcode (text or binary) is the message's. False when the message was dropped (the connection
+   * failed or closed): the application's source is to stop.
+   */
+  sendPiece(message: OutgoingMessage, opcode: number, payload: Buffer, fin: boolean): boolean {
+    if (message.dropped || this.sender === null) return false;
+    this.sender.streamPiece(message, opcode, payload, fin);
+    return true;
+  }
+
+  /**
+   * The application's source for an open message failed. RFC 6455 has no way to abort one message
+   * (its fragments so far are on the wire), so the connection fails with 1011 (an internal error);
+   * unless the peer has closed already: then the message is abandoned and our close goes at once.
+   */
+  messageFailed(message: OutgoingMessage, now: number): void {
+    this.now = now;
+    if (message.dropped || this.state === ReadyState.CLOSED) return;
+    if (!this.closeReceived) return this.fail(CloseCode.InternalError, 'the message source failed', null, false, now);
+    // §5.5.1: the close frame follows the messages sent before it, but this one will never end.
+    const closing = this.closing!;
+    if (this.sender!.dropStaged())
+      this.sendClose(
+        closing.peerCode === CloseCode.NoStatusReceived ? undefined : closing.peerCode,
+        closing.peerReason,
+      );
   }
 
   private refuse(callback: SendCallback | undefined): false {
@@ -442,6 +523,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     // _Fail the WebSocket Connection_": the receiver stops at the violation it reports, and here.
     this.inputEnded = true;
     this.receiver?.destroy();
+    this.abortStream(error ?? new MessageAbortedError(`the connection failed (${code}) in the middle of the message`));
     if (error !== null) this.emit({ type: 'error', error });
     // A close frame of ours still waiting behind a compression goes with the staged messages.
     const closeDropped = this.sender !== null && this.sender.dropStaged();
@@ -503,6 +585,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     this.state = ReadyState.CLOSED;
     this.inputEnded = true;
     this.receiver?.destroy();
+    this.abortStream(new MessageAbortedError('the connection closed in the middle of the message'));
     // §7.1.4: clean means the closing handshake completed: the peer's close frame read, ours sent
     // (handed to the stream, not still waiting behind a compression when TCP went).
     const wasClean = this.closeReceived && this.sender !== null && this.sender.closeFrameTaken;
@@ -560,16 +643,4 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     this.emit({ type: 'error', error });
     this.destroyRequested = true;
   }
-}
-
-/** The receiver's handler when tracing: the protocol, plus every incoming frame to the tracer. */
-function tracing(protocol: Protocol, onFrame: NonNullable<ReceiverHandler['onFrame']>): ReceiverHandler {
-  return {
-    onMessage: (data, isBinary) => protocol.onMessage(data, isBinary),
-    onPing: (data) => protocol.onPing(data),
-    onPong: (data) => protocol.onPong(data),
-    onClose: (code, reason) => protocol.onClose(code, reason),
-    onError: (error) => protocol.onError(error),
-    onFrame,
-  };
 }
