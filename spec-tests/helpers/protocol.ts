@@ -165,6 +165,8 @@ export class Harness {
   readonly errors: Error[] = [];
   /** The messages, pings and pongs delivered, in order (payloads copied). */
   readonly received: { type: 'message' | 'ping' | 'pong'; data: Buffer; isBinary?: boolean }[] = [];
+  /** The pieces of streamed messages delivered (`messageData`), in order (copied). */
+  readonly pieces: Buffer[] = [];
   /** The callbacks the protocol said will never be called back with success. */
   readonly failedCallbacks: SendCallback[] = [];
   now: number;
@@ -340,6 +342,7 @@ export class Harness {
           this.log.push(`messageStart ${event.isBinary ? 'binary' : 'text'}`);
           break;
         case 'messageData':
+          this.pieces.push(Buffer.from(event.data));
           this.log.push(`messageData ${show(event.data)}`);
           break;
         case 'messageEnd':
