@@ -262,10 +262,21 @@ export async function sendFrom(
   written: Promise<Error | undefined>,
 ): Promise<SendOutcome> {
   const iterator =
-    Symbol.asyncIterator in source
-      ? (source as AsyncIterable<unknown>)[Symbol.asyncIterator]()
-      : (source as Iterable<unknown>)[Symbol.iterator]();
-  const dropped = written.then((): typeof DROPPED => DROPPED);
+    source instanceof Readable
+      ? chunksOf(source)
+      : Symbol.asyncIterator in source
+        ? (source as AsyncIterable<unknown>)[Symbol.asyncIterator]()
+        : (source as Iterable<unknown>)[Symbol.iterator]();
+  // Whatever the pump waits for, the message's drop ends the wait. (One waiter at a time: racing
+  // each wait against `written` itself would hang a reaction, and the chunk it resolved with, on
+  // that long-lived promise for every chunk of the message.)
+  let interrupt: ((value: typeof DROPPED) => void) | null = null;
+  void written.then(() => interrupt?.(DROPPED));
+  const unlessDropped = <T>(promise: Promise<T>): Promise<T | typeof DROPPED> =>
+    new Promise((resolve, reject) => {
+      interrupt = resolve;
+      promise.then(resolve, reject);
+    });
   let opcode = binary === undefined ? 0 : binary ? Opcode.Binary : Opcode.Text;
   // A text MessageStream of ours was validated (and cut on code point boundaries) as it came in.
   const checked = source instanceof MessageStream && !source.isBinary;
@@ -276,7 +287,7 @@ export async function sendFrom(
       const read = Promise.resolve(iterator.next());
       // Once we stop waiting for it, its failure is nobody's.
       read.catch(() => {});
-      const next = await Promise.race([read, dropped]);
+      const next = await unlessDropped(read);
       if (next === DROPPED) return stop(source, iterator, await written);
       if (next.done === true) break;
       const chunk = next.value;
@@ -288,7 +299,7 @@ export async function sendFrom(
       }
       if (!sink.piece(message, opcode, payload, false)) return stop(source, iterator, await written);
       const wait = sink.drained();
-      if (wait !== null) await Promise.race([wait, dropped]);
+      if (wait !== null) await unlessDropped(wait);
     }
     if (validator !== null && !validator.complete) throw new TypeError('a stream sent as text ended mid-character');
     sink.piece(message, opcode === 0 ? Opcode.Binary : opcode, EMPTY, true);
@@ -300,6 +311,54 @@ export async function sendFrom(
     return { error: error instanceof Error ? error : new Error(String(error)), sourceFailed: true };
   }
   return { error: await written, sourceFailed: false };
+}
+
+/**
+ * A Readable's chunks one at a time, as it pushed them. (Its own async iterator reads in paused
+ * mode, where each read joins everything buffered into one new Buffer: a copy of every byte.)
+ * Flowing, paused as soon as a chunk waits, resumed when it is taken.
+ */
+function chunksOf(stream: Readable): AsyncIterator<unknown> {
+  const waiting: unknown[] = [];
+  let ended = false;
+  let failure: Error | null = null;
+  let wake: (() => void) | null = null;
+  const notify = (): void => {
+    const resolve = wake;
+    wake = null;
+    resolve?.();
+  };
+  stream.on('data', (chunk: unknown) => {
+    waiting.push(chunk);
+    stream.pause();
+    notify();
+  });
+  stream.once('end', () => {
+    ended = true;
+    notify();
+  });
+  stream.once('error', (error: Error) => {
+    failure = error;
+    notify();
+  });
+  stream.once('close', () => {
+    if (!ended) failure ??= new Error('the stream closed before its end');
+    notify();
+  });
+  return {
+    async next(): Promise<IteratorResult<unknown>> {
+      for (;;) {
+        if (waiting.length > 0) {
+          const value = waiting.shift();
+          if (waiting.length === 0 && !ended) stream.resume();
+          return { value, done: false };
+        }
+        if (failure !== null) throw failure;
+        if (ended) return { value: undefined, done: true };
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
+    },
+  };
 }
 
 /** The message will not be sent (or the source failed): let the source go. */

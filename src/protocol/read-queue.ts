@@ -14,6 +14,10 @@ import { BufferView } from './payload-buffer.js';
  */
 const SCRATCH = Buffer.allocUnsafeSlow(8);
 
+const EMPTY = Buffer.alloc(0);
+/** Read chunks at the front of the queue are removed from it in batches of this many. */
+const COMPACT_AFTER = 32;
+
 export class ReadQueue {
   // Unread input: chunks[head] from `offset` on, then the rest of the chunks.
   private chunks: Buffer[] = [];
@@ -64,10 +68,18 @@ export class ReadQueue {
   private skip(n: number): void {
     this.queued -= n;
     this.offset += n;
-    if (this.offset === this.chunks[this.head]!.length) {
+    const chunks = this.chunks;
+    if (this.offset === chunks[this.head]!.length) {
       this.offset = 0;
-      if (++this.head === this.chunks.length) {
-        this.chunks.length = 0;
+      // A chunk read to its end is let go at once: the queue may never run empty (a streamed
+      // message is parsed a piece at a time while more keeps coming), so waiting for that would
+      // keep everything ever read.
+      chunks[this.head] = EMPTY;
+      if (++this.head === chunks.length) {
+        chunks.length = 0;
+        this.head = 0;
+      } else if (this.head >= COMPACT_AFTER) {
+        chunks.splice(0, this.head);
         this.head = 0;
       }
     }
