@@ -247,6 +247,29 @@ describe('bad input in the middle of a streamed message', () => {
     assert.ok((await seen[0]!.ended) instanceof MessageAbortedError);
   });
 
+  for (const reader of ["no 'stream' listener (the message is discarded)", "a reader with a 'data' listener only"]) {
+    it(`${reader}: a violation in the middle throws nothing out of the library; the stream closes without 'end'`, async () => {
+      const closed: boolean[] = [];
+      const server = await startServer({ streamMessages: true, pingInterval: 0 }, (ws) => {
+        if (reader.startsWith('no')) return;
+        ws.on('stream', (stream) => {
+          stream.on('data', () => {});
+          stream.on('close', () => closed.push(stream.readableEnded));
+        });
+      });
+      servers.push(server);
+      const raw = await RawClient.connect(server.port);
+      const connection = await server.connectionOf(raw);
+      raw.sendFrames(text('valid start, '), cont(Buffer.from([0xff])));
+      assert.equal((await raw.waitCloseFrame()).code, 1007);
+      await assertClosedOnce(connection, 1007, false);
+      if (!reader.startsWith('no')) {
+        await waitUntil(() => closed.length === 1, 3000, "the stream's close");
+        assert.deepEqual(closed, [false], "closed, without 'end'");
+      }
+    });
+  }
+
   it('TCP lost in the middle: the stream fails with a MessageAbortedError, the close reports 1006', async () => {
     const { server, seen } = await streamingServer({});
     const raw = await RawClient.connect(server.port);

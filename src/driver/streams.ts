@@ -36,7 +36,8 @@ interface MessageSource {
  * message's frames arrive; for await (const chunk of stream) reads it. A text message's chunks are
  * valid UTF-8, each cut on a code point boundary (so `chunk.toString()`, or `setEncoding('utf8')`,
  * never splits a character); it fails with the connection's ProtocolError the moment the text
- * turns out invalid (1007), or with a MessageAbortedError if the connection closes before its end.
+ * turns out invalid (1007), or with a MessageAbortedError if the connection closes before its end
+ * (its 'error' event, when listened to, as for the WebSocket; else it closes without 'end').
  * Destroying it before its end discards the rest of the message; the connection goes on.
  */
 export class MessageStream extends Readable {
@@ -65,7 +66,9 @@ export class MessageStream extends Readable {
 
   [kAbort](error: Error): void {
     this.#source = null;
-    this.destroy(error);
+    // As the WebSocket does: 'error' only for those who listen (the peer's input must never throw
+    // out of the library); the others see the stream close without its 'end'.
+    this.destroy(this.listenerCount('error') > 0 ? error : undefined);
   }
 
   override _read(): void {
