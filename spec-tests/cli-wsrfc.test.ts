@@ -1,0 +1,559 @@
+/**
+ * The `wsrfc` command (src/cli/wsrfc.ts), each case a child process on loopback: the dispatcher
+ * (help, version, unknown commands), `wsrfc echo` as `wsrfc-echo`, and `wsrfc connect` against the
+ * independent test peer (helpers/peer/: RawServer, which also checks that every frame the client
+ * sends is masked, RFC 6455 §5.1) and against the echo CLI, over HTTP/1.1 and HTTP/2 (RFC 8441).
+ * Each case waits for what the program prints or what the peer receives, never for a fixed time.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { after, afterEach, describe, it } from 'node:test';
+import {
+  Compressor,
+  RawServer,
+  acceptFor,
+  acceptResponse,
+  closedPort,
+  httpResponse,
+  upgradeWith,
+  withTimeout,
+  type ServerPeer,
+} from './helpers/peer/index.js';
+import { makeTestCertificate } from './helpers/tls.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string })
+  .version;
+/** Upper bounds for a failing case, never waited out when things work (a busy machine may be slow). */
+const PROGRAM_MS = 30_000;
+
+interface Run {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Wait until stdout (or stderr) matches. */
+  waitFor(pattern: RegExp, stream?: 'stdout' | 'stderr'): Promise<RegExpMatchArray>;
+  /** The exit status and everything printed, once the program exited by itself. */
+  finished(): Promise<{ code: number | null; stdout: string; stderr: string }>;
+}
+
+const children: ChildProcess[] = [];
+const servers: RawServer[] = [];
+afterEach(async () => {
+  for (const server of servers.splice(0)) await server.close();
+});
+after(() => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+});
+
+/**
+ * `wsrfc ARGS` from source. `input`: what stdin carries, then its end; undefined leaves stdin open
+ * (the test writes to `child.stdin` and ends it); null connects stdin to nothing.
+ */
+function wsrfc(args: string[], input?: string | null, file = 'src/cli/wsrfc.ts'): Run {
+  const child = spawn(process.execPath, ['--import', 'tsx', file, ...args], {
+    cwd: ROOT,
+    stdio: [input === null ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  if (typeof input === 'string') child.stdin!.end(input);
+  const text = { stdout: '', stderr: '' };
+  const listeners = new Set<() => void>();
+  for (const stream of ['stdout', 'stderr'] as const) {
+    child[stream]!.setEncoding('utf8').on('data', (chunk: string) => {
+      text[stream] += chunk;
+      for (const listener of listeners) listener();
+    });
+  }
+  const exit = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  const describe = (): string => `stdout: ${JSON.stringify(text.stdout)}, stderr: ${JSON.stringify(text.stderr)}`;
+  return {
+    child,
+    stdout: () => text.stdout,
+    stderr: () => text.stderr,
+    waitFor: (pattern, stream = 'stdout') =>
+      withTimeout(
+        new Promise<RegExpMatchArray>((resolve, reject) => {
+          const check = (): void => {
+            const match = text[stream].match(pattern);
+            if (match !== null) {
+              listeners.delete(check);
+              resolve(match);
+            }
+          };
+          listeners.add(check);
+          void exit.then(() => {
+            check();
+            if (listeners.delete(check)) reject(new Error(`exited before printing ${pattern}; ${describe()}`));
+          });
+          check();
+        }),
+        PROGRAM_MS,
+        `${pattern} on ${stream} (${describe()})`,
+      ),
+    finished: async () => {
+      const code = await withTimeout(exit, PROGRAM_MS, `wsrfc ${args.join(' ')} to exit (${describe()})`);
+      return { code, stdout: text.stdout, stderr: text.stderr };
+    },
+  };
+}
+
+/** The test peer as a server that plays the server's part of the closing handshake (RFC 6455 §5.5.1, §7.1.1). */
+async function peerServer(options: Parameters<typeof RawServer.start>[0] = {}): Promise<RawServer> {
+  const server = await RawServer.start({
+    ...options,
+    onPeer: (peer) => {
+      // Answer a close with the same code, then end TCP first, as a server does.
+      peer.on('closeFrame', (close: { code: number; reason: string }) => {
+        if (!peer.closeSent) peer.sendClose(close.code === 1005 ? undefined : close.code, close.reason);
+        peer.end();
+      });
+      options.onPeer?.(peer);
+    },
+  });
+  servers.push(server);
+  return server;
+}
+
+/** No stack trace: the program said what went wrong in a sentence. */
+function assertNoStack(stderr: string): void {
+  assert.doesNotMatch(stderr, /^\s+at /m, `a stack trace on stderr: ${stderr}`);
+}
+
+function assertMasked(peer: ServerPeer): void {
+  assert.deepEqual(peer.protocolErrors, [], 'the peer saw nothing RFC 6455 forbids (every frame masked, §5.1)');
+  assert.ok(
+    peer.frames.every((frame) => frame.masked),
+    'every frame from the client is masked',
+  );
+}
+
+describe('wsrfc: the dispatcher', () => {
+  it('--help lists echo, connect and conformance and exits 0', async () => {
+    const { code, stdout } = await wsrfc(['--help'], null).finished();
+    assert.equal(code, 0);
+    for (const command of ['echo', 'connect URL', 'conformance server URL', 'conformance client'])
+      assert.match(stdout, new RegExp(`^  ${command}`, 'm'), `--help lists ${command}`);
+  });
+
+  it("--version prints package.json's version", async () => {
+    const { code, stdout } = await wsrfc(['--version'], null).finished();
+    assert.equal(code, 0);
+    assert.equal(stdout, `${VERSION}\n`);
+  });
+
+  it('an unknown command, or none, prints the usage on stderr and exits 2', async () => {
+    for (const args of [['serve'], []]) {
+      const { code, stdout, stderr } = await wsrfc(args, null).finished();
+      assert.equal(code, 2, `wsrfc ${args.join(' ')}`);
+      assert.equal(stdout, '');
+      assert.match(stderr, /Usage: wsrfc <command>/);
+      if (args.length > 0) assert.match(stderr, /unknown command "serve"/);
+    }
+  });
+});
+
+describe('wsrfc echo is wsrfc-echo', () => {
+  it('the same options and help text as the wsrfc-echo program (src/cli/echo.ts)', async () => {
+    const [viaWsrfc, viaEcho] = await Promise.all([
+      wsrfc(['echo', '--help'], null).finished(),
+      wsrfc(['--help'], null, 'src/cli/echo.ts').finished(),
+    ]);
+    assert.equal(viaWsrfc.code, 0);
+    assert.equal(viaEcho.code, 0);
+    assert.equal(viaWsrfc.stdout, viaEcho.stdout);
+    assert.match(viaWsrfc.stdout, /--max-message-size/);
+    // Bad options are refused alike.
+    const [badWsrfc, badEcho] = await Promise.all([
+      wsrfc(['echo', '--port', 'lots'], null).finished(),
+      wsrfc(['--port', 'lots'], null, 'src/cli/echo.ts').finished(),
+    ]);
+    assert.deepEqual([badWsrfc.code, badEcho.code], [2, 2]);
+    assert.equal(badWsrfc.stderr, badEcho.stderr);
+  });
+
+  it('`wsrfc echo` serves, and `wsrfc connect` talks to it: text and binary echoed, closed with 1000, exit 0', async () => {
+    const echo = wsrfc(['echo', '--host', '127.0.0.1', '--port', '0', '--no-explorer'], null);
+    const [, url] = await echo.waitFor(/echo server listening on (ws:\/\/127\.0\.0\.1:\d+\/)/);
+    try {
+      const client = wsrfc(['connect', url!], 'hello echo\n/binary 00 01 fe ff\n');
+      const { code, stdout, stderr } = await client.finished();
+      assert.equal(code, 0, stderr);
+      assert.match(
+        stdout,
+        /^connected to ws:\/\/127\.0\.0\.1:\d+\/ \(over HTTP\/1\.1; extensions: permessage-deflate/m,
+      );
+      assert.match(stdout, /^< hello echo$/m);
+      assert.match(stdout, /^< binary, 4 bytes: 0001feff$/m);
+      assert.match(stdout, /^closed: 1000 Normal Closure, cleanly/m);
+      await echo.waitFor(/- #1 closed 1000/);
+    } finally {
+      echo.child.kill('SIGINT');
+      assert.equal((await echo.finished()).code, 0);
+    }
+  });
+});
+
+describe('wsrfc connect against the test peer', () => {
+  it('piped lines arrive as masked text frames in order; the end of stdin closes with 1000 and waits for the close; exit 0', async () => {
+    const server = await peerServer();
+    const client = wsrfc(['connect', server.url('/chat?room=1')], 'first\nsecond line\n\nünïcødé ✓\n');
+    const peer = await server.nextPeer();
+    assert.equal(peer.request!.target, '/chat?room=1');
+    const { code, stdout, stderr } = await client.finished();
+    assert.equal(code, 0, stderr);
+    assert.deepEqual(
+      peer.messages.map((m) => [m.data.toString(), m.isBinary]),
+      [
+        ['first', false],
+        ['second line', false],
+        ['', false],
+        ['ünïcødé ✓', false],
+      ],
+    );
+    assertMasked(peer);
+    assert.deepEqual([peer.closeFrame?.code, peer.closeFrame?.reason], [1000, '']);
+    assert.match(stdout, /^closed: 1000 Normal Closure, cleanly \(close frames both ways\)$/m);
+    assert.equal(stderr, '');
+  });
+
+  it("prints what arrives: text after '< ', binary in hex (a long one cut), pings (answered) and pongs", async () => {
+    const big = Buffer.alloc(1000, 0xab);
+    const server = await peerServer({
+      autoPong: true,
+      onPeer: (peer) => {
+        peer.sendText('from the peer');
+        peer.sendBinary(Buffer.from([0, 1, 255]));
+        peer.sendBinary(big);
+        peer.sendPing('are you there');
+      },
+    });
+    const client = wsrfc(['connect', server.url()]);
+    const peer = await server.nextPeer();
+    // RFC 6455 §5.5.3: the pong carries the ping's data.
+    await peer.until(() => peer.pongs.length === 1, PROGRAM_MS, "the client's pong");
+    assert.equal(peer.pongs[0]!.toString(), 'are you there');
+    client.child.stdin!.end('/ping hello?\n');
+    const { code, stdout } = await client.finished();
+    assert.equal(code, 0);
+    assert.equal(peer.pings[0]?.toString(), 'hello?', 'the peer saw the ping and its data');
+    const lines = stdout.split('\n');
+    const at = (line: string): number => {
+      const index = lines.indexOf(line);
+      assert.ok(index >= 0, `stdout has ${JSON.stringify(line)}: ${stdout}`);
+      return index;
+    };
+    const order = [
+      at('< from the peer'),
+      at('< binary, 3 bytes: 0001ff'),
+      at(`< binary, 1000 bytes: ${'ab'.repeat(32)}…`),
+      at('< ping "are you there" (answered with a pong)'),
+      at('< pong "hello?"'),
+    ];
+    assert.deepEqual(
+      order,
+      [...order].sort((a, b) => a - b),
+      'in the order they arrived',
+    );
+    assertMasked(peer);
+  });
+
+  it('/binary sends a binary message; // sends a line starting with /; bad commands are refused and nothing is sent', async () => {
+    const server = await peerServer();
+    const input = [
+      '/binary 00 01 ff',
+      '/binary 0G',
+      '/close 1005',
+      '/close 4000 ' + 'x'.repeat(124),
+      '/frob',
+      '//frob',
+      '',
+    ];
+    const client = wsrfc(['connect', server.url()], input.join('\n'));
+    const peer = await server.nextPeer();
+    const { code, stderr } = await client.finished();
+    assert.equal(code, 0);
+    assert.deepEqual(
+      peer.messages.map((m) => [m.isBinary ? m.data.toString('hex') : m.data.toString(), m.isBinary]),
+      [
+        ['0001ff', true],
+        ['/frob', false],
+      ],
+    );
+    assert.match(stderr, /^\/binary takes bytes in hex/m);
+    assert.match(stderr, /^\/close: 1005 is not a close code an endpoint may send/m);
+    assert.match(stderr, /^\/close: the reason is longer than 123 bytes/m);
+    assert.match(stderr, /^unknown command \/frob/m);
+    assert.deepEqual([peer.closeFrame?.code, peer.closes.length], [1000, 1], 'one close: the one at the end');
+    assertMasked(peer);
+  });
+
+  it('/close 4000 bye: the peer gets that close frame, nothing after it is sent; a clean close with 4000 exits 3', async () => {
+    const server = await peerServer();
+    const client = wsrfc(['connect', server.url()], 'before\n/close 4000 bye\nafter\n');
+    const peer = await server.nextPeer();
+    const { code, stdout } = await client.finished();
+    assert.equal(code, 3);
+    assert.deepEqual([peer.closeFrame?.code, peer.closeFrame?.reason], [4000, 'bye']);
+    assert.deepEqual(
+      peer.messages.map((m) => m.data.toString()),
+      ['before'],
+    );
+    assert.equal(peer.bytesAfterClose, 0, 'nothing after the close frame (§5.5.1)');
+    assert.match(stdout, /^closed: 4000 private use "bye", cleanly/m);
+    assertMasked(peer);
+  });
+
+  it('a server that closes with 1011 ends the program while stdin is still open: the close is answered, exit 3', async () => {
+    const server = await peerServer({ onPeer: (peer) => peer.sendClose(1011, 'oops') });
+    const client = wsrfc(['connect', server.url()]);
+    const peer = await server.nextPeer();
+    const { code, stdout } = await client.finished();
+    assert.equal(code, 3);
+    assert.match(stdout, /^closed: 1011 Internal Error "oops", cleanly/m);
+    assert.equal(peer.closeFrame?.code, 1011, 'the client echoed the close code (§5.5.1)');
+    assertMasked(peer);
+  });
+
+  it('a server that drops TCP without a close frame: exit 4, "not cleanly"', async () => {
+    const server = await peerServer({ onPeer: (peer) => peer.destroy() });
+    const { code, stdout } = await wsrfc(['connect', server.url()]).finished();
+    assert.equal(code, 4);
+    assert.match(stdout, /^closed: 1006 Abnormal Closure, not cleanly/m);
+  });
+
+  it('a refused handshake (403) prints the status and the body, exits 1, no stack trace', async () => {
+    const server = await peerServer({
+      respond: () => httpResponse(403, 'Forbidden', 'no entry without a token', [['Content-Length', '24']]),
+    });
+    const { code, stdout, stderr } = await wsrfc(['connect', server.url()]).finished();
+    assert.equal(code, 1);
+    assert.equal(stdout, '');
+    assert.match(stderr, /cannot connect to ws:\/\/127\.0\.0\.1:\d+\/: .*403 Forbidden: no entry without a token/);
+    assertNoStack(stderr);
+  });
+
+  it('nothing listening, a 101 with a wrong Sec-WebSocket-Accept: exit 1 with a sentence, no stack trace', async () => {
+    const refused = await wsrfc(['connect', `ws://127.0.0.1:${await closedPort()}/`]).finished();
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /cannot connect to .*ECONNREFUSED/);
+    assertNoStack(refused.stderr);
+    const server = await peerServer({
+      respond: (request) => acceptResponse(request, { accept: 'bm90IHRoZSBhY2NlcHQ=' }),
+    });
+    const wrong = await wsrfc(['connect', server.url()]).finished();
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stderr, /cannot connect to .*Sec-WebSocket-Accept/i);
+    assertNoStack(wrong.stderr);
+  });
+
+  it('--header, --subprotocol and --origin reach the peer; the subprotocol it picks is printed', async () => {
+    const server = await peerServer({ respond: upgradeWith('Sec-WebSocket-Protocol: superchat') });
+    const client = wsrfc(
+      [
+        'connect',
+        server.url(),
+        '--header',
+        'Authorization: Bearer abc',
+        '-H',
+        'X-Trace: 1',
+        '-H',
+        'X-Trace: 2',
+        '--subprotocol',
+        'chat',
+        '-s',
+        'superchat',
+        '--origin',
+        'https://example.com',
+      ],
+      '',
+    );
+    const peer = await server.nextPeer();
+    const { code, stdout } = await client.finished();
+    assert.equal(code, 0);
+    const request = peer.request!;
+    assert.equal(request.header('authorization'), 'Bearer abc');
+    assert.equal(request.header('x-trace'), '1, 2');
+    assert.equal(request.header('sec-websocket-protocol'), 'chat, superchat');
+    assert.equal(request.header('origin'), 'https://example.com');
+    assert.match(stdout, /^connected to .*; subprotocol: superchat/m);
+  });
+
+  it('permessage-deflate is offered by default; --no-deflate offers no extension', async () => {
+    const server = await peerServer();
+    await wsrfc(['connect', server.url()], '').finished();
+    await wsrfc(['connect', server.url(), '--no-deflate'], '').finished();
+    const [offered, plain] = server.requests;
+    assert.match(offered!.header('sec-websocket-extensions') ?? '', /^permessage-deflate\b/);
+    assert.equal(plain!.header('sec-websocket-extensions'), undefined);
+  });
+
+  it('--trace prints the handshake answer and every frame both ways, decoded and explained', async () => {
+    const server = await peerServer({ onPeer: (peer) => peer.sendText('hi there') });
+    const client = wsrfc(['connect', server.url(), '--trace', '--no-deflate']);
+    const peer = await server.nextPeer();
+    await client.waitFor(/^< hi there$/m);
+    client.child.stdin!.end('back\n');
+    const { code, stdout } = await client.finished();
+    assert.equal(code, 0);
+    const key = peer.request!.key!;
+    assert.match(stdout, /^ {3}<- 101 Switching Protocols$/m);
+    assert.match(stdout, new RegExp(`^ {3}<- sec-websocket-accept: ${escape(acceptFor(key))}$`, 'm'));
+    // In: unmasked, as a server sends (§5.1); out: masked with a key, the masked bytes shown.
+    assert.match(stdout, /^<- TEXT +fin=1 rsv=000 unmasked len=8 /m);
+    assert.match(stdout, /^ {3}header 8108 \| length 8 in the 7-bit field \| text "hi there"$/m);
+    const out = /^-> TEXT +fin=1 rsv=000 mask=([0-9a-f]{8}) len=4 6261636b \|back\|$/m.exec(stdout);
+    assert.ok(out !== null, stdout);
+    assert.match(
+      stdout,
+      new RegExp(`^ {3}header 8184${out[1]} \\| length 4 in the 7-bit field \\| masked [0-9a-f]{8}`, 'm'),
+    );
+    assert.match(stdout, /^-> CLOSE .*\n {3}header 8882[0-9a-f]{8} .*\| close 1000 Normal Closure$/m);
+    assert.match(stdout, /^<- CLOSE .*\n {3}header 8802 .*\| close 1000 Normal Closure$/m);
+    // The masking key printed is the one on the wire.
+    assert.equal(peer.frames[0]!.maskKey?.toString('hex'), out[1]);
+  });
+
+  it('--trace explains compressed messages with the window the server keeps (client_no_context_takeover agreed)', async () => {
+    // The server keeps its context (RFC 7692 §7.1.1): its second message refers back into the first.
+    const text = 'the same words again and again, '.repeat(40);
+    const compressor = new Compressor({ contextTakeover: true });
+    const server = await peerServer({
+      respond: upgradeWith('Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover'),
+      onPeer: (peer) => {
+        peer.sendCompressed(compressor.compress(Buffer.from(text)));
+        peer.sendCompressed(compressor.compress(Buffer.from(text)));
+      },
+    });
+    const client = wsrfc(['connect', server.url(), '--trace']);
+    await server.nextPeer();
+    await client.waitFor(/(^< the same words.*\n[^]*){2}/m);
+    client.child.stdin!.end();
+    const { code, stdout } = await client.finished();
+    assert.equal(code, 0);
+    const explained = stdout.match(/^ {3}header c1.*compressed message: \d+ bytes on the wire, (\d+) inflated/gm) ?? [];
+    assert.equal(explained.length, 2, stdout);
+    for (const line of explained) assert.match(line, new RegExp(`, ${text.length} inflated`));
+    assert.equal(stdout.match(new RegExp(`^< ${escape(text)}$`, 'gm'))?.length, 2);
+  });
+
+  it('--wait 2: after the input, the client waits for two messages before it closes', async () => {
+    let closedBeforeSecond: boolean | null = null;
+    const server = await peerServer({
+      autoPong: false,
+      onPeer: (peer) => {
+        void peer.waitMessages(2, PROGRAM_MS).then(() => {
+          peer.sendText('reply 1');
+          // The pong proves the client has read reply 1 and is still open; only then comes reply 2.
+          peer.sendPing('sync');
+          peer.once('pong', () => {
+            closedBeforeSecond = peer.closeFrame !== null;
+            peer.sendText('reply 2');
+          });
+        });
+      },
+    });
+    const client = wsrfc(['connect', server.url(), '-x', 'one', '-x', 'two', '--wait', '2'], null);
+    const peer = await server.nextPeer();
+    const { code, stdout } = await client.finished();
+    assert.equal(code, 0);
+    assert.equal(closedBeforeSecond, false, 'no close frame before the second reply');
+    assert.match(stdout, /^< reply 1\n(?:.*\n)*< reply 2\n(?:.*\n)*closed: 1000/m);
+    assert.equal(peer.closeFrame?.code, 1000);
+  });
+
+  it('--wait 1 --timeout 300 with a peer that never answers: closes with 1000 anyway and exits 5', async () => {
+    const server = await peerServer();
+    const client = wsrfc(['connect', server.url(), '--wait', '1', '--timeout', '300'], 'anyone?\n');
+    const peer = await server.nextPeer();
+    const { code, stderr } = await client.finished();
+    assert.equal(code, 5);
+    assert.match(stderr, /0 of 1 messages arrived within 300 ms/);
+    assert.equal(peer.closeFrame?.code, 1000);
+  });
+
+  it('many lines from a pipe all arrive, in order (sending waits for the socket, memory stays bounded)', async () => {
+    const server = await peerServer();
+    const lines = Array.from({ length: 3000 }, (_, i) => `${i} ${'x'.repeat(1000)}`);
+    const client = wsrfc(['connect', server.url(), '--no-deflate'], `${lines.join('\n')}\n`);
+    const peer = await server.nextPeer();
+    const { code } = await client.finished();
+    assert.equal(code, 0);
+    assert.equal(peer.messages.length, lines.length);
+    assert.ok(
+      peer.messages.every((m, i) => m.data.toString() === lines[i]),
+      'every line, in order',
+    );
+  });
+
+  it('bad arguments exit 2 with a sentence: no URL, a URL that is not ws(s), a header without a colon, --timeout alone', async () => {
+    const cases: [string[], RegExp][] = [
+      [['connect'], /a URL is needed/],
+      [['connect', 'ftp://example.com/'], /a WebSocket URL is ws:\/\/ or wss:\/\//],
+      [['connect', 'ws://127.0.0.1:1/', '-H', 'no colon'], /--header takes "NAME: VALUE"/],
+      [['connect', 'ws://127.0.0.1:1/', '--timeout', '5'], /--timeout goes with --wait/],
+      [['connect', 'ws://127.0.0.1:1/', '--wait', 'some'], /--wait takes a whole number/],
+    ];
+    const runs = await Promise.all(cases.map(([args]) => wsrfc(args, null).finished()));
+    runs.forEach(({ code, stderr }, i) => {
+      assert.equal(code, 2, cases[i]![0].join(' '));
+      assert.match(stderr, cases[i]![1]);
+      assertNoStack(stderr);
+    });
+  });
+});
+
+describe('wsrfc connect over TLS and HTTP/2 (RFC 8441), against the echo CLI', () => {
+  it('--http2 with --ca: one stream of an HTTP/2 connection, echoed; without --ca the certificate is refused; -k skips the check', async (t) => {
+    const certificate = makeTestCertificate('wsrfc-connect-');
+    if (typeof certificate === 'string') {
+      t.skip(certificate);
+      return;
+    }
+    const echo = wsrfc(
+      ['echo', '--port', '0', '--tls-cert', certificate.certFile, '--tls-key', certificate.keyFile, '--no-explorer'],
+      null,
+    );
+    try {
+      const [, port] = await echo.waitFor(/listening on wss:\/\/127\.0\.0\.1:(\d+)\//);
+      const url = `wss://localhost:${port}/`;
+      const over2 = await wsrfc(['connect', url, '--http2', '--ca', certificate.certFile], 'over h2\n').finished();
+      assert.equal(over2.code, 0, over2.stderr);
+      assert.match(
+        over2.stdout,
+        /^connected to wss:\/\/localhost:\d+\/ \(over HTTP\/2; extensions: permessage-deflate/m,
+      );
+      assert.match(over2.stdout, /^< over h2$/m);
+      assert.match(over2.stdout, /^closed: 1000 Normal Closure, cleanly/m);
+      await echo.waitFor(/over HTTP\/2/);
+
+      const untrusted = await wsrfc(['connect', url], '').finished();
+      assert.equal(untrusted.code, 1);
+      assert.match(untrusted.stderr, /cannot connect to wss:.*certificate/);
+      assertNoStack(untrusted.stderr);
+
+      const insecure = await wsrfc(['connect', url, '-k'], 'over h1\n').finished();
+      assert.equal(insecure.code, 0, insecure.stderr);
+      assert.match(insecure.stdout, /^connected to .*\(over HTTP\/1\.1/m);
+      assert.match(insecure.stdout, /^< over h1$/m);
+    } finally {
+      echo.child.kill('SIGINT');
+      await echo.finished();
+      certificate.remove();
+    }
+  });
+
+  it('--http2 against a server that speaks only HTTP/1.1: exit 1, saying HTTP/2 failed', async () => {
+    const server = await peerServer();
+    const { code, stderr } = await wsrfc(['connect', server.url(), '--http2'], '').finished();
+    assert.equal(code, 1);
+    assert.match(stderr, /cannot connect to ws:\/\/127\.0\.0\.1:\d+\/ over HTTP\/2: /);
+    assertNoStack(stderr);
+  });
+});
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+}
