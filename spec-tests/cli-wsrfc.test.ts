@@ -317,6 +317,35 @@ describe('wsrfc connect against the test peer', () => {
     assertMasked(peer);
   });
 
+  for (const [name, send, code, closeName] of [
+    [
+      'a masked frame (RFC 6455 §5.1)',
+      (peer: ServerPeer) => peer.sendFrame({ opcode: 0x1, payload: 'x', maskKey: Buffer.from([1, 2, 3, 4]) }),
+      1002,
+      'Protocol Error',
+    ],
+    [
+      'invalid UTF-8 in a text message (§8.1)',
+      (peer: ServerPeer) => peer.sendText(Buffer.from([0x68, 0xc3, 0x28])),
+      1007,
+      'Invalid Frame Payload Data',
+    ],
+  ] as const) {
+    it(`a server that sends ${name}: the client fails the connection with ${code}, says why, exit 4`, async () => {
+      const server = await peerServer({ onPeer: send });
+      const client = wsrfc(['connect', server.url()]);
+      const peer = await server.nextPeer();
+      const { code: status, stdout, stderr } = await client.finished();
+      assert.equal(peer.closeFrame?.code, code, "the client's close frame");
+      // RFC 6455 §7.1.7: failing the connection is not a clean close, whatever the peer does next.
+      assert.equal(status, 4);
+      assert.match(stdout, new RegExp(`^closed: ${code} ${closeName}.*, not cleanly`, 'm'));
+      assert.match(stderr, /^error: /m);
+      assertNoStack(stderr);
+      assert.doesNotMatch(stdout, /^< /m, 'nothing delivered');
+    });
+  }
+
   it('a server that drops TCP without a close frame: exit 4, "not cleanly"', async () => {
     const server = await peerServer({ onPeer: (peer) => peer.destroy() });
     const { code, stdout } = await wsrfc(['connect', server.url()]).finished();

@@ -118,7 +118,10 @@ export const EXIT = {
   USAGE: 2,
   /** A clean close with any other code (an error code such as 1011, or an application's 3000-4999). */
   OTHER_CODE: 3,
-  /** The connection ended without a closing handshake (1006: dropped, timed out, terminated). */
+  /**
+   * The connection ended without a closing handshake: dropped, timed out or terminated (1006), or
+   * failed by the client because the server broke the protocol (RFC 6455 §7.1.7: 1002, 1007, ...).
+   */
   NOT_CLEAN: 4,
   /** --wait: the messages waited for did not all arrive within --timeout (the client then closed with 1000). */
   WAIT_TIMED_OUT: 5,

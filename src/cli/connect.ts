@@ -47,7 +47,8 @@ the end of a pipe) the client closes with 1000 and waits for the server's close.
 ${COMMANDS_HELP}
 Exit status: 0 closed cleanly with 1000, 1001 or no code (1005); 1 never connected (refused, failed
 handshake, network or TLS error); 2 bad arguments; 3 closed cleanly with any other code; 4 closed
-without a closing handshake (1006); 5 --wait timed out.
+without a closing handshake (dropped: 1006; or failed by this client because the server broke the
+protocol: 1002, 1007, ... and a line on stderr says how); 5 --wait timed out.
 `;
 
 interface Config {
@@ -200,26 +201,30 @@ class Session {
       return usage((error as Error).message);
     }
     let failure: Error | null = null;
-    let opened = false;
+    let isOpen = false;
     ws.on('error', (error) => {
-      if (opened) out.error(`error: ${error.message}`);
+      if (isOpen) out.error(`error: ${error.message}`);
       else failure ??= error;
     });
     if (config.trace) ws.on('upgrade', (headers) => this.traceHandshake(headers));
     const closed = new Promise<[number, string, boolean]>((resolve) =>
       ws.once('close', (code, reason, wasClean) => resolve([code, reason, wasClean])),
     );
-    opened = await Promise.race([
-      new Promise<boolean>((resolve) => ws.once('open', () => resolve(true))),
-      closed.then(() => false),
-    ]);
+    const opened = await new Promise<boolean>((resolve) => {
+      ws.once('open', () => {
+        // Listening from 'open' on: nothing that arrives right after the handshake is missed.
+        isOpen = true;
+        this.listen(ws);
+        resolve(true);
+      });
+      void closed.then(() => resolve(false));
+    });
     if (!opened) {
       const why = (failure as Error | null)?.message ?? 'the connection closed during the handshake';
       const over = config.options.http2 === true ? ' over HTTP/2' : '';
       out.error(`wsrfc connect: cannot connect to ${config.url}${over}: ${why}`);
       return EXIT.NOT_OPENED;
     }
-    this.listen(ws);
     process.stdout.on('error', () => {
       // Nobody reads what arrives any more: leave, as a browser leaving a page does (§7.4.1: 1001).
       out.broken = true;
