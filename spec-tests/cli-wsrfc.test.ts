@@ -21,6 +21,7 @@ import {
   withTimeout,
   type ServerPeer,
 } from './helpers/peer/index.js';
+import { findPython, pythonOrSkip, runPython } from './helpers/python.js';
 import { makeTestCertificate } from './helpers/tls.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -531,6 +532,64 @@ describe('wsrfc connect against the test peer', () => {
       assert.match(stderr, cases[i]![1]);
       assertNoStack(stderr);
     });
+  });
+});
+
+describe('wsrfc connect at a terminal (a pseudo-terminal driven by helpers/pty-session.py)', () => {
+  const script = fileURLToPath(new URL('helpers/pty-session.py', import.meta.url));
+  const found = findPython(script, 'probe', 'the pty module', 'python3');
+
+  /** Type `steps` at `wsrfc connect URL` on a terminal; the screen's lines and the exit status. */
+  async function atTerminal(url: string, steps: ({ send: string } | { expect: string })[]) {
+    const program = [process.execPath, '--import', 'tsx', 'src/cli/wsrfc.ts', 'connect', url];
+    const output = await runPython(found.python!, script, [ROOT, JSON.stringify(steps), ...program], PROGRAM_MS * 3);
+    return JSON.parse(output) as { transcript: string; status: number | null; failed: string | null };
+  }
+
+  it('a prompt; typed lines sent, what arrives printed above the prompt; /close 4000 ends it (exit 3)', async (t) => {
+    if (pythonOrSkip(t, found) === null) return;
+    const server = await peerServer({
+      autoPong: true,
+      onPeer: (peer) => peer.on('message', (m: { data: Buffer }) => peer.sendText(`echo: ${m.data.toString()}`)),
+    });
+    const session = await atTerminal(server.url(), [
+      { expect: '^type a line and Enter to send it' },
+      { expect: '^> ' },
+      { send: 'hello from a terminal\r' },
+      { expect: '^< echo: hello from a terminal\r?$' },
+      { expect: '^> ' },
+      { send: '/ping tty\r' },
+      { expect: '^< pong "tty"' },
+      { send: '/close 4000 typed\r' },
+      { expect: '^closed: 4000 private use "typed", cleanly' },
+    ]);
+    assert.equal(session.failed, null, session.transcript);
+    assert.equal(session.status, 3);
+    const peer = server.peers[0]!;
+    assert.deepEqual(
+      peer.messages.map((m) => m.data.toString()),
+      ['hello from a terminal'],
+    );
+    assert.deepEqual([peer.closeFrame?.code, peer.closeFrame?.reason], [4000, 'typed']);
+    assertMasked(peer);
+  });
+
+  it('Ctrl-C closes with 1000 (exit 0); so does Ctrl-D, the end of the input', async (t) => {
+    if (pythonOrSkip(t, found) === null) return;
+    const server = await peerServer();
+    for (const [key, said] of [
+      ['\u0003', '^closing \\(Ctrl-C again drops the connection\\)'],
+      ['\u0004', '^closed: 1000'],
+    ]) {
+      const session = await atTerminal(server.url(), [{ expect: '^> ' }, { send: key! }, { expect: said! }]);
+      assert.equal(session.failed, null, session.transcript);
+      assert.equal(session.status, 0, session.transcript);
+      assert.match(session.transcript, /^closed: 1000 Normal Closure, cleanly/m);
+    }
+    assert.deepEqual(
+      server.peers.map((peer) => peer.closeFrame?.code),
+      [1000, 1000],
+    );
   });
 });
 
