@@ -15,7 +15,9 @@ import {
   RawServer,
   acceptFor,
   acceptResponse,
+  KiB,
   closedPort,
+  delay,
   httpResponse,
   upgradeWith,
   withTimeout,
@@ -515,6 +517,40 @@ describe('wsrfc connect against the test peer', () => {
     assert.ok(
       peer.messages.every((m, i) => m.data.toString() === lines[i]),
       'every line, in order',
+    );
+  });
+
+  it('a server sending faster than stdout is read: the client stops reading the socket (memory stays bounded), then catches up', async (t) => {
+    // 64 MiB of text: more than the kernel buffers on both sides can hold, so that if the client
+    // stops reading, some of it must still wait at the server.
+    const size = 64 * KiB;
+    const count = 1024;
+    const text = 'x'.repeat(size - 8);
+    const server = await peerServer({
+      onPeer: (peer) => {
+        for (let i = 0; i < count; i++) peer.sendText(`${String(i).padStart(7, '0')} ${text}`);
+        peer.sendClose(1000, 'all sent');
+      },
+    });
+    const client = wsrfc(['connect', server.url(), '--no-deflate']);
+    client.child.stdout!.pause();
+    const peer = await server.nextPeer();
+    // Wait until the bytes stop moving (nothing new for 300 ms), as server-backpressure.test.ts does.
+    let last = -1;
+    while (peer.socket.writableLength !== last) {
+      last = peer.socket.writableLength;
+      await delay(300);
+    }
+    t.diagnostic(`with stdout unread, ${peer.socket.writableLength} of ${count * size} bytes still wait at the server`);
+    assert.ok(peer.socket.writableLength > 0, 'the client read everything although its stdout was not read');
+    client.child.stdout!.resume();
+    const { code, stdout } = await client.finished();
+    assert.equal(code, 0);
+    const lines = stdout.split('\n').filter((line) => line.startsWith('< '));
+    assert.equal(lines.length, count);
+    assert.ok(
+      lines.every((line, i) => line.startsWith(`< ${String(i).padStart(7, '0')} `) && line.length === size + 2),
+      'every message, whole and in order',
     );
   });
 

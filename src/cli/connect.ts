@@ -51,6 +51,14 @@ without a closing handshake (dropped: 1006; or failed by this client because the
 protocol: 1002, 1007, ... and a line on stderr says how); 5 --wait timed out.
 `;
 
+/**
+ * Bytes of input sent but not yet taken by the socket before reading more input: far below the
+ * connection's highWaterMark (1 MiB by default), so that sending never stops the reading.
+ */
+const IN_FLIGHT_BYTES = 64 * 1024;
+/** Input lines sent between two turns of the event loop. */
+const YIELD_EVERY_LINES = 256;
+
 interface Config {
   url: string;
   options: ClientOptions;
@@ -154,23 +162,25 @@ class Output {
   /** stdout went away (a closed pipe: `wsrfc connect ... | head -1`). */
   broken = false;
 
-  line(text: string): void {
-    if (!this.broken) this.write(process.stdout, text);
+  /** False when stdout holds more than it can take at once (a slow reader of a pipe): wait for its 'drain'. */
+  line(text: string): boolean {
+    return this.broken || this.write(process.stdout, text);
   }
 
   error(text: string): void {
     this.write(process.stderr, text);
   }
 
-  private write(stream: NodeJS.WriteStream, text: string): void {
+  private write(stream: NodeJS.WriteStream, text: string): boolean {
     const prompt = this.prompt;
     if (prompt !== null) {
       // Print above the line being typed, then show the prompt and what was typed again.
       clearLine(process.stdout, 0);
       cursorTo(process.stdout, 0);
     }
-    stream.write(`${text}\n`);
+    const taken = stream.write(`${text}\n`);
     prompt?.prompt(true);
+    return taken;
   }
 }
 
@@ -179,6 +189,7 @@ class Session {
   private socket: WebSocket | null = null;
   private explainer: FrameExplainer | null = null;
   private received = 0;
+  private stdoutFull = false;
   private waitTimedOut = false;
   private interrupted = false;
   /** Whether a person is typing at a terminal (a prompt, line editing). */
@@ -228,6 +239,7 @@ class Session {
     process.stdout.on('error', () => {
       // Nobody reads what arrives any more: leave, as a browser leaving a page does (§7.4.1: 1001).
       out.broken = true;
+      this.stdoutDrained(ws);
       if (ws.readyState === ReadyState.OPEN) ws.close(1001);
     });
     const onSignal = (): void => this.interrupt(ws);
@@ -255,11 +267,23 @@ class Session {
     if (this.interactive) out.line('type a line and Enter to send it; /help lists the commands; Ctrl-D closes');
     ws.on('message', (data, isBinary) => {
       this.received++;
-      out.line(messageLine(data, isBinary));
+      // Whoever reads our stdout sets the pace: stop reading the socket while stdout is full, so
+      // that a server sending faster than that meets TCP backpressure instead of filling our memory.
+      if (!out.line(messageLine(data, isBinary)) && !this.stdoutFull) {
+        this.stdoutFull = true;
+        ws.pause();
+        process.stdout.once('drain', () => this.stdoutDrained(ws));
+      }
     });
     // RFC 6455 §5.5.2: the library answers each ping with a pong carrying the same data.
     ws.on('ping', (data) => out.line(`< ping ${controlPayload(data)} (answered with a pong)`));
     ws.on('pong', (data) => out.line(`< pong ${controlPayload(data)}`));
+  }
+
+  private stdoutDrained(ws: WebSocket): void {
+    if (!this.stdoutFull) return;
+    this.stdoutFull = false;
+    ws.resume();
   }
 
   /** Send each line of the input until it ends, a /close, or the connection closes. */
@@ -279,11 +303,15 @@ class Session {
       }
       void closed.then(() => input!.close());
     }
+    let lines = 0;
     try {
       for await (const line of input ?? this.config.execute!) {
         if (ws.readyState !== ReadyState.OPEN) break;
         const more = await this.perform(ws, line);
         if (!more) break;
+        // A chunk of piped input holds thousands of short lines, all sent within one turn of the
+        // event loop otherwise: let what arrives meanwhile be read and printed, and timers run.
+        if (++lines % YIELD_EVERY_LINES === 0) await new Promise((resolve) => setImmediate(resolve));
         if (this.interactive && ws.readyState === ReadyState.OPEN) input!.prompt();
       }
     } finally {
@@ -303,9 +331,15 @@ class Session {
     switch (action.kind) {
       case 'text':
       case 'binary': {
-        const fits = action.kind === 'text' ? ws.send(action.text) : ws.send(action.data, { binary: true });
-        // Past the high-water mark: read no more input until the socket has taken it (memory stays bounded).
-        if (!fits) await this.drained(ws);
+        const data = action.kind === 'text' ? action.text : action.data;
+        const sent = new Promise<void>((resolve) =>
+          ws.send(data, { binary: action.kind === 'binary' }, () => resolve()),
+        );
+        // Read no more input until the socket has taken what waits (memory stays bounded), and keep
+        // that well under the high-water mark: past it the driver stops reading what the server sends
+        // until our writes drain, and a server that also stops reading while its replies wait (an echo
+        // server that applies backpressure) would then wait on us while we wait on it.
+        if (ws.bufferedAmount > IN_FLIGHT_BYTES) await sent;
         return true;
       }
       case 'ping':
@@ -324,18 +358,6 @@ class Session {
         this.out.error(action.message);
         return true;
     }
-  }
-
-  private drained(ws: WebSocket): Promise<void> {
-    return new Promise((resolve) => {
-      const done = (): void => {
-        ws.off('drain', done);
-        ws.off('close', done);
-        resolve();
-      };
-      ws.on('drain', done);
-      ws.on('close', done);
-    });
   }
 
   /** --wait N: until N messages have arrived (or --timeout ms passed, or the connection closes). */
