@@ -267,17 +267,24 @@ class Session {
     if (this.interactive) out.line('type a line and Enter to send it; /help lists the commands; Ctrl-D closes');
     ws.on('message', (data, isBinary) => {
       this.received++;
-      // Whoever reads our stdout sets the pace: stop reading the socket while stdout is full, so
-      // that a server sending faster than that meets TCP backpressure instead of filling our memory.
-      if (!out.line(messageLine(data, isBinary)) && !this.stdoutFull) {
-        this.stdoutFull = true;
-        ws.pause();
-        process.stdout.once('drain', () => this.stdoutDrained(ws));
-      }
+      this.show(messageLine(data, isBinary));
     });
     // RFC 6455 §5.5.2: the library answers each ping with a pong carrying the same data.
-    ws.on('ping', (data) => out.line(`< ping ${controlPayload(data)} (answered with a pong)`));
-    ws.on('pong', (data) => out.line(`< pong ${controlPayload(data)}`));
+    ws.on('ping', (data) => this.show(`< ping ${controlPayload(data)} (answered with a pong)`));
+    ws.on('pong', (data) => this.show(`< pong ${controlPayload(data)}`));
+  }
+
+  /**
+   * Print what the server sent. Whoever reads our stdout sets the pace: reading the socket stops
+   * while stdout is full, so that a server sending faster than that meets TCP backpressure instead
+   * of filling our memory.
+   */
+  private show(text: string): void {
+    const ws = this.socket!;
+    if (this.out.line(text) || this.stdoutFull) return;
+    this.stdoutFull = true;
+    ws.pause();
+    process.stdout.once('drain', () => this.stdoutDrained(ws));
   }
 
   private stdoutDrained(ws: WebSocket): void {
@@ -417,7 +424,7 @@ class Session {
   /** --trace: each frame as formatFrame prints it, and a line that explains it (src/learn/explain.ts). */
   private traceFrame(frame: TracedFrame): void {
     this.explainer ??= new FrameExplainer(this.socket?.extensions ?? '', 'client');
-    this.out.line(formatFrame(frame));
-    this.out.line(`   ${describeReport(this.explainer.explain(frame))}`);
+    this.show(formatFrame(frame));
+    this.show(`   ${describeReport(this.explainer.explain(frame))}`);
   }
 }
