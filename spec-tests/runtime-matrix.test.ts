@@ -12,7 +12,8 @@
  * - on Bun and Deno, which run TypeScript test files differently: the echo CLI from the package's
  *   dist/, run by that runtime, checked from Node by the independent test peer (helpers/peer/):
  *   handshake, framing at each length encoding, fragmentation with a ping in between, close codes
- *   for bad input, and permessage-deflate inflated by the peer's own strict zlib.
+ *   for bad input, and permessage-deflate inflated by the peer's own strict zlib; and the `wsrfc`
+ *   command (`--version`, and `wsrfc connect` with piped lines against that echo CLI).
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -25,6 +26,7 @@ import {
   commandFor,
   environmentFor,
   packAndInstall,
+  packageJson,
   runtimes,
   type Installed,
   type Runtime,
@@ -75,14 +77,17 @@ interface Run {
   seconds: number;
 }
 
-function run(command: string, args: string[], cwd: string, timeoutMs: number): Promise<Run> {
+/** Run a program to its end; `input`, when given, is its stdin (then the end of it). */
+function run(command: string, args: string[], cwd: string, timeoutMs: number, input?: string): Promise<Run> {
   const started = performance.now();
   return new Promise((resolve) => {
-    const child = spawn(command, args, { cwd, env: environmentFor(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const stdin = input === undefined ? 'ignore' : 'pipe';
+    const child = spawn(command, args, { cwd, env: environmentFor(), stdio: [stdin, 'pipe', 'pipe'] });
+    if (input !== undefined) child.stdin!.end(input);
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
-    child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+    child.stdout!.setEncoding('utf8').on('data', (text: string) => (stdout += text));
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => (stderr += text));
     const timer = setTimeout(() => {
       stderr += `\n(killed after ${timeoutMs} ms)`;
       child.kill('SIGKILL');
@@ -348,6 +353,19 @@ for (const runtime of RUNTIMES) {
             await client.waitClosed(5000);
           });
         }
+
+        it('the wsrfc command from dist/: --version, and `wsrfc connect` with piped lines against this CLI', async () => {
+          const wsrfc = join(pkg.installed, 'dist', 'cli', 'wsrfc.js');
+          const version = await run(...commandFor(runtime, wsrfc, ['--version']), pkg.consumer, 30_000);
+          assert.deepEqual([version.code, version.stdout], [0, `${packageJson.version}\n`], version.stderr);
+          const url = `ws://127.0.0.1:${cli.port}/`;
+          const input = 'hello from the runtime\n/binary 00 ff\n/ping p\n';
+          const session = await run(...commandFor(runtime, wsrfc, ['connect', url]), pkg.consumer, 30_000, input);
+          assert.equal(session.code, 0, `${session.stdout}\n${session.stderr}`);
+          for (const line of ['< hello from the runtime', '< binary, 2 bytes: 00ff', '< pong "p"'])
+            assert.ok(session.stdout.split('\n').includes(line), `${line} in:\n${session.stdout}`);
+          assert.match(session.stdout, /^closed: 1000 Normal Closure, cleanly/m);
+        });
 
         it('RFC 7692: permessage-deflate agreed, compressed both ways with context takeover', async () => {
           const client = await RawClient.connect(cli.port, {
