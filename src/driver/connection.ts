@@ -376,7 +376,7 @@ export class Connection implements WheelTarget {
   /** After the application queued something: the core's buffer limit, then the high-water mark. */
   private afterQueue(core: Protocol): boolean {
     const unwritten = this.unwritten;
-    const withinLimit = core.limitBuffered(unwritten, Date.now());
+    const withinLimit = core.limitBuffered(unwritten);
     this.changed();
     if (!withinLimit) return false;
     if (core.bufferedOutput + unwritten > this.config.highWaterMark) {
