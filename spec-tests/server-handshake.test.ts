@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { createConnection, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { connect, HandshakeError, WebSocketServer, type ServerOptions, type UpgradeRequest } from '../src/index.js';
 import {
@@ -136,6 +136,24 @@ describe('RFC 6455 §4.2.2: the server answers a valid handshake with 101', () =
       const [ws] = (await withTimeout(connected, 2000, 'connection')) as [import('../src/index.js').WebSocket];
       ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
       await assertEchoes(client);
+    } finally {
+      await wss.close(100);
+      net.close();
+    }
+  });
+
+  it('a client that ends its side mid-head is closed, on a half-open socket and with no handshake timeout', async () => {
+    // Found by the fuzz target echo-server: a Duplex that stays half-open (allowHalfOpen) was held forever.
+    const wss = new WebSocketServer({ handshakeTimeout: 0 });
+    const net = createNetServer({ allowHalfOpen: true }, (socket) => wss.handleSocket(socket));
+    net.listen(0, '127.0.0.1');
+    await once(net, 'listening');
+    try {
+      const client = createConnection((net.address() as AddressInfo).port, '127.0.0.1');
+      client.on('data', () => {});
+      await once(client, 'connect');
+      client.end('GET / HTTP/1.1\r\nHost: a\r\nUpgrade: web');
+      await withTimeout(once(client, 'close'), 5000, 'the server to close the connection');
     } finally {
       await wss.close(100);
       net.close();

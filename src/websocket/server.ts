@@ -480,6 +480,12 @@ class PendingHandshake implements WheelTarget {
     this.socket.destroy();
   };
   private readonly onClose = (): void => this.release();
+  // A client that ends its side before its head is complete can never complete it. A net.Server's
+  // sockets go by themselves then (allowHalfOpen is off by default), but any Duplex may come here,
+  // and with handshakeTimeout 0 nothing else would ever end it. Found by the fuzz target echo-server.
+  private readonly onEnd = (): void => {
+    if (!this.decided) this.socket.destroy();
+  };
 
   constructor(
     private readonly admission: Admission,
@@ -489,6 +495,7 @@ class PendingHandshake implements WheelTarget {
     this.reader = maxHeaderSize > 0 ? new HeadReader(maxHeaderSize) : null;
     socket.on('error', this.onError);
     socket.on('close', this.onClose);
+    socket.on('end', this.onEnd);
   }
 
   start(timeout: number): void {
@@ -617,6 +624,7 @@ class PendingHandshake implements WheelTarget {
     this.socket.off('data', this.onData);
     this.socket.off('error', this.onError);
     this.socket.off('close', this.onClose);
+    this.socket.off('end', this.onEnd);
     this.release();
   }
 
