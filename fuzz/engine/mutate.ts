@@ -5,27 +5,35 @@
  * (the tokens of its grammar) and from the comparisons the instrumented code made and failed.
  */
 
-/** xorshift128+: fast, seedable, and good enough to pick mutations. */
+/** xoshiro128**: 32-bit words, a period of 2^128 - 1, seeded through splitmix32. */
 export class Random {
-  private a: number;
-  private b: number;
+  private readonly s = new Uint32Array(4);
 
   constructor(seed: number) {
-    this.a = seed | 0 || 0x9e3779b9;
-    this.b = Math.imul(seed ^ 0x5bd1e995, 0x27d4eb2d) | 0 || 0x7f4a7c15;
+    let x = seed >>> 0;
+    for (let i = 0; i < 4; i++) {
+      x = (x + 0x9e3779b9) >>> 0;
+      let z = x;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+      this.s[i] = (z ^ (z >>> 16)) >>> 0;
+    }
+    if (this.s.every((word) => word === 0)) this.s[0] = 1;
   }
 
   /** 32 random bits, as an unsigned integer. */
   next(): number {
-    let s1 = this.a;
-    const s0 = this.b;
-    this.a = s0;
-    s1 ^= s1 << 23;
-    s1 ^= s1 >>> 17;
-    s1 ^= s0;
-    s1 ^= s0 >>> 26;
-    this.b = s1;
-    return (this.a + this.b) >>> 0;
+    const s = this.s;
+    const rotl = (x: number, k: number): number => (x << k) | (x >>> (32 - k));
+    const result = Math.imul(rotl(Math.imul(s[1]!, 5), 7), 9) >>> 0;
+    const t = s[1]! << 9;
+    s[2]! ^= s[0]!;
+    s[3]! ^= s[1]!;
+    s[1]! ^= s[2]!;
+    s[0]! ^= s[3]!;
+    s[2]! ^= t;
+    s[3] = rotl(s[3]!, 11);
+    return result;
   }
 
   /** An integer in [0, n). */

@@ -1,5 +1,5 @@
 /**
- * `npm run fuzz:coverage -- --target NAME [--minutes N] [--runs N] [--seed N] [--no-minimize]`
+ * `npm run fuzz:coverage -- --target NAME [--minutes N] [--runs N] [--seed N] [--corpus DIR] [--no-minimize]`
  *
  * Runs one target of fuzz/targets/ under the coverage-guided engine, starting from and adding to its
  * corpus (fuzz/corpus/NAME/), then minimises the corpus. Prints executions per second and the edges
@@ -15,6 +15,7 @@ import { TARGETS } from '../targets/index.js';
 const { values } = parseArgs({
   options: {
     target: { type: 'string' },
+    corpus: { type: 'string' },
     minutes: { type: 'string', default: '1' },
     runs: { type: 'string', default: String(Number.MAX_SAFE_INTEGER) },
     seed: { type: 'string' },
@@ -39,7 +40,7 @@ console.log(`target ${name}: ${target.description}; seed ${seed}`);
 const result = await runEngine({
   name,
   target,
-  corpusDir: `${root}corpus/${name}`,
+  corpusDir: values.corpus ?? `${root}corpus/${name}`,
   findingsDir: `${root}findings/${name}`,
   durationMs: Number(values.minutes) * 60_000,
   maxRuns: Number(values.runs),

@@ -215,11 +215,19 @@ export const target: FuzzTarget = {
     const headBytes = data.subarray(0, data.indexOf('\r\n\r\n') + 2);
     const request = readRequest(headBytes);
     check(request !== null && upgradeRefusals(request).length === 0, 'a 101 for a request RFC 6455 §4.2.1 refuses');
+    // The limits a peer must not get past: the head (431 beyond it) and each message (1009 beyond it).
+    const options = VARIANTS[variant]!;
+    const maxHead = options.maxHeaderSize ?? 16 * 1024;
+    check(headBytes.length <= maxHead, `a ${headBytes.length}-byte head accepted past maxHeaderSize ${maxHead}`);
     const key = request.fields.find(([name]) => name.toLowerCase() === 'sec-websocket-key')![1];
     check(response.header('sec-websocket-accept') === acceptFor(key), 'a wrong Sec-WebSocket-Accept');
     const extensions = response.header('sec-websocket-extensions');
     const checker = new ServerFrameChecker(extensions === undefined ? null : negotiated(extensions));
     checker.decoder.push(out.subarray(end));
     checker.finish();
+    const maxMessage = options.maxMessageSize ?? 64 * 1024 * 1024;
+    for (const message of checker.messages) {
+      check(message.data.length <= maxMessage, `a ${message.data.length}-byte message delivered past maxMessageSize`);
+    }
   },
 };
