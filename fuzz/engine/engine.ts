@@ -291,15 +291,17 @@ export function readCorpus(dir: string): Buffer[] {
 
 /**
  * libFuzzer's merge: run every input of the directory, smallest first, against an empty coverage
- * map, and keep only those that add to it. Inputs that are findings are dropped.
+ * map, and keep only those that add to it; inputs that are findings now are dropped. Files named
+ * finding-* (the inputs of fixed findings) are left alone.
  */
 async function minimize(
   dir: string,
   execute: (input: Buffer) => Promise<number>,
 ): Promise<{ kept: number; total: number }> {
   const fresh = new FeatureSet();
+  // Inputs of fixed findings are kept whatever their coverage: they are the regression tests.
   const entries = readdirSync(dir)
-    .filter((name) => !name.startsWith('.'))
+    .filter((name) => !name.startsWith('.') && !name.startsWith('finding-'))
     .map((name) => ({ name, data: readFileSync(join(dir, name)) }))
     .sort((a, b) => a.data.length - b.data.length || (a.name < b.name ? -1 : 1));
   let kept = 0;
