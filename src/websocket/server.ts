@@ -480,12 +480,8 @@ class PendingHandshake implements WheelTarget {
     this.socket.destroy();
   };
   private readonly onClose = (): void => this.release();
-  // A client that ends its side before its head is complete can never complete it. A net.Server's
-  // sockets go by themselves then (allowHalfOpen is off by default), but any Duplex may come here,
-  // and with handshakeTimeout 0 nothing else would ever end it. Found by the fuzz target echo-server.
-  private readonly onEnd = (): void => {
-    if (!this.decided) this.socket.destroy();
-  };
+  // A client that ends its side mid-head never completes it; a half-open Duplex would stay open.
+  private readonly onEnd = (): void => void (this.decided || this.socket.destroy());
 
   constructor(
     private readonly admission: Admission,
@@ -495,12 +491,11 @@ class PendingHandshake implements WheelTarget {
     this.reader = maxHeaderSize > 0 ? new HeadReader(maxHeaderSize) : null;
     socket.on('error', this.onError);
     socket.on('close', this.onClose);
-    socket.on('end', this.onEnd);
   }
 
   start(timeout: number): void {
     this.arm(timeout);
-    this.socket.on('data', this.onData);
+    this.socket.on('data', this.onData).on('end', this.onEnd);
   }
 
   startFromParsed(head: RequestHead, rest: Buffer, timeout: number, callback?: ConnectionCallback): void {
