@@ -117,7 +117,7 @@ class Watchdog {
 
 const WATCHDOG = `
 const { workerData } = require('node:worker_threads');
-const { writeFileSync, mkdirSync } = require('node:fs');
+const { writeFileSync, writeSync, mkdirSync } = require('node:fs');
 const { createHash } = require('node:crypto');
 const header = new Int32Array(workerData.shared, 0, 3);
 const bytes = new Uint8Array(workerData.shared, 12);
@@ -130,7 +130,9 @@ setInterval(() => {
   mkdirSync(workerData.findingsDir, { recursive: true });
   const file = workerData.findingsDir + '/timeout-' + createHash('sha1').update(input).digest('hex').slice(0, 16);
   writeFileSync(file, input);
-  process.stderr.write('\\nFINDING timeout: one input ran for over ' + workerData.killMs + ' ms; saved as ' + file + '\\n');
+  const ms = workerData.killMs;
+  // Written synchronously: the process is killed on the next line.
+  writeSync(2, '\\nFINDING timeout: one input ran for over ' + ms + ' ms; saved as ' + file + '\\n');
   process.kill(process.pid, 'SIGKILL');
 }, 100);
 `;
