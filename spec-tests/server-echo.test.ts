@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { inspect } from 'node:util';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { connect, type WebSocket } from '../src/index.js';
+import { connect, formatFrame, type WebSocket } from '../src/index.js';
 import { MiB, Opcode, startServer, waitUntil, withTimeout, type TestServer } from './helpers/library.js';
 import { RawClient, clientFrame, destroyRawClients } from './helpers/peer/index.js';
 
@@ -294,6 +294,24 @@ describe('echo through our own client (connect())', () => {
     );
   });
 
+  it('an ArrayBuffer and a typed array view go as binary, byte for byte; a number is a TypeError', async () => {
+    const ws = await open();
+    const buffer = new ArrayBuffer(6);
+    new Uint8Array(buffer).set([1, 2, 3, 250, 251, 252]);
+    let received = nextMessage(ws);
+    ws.send(buffer);
+    let [data, isBinary] = await received;
+    assert.equal(isBinary, true);
+    assert.deepEqual([...data], [1, 2, 3, 250, 251, 252]);
+    // A view of the middle of a larger buffer: only the viewed bytes.
+    received = nextMessage(ws);
+    ws.send(new Uint16Array(buffer, 2, 1));
+    [data, isBinary] = await received;
+    assert.equal(isBinary, true);
+    assert.deepEqual([...data], [3, 250]);
+    assert.throws(() => ws.send(42 as never), TypeError);
+  });
+
   it('sendAsync resolves once the data is written, and the echo follows', async () => {
     const ws = await open();
     const received = nextMessage(ws);
@@ -340,6 +358,38 @@ describe('the trace option: "Called with every frame received and sent, decoded"
     } finally {
       await traced.close();
     }
+  });
+});
+
+describe('formatFrame, the one-line description the trace option and --trace use', () => {
+  it('names a reserved opcode by number, shows RSV bits, the masking key, direction, and cuts a long payload', () => {
+    const line = formatFrame({
+      direction: 'in',
+      fin: false,
+      rsv1: true,
+      rsv2: true,
+      rsv3: true,
+      opcode: 0x3,
+      masked: true,
+      maskKey: Uint8Array.from([0x37, 0xfa, 0x21, 0x3d]),
+      payload: Buffer.from('Hello, twenty bytes!'),
+    });
+    assert.match(line, /^<- 0x3 /);
+    assert.match(line, / fin=0 rsv=111 mask=37fa213d len=20 /);
+    assert.match(line, /48656c6c6f2c207477656e7479206279…/, 'the first 16 bytes in hex, then an ellipsis');
+    assert.match(line, /\|Hello, twenty by…\|$/);
+    const out = formatFrame({
+      direction: 'out',
+      fin: true,
+      rsv1: false,
+      rsv2: false,
+      rsv3: false,
+      opcode: Opcode.Text,
+      masked: false,
+      maskKey: null,
+      payload: Buffer.from('hi\n'),
+    });
+    assert.equal(out, '-> TEXT   fin=1 rsv=000 unmasked len=3 68690a |hi.|');
   });
 });
 
