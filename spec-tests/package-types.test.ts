@@ -356,13 +356,23 @@ describe('the tarball holds what an embedder needs and nothing else', () => {
     }
   });
 
-  it('the bin is executable JavaScript from dist/, linked by npm; sideEffects names it', () => {
+  it('the bins are executable JavaScript from dist/, linked by npm, and run through the link; sideEffects names them', () => {
     for (const [name, target] of Object.entries(packageJson.bin ?? {})) {
       const file = target.replace(/^\.\//, '');
       assert.ok(pkg.files.includes(file), `bin ${name}: ${file} is not in the tarball`);
       assert.match(readFileSync(join(pkg.installed, file), 'utf8'), /^#!\/usr\/bin\/env node\n/);
       assert.ok(existsSync(join(pkg.consumer, 'node_modules', '.bin', name)), `npm linked no ${name}`);
     }
+    // Through npm's link, as `npx wsrfc` runs them: the echo CLI must see that it is the program
+    // started (src/cli/entry.ts) even though the path it was started by is the link's.
+    const bin = (name: string, args: string[]): { status: number | null; stdout: string; stderr: string } =>
+      spawnSync(join(pkg.consumer, 'node_modules', '.bin', name), args, { cwd: pkg.consumer, encoding: 'utf8' });
+    const version = bin('wsrfc', ['--version']);
+    assert.deepEqual([version.status, version.stdout], [0, `${packageJson.version}\n`], version.stderr);
+    const echoHelp = bin('wsrfc-echo', ['--help']);
+    assert.equal(echoHelp.status, 0, echoHelp.stderr);
+    assert.match(echoHelp.stdout, /^Usage: wsrfc echo \[options\]/);
+    assert.equal(bin('wsrfc', ['echo', '--help']).stdout, echoHelp.stdout, 'wsrfc echo is wsrfc-echo');
     const sideEffects = (packageJson as unknown as { sideEffects: string[] }).sideEffects;
     assert.ok(Array.isArray(sideEffects), 'sideEffects lists the files that have them');
     for (const file of sideEffects) assert.ok(pkg.files.includes(file.replace(/^\.\//, '')), `sideEffects: ${file}`);

@@ -12,8 +12,9 @@ import { Explorer } from '../learn/explorer.js';
 import type { ConnectionObserver } from '../websocket/hooks.js';
 import { formatFrame } from '../protocol/trace.js';
 import type { ConnectionOptions } from '../protocol/options.js';
+import { isEntryPoint } from './entry.js';
 
-const HELP = `Usage: wsrfc-echo [options]
+const HELP = `Usage: wsrfc echo [options]   (or: wsrfc-echo [options])
 
 An RFC 6455 echo server.
 
@@ -35,10 +36,12 @@ An RFC 6455 echo server.
   -h, --help               this text
 `;
 
-function main(): void {
+/** `wsrfc echo ...` and `wsrfc-echo ...`: `argv` is what follows the command's name. */
+export function echoMain(argv: string[] = process.argv.slice(2)): void {
   let values;
   try {
     ({ values } = parseArgs({
+      args: argv,
       options: {
         host: { type: 'string', default: '127.0.0.1' },
         port: { type: 'string', default: '9001' },
@@ -205,4 +208,5 @@ function both(a: ConnectionObserver | undefined, b: ConnectionObserver | undefin
   };
 }
 
-main();
+// Run as a program (the wsrfc-echo bin, `npm start`), not when `wsrfc echo` imports it.
+if (isEntryPoint(import.meta.url)) echoMain();

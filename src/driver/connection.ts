@@ -440,7 +440,7 @@ export class Connection implements WheelTarget, PieceSink {
     const core = this.core!;
     if (!core.sendPiece(message, opcode, payload, fin)) return false;
     this.outgoing!.sent(payload.length, this.config.highWaterMark);
-    core.limitBuffered(this.unwritten, Date.now());
+    core.limitBuffered(this.unwritten);
     this.changed();
     return true;
   }
@@ -477,7 +477,7 @@ export class Connection implements WheelTarget, PieceSink {
   /** After the application queued something: the core's buffer limit, then the high-water mark. */
   private afterQueue(core: Protocol): boolean {
     const unwritten = this.unwritten;
-    const withinLimit = core.limitBuffered(unwritten, Date.now());
+    const withinLimit = core.limitBuffered(unwritten);
     this.changed();
     if (!withinLimit) return false;
     if (core.bufferedOutput + unwritten > this.config.highWaterMark) {

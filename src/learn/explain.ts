@@ -7,9 +7,10 @@ import type { HeaderField, ObservedHandshake } from '../websocket/hooks.js';
 
 /**
  * What a learner reads: one connection's opening handshake and frames explained, for `--trace`
- * (src/cli/echo.ts) and the protocol explorer (src/learn/explorer.ts). Frames come from the `trace` hook as
- * the server saw them; this adds what the wire had (the header bytes, the length encoding, the
- * masked bytes) and what they mean (close codes by name, text, permessage-deflate's two sizes).
+ * (src/cli/echo.ts, src/cli/connect.ts) and the protocol explorer (src/learn/explorer.ts). Frames come
+ * from the `trace` hook as the server (or the client) saw them; this adds what the wire had (the header
+ * bytes, the length encoding, the masked bytes) and what they mean (close codes by name, text,
+ * permessage-deflate's two sizes).
  */
 
 /** Bytes of each payload shown, masked and unmasked; more is summarised, so a report stays small. */
@@ -118,16 +119,17 @@ interface Direction {
 }
 
 /**
- * Explains the frames of one server-side connection in order. Compressed messages are inflated a
- * second time here (RFC 7692 §7.2.2, with the window each direction's context takeover keeps), only
- * to tell their inflated size; the connection's own inflater is untouched.
+ * Explains the frames of one connection in order, as its server (the echo CLI, the explorer) or its
+ * client (`wsrfc connect --trace`) saw them. Compressed messages are inflated a second time here
+ * (RFC 7692 §7.2.2, with the window each direction's context takeover keeps), only to tell their
+ * inflated size; the connection's own inflater is untouched.
  */
 export class FrameExplainer {
   private readonly in: Direction;
   private readonly out: Direction;
 
-  /** `extensions`: the Sec-WebSocket-Extensions the server answered with. */
-  constructor(extensions: string) {
+  /** `extensions`: the Sec-WebSocket-Extensions the server answered with; `side`: whose frames 'in' and 'out' are. */
+  constructor(extensions: string, side: 'server' | 'client' = 'server') {
     // RFC 7692 §7.1.1: each end may ask the other to start each message with an empty window.
     const direction = (noTakeover: boolean): Direction => ({
       messageOpcode: -1,
@@ -138,8 +140,10 @@ export class FrameExplainer {
       takeover: !noTakeover,
       lost: false,
     });
-    this.in = direction(/client_no_context_takeover/.test(extensions));
-    this.out = direction(/server_no_context_takeover/.test(extensions));
+    const clients = direction(/client_no_context_takeover/.test(extensions));
+    const servers = direction(/server_no_context_takeover/.test(extensions));
+    this.in = side === 'server' ? clients : servers;
+    this.out = side === 'server' ? servers : clients;
   }
 
   explain(frame: TracedFrame): FrameReport {

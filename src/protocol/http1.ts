@@ -232,6 +232,9 @@ export function parseResponseHead(head: Buffer): ResponseHead {
   }
   const rest = startLine.slice(firstSpace + 4);
   if (rest !== '' && !rest.startsWith(' ')) throw new HttpError(502, 'malformed HTTP status line');
+  // RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ): no control characters, which
+  // would otherwise reach the HandshakeError's message (and a log or terminal) as they were sent.
+  if (INVALID_FIELD_VALUE.test(rest)) throw new HttpError(502, 'control character in the HTTP status line');
   return { version, status: Number(statusText), statusText: rest.trim(), headers };
 }
 

@@ -468,9 +468,10 @@ export class Protocol implements ReceiverHandler, SenderEvents {
    * connection is dropped rather than let memory grow (1008: the peer broke our policy). Returns
    * false then.
    */
-  limitBuffered(unwritten: number, now: number): boolean {
+  limitBuffered(unwritten: number): boolean {
     if (this.bufferedOutput + unwritten <= this.config.maxBufferedBytes) return true;
-    this.fail(CloseCode.PolicyViolation, 'peer too slow: outgoing buffer limit exceeded', null, true, now);
+    // Destroyed at once: no deadline to set, so the time of the last step will do.
+    this.fail(CloseCode.PolicyViolation, 'peer too slow: outgoing buffer limit exceeded', null, true);
     return false;
   }
 

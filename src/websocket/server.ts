@@ -471,6 +471,8 @@ class PendingHandshake implements WheelTarget {
     this.socket.destroy();
   };
   private readonly onClose = (): void => this.release();
+  // A client that ends its side mid-head never completes it; a half-open Duplex would stay open.
+  private readonly onEnd = (): void => void (this.decided || this.socket.destroy());
 
   constructor(
     private readonly admission: Admission,
@@ -484,7 +486,7 @@ class PendingHandshake implements WheelTarget {
 
   start(timeout: number): void {
     this.arm(timeout);
-    this.socket.on('data', this.onData);
+    this.socket.on('data', this.onData).on('end', this.onEnd);
   }
 
   startFromParsed(head: RequestHead, rest: Buffer, timeout: number, callback?: ConnectionCallback): void {
@@ -609,6 +611,7 @@ class PendingHandshake implements WheelTarget {
     this.socket.off('data', this.onData);
     this.socket.off('error', this.onError);
     this.socket.off('close', this.onClose);
+    this.socket.off('end', this.onEnd);
     this.release();
   }
 
