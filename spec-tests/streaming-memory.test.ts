@@ -1,12 +1,16 @@
 /**
- * A message bigger than a Buffer can hold, in bounded memory (RFC 6455 §5.2 allows payloads up to
- * 2^63 bytes; §10.4: "implementations ... MUST protect themselves against exceeding" their limits).
- * The independent test peer (helpers/peer/) streams 4 GiB + 1 MiB (Node 20 holds at most 4 GiB in a
- * Buffer) through the echo CLI with --stream (src/cli/echo.ts, a process of its own) and back, with
- * a running SHA-1 on both sides; once as one frame with a 64-bit length, once compressed
- * (permessage-deflate, RFC 7692 §7.2.1: one DEFLATE stream across 4097 fragments). The echo
- * server's resident memory is measured from outside: its peak (VmHWM, reset once the server is
- * warm) must stay within 64 MiB of where it started.
+ * A message far bigger than what the server may hold, in bounded memory (RFC 6455 §5.2 allows
+ * payloads up to 2^63 bytes; §10.4: "implementations ... MUST protect themselves against exceeding"
+ * their limits). The independent test peer (helpers/peer/) streams a message through the echo CLI
+ * with --stream (src/cli/echo.ts, a process of its own) and back, with a running SHA-1 on both
+ * sides; once as one frame with a 64-bit length, once compressed (permessage-deflate, RFC 7692
+ * §7.2.1: one DEFLATE stream, a fragment per MiB). The echo server's resident memory is measured
+ * from outside: its peak (VmHWM, reset once the server is warm) must stay within 64 MiB of where it
+ * started, a quarter of the message.
+ *
+ * By default the message is 256 MiB + 1 MiB (seconds). With WSRFC_HUGE_MESSAGE=1 it is 4 GiB + 1 MiB,
+ * more than a Buffer holds on Node 20 (its frame's length does not fit in 32 bits): minutes on a
+ * busy 2-core machine, so it is not part of every `npm test` (spec-tests/README.md says how to run it).
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -17,7 +21,8 @@ import { fileURLToPath } from 'node:url';
 import { constants as zc, createDeflateRaw, createInflateRaw } from 'node:zlib';
 import { after, describe, it } from 'node:test';
 import { prng, randomBuffer } from './helpers/data.js';
-import { MiB, skipBecause, withTimeout } from './helpers/library.js';
+import { whileAlive } from './helpers/alive.js';
+import { MiB, skipBecause } from './helpers/library.js';
 import {
   FramePieceReader,
   OP,
@@ -30,7 +35,8 @@ import {
 } from './helpers/peer/index.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const TOTAL = 4 * 1024 * MiB + MiB;
+const HUGE = process.env['WSRFC_HUGE_MESSAGE'] === '1';
+const TOTAL = (HUGE ? 4 * 1024 : 256) * MiB + MiB;
 const BLOCK = MiB;
 const GROWTH_BOUND = 64 * MiB;
 
@@ -47,7 +53,7 @@ function status(pid: number, field: 'VmRSS' | 'VmHWM'): number {
 }
 
 /** The echo CLI with --stream, on an ephemeral port. */
-async function startEcho(): Promise<{ port: number; pid: number }> {
+async function startEcho(): Promise<{ port: number; pid: number; child: ChildProcess }> {
   const args = ['--import', 'tsx', 'src/cli/echo.ts', '--host', '127.0.0.1', '--port', '0'];
   const child = spawn(process.execPath, [...args, '--stream', '--no-explorer', '--ping-interval', '0'], {
     cwd: ROOT,
@@ -55,7 +61,8 @@ async function startEcho(): Promise<{ port: number; pid: number }> {
   });
   children.push(child);
   let output = '';
-  const port = await withTimeout(
+  const port = await whileAlive(
+    child,
     new Promise<number>((resolve, reject) => {
       child.stdout!.setEncoding('utf8').on('data', (text: string) => {
         output += text;
@@ -64,10 +71,10 @@ async function startEcho(): Promise<{ port: number; pid: number }> {
       });
       child.once('exit', (code) => reject(new Error(`the echo CLI exited with ${code}: ${output}`)));
     }),
-    30_000,
     'the echo CLI to listen',
+    () => output.length,
   );
-  return { port, pid: child.pid! };
+  return { port, pid: child.pid!, child };
 }
 
 /** The data: 1 MiB blocks, each stamped with its index (so a lost, repeated or misplaced block shows). */
@@ -112,8 +119,12 @@ function compressiblePattern(): Pattern {
 function write(socket: Socket, bytes: Buffer): Promise<void> | null {
   if (socket.write(bytes)) return null;
   return new Promise((resolve, reject) => {
-    socket.once('drain', resolve);
-    socket.once('close', () => reject(new Error('the connection closed while sending')));
+    const closed = (): void => reject(new Error('the connection closed while sending'));
+    socket.once('close', closed);
+    socket.once('drain', () => {
+      socket.off('close', closed);
+      resolve();
+    });
   });
 }
 
@@ -196,7 +207,7 @@ function receiveEcho(socket: Socket, rest: Buffer, compressed: boolean): Promise
           return;
         }
         // Follow the inflater's pace: the socket waits while it is behind.
-        if (!inflater!.write(data)) {
+        if (!inflater!.write(data) && !socket.isPaused()) {
           socket.pause();
           inflater!.once('drain', () => socket.resume());
         }
@@ -215,61 +226,57 @@ function receiveEcho(socket: Socket, rest: Buffer, compressed: boolean): Promise
   });
 }
 
-describe('RFC 6455 §10.4: a message of 4 GiB + 1 MiB through the echo CLI with --stream, in bounded memory', () => {
+describe(`RFC 6455 §10.4: a message of ${TOTAL / MiB} MiB through the echo CLI with --stream, in bounded memory`, () => {
   for (const compressed of [false, true]) {
     const how = compressed
-      ? 'compressed in 4097 fragments (permessage-deflate, one DEFLATE stream)'
+      ? `compressed in ${TOTAL / MiB} fragments (permessage-deflate, one DEFLATE stream)`
       : 'in one frame with a 64-bit length';
-    it(
-      `${how}: echoed byte for byte (SHA-1 both sides), the server's peak memory within 64 MiB of its start`,
-      { timeout: 900_000 },
-      async (t) => {
-        if (skipBecause(t, why)) return;
-        const { port, pid } = await startEcho();
-        const spec = compressed ? { extensions: ['permessage-deflate'] } : {};
-        // Warm up the same path (code compiled, zlib state made), then measure from here.
-        const warm = await openWebSocket(port, spec);
-        const warmed = receiveEcho(warm.socket, warm.rest, compressed);
-        warm.socket.write(
-          encodeFrame({ opcode: OP.BINARY, payload: randomBuffer(4 * MiB, prng(1)), maskKey: randomBytes(4) }),
-        );
-        await withTimeout(warmed, 60_000, 'the warm-up echo');
-        warm.socket.destroy();
-        const baseline = status(pid, 'VmRSS');
-        let peakFromOutside: 'VmHWM' | 'samples' = 'VmHWM';
-        try {
-          // Linux: writing 5 here resets the peak resident set size (VmHWM) to the current one.
-          writeFileSync(`/proc/${pid}/clear_refs`, '5');
-        } catch {
-          peakFromOutside = 'samples';
-        }
-        let sampled = baseline;
-        const sampler = setInterval(() => (sampled = Math.max(sampled, status(pid, 'VmRSS'))), 20);
+    it(`${how}: echoed byte for byte (SHA-1 both sides), the server's peak memory within 64 MiB of its start`, async (t) => {
+      if (skipBecause(t, why)) return;
+      const { port, pid, child } = await startEcho();
+      const spec = compressed ? { extensions: ['permessage-deflate'] } : {};
+      // Warm up the same path (code compiled, zlib state made), then measure from here.
+      const warm = await openWebSocket(port, spec);
+      const warmed = receiveEcho(warm.socket, warm.rest, compressed);
+      warm.socket.write(
+        encodeFrame({ opcode: OP.BINARY, payload: randomBuffer(4 * MiB, prng(1)), maskKey: randomBytes(4) }),
+      );
+      await whileAlive(child, warmed, 'the warm-up echo');
+      warm.socket.destroy();
+      const baseline = status(pid, 'VmRSS');
+      let peakFromOutside: 'VmHWM' | 'samples' = 'VmHWM';
+      try {
+        // Linux: writing 5 here resets the peak resident set size (VmHWM) to the current one.
+        writeFileSync(`/proc/${pid}/clear_refs`, '5');
+      } catch {
+        peakFromOutside = 'samples';
+      }
+      let sampled = baseline;
+      const sampler = setInterval(() => (sampled = Math.max(sampled, status(pid, 'VmRSS'))), 20);
 
-        const started = performance.now();
-        const { socket, response, rest } = await openWebSocket(port, spec);
-        assert.equal(response.status, 101);
-        if (compressed) assert.match(response.header('sec-websocket-extensions') ?? '', /^permessage-deflate/);
-        const sent = createHash('sha1');
-        const echo = receiveEcho(socket, rest, compressed);
-        const pattern = compressed ? compressiblePattern() : randomPattern();
-        await (compressed ? sendCompressed(socket, pattern, sent) : sendPlain(socket, pattern, sent));
-        const { length, digest } = await withTimeout(echo, 600_000, 'the whole echo');
-        const seconds = (performance.now() - started) / 1000;
-        clearInterval(sampler);
-        const peak = Math.max(sampled, peakFromOutside === 'VmHWM' ? status(pid, 'VmHWM') : 0, status(pid, 'VmRSS'));
-        const growth = peak - baseline;
-        t.diagnostic(
-          `${(TOTAL / MiB).toFixed(0)} MiB echoed in ${seconds.toFixed(1)} s (${(TOTAL / MiB / seconds).toFixed(0)} MiB/s each way); ` +
-            `server RSS ${(baseline / MiB).toFixed(0)} MiB at the start, peak +${(growth / MiB).toFixed(1)} MiB (${peakFromOutside})`,
-        );
-        assert.equal(length, TOTAL, 'the echo has every byte');
-        assert.equal(digest, sent.digest('hex'), 'the echo is the message, byte for byte');
-        assert.ok(growth < GROWTH_BOUND, `the server grew by ${(growth / MiB).toFixed(1)} MiB, more than 64 MiB`);
-        // A clean close.
-        socket.write(encodeFrame({ opcode: OP.CLOSE, payload: closePayload(1000), maskKey: randomBytes(4) }));
-        await withTimeout(new Promise((resolve) => socket.once('close', resolve)), 10_000, 'the server to close');
-      },
-    );
+      const started = performance.now();
+      const { socket, response, rest } = await openWebSocket(port, spec);
+      assert.equal(response.status, 101);
+      if (compressed) assert.match(response.header('sec-websocket-extensions') ?? '', /^permessage-deflate/);
+      const sent = createHash('sha1');
+      const echo = receiveEcho(socket, rest, compressed);
+      const pattern = compressed ? compressiblePattern() : randomPattern();
+      const sending = compressed ? sendCompressed(socket, pattern, sent) : sendPlain(socket, pattern, sent);
+      const [, { length, digest }] = await whileAlive(child, Promise.all([sending, echo]), 'the message and its echo');
+      const seconds = (performance.now() - started) / 1000;
+      clearInterval(sampler);
+      const peak = Math.max(sampled, peakFromOutside === 'VmHWM' ? status(pid, 'VmHWM') : 0, status(pid, 'VmRSS'));
+      const growth = peak - baseline;
+      t.diagnostic(
+        `${(TOTAL / MiB).toFixed(0)} MiB echoed in ${seconds.toFixed(1)} s (${(TOTAL / MiB / seconds).toFixed(0)} MiB/s each way); ` +
+          `server RSS ${(baseline / MiB).toFixed(0)} MiB at the start, peak +${(growth / MiB).toFixed(1)} MiB (${peakFromOutside})`,
+      );
+      assert.equal(length, TOTAL, 'the echo has every byte');
+      assert.equal(digest, sent.digest('hex'), 'the echo is the message, byte for byte');
+      assert.ok(growth < GROWTH_BOUND, `the server grew by ${(growth / MiB).toFixed(1)} MiB, more than 64 MiB`);
+      // A clean close.
+      socket.write(encodeFrame({ opcode: OP.CLOSE, payload: closePayload(1000), maskKey: randomBytes(4) }));
+      await whileAlive(child, new Promise((resolve) => socket.once('close', resolve)), 'the server to close');
+    });
   }
 });
