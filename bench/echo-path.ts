@@ -13,6 +13,13 @@
  * replies are checked byte for byte at the end of each run. Reported: CPU ns per echoed message,
  * the median over the reps, ours and (with --baseline) src/ at another commit, built the same way
  * and interleaved rep by rep. Each rep is a child process of its own.
+ *
+ *   node --import tsx bench/echo-path.ts --instructions [--baseline REF] [--reps 3] [--rounds 100]
+ *
+ * counts instructions instead of CPU time, which a busy machine does not change: each child runs
+ * under valgrind's callgrind twice, once with `rounds` rounds and once with 4 times as many, and
+ * the difference over the extra messages is the instructions per echoed message (start-up, JIT
+ * warm-up and the handshakes cancel out). Needs valgrind; slow (a minute or more per child).
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -29,6 +36,8 @@ interface Shape {
   batch: number;
   size: number;
   ms: number;
+  /** Run exactly this many rounds, no warm-up, instead of `ms` (instruction counts). */
+  rounds?: number;
 }
 
 /** One chunk of `batch` masked text frames of `size` printable bytes (RFC 6455 §5.2, §5.3). */
@@ -112,6 +121,16 @@ async function child(entry: string, shape: Shape): Promise<void> {
     const used = process.cpuUsage(start);
     return { messages: rounds * shape.conns * shape.batch, cpuNs: (used.user + used.system) * 1000 };
   };
+  if (shape.rounds !== undefined) {
+    for (let r = 0; r < shape.rounds; r++) {
+      for (const stream of streams) stream.push(Buffer.from(wire));
+      if (r % 50 === 49) await new Promise((resolve) => setImmediate(resolve));
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+    const expected = shape.rounds * shape.conns * echo.length;
+    process.stdout.write(`${JSON.stringify({ ok: bytesOut === expected, bytesOut, expectedBytes: expected })}\n`);
+    process.exit(0);
+  }
   await runFor(Math.min(500, shape.ms));
   bytesOut = 0;
   const { messages, cpuNs } = await runFor(shape.ms);
@@ -140,6 +159,8 @@ async function parent(argv: string[]): Promise<number> {
       batch: { type: 'string', default: '8' },
       size: { type: 'string', default: '32' },
       ms: { type: 'string', default: '2000' },
+      instructions: { type: 'boolean', default: false },
+      rounds: { type: 'string', default: '100' },
     },
   });
   const shape: Shape = {
@@ -155,6 +176,7 @@ async function parent(argv: string[]): Promise<number> {
   }
   const results = new Map<string, number[]>(impls.map((impl) => [impl.name, []]));
   const reps = Number(values.reps);
+  if (values.instructions) return countInstructions(impls, shape, Number(values.rounds), reps);
   process.stdout.write(
     `echo path: ${shape.conns} streams, ${shape.batch} × ${shape.size} B text per push, ${shape.ms} ms per rep, ${reps} reps; CPU ns per message\n`,
   );
@@ -186,6 +208,64 @@ async function parent(argv: string[]): Promise<number> {
     const m = median(list);
     process.stdout.write(
       `${name.padEnd(16)} median ${m.toFixed(0)} ns/msg${name === 'ours' ? '' : `  ours/this ${(first / m).toFixed(3)} (below 1: ours cheaper)`}\n`,
+    );
+  }
+  return 0;
+}
+
+/** Instructions (callgrind's Ir) of one child running `rounds` rounds; throws if the echo was wrong. */
+function childInstructions(entry: string, shape: Shape, rounds: number): number {
+  const run = spawnSync(
+    'valgrind',
+    [
+      '--tool=callgrind',
+      '--callgrind-out-file=/dev/null',
+      process.execPath,
+      '--import',
+      'tsx',
+      THIS_FILE,
+      '--child',
+      entry,
+      JSON.stringify({ ...shape, rounds }),
+    ],
+    { encoding: 'utf8' },
+  );
+  const collected = /Collected : (\d+)/.exec(run.stderr);
+  const ok = run.stdout.includes('"ok":true');
+  if (run.error !== undefined || collected === null || !ok) {
+    throw new Error(
+      `callgrind run failed (is valgrind installed?): ${run.error?.message ?? ''} ${run.stdout} ${run.stderr.slice(-500)}`,
+    );
+  }
+  return Number(collected[1]);
+}
+
+function countInstructions(
+  impls: { name: string; entry: string }[],
+  shape: Shape,
+  rounds: number,
+  reps: number,
+): number {
+  const messages = 3 * rounds * shape.conns * shape.batch;
+  process.stdout.write(
+    `echo path: ${shape.conns} streams, ${shape.batch} × ${shape.size} B text per push; instructions per message ` +
+      `(callgrind: ${4 * rounds} rounds minus ${rounds}), ${reps} reps\n`,
+  );
+  const results = new Map<string, number[]>(impls.map((impl) => [impl.name, []]));
+  for (let rep = 0; rep < reps; rep++) {
+    const order = rep % 2 === 0 ? impls : [...impls].reverse();
+    for (const impl of order) {
+      const perMessage =
+        (childInstructions(impl.entry, shape, 4 * rounds) - childInstructions(impl.entry, shape, rounds)) / messages;
+      results.get(impl.name)!.push(perMessage);
+      process.stdout.write(`  rep ${rep + 1} ${impl.name.padEnd(16)} ${perMessage.toFixed(0)} instructions\n`);
+    }
+  }
+  const first = median(results.get('ours')!);
+  for (const [name, list] of results) {
+    const m = median(list);
+    process.stdout.write(
+      `${name.padEnd(16)} median ${m.toFixed(0)} instructions/msg${name === 'ours' ? '' : `  ours/this ${(first / m).toFixed(3)}`}\n`,
     );
   }
   return 0;
