@@ -3,7 +3,7 @@
  * stream's 'data' and the write of the replies, measured in CPU time (not wall time), so that the
  * figure says little about what else the machine is doing.
  *
- *   node --import tsx bench/echo-path.ts [--baseline REF] [--reps 7] [--conns 100] [--batch 8] [--size 32]
+ *   node --import tsx bench/echo-path.ts [--baseline REF] [--reps 7] [--conns 100] [--batch 8] [--size 32] [--read N]
  *
  * Each connection is a `stream.Duplex` handed to `server.handleSocket()` (the same server and echo
  * handler as bench/servers/ours.ts); its writes complete at once, like a socket whose kernel
@@ -36,8 +36,19 @@ interface Shape {
   batch: number;
   size: number;
   ms: number;
+  /** Hand each push over in reads of at most this many bytes (0: one read), as a socket would a large one. */
+  read: number;
   /** Run exactly this many rounds, no warm-up, instead of `ms` (instruction counts). */
   rounds?: number;
+}
+
+/** A text frame's first bytes (RFC 6455 §5.2): FIN and the opcode, then the length in 7, 16 or 64 bits. */
+function lengthHeader(size: number, maskBit: number): Buffer {
+  if (size < 126) return Buffer.from([0x81, maskBit | size]);
+  if (size < 65536) return Buffer.from([0x81, maskBit | 126, size >> 8, size & 0xff]);
+  const header = Buffer.from([0x81, maskBit | 127, 0, 0, 0, 0, 0, 0, 0, 0]);
+  header.writeUIntBE(size, 4, 6);
+  return header;
 }
 
 /** One chunk of `batch` masked text frames of `size` printable bytes (RFC 6455 §5.2, §5.3). */
@@ -48,8 +59,7 @@ function frames(batch: number, size: number): { wire: Buffer; payloads: Buffer[]
     const payload = Buffer.alloc(size, 0x61 + (i % 26));
     payloads.push(payload);
     const key = randomBytes(4);
-    const header =
-      size < 126 ? Buffer.from([0x81, 0x80 | size]) : Buffer.from([0x81, 0x80 | 126, size >> 8, size & 0xff]);
+    const header = lengthHeader(size, 0x80);
     const masked = Buffer.from(payload.map((byte, j) => byte ^ key[j & 3]!));
     parts.push(header, key, masked);
   }
@@ -57,12 +67,7 @@ function frames(batch: number, size: number): { wire: Buffer; payloads: Buffer[]
 }
 
 function expectedEcho(payloads: Buffer[]): Buffer {
-  return Buffer.concat(
-    payloads.flatMap((p) => [
-      p.length < 126 ? Buffer.from([0x81, p.length]) : Buffer.from([0x81, 126, p.length >> 8, p.length & 0xff]),
-      p,
-    ]),
-  );
+  return Buffer.concat(payloads.flatMap((p) => [lengthHeader(p.length, 0), p]));
 }
 
 async function child(entry: string, shape: Shape): Promise<void> {
@@ -77,11 +82,18 @@ async function child(entry: string, shape: Shape): Promise<void> {
   const { wire, payloads } = frames(shape.batch, shape.size);
   const echo = expectedEcho(payloads);
   const streams: Duplex[] = [];
+  // A fresh copy per read: a socket hands over a new buffer each time, and the receiver unmasks in place.
+  const push = (stream: Duplex): void => {
+    if (shape.read <= 0) stream.push(Buffer.from(wire));
+    else
+      for (let at = 0; at < wire.length; at += shape.read) stream.push(Buffer.from(wire.subarray(at, at + shape.read)));
+  };
   const received: Buffer[][] = [];
   let bytesOut = 0;
   const opened: Promise<void>[] = [];
   for (let c = 0; c < shape.conns; c++) {
     const out: Buffer[] = [];
+    let kept = 0;
     received.push(out);
     let handshakeDone: () => void;
     opened.push(new Promise((resolve) => (handshakeDone = resolve)));
@@ -94,7 +106,10 @@ async function child(entry: string, shape: Shape): Promise<void> {
           handshakeDone();
         } else {
           bytesOut += chunk.length;
-          if (out.length < 4) out.push(chunk);
+          if (kept < echo.length) {
+            out.push(chunk);
+            kept += chunk.length;
+          }
         }
         callback();
       },
@@ -113,7 +128,7 @@ async function child(entry: string, shape: Shape): Promise<void> {
     let rounds = 0;
     while (Date.now() - began < ms) {
       for (let r = 0; r < 50; r++) {
-        for (const stream of streams) stream.push(Buffer.from(wire));
+        for (const stream of streams) push(stream);
         rounds++;
       }
       // Let the writes' callbacks and anything deferred run, as the event loop would between reads.
@@ -124,7 +139,7 @@ async function child(entry: string, shape: Shape): Promise<void> {
   };
   if (shape.rounds !== undefined) {
     for (let r = 0; r < shape.rounds; r++) {
-      for (const stream of streams) stream.push(Buffer.from(wire));
+      for (const stream of streams) push(stream);
       if (r % 50 === 49) await new Promise((resolve) => setImmediate(resolve));
     }
     const expected = shape.rounds * shape.conns * echo.length;
@@ -160,6 +175,7 @@ async function parent(argv: string[]): Promise<number> {
       conns: { type: 'string', default: '100' },
       batch: { type: 'string', default: '8' },
       size: { type: 'string', default: '32' },
+      read: { type: 'string', default: '0' },
       ms: { type: 'string', default: '2000' },
       instructions: { type: 'boolean', default: false },
       rounds: { type: 'string', default: '100' },
@@ -169,6 +185,7 @@ async function parent(argv: string[]): Promise<number> {
     conns: Number(values.conns),
     batch: Number(values.batch),
     size: Number(values.size),
+    read: Number(values.read),
     ms: Number(values.ms),
   };
   const impls: { name: string; entry: string }[] = [{ name: 'ours', entry: buildOurs() }];
