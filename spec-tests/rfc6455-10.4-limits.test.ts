@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { CloseCode, Opcode } from '../src/protocol/constants.js';
 import { encodeFrame } from '../src/protocol/frame.js';
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../src/protocol/receiver.js';
@@ -234,5 +236,55 @@ describe('RFC 6455 §10.4 Limits: the default', () => {
     assert.deepEqual(h.events, []);
     h.receiver.push(headerOnly(Opcode.Continuation, 1, false, true));
     assertFailed(h, 'MessageTooBig', TOO_BIG);
+  });
+});
+
+describe('RFC 6455 §10.4: what was read is held only while it is needed, not for as long as a peer can arrange', () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const READ = 64 * 1024;
+
+  /**
+   * Each chunk as a stream would hand it over: its own memory. Weak references to that memory (the
+   * ArrayBuffer: a view keeps it alive after the chunk's own Buffer object is gone) tell which are alive.
+   */
+  function chunksOf(stream: Buffer, cuts: number[]): { chunks: Buffer[]; alive: () => number } {
+    const chunks: Buffer[] = [];
+    let from = 0;
+    for (const to of [...cuts, stream.length]) {
+      // Not from Node's shared pool (Buffer.from would take a small one from it): memory of its own.
+      const chunk = Buffer.allocUnsafeSlow(to - from);
+      stream.copy(chunk, 0, from, to);
+      chunks.push(chunk);
+      from = to;
+    }
+    const refs = chunks.map((chunk) => new WeakRef(chunk.buffer));
+    return { chunks, alive: () => refs.filter((ref) => ref.deref() !== undefined).length };
+  }
+
+  /** Garbage collection, with turns of the event loop between (a WeakRef holds its target for the current turn). */
+  async function collect(): Promise<void> {
+    for (let i = 0; i < 3; i++) {
+      gc();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  it('a flood of pings read in chunks that each end inside a frame header keeps no parsed chunk alive (server)', async () => {
+    // 6-byte masked pings; after a first chunk of 1 byte, 64 KiB chunks end 5, 3, 1, 5, ... bytes into a
+    // ping: never at its end, and never between its 2-byte header and its 4-byte masking key.
+    // The stream stops 1 byte short of its last ping, so the input is never used up.
+    const pings = Math.ceil((40 * READ) / 6);
+    const stream = Buffer.concat(Array.from({ length: pings }, () => ping('server'))).subarray(0, -1);
+    const cuts = Array.from({ length: 40 }, (_, i) => 1 + i * READ);
+    let { chunks, alive } = chunksOf(stream, cuts);
+    const h = makeReceiver('server');
+    for (const chunk of chunks) h.receiver.push(chunk);
+    chunks = [];
+    await collect();
+    assert.equal(h.events.length, pings - 1);
+    assert.ok(h.events.every((e) => e.type === 'ping'));
+    // The last chunk holds the start of the unfinished ping; every other one was parsed to its end.
+    assert.equal(alive(), 1, `${alive()} of ${cuts.length + 1} chunks still alive after parsing them`);
   });
 });

@@ -538,6 +538,12 @@ export class Receiver {
       if (++this.head === this.chunks.length) {
         this.chunks.length = 0;
         this.head = 0;
+      } else {
+        // Let go of the chunk just used up now, not when the input is: while every chunk ends
+        // inside a frame header (as with a flood of 6-byte pings read 64 KiB at a time, or as a
+        // peer can arrange), the input is never used up and each chunk read would stay alive.
+        this.chunks.shift();
+        this.head = 0;
       }
     }
   }
