@@ -15,6 +15,7 @@ import {
   makeReceiver,
   onlyMessage,
   ping,
+  pong,
   text,
   types,
 } from './helpers/core.js';
@@ -286,5 +287,40 @@ describe('RFC 6455 §10.4: what was read is held only while it is needed, not fo
     assert.ok(h.events.every((e) => e.type === 'ping'));
     // The last chunk holds the start of the unfinished ping; every other one was parsed to its end.
     assert.equal(alive(), 1, `${alive()} of ${cuts.length + 1} chunks still alive after parsing them`);
+  });
+
+  it('a message in 4 KiB fragments, each read with 60 KiB of pongs, holds its bytes, not the chunks they came in (server)', async () => {
+    const fragments = 32;
+    const payload = Buffer.alloc(fragments * 4096);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 7) & 0xff;
+    // One read: a 4 KiB fragment, then unsolicited pongs (RFC 6455 §5.5.3) up to 64 KiB.
+    const filler = Buffer.concat(Array.from({ length: 460 }, () => pong('server', 'x'.repeat(125))));
+    const reads = Array.from({ length: fragments }, (_, i) =>
+      concat(
+        frameFor(i === 0 ? Opcode.Binary : Opcode.Continuation, payload.subarray(i * 4096, (i + 1) * 4096), i === 31),
+        filler,
+      ),
+    );
+    const h = makeReceiver('server');
+    let { chunks, alive } = chunksOf(concat(...reads.slice(0, -1)), [...reads.keys()].slice(1, -1).map(offsetOf));
+    for (const chunk of chunks) h.receiver.push(chunk);
+    chunks = [];
+    await collect();
+    assert.deepEqual(
+      h.events.filter((e) => e.type === 'message'),
+      [],
+      'the message is not complete yet',
+    );
+    // The first fragment may stay a view (one chunk per message); the others are copied out of theirs.
+    assert.ok(alive() <= 2, `${alive()} of ${fragments - 1} chunks still alive while the message waits`);
+    h.receiver.push(reads.at(-1)!);
+    assert.ok(onlyMessage(h.events.filter((e) => e.type === 'message')).data.equals(payload));
+
+    function offsetOf(i: number): number {
+      return reads.slice(0, i).reduce((n, read) => n + read.length, 0);
+    }
+    function frameFor(opcode: number, data: Buffer, fin: boolean): Buffer {
+      return opcode === Opcode.Binary ? binary('server', data, fin) : continuation('server', data, fin);
+    }
   });
 });
