@@ -6,8 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { Duplex } from 'node:stream';
 import { afterEach, describe, it } from 'node:test';
-import { ConnectionTimeoutError } from '../src/index.js';
+import { ConnectionTimeoutError, WebSocketServer } from '../src/index.js';
 import {
   CloseCode,
   KiB,
@@ -19,7 +20,7 @@ import {
   withTimeout,
   type TestServer,
 } from './helpers/library.js';
-import { RawClient, clientFrame, destroyRawClients } from './helpers/peer/index.js';
+import { RawClient, clientFrame, destroyRawClients, handshakeRequest } from './helpers/peer/index.js';
 
 const servers: TestServer[] = [];
 afterEach(async () => {
@@ -267,5 +268,103 @@ describe('maxBufferedBytes: an application that ignores send() returning false i
     const record = await withTimeout(connection.closed, 3000, "'close'");
     assert.equal(record.code, CloseCode.PolicyViolation);
     await client.waitPeerEnd();
+  });
+});
+
+/**
+ * A connection whose reads the test makes, one chunk at a time, and whose peer takes the 101 and then
+ * nothing more: every later write stays in the stream, as in a socket whose kernel buffers are full.
+ */
+function stalledPeer(): { stream: Duplex; held: Buffer[]; read: (chunk: Buffer) => Promise<void> } {
+  const held: Buffer[] = [];
+  let answered = false;
+  const stream = new Duplex({
+    read() {},
+    write(chunk: Buffer, _encoding, callback) {
+      if (answered) return;
+      answered = chunk.toString('latin1').startsWith('HTTP/1.1 101 ');
+      callback();
+    },
+  });
+  // Every write after the 101 waits: the first in write() above, the others queued behind it.
+  const write = stream.write.bind(stream) as (chunk: Buffer, callback?: () => void) => boolean;
+  stream.write = ((chunk: Buffer, callback?: () => void) => {
+    if (answered) held.push(chunk);
+    return write(chunk, callback);
+  }) as typeof stream.write;
+  return {
+    stream,
+    held,
+    // One chunk per turn of the event loop: each arrives as a read of its own.
+    read: (chunk) => {
+      stream.push(chunk);
+      return new Promise((resolve) => setImmediate(resolve));
+    },
+  };
+}
+
+/** The memory the buffers keep alive: each distinct ArrayBuffer behind them, once. */
+function keptAlive(buffers: Buffer[]): number {
+  return [...new Set(buffers.map((buffer) => buffer.buffer))].reduce((n, memory) => n + memory.byteLength, 0);
+}
+
+describe('what output waiting on a peer costs: no more than highWaterMark says, whatever the peer sends', () => {
+  const highWaterMark = 64 * KiB;
+
+  async function stalled(): Promise<ReturnType<typeof stalledPeer>> {
+    const wss = new WebSocketServer({ highWaterMark, writeTimeout: 0, pingInterval: 0 });
+    wss.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })));
+    const peer = stalledPeer();
+    wss.handleSocket(peer.stream);
+    await peer.read(handshakeRequest());
+    await waitUntil(() => wss.clients.size === 1, 2000, 'the handshake');
+    return peer;
+  }
+
+  it('pings one per read, no pong read: each waiting pong write counts its bookkeeping, so reading pauses in time, and no pong keeps a slab alive', async () => {
+    const peer = await stalled();
+    const ping = clientFrame({ opcode: Opcode.Ping });
+    let pings = 0;
+    // 2-byte pongs: counted as bytes alone, 32768 writes would fit under highWaterMark.
+    while (peer.stream.readableFlowing !== false && pings < 20_000) {
+      await peer.read(ping);
+      pings++;
+    }
+    assert.equal(
+      peer.stream.readableFlowing,
+      false,
+      `still reading after ${pings} pings, ${peer.held.length} pongs held`,
+    );
+    assert.ok(peer.held.length < highWaterMark / 128, `${peer.held.length} writes waiting`);
+    const bytes = peer.held.reduce((n, buffer) => n + buffer.length, 0);
+    // The first pong to wait was written before anything waited, as it was (a view into the frame writer's slab).
+    const kept = keptAlive(peer.held.slice(1));
+    assert.ok(kept <= 4 * bytes, `${peer.held.length} pongs (${bytes} bytes) keep ${kept} bytes alive`);
+    peer.stream.destroy();
+  });
+
+  it("echoes of 4 KiB messages read 512 KiB at a time (Bun's reads), never read: they keep about what they hold, not the reads", async () => {
+    const peer = await stalled();
+    // One read: four 4097-byte messages, then unsolicited pongs (RFC 6455 §5.5.3) up to 512 KiB.
+    const messages = Array.from({ length: 4 }, () =>
+      clientFrame({ opcode: Opcode.Binary, payload: Buffer.alloc(4097, 1) }),
+    );
+    const pong = clientFrame({ opcode: Opcode.Pong, payload: Buffer.alloc(125, 2) });
+    const fill = Math.floor((512 * KiB - 4 * messages[0]!.length) / pong.length);
+    const read = Buffer.concat([...messages, ...Array.from({ length: fill }, () => pong)]);
+    let reads = 0;
+    while (peer.stream.readableFlowing !== false && reads < 200) {
+      // Memory of its own for each read, as a socket's chunk has.
+      const chunk = Buffer.allocUnsafeSlow(read.length);
+      read.copy(chunk);
+      await peer.read(chunk);
+      reads++;
+    }
+    assert.equal(peer.stream.readableFlowing, false, `still reading after ${reads} reads`);
+    const bytes = peer.held.reduce((n, buffer) => n + buffer.length, 0);
+    const kept = keptAlive(peer.held);
+    // Allowed: four times what waits, and the first write, made before anything waited.
+    assert.ok(kept <= 4 * bytes + read.length, `${bytes} bytes of echoes keep ${kept} bytes alive (${reads} reads)`);
+    peer.stream.destroy();
   });
 });

@@ -10,6 +10,7 @@ import type { SendCallback } from '../protocol/sender.js';
 import { sharedWheel, type WheelTarget } from './timer-wheel.js';
 import { isUtf8Payload } from '../protocol/utf8.js';
 import { MaskKeySource } from '../protocol/writer.js';
+import { WRITE_COST, ownMemory, waitingWrite } from './write-cost.js';
 
 /**
  * The driver of a WebSocket connection, server or client side: the thin layer between a stream
@@ -142,6 +143,8 @@ export class Connection implements ProtocolHandler, WheelTarget {
   private endWhenWritten = false;
   private writeWindow = WRITE_WINDOW_MIN;
   private onWriteDone: ((error?: Error | null) => void) | null = null;
+  /** Stream writes not called back yet (write-cost.ts). */
+  private writesWaiting = 0;
 
   constructor(
     /** The public object whose events the driver emits. */
@@ -377,14 +380,20 @@ export class Connection implements ProtocolHandler, WheelTarget {
     if (this.backlog === null && total <= WRITE_JOIN_BYTES) {
       // The common case (replies to one read, small messages): one write, now.
       const wasIdle = stream.writableLength === 0;
-      this.write(stream, pending.length === 1 ? pending[0]! : Buffer.concat(pending, total), callbacks);
+      // Behind a slow peer, this write waits: it must not keep alive more than it holds (write-cost.ts).
+      const buffer = !wasIdle
+        ? waitingWrite(pending, total)
+        : pending.length === 1
+          ? pending[0]!
+          : Buffer.concat(pending, total);
+      this.write(stream, buffer, callbacks);
       if (stream.writableLength > 0) this.behind(wasIdle);
       return;
     }
     // Large output, or output behind a backlog: in pieces, handed over a window at a time. Views,
-    // not copies.
+    // not copies (unless they would keep far more alive than they hold: write-cost.ts).
     const backlog = (this.backlog ??= []);
-    for (const buffer of pending) {
+    for (const buffer of ownMemory(pending, total)) {
       for (let at = 0; at < buffer.length; at += WRITE_PIECE_BYTES) {
         const piece =
           at === 0 && buffer.length <= WRITE_PIECE_BYTES ? buffer : buffer.subarray(at, at + WRITE_PIECE_BYTES);
@@ -428,6 +437,7 @@ export class Connection implements ProtocolHandler, WheelTarget {
   private write(stream: Duplex, buffer: Buffer, callbacks: SendCallback[] | null): void {
     // One callback per connection, made the first time it writes (the stream calls it without `this`).
     const onWriteDone = (this.onWriteDone ??= (error) => this.writeDone(error));
+    this.writesWaiting++;
     if (callbacks === null) {
       stream.write(buffer, onWriteDone);
       return;
@@ -453,24 +463,31 @@ export class Connection implements ProtocolHandler, WheelTarget {
     if (wasIdle || watch.progressAt === 0) watch.progressAt = Date.now();
     if (this.config.writeTimeout > 0) this.scheduleWriteCheck(Date.now());
     // The write side is behind: stop reading until it catches up, so memory stays bounded.
-    if (this.stream!.writableLength + this.backlogBytes > this.config.highWaterMark)
+    if (this.stream!.writableLength + this.backlogBytes + this.waitingCost > this.config.highWaterMark)
       this.pauseReading(PAUSED_BY_WRITES);
   }
 
   /** Every completed stream write: progress for the write deadline, the next window, maybe the end of backpressure. */
   private writeDone(error?: Error | null): void {
+    this.writesWaiting--;
     const watch = this.writeWatch;
     if (watch !== null && error == null) watch.done++;
     if (this.backlog !== null) this.pump();
     // Nothing waits on the peer any more: the watch is done.
     if (watch !== null && this.backlog === null && this.stream!.writableLength === 0) this.writeWatch = null;
     if (!this.needDrain && (this.pausedBy & PAUSED_BY_WRITES) === 0) return;
-    if (this.bufferedAmount > this.config.highWaterMark) return;
+    if (this.bufferedAmount + this.waitingCost > this.config.highWaterMark) return;
     this.resumeReading(PAUSED_BY_WRITES);
     if (this.needDrain) {
       this.needDrain = false;
       if (this.readyState === ReadyState.OPEN) this.socket.emit('drain');
     }
+  }
+
+  /** What the writes waiting on the peer cost beyond their bytes: each write the stream or the backlog holds. */
+  private get waitingCost(): number {
+    const backlogged = this.backlog === null ? 0 : this.backlog.length - this.backlogHead;
+    return (this.writesWaiting + backlogged) * WRITE_COST;
   }
 
   /** The stream closed with output still in the backlog: those sends failed. */
