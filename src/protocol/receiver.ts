@@ -171,6 +171,22 @@ export class Receiver {
     this.chunks.push(chunk);
     this.queued += chunk.length;
     if (this.state !== INFLATING) this.run();
+    // The start of a frame header at the end of a read (a few bytes) is kept on its own, not with
+    // the read it came in: else a peer could make each idle connection hold a read (512 KiB on Bun).
+    if (this.queued > 0 && this.state < READ_PAYLOAD) this.keepOnlyLeftover();
+  }
+
+  /** Replace the unread input (a few header bytes) by a copy in memory of its own. */
+  private keepOnlyLeftover(): void {
+    const leftover = Buffer.allocUnsafeSlow(this.queued);
+    let at = 0;
+    for (let i = this.head; i < this.chunks.length; i++) {
+      const chunk = this.chunks[i]!;
+      at += chunk.copy(leftover, at, i === this.head ? this.offset : 0);
+    }
+    this.chunks = [leftover];
+    this.head = 0;
+    this.offset = 0;
   }
 
   /** True once a close frame or a protocol error ended parsing. */
