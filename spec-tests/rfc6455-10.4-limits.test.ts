@@ -290,6 +290,29 @@ describe('RFC 6455 §10.4: what was read is held only while it is needed, not fo
     assert.equal(alive(), 0, `${alive()} of ${cuts.length + 1} chunks still alive after parsing them`);
   });
 
+  for (const [what, frame] of [
+    ['a ping', ping('server', 'p'.repeat(100))],
+    ['a message', binary('server', Buffer.alloc(10_000, 0x6d))],
+  ] as const) {
+    it(`${what} cut short by the end of a read keeps the bytes it has so far, not the read (server)`, async () => {
+      // 64 KiB of pongs, then the first 50 bytes of the frame; the rest comes with the next read.
+      const filler = Buffer.concat(Array.from({ length: 500 }, () => pong('server', 'x'.repeat(125))));
+      const stream = concat(filler, frame);
+      const h = makeReceiver('server');
+      const alive = pushInChunks(h.receiver, stream.subarray(0, filler.length + 50), []);
+      await collect();
+      assert.equal(alive(), 0, 'the read is still alive');
+      h.receiver.push(Buffer.from(stream.subarray(filler.length + 50)));
+      const last = h.events.at(-1)!;
+      assert.equal(last.type, what === 'a ping' ? 'ping' : 'message');
+      assert.ok(
+        (last as { data: Buffer }).data.equals(
+          what === 'a ping' ? Buffer.from('p'.repeat(100)) : Buffer.alloc(10_000, 0x6d),
+        ),
+      );
+    });
+  }
+
   it('a message in 4 KiB fragments, each read with 60 KiB of pongs, holds its bytes, not the chunks they came in (server)', async () => {
     const fragments = 32;
     const payload = Buffer.alloc(fragments * 4096);

@@ -74,6 +74,18 @@ export class PayloadBuffer {
     this.blockEnd += piece.length;
   }
 
+  /**
+   * The payload waits for the next read: its first piece, a view, is copied out of the chunk it
+   * came in unless it uses half of it or more (see pinsMore), like the pieces after it.
+   */
+  compact(): void {
+    const first = this.first;
+    if (first === null || !pinsMore(first)) return;
+    const own = Buffer.allocUnsafeSlow(first.length);
+    own.set(first);
+    this.first = own;
+  }
+
   /** Close the current block, so that what comes next starts a new piece (a frame boundary). */
   seal(): void {
     if (this.block !== null && this.blockEnd > this.blockStart) {

@@ -171,9 +171,12 @@ export class Receiver {
     this.chunks.push(chunk);
     this.queued += chunk.length;
     if (this.state !== INFLATING) this.run();
-    // The start of a frame header at the end of a read (a few bytes) is kept on its own, not with
-    // the read it came in: else a peer could make each idle connection hold a read (512 KiB on Bun).
+    // What waits for the next read is kept on its own, not with the read it came in (else a peer
+    // could make each idle connection hold a whole read: 512 KiB on Bun): the start of a frame
+    // header (a few bytes), and the first piece of an unfinished frame or message.
     if (this.queued > 0 && this.state < READ_PAYLOAD) this.keepOnlyLeftover();
+    this.framePayload.compact();
+    this.message.compact();
   }
 
   /** Replace the unread input (a few header bytes) by a copy in memory of its own. */
