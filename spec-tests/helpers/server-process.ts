@@ -127,7 +127,8 @@ export class ServerProcess {
   async ask<T>(question: string): Promise<T> {
     const before = this.lines.length;
     this.child.stdin.write(`${question}\n`);
-    for (let i = 0; i < 2000 && this.lines.length === before; i++) await delay(10);
+    // (A server that many peers keep busy may take seconds to get to it on a loaded machine.)
+    for (let i = 0; i < 6000 && this.lines.length === before; i++) await delay(10);
     assert.ok(this.lines.length > before, `the server process did not answer "${question}"`);
     return JSON.parse(this.lines.at(-1)!) as T;
   }
