@@ -84,7 +84,7 @@ async function runProbe(server: ServerProcess, probe: Probe, peers: number): Pro
     held = { live: memory.live, buffered: memory.buffered, readable: memory.readable, rss: rss(server.pid) };
     for (const socket of flooders) socket.destroy();
   });
-  for (let i = 0; i < 500 && (await server.clients()) > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  await server.until('the peers to leave', (state) => state.clients === 0);
   return { peers, probe, peak: growth, cpu, held };
 }
 

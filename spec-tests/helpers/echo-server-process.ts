@@ -9,16 +9,19 @@
  * LIBRARY is the file to take the WebSocketServer from (a packed package's dist/index.js, say); by
  * default this repository's src/index.ts. The server accepts TCP connections itself and hands each
  * socket to `handleSocket`, so that it can count what it read from each. Prints one JSON line once
- * listening: {"port":N,"pid":N,"runtime":"node"|"bun"|"deno"}. Answers lines on stdin:
- * - "clients": {"clients":N,"sockets":N,"paused":N,"ended":{...}}: the live connections, the TCP
- *   sockets, those the server stopped reading from, and why connections ended (close codes and
- *   error messages, counted);
- * - "memory": {"live":N,"rss":N,"readable":N,"writable":N,"buffered":N}: the bytes still reachable
- *   after a full garbage collection (JavaScript heap and buffers: the runtime's own count), the
- *   resident set, what the runtime's sockets hold unread and unwritten (their readableLength,
+ * listening: {"port":N,"pid":N,"runtime":"node"|"bun"|"deno"}. Answers each line on stdin with one line:
+ * - "state": {"clients", "paused", "maxBuffered", "open", "openBytesRead", "closed", "maxBytesRead",
+ *   "answers", "ended"}: the WebSocket connections, how many of them stopped reading, the most bytes
+ *   queued on any of them; the TCP sockets still open and the bytes read from them; the sockets
+ *   closed so far, the most bytes read from any of them, and how many got each first line written
+ *   to them (a status line, "" for none); why connections ended (close codes and error messages,
+ *   counted): so a test waits for what the server did, not for time, and knows what it answered
+ *   even to a peer whose socket was reset before it could read the answer;
+ * - "memory": {"live","rss","readable","writable","buffered"}: the bytes still reachable after a
+ *   full garbage collection (JavaScript heap and buffers: the runtime's own count), the resident
+ *   set, what the runtime's sockets hold unread and unwritten (their readableLength,
  *   writableLength), and what the connections have queued for their peers (their bufferedAmount:
- *   the sockets' unwritten bytes and ours not handed to them yet);
- * - "read": {"closed":N,"maxBytesRead":N}: the sockets closed so far, the most read from any of them.
+ *   the sockets' unwritten bytes and ours not handed to them yet).
  * Exits on SIGTERM.
  */
 import { createServer, type AddressInfo, type Socket } from 'node:net';
@@ -44,15 +47,38 @@ server.on('connection', (socket) => {
   socket.on('error', (error) => count(`error: ${error.message}`));
   socket.on('close', (code) => count(`close ${code}`));
 });
-const sockets = new Set<Socket>();
+const open = new Set<Socket>();
 let closed = 0;
 let maxBytesRead = 0;
+const answers: Record<string, number> = {};
+
+/** The first line of the first bytes the server writes to `socket` (it answers with write or end). */
+function watchFirstLine(socket: Socket): () => string {
+  let first = '';
+  const see = (chunk: unknown): void => {
+    if (first === '' && (typeof chunk === 'string' || chunk instanceof Uint8Array) && chunk.length > 0)
+      first = Buffer.from(chunk).toString('latin1').split('\r\n')[0]!;
+  };
+  const { write, end } = socket;
+  socket.write = function (this: Socket, chunk: unknown, ...rest: unknown[]) {
+    see(chunk);
+    return write.apply(this, [chunk, ...rest] as Parameters<typeof write>);
+  } as typeof write;
+  socket.end = function (this: Socket, chunk?: unknown, ...rest: unknown[]) {
+    see(chunk);
+    return end.apply(this, [chunk, ...rest] as Parameters<typeof end>);
+  } as typeof end;
+  return () => first;
+}
+
 const tcp = createServer((socket) => {
-  sockets.add(socket);
+  open.add(socket);
+  const firstLine = watchFirstLine(socket);
   socket.on('close', () => {
-    sockets.delete(socket);
+    open.delete(socket);
     closed++;
     maxBytesRead = Math.max(maxBytesRead, socket.bytesRead);
+    answers[firstLine()] = (answers[firstLine()] ?? 0) + 1;
   });
   server.handleSocket(socket);
 });
@@ -61,42 +87,64 @@ tcp.listen(0, '127.0.0.1', () => {
   reply({ port, pid: process.pid, runtime });
 });
 
+function state(): object {
+  let paused = 0;
+  let maxBuffered = 0;
+  for (const socket of server.clients) {
+    if (socket.isPaused) paused++;
+    maxBuffered = Math.max(maxBuffered, socket.bufferedAmount);
+  }
+  let openBytesRead = 0;
+  for (const socket of open) openBytesRead += socket.bytesRead;
+  return {
+    clients: server.clients.size,
+    paused,
+    maxBuffered,
+    open: open.size,
+    openBytesRead,
+    closed,
+    maxBytesRead,
+    answers,
+    ended,
+  };
+}
+
 /** A full collection: Node and Deno with --expose-gc, Bun with its own call. */
 function collect(): void {
   if (bun !== undefined) bun.gc(true);
   else (globalThis as { gc?: () => void }).gc?.();
 }
 
-/** What is still reachable: on Bun heapUsed already counts buffers (external); Node and Deno count them apart. */
-function live(): number {
+function memory(): object {
+  collect();
+  collect();
+  let readable = 0;
+  let writable = 0;
+  let buffered = 0;
+  for (const socket of open) {
+    readable += socket.readableLength;
+    writable += socket.writableLength;
+  }
+  for (const connection of server.clients) buffered += connection.bufferedAmount;
   const usage = process.memoryUsage();
-  return runtime === 'bun' ? usage.heapUsed : usage.heapUsed + usage.external;
+  // What is still reachable: on Bun heapUsed already counts buffers (external); Node and Deno count them apart.
+  const live = runtime === 'bun' ? usage.heapUsed : usage.heapUsed + usage.external;
+  return { live, rss: usage.rss, readable, writable, buffered };
 }
 
 function reply(answer: object): void {
   process.stdout.write(`${JSON.stringify(answer)}\n`);
 }
 
+let pending = '';
 process.stdin.setEncoding('utf8');
 process.stdin.on('data', (text: string) => {
-  if (text.includes('clients')) {
-    let paused = 0;
-    for (const socket of sockets) if (socket.isPaused()) paused++;
-    reply({ clients: server.clients.size, sockets: sockets.size, paused, ended });
-  }
-  if (text.includes('read')) reply({ closed, maxBytesRead });
-  if (text.includes('memory')) {
-    collect();
-    collect();
-    let readable = 0;
-    let writable = 0;
-    let buffered = 0;
-    for (const socket of sockets) {
-      readable += socket.readableLength;
-      writable += socket.writableLength;
-    }
-    for (const connection of server.clients) buffered += connection.bufferedAmount;
-    reply({ live: live(), rss: process.memoryUsage().rss, readable, writable, buffered });
+  pending += text;
+  let newline: number;
+  while ((newline = pending.indexOf('\n')) !== -1) {
+    const question = pending.slice(0, newline).trim();
+    pending = pending.slice(newline + 1);
+    reply(question === 'state' ? state() : question === 'memory' ? memory() : { unknown: question });
   }
 });
 process.on('SIGTERM', () => process.exit(0));

@@ -5,8 +5,7 @@
  */
 import { connect as netConnect, type Socket } from 'node:net';
 import { handshakeRequest } from './peer/http.js';
-import { delay } from './peer/wait.js';
-import type { ServerProcess } from './server-process.js';
+import type { ServerProcess, State } from './server-process.js';
 
 const sockets = new Set<Socket>();
 
@@ -26,10 +25,16 @@ function open(port: number): Socket {
 
 /**
  * `peers` peers that each send a handshake, then `frame` over and over as fast as TCP takes it,
- * and never read a byte. Resolves once the server has stopped reading from every one of them (or
- * after `ms`), and a moment more so that what the server holds has settled.
+ * and never read a byte. Resolves once the server has stopped reading from every one of them;
+ * `check` runs on every state of the server seen meanwhile (to fail at once on what must never
+ * happen).
  */
-export async function flood(server: ServerProcess, frame: Buffer, peers: number, ms = 150_000): Promise<Socket[]> {
+export async function flood(
+  server: ServerProcess,
+  frame: Buffer,
+  peers: number,
+  check?: (state: State) => void,
+): Promise<Socket[]> {
   // A write's worth: 64 KiB of frames.
   const burst = Buffer.concat(Array.from({ length: Math.max(1, Math.floor(65_536 / frame.length)) }, () => frame));
   const flooders: Socket[] = [];
@@ -44,15 +49,14 @@ export async function flood(server: ServerProcess, frame: Buffer, peers: number,
     socket.on('drain', pump);
     pump();
   }
-  // Every handshake takes its turn, then the server reads from each until TCP's buffers are full of
-  // replies (on a busy machine, tens of seconds: thousands of frames per read to answer meanwhile).
-  const deadline = Date.now() + ms;
-  let state = await server.state();
-  while (Date.now() < deadline && (state.clients < peers || state.paused < peers)) {
-    await delay(100);
-    state = await server.state();
-  }
-  await delay(1000);
+  // Every handshake takes its turn, then the server reads from each until its replies pass
+  // highWaterMark (on a busy machine, tens of seconds: thousands of frames per read to answer
+  // meanwhile). Waited for as long as the server's state changes.
+  await server.until(
+    'every flooder to be connected and held back',
+    (state) => state.clients === peers && state.paused === peers,
+    { check, local: () => flooders.map((socket) => socket.bytesWritten) },
+  );
   return flooders;
 }
 

@@ -6,9 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { connect, type ServerOptions } from '../../src/index.js';
+import { QUIET_MS, whileAlive } from './alive.js';
 import { delay, KiB, MiB, withTimeout } from './peer/wait.js';
 
 const SCRIPT = fileURLToPath(new URL('./echo-server-process.ts', import.meta.url));
@@ -69,11 +70,21 @@ export interface Memory {
   buffered: number;
 }
 
+/** What the server process reports about its connections and sockets (echo-server-process.ts). */
 export interface State {
   clients: number;
-  sockets: number;
-  /** Sockets the server stopped reading from. */
+  /** Connections that stopped reading. */
   paused: number;
+  /** The most bytes queued on one connection (its bufferedAmount). */
+  maxBuffered: number;
+  /** TCP sockets still open, and the bytes read from them. */
+  open: number;
+  openBytesRead: number;
+  /** Sockets closed so far, and the most read from one of them. */
+  closed: number;
+  maxBytesRead: number;
+  /** How many sockets got each first line written to them (a status line, '' for none). */
+  answers: Record<string, number>;
   /** Why connections ended: close codes and errors, counted. */
   ended: Record<string, number>;
 }
@@ -87,9 +98,12 @@ export function stopServers(): void {
 }
 
 export class ServerProcess {
-  readonly lines: string[] = [];
   port = 0;
   pid = 0;
+  /** Lines printed and not asked for yet, and the questions waiting for theirs (one line per question, in order). */
+  private readonly lines: string[] = [];
+  private readonly waiters: { resolve: (line: string) => void; reject: (error: Error) => void }[] = [];
+  private exited: Error | null = null;
 
   private constructor(readonly child: ChildProcessWithoutNullStreams) {}
 
@@ -98,24 +112,29 @@ export class ServerProcess {
     const [command, argv] = runtime.command(SCRIPT, args);
     const child = spawn(command, argv, { stdio: ['pipe', 'pipe', 'pipe'], env: runtime.env ?? process.env });
     running.add(child);
-    child.on('exit', () => running.delete(child));
     const server = new ServerProcess(child);
     let buffered = '';
     let errors = '';
     child.stderr.setEncoding('utf8').on('data', (text: string) => (errors += text));
-    const first = new Promise<{ port: number; pid: number }>((resolve, reject) => {
-      child.stdout.setEncoding('utf8').on('data', (text: string) => {
-        buffered += text;
-        let newline: number;
-        while ((newline = buffered.indexOf('\n')) !== -1) {
-          server.lines.push(buffered.slice(0, newline));
-          buffered = buffered.slice(newline + 1);
-          if (server.lines.length === 1) resolve(JSON.parse(server.lines[0]!) as { port: number; pid: number });
-        }
-      });
-      child.on('exit', (code) => reject(new Error(`the server process exited with ${code}: ${errors}`)));
+    child.stdout.setEncoding('utf8').on('data', (text: string) => {
+      buffered += text;
+      let newline: number;
+      while ((newline = buffered.indexOf('\n')) !== -1) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        const waiter = server.waiters.shift();
+        if (waiter !== undefined) waiter.resolve(line);
+        else server.lines.push(line);
+      }
     });
-    ({ port: server.port, pid: server.pid } = await withTimeout(first, 30_000, 'the server process to listen'));
+    child.on('exit', (code) => {
+      running.delete(child);
+      server.exited = new Error(`the server process exited with ${code}: ${errors}`);
+      for (const waiter of server.waiters.splice(0)) waiter.reject(server.exited);
+    });
+    // A runtime's cold start on a busy machine takes what it takes, while it shows signs of life.
+    const first = await whileAlive(child, server.nextLine(), 'the server process to listen', () => errors.length);
+    ({ port: server.port, pid: server.pid } = JSON.parse(first) as { port: number; pid: number });
     return server;
   }
 
@@ -123,22 +142,24 @@ export class ServerProcess {
     this.child.kill('SIGKILL');
   }
 
-  /** Ask the server process something over its stdin; its answer is the next line it prints. */
-  async ask<T>(question: string): Promise<T> {
-    const before = this.lines.length;
-    this.child.stdin.write(`${question}\n`);
-    // (A server that many peers keep busy may take seconds to get to it on a loaded machine.)
-    for (let i = 0; i < 6000 && this.lines.length === before; i++) await delay(10);
-    assert.ok(this.lines.length > before, `the server process did not answer "${question}"`);
-    return JSON.parse(this.lines.at(-1)!) as T;
+  private nextLine(): Promise<string> {
+    if (this.lines.length > 0) return Promise.resolve(this.lines.shift()!);
+    if (this.exited !== null) return Promise.reject(this.exited);
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
-  async clients(): Promise<number> {
-    return (await this.state()).clients;
+  /**
+   * Ask the server process something over its stdin; its answer is the next line it prints. A
+   * server that many peers keep busy may take long to get to it on a loaded machine: the wait
+   * lasts while the process shows signs of life.
+   */
+  async ask<T>(question: 'state' | 'memory'): Promise<T> {
+    this.child.stdin.write(`${question}\n`);
+    return JSON.parse(await whileAlive(this.child, this.nextLine(), `the answer to "${question}"`)) as T;
   }
 
   state(): Promise<State> {
-    return this.ask<State>('clients');
+    return this.ask<State>('state');
   }
 
   /** Live memory (after a full garbage collection), and what the server's sockets hold. */
@@ -146,23 +167,41 @@ export class ServerProcess {
     return this.ask<Memory>('memory');
   }
 
-  /** The most read from one of the sockets closed so far, and how many closed. */
-  read(): Promise<{ closed: number; maxBytesRead: number }> {
-    return this.ask('read');
+  /**
+   * Until `done` holds for the server's state (and for ours: `local` is part of what counts as
+   * progress). `check` runs on every state seen, to fail at once on what must never happen. Fails
+   * only when neither state changes for QUIET_MS: a slow machine makes it wait longer, never fail.
+   */
+  async until(
+    what: string,
+    done: (state: State) => boolean,
+    { check, local }: { check?: (state: State) => void; local?: () => unknown } = {},
+  ): Promise<State> {
+    let last = '';
+    let changedAt = Date.now();
+    for (;;) {
+      const state = await this.state();
+      check?.(state);
+      if (done(state)) return state;
+      const seen = JSON.stringify([state, local?.()]);
+      if (seen !== last) [last, changedAt] = [seen, Date.now()];
+      assert.ok(Date.now() - changedAt < QUIET_MS, `nothing changed for ${QUIET_MS} ms waiting for ${what}: ${seen}`);
+      await delay(20);
+    }
   }
 
   /** Warm the server up (code compiled, first buffers made), so the baseline is not its cold start. */
   async warmUp(): Promise<void> {
     for (let i = 0; i < 3; i++) {
-      const ws = await connect(`ws://127.0.0.1:${this.port}/`);
+      const ws = await whileAlive(this.child, connect(`ws://127.0.0.1:${this.port}/`), 'a warm-up connection');
       const echoed = new Promise<Buffer>((resolve) => ws.once('message', resolve));
       ws.send(Buffer.alloc(200 * KiB, 7));
-      await withTimeout(echoed, 10_000, 'a warm-up echo');
+      await whileAlive(this.child, echoed, 'a warm-up echo');
       const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
       ws.close(1000);
-      await closed;
+      await withTimeout(closed, QUIET_MS, 'a warm-up close');
     }
-    await delay(200);
+    await this.until('the warm-up connections to be gone', (state) => state.open === 0 && state.clients === 0);
   }
 
   /** While `during` runs: the peak growth of the resident set over its value before, and the CPU time used. */
@@ -171,8 +210,8 @@ export class ServerProcess {
     const cpu = cpuSeconds(this.pid);
     let peak = baseline;
     const timer = setInterval(() => {
-      // (The process may be gone by the last tick.)
-      if (this.child.exitCode === null) peak = Math.max(peak, rss(this.pid));
+      // The process may be gone if the test failed meanwhile; the test reports that, not this.
+      if (existsSync(`/proc/${this.pid}/status`)) peak = Math.max(peak, rss(this.pid));
     }, 10);
     try {
       await during();
@@ -184,10 +223,10 @@ export class ServerProcess {
 
   /** A fresh client still gets its echo: the server is not stuck behind a hostile crowd. */
   async assertServes(): Promise<void> {
-    const ws = await withTimeout(connect(`ws://127.0.0.1:${this.port}/`), 10_000, 'a fresh client to connect');
+    const ws = await whileAlive(this.child, connect(`ws://127.0.0.1:${this.port}/`), 'a fresh client to connect');
     const echoed = new Promise<Buffer>((resolve) => ws.once('message', resolve));
     ws.send('still serving');
-    assert.equal((await withTimeout(echoed, 10_000, 'the echo')).toString(), 'still serving');
+    assert.equal((await whileAlive(this.child, echoed, 'the echo')).toString(), 'still serving');
     ws.terminate();
   }
 }
