@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { Duplex } from 'node:stream';
 import { afterEach, describe, it } from 'node:test';
-import { ConnectionTimeoutError, WebSocketServer } from '../src/index.js';
+import { randomBytes } from 'node:crypto';
+import { ConnectionTimeoutError, WebSocketServer, connect, type WebSocket } from '../src/index.js';
+import { QUIET_MS } from './helpers/alive.js';
 import {
   CloseCode,
   KiB,
@@ -367,4 +369,73 @@ describe('what output waiting on a peer costs: no more than highWaterMark says, 
     assert.ok(kept <= 4 * bytes + read.length, `${bytes} bytes of echoes keep ${kept} bytes alive (${reads} reads)`);
     peer.stream.destroy();
   });
+});
+
+describe('both sides send faster than they read: reading stops for replies waiting, never for output of our own', () => {
+  /**
+   * `done`, waited for as long as `progress()` changes: fails only when nothing moves for QUIET_MS
+   * (two connections waiting on each other), never because the machine is slow.
+   */
+  async function whileMoving<T>(done: Promise<T>, progress: () => unknown, what: string): Promise<T> {
+    let last = '';
+    let movedAt = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const stuck = new Promise<never>((_, reject) => {
+      timer = setInterval(() => {
+        const seen = JSON.stringify(progress());
+        if (seen !== last) [last, movedAt] = [seen, Date.now()];
+        else if (Date.now() - movedAt >= QUIET_MS)
+          reject(new Error(`${what}: nothing moved for ${QUIET_MS} ms: ${seen}`));
+      }, 200);
+    });
+    try {
+      return await Promise.race([done, stuck]);
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  for (const deflate of [false, true]) {
+    it(`our client sends 1024 messages of 64 KiB to our echo server, waiting for 'drain' as an application does, and every echo arrives${deflate ? ' (permessage-deflate)' : ''}`, async () => {
+      // Neither side drops a peer for being slow: a deadlock would show as no progress, not as a close.
+      const s = await server({ writeTimeout: 0, pingInterval: 0, perMessageDeflate: deflate });
+      const ws: WebSocket = await connect(s.url, { writeTimeout: 0, pingInterval: 0, perMessageDeflate: deflate });
+      const { ws: serverSide } = await s.nextConnection();
+      const count = 1024;
+      const size = 64 * KiB;
+      // Random bytes: compression cannot make 64 MiB small.
+      const noise = randomBytes(size);
+      let echoed = 0;
+      let sent = 0;
+      let mostQueued = 0;
+      const all = new Promise<void>((resolve, reject) => {
+        ws.on('message', (data: Buffer) => {
+          if (data.length !== size || data.readUInt32BE(0) !== echoed || !data.subarray(4).equals(noise.subarray(4)))
+            reject(new Error(`echo ${echoed} is not message ${echoed}`));
+          mostQueued = Math.max(mostQueued, serverSide.bufferedAmount);
+          if (++echoed === count) resolve();
+        });
+        ws.on('close', (code) => reject(new Error(`closed with ${code} after ${echoed} echoes`)));
+      });
+      all.catch(() => {});
+      const sending = (async () => {
+        for (; sent < count; sent++) {
+          const message = Buffer.from(noise);
+          message.writeUInt32BE(sent, 0);
+          // As an application that respects backpressure does: past highWaterMark, wait for 'drain'.
+          if (!ws.send(message)) await once(ws, 'drain');
+        }
+      })();
+      await whileMoving(
+        Promise.all([sending, all]),
+        () => [sent, echoed, ws.bufferedAmount, serverSide.bufferedAmount],
+        'the exchange',
+      );
+      assert.equal(echoed, count);
+      // The echo server still held its echoes to highWaterMark (1 MiB) and one read's worth (64 KiB
+      // of messages in, their echoes out), whatever our client sent.
+      assert.ok(mostQueued <= MiB + 2 * size, `the echo server queued ${mostQueued} bytes for one reader`);
+      ws.close();
+    });
+  }
 });

@@ -398,18 +398,24 @@ export class Connection implements WheelTarget {
   private flush(core: Protocol): void {
     // Made on the first write: an idle connection holds none.
     const outbox = (this.outbox ??= new Outbox(this.stream!, this));
-    if (!outbox.write(core.takeOutput(), core.takeCallbacks())) return;
+    const output = core.takeOutput();
+    if (!outbox.write(output, core.takeCallbacks(), core.takenReplyBytes)) return;
     if (this.config.writeTimeout > 0) this.scheduleWriteCheck(Date.now());
-    // The write side is behind: stop reading until it catches up, so memory stays bounded (the
-    // waiting writes count what they cost beyond their bytes: write-cost.ts).
-    if (outbox.unwritten + outbox.waitingCost > this.config.highWaterMark) this.pauseReading(PAUSED_BY_WRITES);
+    // Replies to what was read wait on the peer: stop reading until they drain, so that a peer that
+    // does not read cannot make reading cost memory (the waiting writes count what they cost beyond
+    // their bytes: write-cost.ts). Only replies: output of the application's own initiative is
+    // bounded by highWaterMark and maxBufferedBytes, and must not keep the peer's answers to it from
+    // being read (an echoing peer that did the same would wait on us while we wait on it).
+    if (outbox.repliesWaiting > this.config.highWaterMark) this.pauseReading(PAUSED_BY_WRITES);
   }
 
   /** Every completed stream write (the outbox tells): maybe the end of backpressure both ways. */
   written(): void {
     if (!this.needDrain && (this.pausedBy & PAUSED_BY_WRITES) === 0) return;
-    if (this.bufferedAmount + this.outbox!.waitingCost > this.config.highWaterMark) return;
-    this.resumeReading(PAUSED_BY_WRITES);
+    const outbox = this.outbox!;
+    if ((this.pausedBy & PAUSED_BY_WRITES) !== 0 && outbox.repliesWaiting <= this.config.highWaterMark)
+      this.resumeReading(PAUSED_BY_WRITES);
+    if (this.bufferedAmount + outbox.waitingCost > this.config.highWaterMark) return;
     if (this.needDrain) {
       this.needDrain = false;
       if (this.readyState === ReadyState.OPEN) this.owner.emit('drain');
