@@ -22,7 +22,7 @@ import {
   withTimeout,
   type TestServer,
 } from './helpers/library.js';
-import { RawClient, clientFrame, destroyRawClients, handshakeRequest } from './helpers/peer/index.js';
+import { RawClient, RawServer, clientFrame, destroyRawClients, handshakeRequest } from './helpers/peer/index.js';
 
 const servers: TestServer[] = [];
 afterEach(async () => {
@@ -438,4 +438,42 @@ describe('both sides send faster than they read: reading stops for replies waiti
       ws.close();
     });
   }
+
+  it('our client, its own messages backed up, still reads; pongs for a peer that floods pings and never reads pause it', async () => {
+    const peers = await RawServer.start();
+    const ws: WebSocket = await connect(peers.url(), { highWaterMark: 64 * KiB, writeTimeout: 0, pingInterval: 0 });
+    const peer = await peers.nextPeer();
+    try {
+      // The peer reads nothing; our client sends 8 MiB of its own accord, far more than TCP holds.
+      peer.pauseReading();
+      for (let i = 0; i < 32; i++) ws.send(Buffer.alloc(256 * KiB, i));
+      assert.ok(ws.bufferedAmount > 64 * KiB);
+      // What the peer sends is still read: reading stops for replies waiting, not for our own output.
+      const message = new Promise<Buffer>((resolve) => ws.once('message', resolve));
+      peer.sendPing('p');
+      peer.sendText('still read');
+      assert.equal((await whileMoving(message, () => ws.bufferedAmount, 'the message')).toString(), 'still read');
+      assert.equal(ws.isPaused, false);
+      // A flood of pings: their pongs are replies, and wait behind our messages, so reading stops.
+      const pings = Buffer.concat(Array.from({ length: 8192 }, () => peer.frame({ opcode: Opcode.Ping })));
+      const flood = (): void => {
+        while (!peer.socket.destroyed && !ws.isPaused && peer.socket.write(pings));
+      };
+      peer.socket.on('drain', flood);
+      flood();
+      let check: NodeJS.Timeout | undefined;
+      const paused = new Promise<void>((resolve) => {
+        check = setInterval(() => ws.isPaused && resolve(), 20);
+      });
+      try {
+        await whileMoving(paused, () => peer.socket.bytesWritten, 'our client to stop reading');
+      } finally {
+        clearInterval(check);
+      }
+      assert.equal(ws.isPaused, true);
+    } finally {
+      ws.terminate();
+      await peers.close();
+    }
+  });
 });
