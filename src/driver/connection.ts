@@ -237,6 +237,8 @@ export class Connection implements WheelTarget {
     if (this.closed) return;
     if (this.deflate !== null) this.runJobs(core, this.deflate);
     if (core.hasOutput) this.flush(core);
+    // Replies still waiting for zlib count too: compression does not wait on the peer, reading would.
+    else if (core.pendingReplyBytes > this.config.highWaterMark) this.pauseReading(PAUSED_BY_WRITES);
     if (core.wantsDestroy) {
       this.stream!.destroy();
       return;
@@ -406,14 +408,22 @@ export class Connection implements WheelTarget {
     // their bytes: write-cost.ts). Only replies: output of the application's own initiative is
     // bounded by highWaterMark and maxBufferedBytes, and must not keep the peer's answers to it from
     // being read (an echoing peer that did the same would wait on us while we wait on it).
-    if (outbox.repliesWaiting > this.config.highWaterMark) this.pauseReading(PAUSED_BY_WRITES);
+    if (this.repliesWaiting(core, outbox) > this.config.highWaterMark) this.pauseReading(PAUSED_BY_WRITES);
+  }
+
+  /** Replies to what was read not yet written: waiting in the core (zlib) or on the peer. */
+  private repliesWaiting(core: Protocol, outbox: Outbox): number {
+    return core.pendingReplyBytes + outbox.repliesWaiting;
   }
 
   /** Every completed stream write (the outbox tells): maybe the end of backpressure both ways. */
   written(): void {
     if (!this.needDrain && (this.pausedBy & PAUSED_BY_WRITES) === 0) return;
     const outbox = this.outbox!;
-    if ((this.pausedBy & PAUSED_BY_WRITES) !== 0 && outbox.repliesWaiting <= this.config.highWaterMark)
+    if (
+      (this.pausedBy & PAUSED_BY_WRITES) !== 0 &&
+      this.repliesWaiting(this.core!, outbox) <= this.config.highWaterMark
+    )
       this.resumeReading(PAUSED_BY_WRITES);
     if (this.bufferedAmount + outbox.waitingCost > this.config.highWaterMark) return;
     if (this.needDrain) {

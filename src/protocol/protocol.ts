@@ -170,6 +170,14 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     return this.sender === null ? 0 : this.sender.takenReplyBytes;
   }
 
+  /**
+   * Replies to what was read not taken yet: waiting to be compressed (counted as sent) or to be
+   * taken. A driver counts them with those it took and has not written, before it reads on.
+   */
+  get pendingReplyBytes(): number {
+    return this.sender === null ? 0 : this.sender.pendingReplyBytes;
+  }
+
   /** Whether bytes wait to be taken. */
   get hasOutput(): boolean {
     return this.sender !== null && this.sender.hasOutput;

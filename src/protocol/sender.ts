@@ -68,6 +68,8 @@ export class Sender {
   /** Messages waiting for a compression to finish, in order; null when nothing waits. */
   private staged: Staged[] | null = null;
   private stagedLength = 0;
+  /** Of `stagedLength`, the replies (see `replyBytes`): they wait on zlib, then on the peer. */
+  private stagedReplies = 0;
   /** The staged message being compressed (the first one), from its job's start to `deflated()`. */
   private compressing: Staged | null = null;
   /** Its payload, until the owner takes the job. */
@@ -182,6 +184,11 @@ export class Sender {
     return this.out.take();
   }
 
+  /** Replies not taken yet: staged (as sent, before compression) or queued. */
+  get pendingReplyBytes(): number {
+    return this.stagedReplies + this.replyBytes;
+  }
+
   /** How many of the bytes the last `take()` returned reply to what was read (see `replyBytes`). */
   get takenReplyBytes(): number {
     return this.replyTaken;
@@ -205,6 +212,7 @@ export class Sender {
     if (closeDropped) this.closeFrame = CloseFrame.None;
     this.staged = null;
     this.stagedLength = 0;
+    this.stagedReplies = 0;
     this.compressing = null;
     this.deflateJob = null;
     const dropped: SendCallback[] = [];
@@ -233,6 +241,7 @@ export class Sender {
   private stage(message: Staged): void {
     (this.staged ??= []).push(message);
     this.stagedLength += message.payload.length;
+    if (message.reply) this.stagedReplies += message.payload.length;
     this.drain();
   }
 
@@ -291,5 +300,6 @@ export class Sender {
   private unstage(staged: Staged[], message: Staged): void {
     staged.shift();
     this.stagedLength -= message.payload.length;
+    if (message.reply) this.stagedReplies -= message.payload.length;
   }
 }
