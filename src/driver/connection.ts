@@ -272,6 +272,8 @@ export class Connection implements WheelTarget, PieceSink {
     if (incoming !== null) this.followReader(incoming.holding && core.receiving);
     if (this.deflate !== null) this.runJobs(core, this.deflate);
     if (core.hasOutput) this.flush(core);
+    // Replies still waiting for zlib count too: compression does not wait on the peer, reading would.
+    else if (core.pendingReplyBytes > this.config.highWaterMark) this.pauseReading(PAUSED_BY_WRITES);
     if (core.wantsDestroy) {
       this.stream!.destroy();
       return;
@@ -439,7 +441,6 @@ export class Connection implements WheelTarget, PieceSink {
   piece(message: OutgoingMessage, opcode: number, payload: Buffer, fin: boolean): boolean {
     const core = this.core!;
     if (!core.sendPiece(message, opcode, payload, fin)) return false;
-    this.outgoing!.sent(payload.length, this.config.highWaterMark);
     core.limitBuffered(this.unwritten);
     this.changed();
     return true;
@@ -447,7 +448,7 @@ export class Connection implements WheelTarget, PieceSink {
 
   /** PieceSink: wait until no more than `highWaterMark` is buffered. */
   drained(): Promise<void> | null {
-    if (this.closed || this.bufferedAmount <= this.config.highWaterMark) return null;
+    if (this.closed || this.bufferedAmount + (this.outbox?.waitingCost ?? 0) <= this.config.highWaterMark) return null;
     return this.outgoing!.waitForDrain();
   }
 
@@ -499,22 +500,35 @@ export class Connection implements WheelTarget, PieceSink {
   private flush(core: Protocol): void {
     // Made on the first write: an idle connection holds none.
     const outbox = (this.outbox ??= new Outbox(this.stream!, this));
-    if (!outbox.write(core.takeOutput(), core.takeCallbacks())) return;
+    const output = core.takeOutput();
+    if (!outbox.write(output, core.takeCallbacks(), core.takenReplyBytes)) return;
     if (this.config.writeTimeout > 0) this.scheduleWriteCheck(Date.now());
-    // The write side is behind: stop reading until it catches up, so memory stays bounded. A
-    // streamed send bounds its own bytes (it waits at highWaterMark): they are allowed on top, or
-    // a stream flowing both ways would stop both ends reading, each waiting for the other.
-    const allowance = this.outgoing === null ? 0 : this.outgoing.allowance;
-    if (this.unwritten > this.config.highWaterMark + allowance) this.pauseReading(PAUSED_BY_WRITES);
+    // Replies to what was read wait on the peer: stop reading until they drain, so that a peer that
+    // does not read cannot make reading cost memory (the waiting writes count what they cost beyond
+    // their bytes: write-cost.ts). Only replies: output of the application's own initiative is
+    // bounded by highWaterMark and maxBufferedBytes, and must not keep the peer's answers to it from
+    // being read (an echoing peer that did the same would wait on us while we wait on it). A
+    // streamed send is of the application's own pace: it adds a piece only at highWaterMark or below.
+    if (this.repliesWaiting(core, outbox) > this.config.highWaterMark) this.pauseReading(PAUSED_BY_WRITES);
+  }
+
+  /** Replies to what was read not yet written: waiting in the core (zlib) or on the peer. */
+  private repliesWaiting(core: Protocol, outbox: Outbox): number {
+    return core.pendingReplyBytes + outbox.repliesWaiting;
   }
 
   /** Every completed stream write (the outbox tells): maybe the end of backpressure both ways. */
   written(): void {
     const outgoing = this.outgoing;
     if (!this.needDrain && (this.pausedBy & PAUSED_BY_WRITES) === 0 && (outgoing === null || !outgoing.waiting)) return;
-    if (this.bufferedAmount > this.config.highWaterMark) return;
+    const outbox = this.outbox!;
+    if (
+      (this.pausedBy & PAUSED_BY_WRITES) !== 0 &&
+      this.repliesWaiting(this.core!, outbox) <= this.config.highWaterMark
+    )
+      this.resumeReading(PAUSED_BY_WRITES);
+    if (this.bufferedAmount + outbox.waitingCost > this.config.highWaterMark) return;
     outgoing?.drained();
-    this.resumeReading(PAUSED_BY_WRITES);
     if (this.needDrain) {
       this.needDrain = false;
       if (this.readyState === ReadyState.OPEN) this.owner.emit('drain');

@@ -194,12 +194,6 @@ export interface SendOutcome {
 export class OutgoingStreams {
   private chain: Promise<void> | null = null;
   private waiters: (() => void)[] | null = null;
-  /**
-   * The most the send in progress can have buffered (it adds a piece only at `highWaterMark` or
-   * below): the connection lets that much be unwritten on top of `highWaterMark` before it stops
-   * reading, or a stream flowing both ways would stop both ends reading, each waiting for the other.
-   */
-  allowance = 0;
 
   constructor(private readonly sink: PieceSink) {}
 
@@ -219,15 +213,7 @@ export class OutgoingStreams {
     void chain.then(() => {
       if (this.chain !== chain) return;
       this.chain = null;
-      this.allowance = 0;
     });
-  }
-
-  /** A piece of `length` bytes went to the core. */
-  sent(length: number, highWaterMark: number): void {
-    // Its frames: headers, and what DEFLATE may add to data that does not compress.
-    const framed = highWaterMark + length + (length >>> 3) + 1024;
-    if (framed > this.allowance) this.allowance = framed;
   }
 
   /** Whether a send waits for the buffered bytes to fall to `highWaterMark`. */

@@ -14,10 +14,6 @@ import { BufferView } from './payload-buffer.js';
  */
 const SCRATCH = Buffer.allocUnsafeSlow(8);
 
-const EMPTY = Buffer.alloc(0);
-/** Read chunks at the front of the queue are removed from it in batches of this many. */
-const COMPACT_AFTER = 32;
-
 export class ReadQueue {
   // Unread input: chunks[head] from `offset` on, then the rest of the chunks.
   private chunks: Buffer[] = [];
@@ -68,21 +64,33 @@ export class ReadQueue {
   private skip(n: number): void {
     this.queued -= n;
     this.offset += n;
-    const chunks = this.chunks;
-    if (this.offset === chunks[this.head]!.length) {
+    if (this.offset === this.chunks[this.head]!.length) {
       this.offset = 0;
-      // A chunk read to its end is let go at once: the queue may never run empty (a streamed
-      // message is parsed a piece at a time while more keeps coming), so waiting for that would
-      // keep everything ever read.
-      chunks[this.head] = EMPTY;
-      if (++this.head === chunks.length) {
-        chunks.length = 0;
+      if (++this.head === this.chunks.length) {
+        this.chunks.length = 0;
         this.head = 0;
-      } else if (this.head >= COMPACT_AFTER) {
-        chunks.splice(0, this.head);
+      } else {
+        // Let go of the chunk just used up now, not when the input is: while every chunk ends
+        // inside a frame header (as with a flood of 6-byte pings read 64 KiB at a time, or as a
+        // peer can arrange), or a streamed message is parsed a piece at a time while more keeps
+        // coming, the input is never used up and each chunk read would stay alive.
+        this.chunks.shift();
         this.head = 0;
       }
     }
+  }
+
+  /** Replace the unread input (a few header bytes) by a copy in memory of its own. */
+  protected keepOnlyLeftover(): void {
+    const leftover = Buffer.allocUnsafeSlow(this.queued);
+    let at = 0;
+    for (let i = this.head; i < this.chunks.length; i++) {
+      const chunk = this.chunks[i]!;
+      at += chunk.copy(leftover, at, i === this.head ? this.offset : 0);
+    }
+    this.chunks = [leftover];
+    this.head = 0;
+    this.offset = 0;
   }
 
   protected dropInput(): void {

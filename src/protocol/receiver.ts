@@ -234,25 +234,37 @@ export class Receiver extends ReadQueue {
     while (!this.paused) {
       switch (this.state) {
         case READ_HEADER:
-          if (this.queued < 2) return;
+          if (this.queued < 2) return this.awaitInput();
           this.readHeader();
           break;
         case READ_EXTENDED_LENGTH:
-          if (this.queued < extendedLengthSize(this.header.lengthCode)) return;
+          if (this.queued < extendedLengthSize(this.header.lengthCode)) return this.awaitInput();
           this.readExtendedLength();
           break;
         case READ_MASK_KEY:
-          if (this.queued < 4) return;
+          if (this.queued < 4) return this.awaitInput();
           this.readMaskKey();
           break;
         case READ_PAYLOAD:
-          if (this.remaining > 0 && this.queued === 0) return;
+          if (this.remaining > 0 && this.queued === 0) return this.awaitInput();
           this.readPayload();
           break;
         default:
           return;
       }
     }
+  }
+
+  /**
+   * The input is parsed as far as it goes. What waits for the next read is kept on its own, not
+   * with the read it came in (else a peer could make each idle connection hold a whole read: 512 KiB
+   * on Bun): the start of a frame header (a few bytes), and the first piece of an unfinished frame
+   * or message.
+   */
+  private awaitInput(): void {
+    if (this.queued > 0 && this.state < READ_PAYLOAD) this.keepOnlyLeftover();
+    this.framePayload.compact();
+    this.message.compact();
   }
 
   /** RFC 6455 §5.2: the first two bytes. Everything that can be checked here is, before any payload. */

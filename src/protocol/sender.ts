@@ -59,6 +59,8 @@ interface Staged {
   compress: boolean;
   fragmentSize: number;
   callback: SendCallback | undefined;
+  /** Sent in reply to what was read (see `replyBytes`). */
+  reply: boolean;
   /** A streamed message (its opcode is STREAM): its pieces so far. */
   stream: StreamedMessage | null;
 }
@@ -106,6 +108,8 @@ export class Sender {
   /** Messages waiting for a compression to finish, in order; null when nothing waits. */
   private staged: Staged[] | null = null;
   private stagedLength = 0;
+  /** Of `stagedLength`, the replies (see `replyBytes`): they wait on zlib, then on the peer. */
+  private stagedReplies = 0;
   /** The staged message being compressed (the first one), from its job's start to `deflated()`. */
   private compressing: Staged | null = null;
   /** The job, until the owner takes it. */
@@ -113,6 +117,16 @@ export class Sender {
   /** The length of the piece of a streamed message being compressed. */
   private compressingLength = 0;
   private closeFrame: CloseFrame = CloseFrame.None;
+  /**
+   * Bytes in `out` that reply to what was read (pongs, what the application sent while handling an
+   * event): the driver stops reading while too many of them wait on the peer, and only then, so
+   * that a peer that does not read cannot make reading cost memory, while output of our own
+   * initiative (bounded by `send()`'s return value and `maxBufferedBytes`) never stops the reading
+   * of the peer's replies to it.
+   */
+  private replyBytes = 0;
+  /** `replyBytes` of the last `take()`. */
+  private replyTaken = 0;
 
   constructor(
     /** Set for a client: every frame it sends is masked (RFC 6455 §5.3). */
@@ -144,24 +158,33 @@ export class Sender {
    * when that is set (RFC 6455 §5.4). `compress` asks for permessage-deflate; messages under the
    * deflater's threshold go uncompressed anyway.
    */
-  message(opcode: number, payload: Buffer, compress: boolean, fragmentSize: number, callback?: SendCallback): void {
+  message(
+    opcode: number,
+    payload: Buffer,
+    compress: boolean,
+    fragmentSize: number,
+    callback?: SendCallback,
+    reply = false,
+  ): void {
     const deflate = compress && this.compression !== null && payload.length >= this.compression.threshold;
     if (deflate || this.staged !== null) {
-      this.stage({ opcode, payload, compress: deflate, fragmentSize, callback, stream: null });
+      this.stage({ opcode, payload, compress: deflate, fragmentSize, callback, reply, stream: null });
       return;
     }
-    this.queue().message(opcode, payload, false, fragmentSize);
+    const bytes = this.queue().message(opcode, payload, false, fragmentSize);
+    if (reply) this.replyBytes += bytes;
     this.done(callback);
   }
 
   /** A ping or a pong (RFC 6455 §5.5.2, §5.5.3): never waits behind data. */
-  control(opcode: number, payload: Uint8Array, callback?: SendCallback): void {
-    this.queue().control(opcode, payload);
+  control(opcode: number, payload: Uint8Array, callback?: SendCallback, reply = false): void {
+    const bytes = this.queue().control(opcode, payload);
+    if (reply) this.replyBytes += bytes;
     this.done(callback);
   }
 
   /** Bytes framed elsewhere (a broadcast frames its message once for every connection). */
-  framed(frame: Buffer): void {
+  framed(frame: Buffer, reply = false): void {
     if (this.staged !== null)
       this.stage({
         opcode: FRAMED,
@@ -169,9 +192,13 @@ export class Sender {
         compress: false,
         fragmentSize: 0,
         callback: undefined,
+        reply,
         stream: null,
       });
-    else this.queue().framed(frame);
+    else {
+      this.queue().framed(frame);
+      if (reply) this.replyBytes += frame.length;
+    }
   }
 
   /**
@@ -181,7 +208,8 @@ export class Sender {
   openStream(compress: boolean, fragmentSize: number, callback?: SendCallback): OutgoingMessage {
     const stream = new StreamedMessage();
     const deflate = compress && this.compression !== null;
-    this.stage({ opcode: STREAM, payload: EMPTY, compress: deflate, fragmentSize, callback, stream });
+    // Not a reply: the application paces it (a piece is added only below highWaterMark).
+    this.stage({ opcode: STREAM, payload: EMPTY, compress: deflate, fragmentSize, callback, reply: false, stream });
     return stream;
   }
 
@@ -212,6 +240,7 @@ export class Sender {
       compress: false,
       fragmentSize: 0,
       callback: undefined,
+      reply: false,
       stream: null,
     });
   }
@@ -223,9 +252,21 @@ export class Sender {
 
   /** The frames ready to write, as few buffers as possible; the queue is empty afterwards. */
   take(): Buffer[] {
+    this.replyTaken = this.replyBytes;
+    this.replyBytes = 0;
     if (this.out === null) return [];
     if (this.closeFrame === CloseFrame.Queued) this.closeFrame = CloseFrame.Taken;
     return this.out.take();
+  }
+
+  /** Replies not taken yet: staged (as sent, before compression) or queued. */
+  get pendingReplyBytes(): number {
+    return this.stagedReplies + this.replyBytes;
+  }
+
+  /** How many of the bytes the last `take()` returned reply to what was read (see `replyBytes`). */
+  get takenReplyBytes(): number {
+    return this.replyTaken;
   }
 
   /** The callbacks of the frames just taken, or null. */
@@ -246,6 +287,7 @@ export class Sender {
     if (closeDropped) this.closeFrame = CloseFrame.None;
     this.staged = null;
     this.stagedLength = 0;
+    this.stagedReplies = 0;
     this.compressing = null;
     this.deflateJob = null;
     const dropped: SendCallback[] = [];
@@ -261,6 +303,7 @@ export class Sender {
   clear(): void {
     this.dropStaged();
     this.out?.clear();
+    this.replyBytes = 0;
     const callbacks = this.takeCallbacks();
     if (callbacks !== null) this.events.onDropped(callbacks);
   }
@@ -276,6 +319,7 @@ export class Sender {
   private stage(message: Staged): void {
     (this.staged ??= []).push(message);
     this.stagedLength += message.payload.length;
+    if (message.reply) this.stagedReplies += message.payload.length;
     this.drain();
   }
 
@@ -298,8 +342,10 @@ export class Sender {
       if (message.opcode === FRAMED || message.opcode === CLOSE_FRAME) {
         if (message.opcode === CLOSE_FRAME) this.closeFrame = CloseFrame.Queued;
         this.queue().framed(message.payload);
+        if (message.reply) this.replyBytes += message.payload.length;
       } else {
-        this.queue().message(message.opcode, message.payload, false, message.fragmentSize);
+        const bytes = this.queue().message(message.opcode, message.payload, false, message.fragmentSize);
+        if (message.reply) this.replyBytes += bytes;
         this.done(message.callback);
       }
     }
@@ -384,7 +430,8 @@ export class Sender {
     }
     this.unstage(this.staged!, message);
     // RFC 7692 §6: RSV1 on the first frame of a compressed message only (FrameQueue does that).
-    this.queue().message(message.opcode, compressed, true, message.fragmentSize);
+    const bytes = this.queue().message(message.opcode, compressed, true, message.fragmentSize);
+    if (message.reply) this.replyBytes += bytes;
     this.done(message.callback);
     this.drain();
   }
@@ -392,5 +439,6 @@ export class Sender {
   private unstage(staged: Staged[], message: Staged): void {
     staged.shift();
     this.stagedLength -= message.payload.length;
+    if (message.reply) this.stagedReplies -= message.payload.length;
   }
 }
