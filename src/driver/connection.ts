@@ -8,13 +8,8 @@ import type { Opcode } from '../protocol/constants.js';
 import type { OutgoingMessage, SendCallback } from '../protocol/sender.js';
 import type { PerMessageDeflate } from './deflate-zlib.js';
 import { Outbox } from './outbox.js';
-import {
-  IncomingStreams,
-  OutgoingStreams,
-  type MessageSourceData,
-  type MessageStream,
-  type PieceSink,
-} from './streams.js';
+import type { MessageSourceData, MessageStream, PieceSink } from './streams.js';
+import { IncomingStreams, OutgoingStreams } from './streams.js';
 import { sharedWheel, type WheelTarget } from './timer-wheel.js';
 
 /**
@@ -388,13 +383,10 @@ export class Connection implements WheelTarget, PieceSink {
 
   /** The reader of a message stream is behind (`holding`), or caught up: reading and inflating follow. */
   private followReader(holding: boolean): void {
-    if (holding) {
-      this.pauseReading(PAUSED_BY_STREAM);
-      this.deflate?.pauseInflate();
-    } else {
-      this.resumeReading(PAUSED_BY_STREAM);
-      this.deflate?.resumeInflate();
-    }
+    if (holding) this.pauseReading(PAUSED_BY_STREAM);
+    else this.resumeReading(PAUSED_BY_STREAM);
+    if (holding) this.deflate?.pauseInflate();
+    else this.deflate?.resumeInflate();
   }
 
   pauseReading(reason: number): void {

@@ -42,3 +42,15 @@ export interface ProtocolSetup {
   /** The budget of inflated bytes shared with other connections (src/protocol/inflate-budget.ts). */
   inflateBudget?: InflateBudget | null;
 }
+
+/** The closing handshake's details, made when it starts (an idle connection needs none). */
+export interface Closing {
+  /** When to give up waiting for the peer's close and the end of TCP; 0 for never. */
+  deadline: number;
+  /** The peer's close frame, once received (§7.1.5, §7.1.6). */
+  peerCode: number;
+  peerReason: string;
+  /** The code we failed the connection with (§7.1.7), when we did. */
+  failCode: number;
+  failReason: string;
+}

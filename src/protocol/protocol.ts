@@ -1,18 +1,12 @@
 import { buildClosePayload, truncateUtf8 } from './close.js';
 import { CloseCode, MAX_CLOSE_REASON_BYTES, Opcode, ReadyState } from './constants.js';
 import { ConnectionTimeoutError, MessageAbortedError, type ProtocolError } from './errors.js';
-import type { CloseReport, ProtocolEvent, ProtocolSetup } from './events.js';
+import type { CloseReport, Closing, ProtocolEvent, ProtocolSetup } from './events.js';
 import type { InflateBudget } from './inflate-budget.js';
 import { toPayload, type Data, type ResolvedConnectionOptions, type SendOptions } from './options.js';
 import { Receiver, type InflateJob, type ReceiverHandler, type Role } from './receiver.js';
-import {
-  Sender,
-  type DeflateJob,
-  type OutgoingMessage,
-  type SendCallback,
-  type SenderCompression,
-  type SenderEvents,
-} from './sender.js';
+import type { DeflateJob, OutgoingMessage } from './sender.js';
+import { Sender, type SendCallback, type SenderCompression, type SenderEvents } from './sender.js';
 import { outgoingFrameDecoder, tracingHandler } from './trace.js';
 import { isUtf8Payload } from './utf8.js';
 import { MaskKeySource } from './writer.js';
@@ -38,18 +32,6 @@ import { MaskKeySource } from './writer.js';
  */
 
 export type { CloseReport, ProtocolEvent, ProtocolSetup } from './events.js';
-
-/** The closing handshake's details, made when it starts (an idle connection needs none). */
-interface Closing {
-  /** When to give up waiting for the peer's close and the end of TCP; 0 for never. */
-  deadline: number;
-  /** The peer's close frame, once received (§7.1.5, §7.1.6). */
-  peerCode: number;
-  peerReason: string;
-  /** The code we failed the connection with (§7.1.7), when we did. */
-  failCode: number;
-  failReason: string;
-}
 
 const EMPTY = Buffer.alloc(0);
 
@@ -109,9 +91,8 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   }
 
   /**
-   * Whether data messages are streamed (`messageStart`, `messageData`, `messageEnd`) rather than
-   * assembled (`message`): `streamMessages` at first; a change applies from the next message whose
-   * first frame is not read yet (since parsing is lazy, the one after the event being handled).
+   * Whether data messages are streamed (`messageStart`, `messageData`, `messageEnd`), not assembled:
+   * a change applies from the next message not yet parsed (the one after the event being handled).
    */
   get streamMessages(): boolean {
     return this.streaming;
@@ -316,18 +297,16 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     this.emitParsed({ type: 'message', data, isBinary });
   }
 
-  /** The receiver's event (ReceiverHandler): a streamed message begins. */
+  /** The receiver's events (ReceiverHandler) for a streamed message: its start, each piece, its end. */
   onMessageStart(isBinary: boolean): void {
     this.streamOpen = true;
     this.emitParsed({ type: 'messageStart', isBinary });
   }
 
-  /** The receiver's event (ReceiverHandler). */
   onMessageData(data: Buffer): void {
     this.emitParsed({ type: 'messageData', data });
   }
 
-  /** The receiver's event (ReceiverHandler). */
   onMessageEnd(): void {
     this.streamOpen = false;
     this.emitParsed({ type: 'messageEnd' });
@@ -431,12 +410,9 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   }
 
   /**
-   * RFC 6455 §5.4: a message whose payload comes in pieces (a stream the application sends), opened
-   * now so that it keeps its place among the messages sent: `sendPiece()` adds to it, each piece a
-   * fragment as it comes (compressed as one DEFLATE stream, RFC 7692 §7.2.1). Messages sent after it
-   * wait until its last piece (fragments of messages are never interleaved); pings and pongs do
-   * not; our close frame does (`close()` sends it after the message). Null, and the callback's
-   * failure queued, once a close frame was sent.
+   * RFC 6455 §5.4: a message sent in pieces (`sendPiece()`, each a fragment; one DEFLATE stream, RFC
+   * 7692 §7.2.1), in its place now. Later messages and our close wait for its end; pings and pongs
+   * do not. Null, and the callback's failure queued, once a close frame was sent.
    */
   openMessage(compress: boolean, fragmentSize: number, callback?: SendCallback): OutgoingMessage | null {
     if (!this.canSend) {
@@ -467,12 +443,9 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     if (message.dropped || this.state === ReadyState.CLOSED) return;
     if (!this.closeReceived) return this.fail(CloseCode.InternalError, 'the message source failed', null, false, now);
     // §5.5.1: the close frame follows the messages sent before it, but this one will never end.
-    const closing = this.closing!;
+    const { peerCode, peerReason } = this.closing!;
     if (this.sender!.dropStaged())
-      this.sendClose(
-        closing.peerCode === CloseCode.NoStatusReceived ? undefined : closing.peerCode,
-        closing.peerReason,
-      );
+      this.sendClose(peerCode === CloseCode.NoStatusReceived ? undefined : peerCode, peerReason);
   }
 
   private refuse(callback: SendCallback | undefined): false {

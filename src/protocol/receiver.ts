@@ -20,10 +20,9 @@ import { Utf8Cutter, Utf8Validator } from './utf8.js';
  * in several pieces is copied exactly once, when it is complete. Chunks are never concatenated
  * into a growing buffer; only the few header bytes that straddle two chunks are copied.
  *
- * Streaming (`streaming`, RFC 6455 §5.2: "a part of a frame can be delivered to the application"):
- * data messages are handed on as they arrive, never held, as `onMessageStart`, pieces to
- * `onMessageData` (views, or inflated output; text validated and cut on code point boundaries),
- * `onMessageEnd`.
+ * Streaming (RFC 6455 §5.2: "a part of a frame can be delivered to the application"): data messages
+ * go on as they arrive, never held: `onMessageStart`, `onMessageData` (views, or inflated output;
+ * text validated and cut on code points), `onMessageEnd`.
  */
 
 export type Role = 'server' | 'client';
@@ -452,10 +451,7 @@ export class Receiver extends ReadQueue {
     this.inflateJob = { payload, fin: this.inflatingFin };
   }
 
-  /**
-   * A piece of a streamed message on to the handler: text validated as it comes (RFC 6455 §8.1, fail
-   * fast) and cut on code point boundaries, an unfinished one held for the next. False: it failed.
-   */
+  /** A streamed piece to the handler: text validated (§8.1, fail fast) and cut on code points. False: failed. */
   private deliver(piece: Buffer): boolean {
     let data = piece;
     if (this.messageOpcode === Opcode.Text) {
