@@ -153,6 +153,8 @@ export class PerMessageDeflate {
   private inflateError: ((error: Error) => void) | null = null;
   private deflateChunks: Buffer[] = [];
   private finishInflate: (() => void) | null = null;
+  /** The job's input is inflated, but output waits in the paused inflater: end the job once it is out. */
+  private inflateFinish: (() => void) | null = null;
   /**
    * The inflation job in flight: its limiter slot's release (null while it holds none: paused, or
    * waiting for one), and how to go on once it has one again.
@@ -188,6 +190,7 @@ export class PerMessageDeflate {
         this.inflateSink = null;
         this.inflateError = null;
         this.finishInflate = null;
+        this.inflateFinish = null;
         this.inflateSlot = null;
         slot.release?.();
         slot.release = null;
@@ -211,8 +214,15 @@ export class PerMessageDeflate {
         stop(error);
       };
       // The stream flushes every write (Z_SYNC_FLUSH): one thread-pool job per frame, and its
-      // output is all out when the write calls back.
+      // output is all out when the write calls back, unless the output was paused (a streamed
+      // message's reader is behind): then what zlib made waits in the stream's buffer, and the job
+      // ends once that is out too, or its last bytes would come after the message's end.
       inflater.write(fin ? withTail(payload) : payload, () => {
+        if (stopped) return;
+        if (inflater.readableLength > 0) this.inflateFinish = finish;
+        else finish();
+      });
+      const finish = (): void => {
         if (stopped) return;
         if (this.inflater === inflater) {
           if (inflater.readableEnded) {
@@ -225,7 +235,7 @@ export class PerMessageDeflate {
           }
         }
         stop(null);
-      });
+      };
     };
     const slot: InflateSlot = { release: null, proceed: start };
     this.inflateSlot = slot;
@@ -331,7 +341,15 @@ export class PerMessageDeflate {
       windowBits: Math.max(this.params.peerMaxWindowBits, ZLIB_MIN_WINDOW_BITS),
       flush: zlibConstants.Z_SYNC_FLUSH,
     });
-    inflater.on('data', (chunk: Buffer) => this.inflateSink?.(chunk));
+    inflater.on('data', (chunk: Buffer) => {
+      this.inflateSink?.(chunk);
+      // The job's input was all inflated while its output waited (see inflate()): now it is out.
+      const finish = this.inflateFinish;
+      if (finish !== null && inflater.readableLength === 0) {
+        this.inflateFinish = null;
+        finish();
+      }
+    });
     inflater.on('error', (error: Error) => this.inflateError?.(error));
     return inflater;
   }
