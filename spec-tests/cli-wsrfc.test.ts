@@ -10,7 +10,6 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, afterEach, describe, it } from 'node:test';
 import {
-  PROGRAM_MS,
   ROOT,
   assertMasked,
   assertNoStack,
@@ -101,7 +100,7 @@ describe('wsrfc connect at a terminal (a pseudo-terminal driven by helpers/pty-s
   /** Type `steps` at `wsrfc connect URL` on a terminal; the screen's lines and the exit status. */
   async function atTerminal(url: string, steps: ({ send: string } | { expect: string })[]) {
     const program = [process.execPath, '--import', 'tsx', 'src/cli/wsrfc.ts', 'connect', url];
-    const output = await runPython(found.python!, script, [ROOT, JSON.stringify(steps), ...program], PROGRAM_MS * 3);
+    const output = await runPython(found.python!, script, [ROOT, JSON.stringify(steps), ...program]);
     return JSON.parse(output) as { transcript: string; status: number | null; failed: string | null };
   }
 

@@ -10,6 +10,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { connect, formatFrame, type WebSocket } from '../src/index.js';
 import { MiB, Opcode, startServer, waitUntil, withTimeout, type TestServer } from './helpers/library.js';
 import { RawClient, clientFrame, destroyRawClients } from './helpers/peer/index.js';
+import { QUIET_MS } from './helpers/alive.js';
 
 /** The length-encoding boundaries of §5.2 (7-bit, 16-bit, 64-bit) and a large message. */
 const SIZES = [0, 125, 126, 65535, 65536, 16 * MiB];
@@ -66,9 +67,9 @@ describe('RFC 6455 §5.2, §5.6: echo of single-frame messages from the raw clie
       it(`${kind} message of ${label(size)}`, async () => {
         const client = await RawClient.connect(server.port);
         const data = payload(kind, size);
-        const started = Date.now();
         client.sendFrame({ opcode: kind === 'text' ? Opcode.Text : Opcode.Binary, payload: data });
-        const [message] = await client.waitMessages(1, 5000);
+        // How long 16 MiB takes is for the benchmarks; here only a stuck echo fails (one step, QUIET_MS).
+        const [message] = await client.waitMessages(1, QUIET_MS);
         assert.equal(message!.isBinary, kind === 'binary');
         assertSameBytes(message!.data, data);
         assert.deepEqual(client.protocolErrors, [], 'the server frames are well formed (unmasked, §5.1)');
@@ -77,7 +78,6 @@ describe('RFC 6455 §5.2, §5.6: echo of single-frame messages from the raw clie
           assert.equal(client.frames[0]!.masked, false, 'a server never masks (§5.1)');
           assert.equal(client.frames[0]!.fin, true);
         }
-        if (size >= MiB) assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
       });
     }
   }
@@ -87,7 +87,6 @@ describe('RFC 6455 §5.2, §5.6: echo of single-frame messages from the raw clie
       const client = await RawClient.connect(server.port);
       const data = payload(kind, 16 * MiB);
       const fragment = 64 * 1024;
-      const started = Date.now();
       for (let start = 0; start < data.length; start += fragment) {
         const first = start === 0;
         const last = start + fragment >= data.length;
@@ -97,10 +96,9 @@ describe('RFC 6455 §5.2, §5.6: echo of single-frame messages from the raw clie
           fin: last,
         });
       }
-      const [message] = await client.waitMessages(1, 5000);
+      const [message] = await client.waitMessages(1, QUIET_MS);
       assert.equal(message!.isBinary, kind === 'binary');
       assertSameBytes(message!.data, data);
-      assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
     });
   }
 
@@ -224,7 +222,7 @@ describe('echo through our own client (connect())', () => {
     return ws;
   }
 
-  function nextMessage(ws: WebSocket, ms = 5000): Promise<[Buffer, boolean]> {
+  function nextMessage(ws: WebSocket, ms = QUIET_MS): Promise<[Buffer, boolean]> {
     return withTimeout(once(ws, 'message') as Promise<[Buffer, boolean]>, ms, 'a message');
   }
 
@@ -252,11 +250,9 @@ describe('echo through our own client (connect())', () => {
     const ws = await open();
     const data = payload('binary', 16 * MiB);
     const received = nextMessage(ws);
-    const started = Date.now();
     ws.send(data, { fragmentSize: MiB });
     const [echoed] = await received;
     assertSameBytes(echoed, data);
-    assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
   });
 
   it('a ping from our client gets a pong with its payload', async () => {

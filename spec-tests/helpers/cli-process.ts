@@ -6,11 +6,15 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { RawServer, withTimeout, type ServerPeer } from './peer/index.js';
+import { RawServer, type ServerPeer } from './peer/index.js';
+import { QUIET_MS, whileAlive } from './alive.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-/** Upper bounds for a failing case, never waited out when things work (a busy machine may be slow). */
-export const PROGRAM_MS = 30_000;
+/**
+ * Upper bound for the test peer's waits on the program (a pong, a message): never waited out when
+ * things work. Waits on the program itself last while it shows signs of life (helpers/alive.ts).
+ */
+export const PROGRAM_MS = QUIET_MS;
 
 export interface Run {
   child: ChildProcess;
@@ -55,13 +59,15 @@ export function wsrfc(args: string[], input?: string | null, file = 'src/cli/wsr
     });
   }
   const exit = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  const output = (): number => text.stdout.length + text.stderr.length;
   const describe = (): string => `stdout: ${JSON.stringify(text.stdout)}, stderr: ${JSON.stringify(text.stderr)}`;
   return {
     child,
     stdout: () => text.stdout,
     stderr: () => text.stderr,
     waitFor: (pattern, stream = 'stdout') =>
-      withTimeout(
+      whileAlive(
+        child,
         new Promise<RegExpMatchArray>((resolve, reject) => {
           const check = (): void => {
             const match = text[stream].match(pattern);
@@ -77,11 +83,15 @@ export function wsrfc(args: string[], input?: string | null, file = 'src/cli/wsr
           });
           check();
         }),
-        PROGRAM_MS,
-        `${pattern} on ${stream} (${describe()})`,
-      ),
+        `${pattern} on ${stream}`,
+        output,
+      ).catch((error: unknown) => {
+        throw new Error(`${(error as Error).message} (${describe()})`);
+      }),
     finished: async () => {
-      const code = await withTimeout(exit, PROGRAM_MS, `wsrfc ${args.join(' ')} to exit (${describe()})`);
+      const code = await whileAlive(child, exit, `wsrfc ${args.join(' ')} to exit`, output).catch((error: unknown) => {
+        throw new Error(`${(error as Error).message} (${describe()})`);
+      });
       return { code, stdout: text.stdout, stderr: text.stderr };
     },
   };

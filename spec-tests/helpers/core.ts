@@ -94,25 +94,53 @@ export class InflatingReceiver extends Receiver {
     super({ ...receiverOptions(options.role, options), compressed: true }, handler);
   }
 
+  /** Inflations handed to zlib whose callback has not come yet. */
+  inFlight = 0;
+  #wake: (() => void) | null = null;
+
   override push(chunk: Buffer): void {
     super.push(chunk);
     this.runJob();
   }
 
+  /**
+   * Resolves once `finished()` holds, or once no inflation is in flight: the receiver goes on
+   * synchronously when a job calls back, so with all input pushed and nothing in flight nothing more
+   * can come, and what is missing is a stall for the caller to report. No clock judges the pace; the
+   * one timer (LOST_JOB_MS, restarted by every job that finishes) only catches a job that never calls
+   * back, which would otherwise hang the suite.
+   */
+  async settle(finished: () => boolean): Promise<void> {
+    while (!finished() && this.inFlight > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve, reject) => {
+        this.#wake = resolve;
+        timer = setTimeout(() => reject(new Error(`an inflation never called back (${LOST_JOB_MS} ms)`)), LOST_JOB_MS);
+      }).finally(() => clearTimeout(timer));
+      this.#wake = null;
+    }
+  }
+
   private runJob(): void {
     const job = this.takeInflateJob();
     if (job === null) return;
+    this.inFlight++;
     this.zlib.inflate(
       job.payload,
       job.fin,
       (data) => this.inflated(data),
       (error) => {
+        this.inFlight--;
         this.inflateDone(error);
         this.runJob();
+        this.#wake?.();
       },
     );
   }
 }
+
+/** How long one inflation (at most a frame's payload in these tests) may take before it counts as lost. */
+const LOST_JOB_MS = 30_000;
 
 export function makeReceiver(role: Role, options: ReceiverOverrides = {}, recordFrames = false): Harness {
   const collector = new Collector(recordFrames);
