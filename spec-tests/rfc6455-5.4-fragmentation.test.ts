@@ -180,7 +180,7 @@ describe('RFC 6455 §5.4 "Control frames MAY be injected in the middle of a frag
       for (const chunk of [wire.length, 3]) {
         const h = makeReceiver(role, {}, true);
         h.push(Buffer.from(wire), chunk);
-        const frames = h.events.filter((e: Event) => e.type === 'frame').map((e: Event) => (e.frame as Frame).payload);
+        const frames = h.events.flatMap((e: Event) => (e.type === 'frame' ? [e.frame.payload] : []));
         assert.deepEqual(frames, payloads, `chunks of ${chunk} bytes`);
         assert.deepEqual(onlyMessage(h.events.filter((e: Event) => e.type !== 'frame')).data, Buffer.concat(payloads));
       }
