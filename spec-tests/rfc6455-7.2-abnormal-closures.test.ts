@@ -11,6 +11,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
+import * as core from '../src/core.js';
 import { ConnectionTimeoutError } from '../src/protocol/errors.js';
 import { resolveConnectionOptions } from '../src/protocol/options.js';
 import { Protocol } from '../src/protocol/protocol.js';
@@ -294,6 +295,35 @@ describe('RFC 6455 §7.2.3 Recovering from Abnormal Closure', () => {
       assert.equal(h.protocol.state, 3);
       assert.equal(h.protocol.canSend, false);
       assert.deepEqual(h.take(), [], 'no wake, no frame, no attempt of any kind');
+    });
+  }
+});
+
+describe('RFC 6455 §7.2.1: the connection lost, as a wsrfc/core embedder drives the core', () => {
+  for (const role of ROLES) {
+    it(`bytes handed out whose callbacks were not yet taken: when the stream closes, their callbacks are reported failed (${role})`, () => {
+      // An embedder may take the output and close the stream before taking its callbacks: the
+      // message may not have reached the peer, so its sender must hear of a failure, not of nothing.
+      const protocol = new core.Protocol(role, core.resolveConnectionOptions({ pingInterval: 0 }), 0);
+      const callback = (): void => {};
+      assert.equal(protocol.sendData('hello', undefined, callback), true);
+      assert.equal(protocol.takeOutput().length, 1);
+      assert.deepEqual(protocol.streamClosed(1), LOST);
+      const event = protocol.nextEvent();
+      assert.ok(event !== null && event.type === 'sendFailed', 'a sendFailed event');
+      assert.deepEqual(event.callbacks, [callback]);
+      assert.equal(protocol.nextEvent(), null);
+      assert.equal(protocol.takeCallbacks(), null, 'the callbacks are reported once');
+    });
+
+    it(`a write deadline that fires after the stream closed changes nothing: no event, no output, no destroy (${role})`, () => {
+      const protocol = new core.Protocol(role, core.resolveConnectionOptions({ pingInterval: 0 }), 0);
+      assert.deepEqual(protocol.streamClosed(1), LOST);
+      protocol.writeTimedOut(2);
+      assert.equal(protocol.nextEvent(), null);
+      assert.deepEqual(protocol.takeOutput(), []);
+      assert.equal(protocol.wantsDestroy, false);
+      assert.equal(protocol.wantsEnd, false);
     });
   }
 });
