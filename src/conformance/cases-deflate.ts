@@ -8,7 +8,7 @@
 import { Case, type CaseInfo, type DeflateAcceptance } from './case.js';
 import { EXTENSION, type DeflateOffer } from './deflate.js';
 import { CLEAN_NORMAL, type CaseDefinition } from './script.js';
-import { DATA_ORDER, nextMessage, testData, type TestData } from './testdata.js';
+import { DATA_ORDER, nextMessage, testData, type TestData } from './data-sets.js';
 
 /** [message size, message count, timeout in seconds, automatic fragment size]. */
 const SIZES: [number, number, number, number][] = [
@@ -138,8 +138,14 @@ class CompressionCase extends Case {
     const { payload, next } = nextMessage(this.data, this.from, this.size[0]);
     this.from = next;
     this.sent = payload;
-    this.p.sendMessage(payload, this.data.binary);
+    // The message and all before it are determined by the data set, the size and the count.
+    this.p.sendMessage(payload, this.data.binary, undefined, false, `${this.data.key}/${this.size[0]}/${this.count}`);
     this.count++;
+  }
+
+  override onConnectionLost(): void {
+    super.onConnectionLost();
+    if (this.result.startsWith('The case did not finish')) stoppedEarly(this, this.count, this.size[1]);
   }
 
   override onMessage(payload: Buffer, binary: boolean): void {
@@ -161,6 +167,12 @@ class CompressionCase extends Case {
       this.p.sendClose(1000);
     }
   }
+}
+
+/** Why a case that stopped early stopped: the engine's account of the connection's end. */
+function stoppedEarly(c: CompressionCase, sent: number, total: number): void {
+  if (c.behavior !== 'FAILED' || !c.connectionWasOpen || sent >= total) return;
+  c.result = `Stopped at message ${sent} of ${total}: ${c.p.wasNotCleanReason ?? 'the connection ended'}.`;
 }
 
 function describeOffers(parameters: Parameters): string {

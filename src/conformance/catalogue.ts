@@ -79,9 +79,10 @@ export function allCases(): CaseDefinition[] {
 }
 
 /**
- * The cases a comma-separated list of patterns selects, in order, without repeats. A pattern with
- * `*` matches ids that start like it (`*` standing for anything, as in the suite's configuration);
- * without, it names one case. Throws a RangeError for a pattern that selects nothing.
+ * The cases a comma-separated list of patterns selects, in order, without repeats. A pattern names
+ * one case, or with `*` standing for anything, the ids it spells out whole: `6.4.*` is 6.4.1-6.4.4,
+ * `13.*.1` is 13.1.1, 13.2.1 ... (the suite's configuration matches only the start, so there
+ * `13.*.1` also takes 13.1.10). Throws a RangeError for a pattern that selects nothing.
  */
 export function selectCases(patterns: string): CaseDefinition[] {
   const cases = allCases();
@@ -91,7 +92,7 @@ export function selectCases(patterns: string): CaseDefinition[] {
     if (pattern === '') continue;
     let matched = 0;
     if (pattern.includes('*')) {
-      const regex = new RegExp(`^${pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}`);
+      const regex = new RegExp(`^${pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
       for (const c of cases)
         if (regex.test(c.id)) {
           chosen.add(c.id);

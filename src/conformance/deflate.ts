@@ -116,6 +116,17 @@ function slide(history: Buffer | null, data: Buffer, size: number): Buffer {
 }
 
 /**
+ * Compressed messages the engine has made, by what determines them (the data set, the message's
+ * place in its sequence, the parameters): the cases of groups 12 and 13 send the same sequences
+ * with the same parameters again and again (12.x.10 and 12.x.15-18 differ only in how the
+ * compressed message is cut into frames), so each is compressed once per run. Bounded: past the
+ * budget nothing more is kept, and nothing that compressed poorly is kept at all.
+ */
+const cache = new Map<string, Buffer>();
+let cached = 0;
+const CACHE_BUDGET = 192 * 1024 * 1024;
+
+/**
  * One endpoint's compression, once agreed: it compresses what it sends with its own side's
  * parameters and inflates what it receives with the peer's (§7.1.1, §7.1.2).
  *
@@ -146,8 +157,30 @@ export class PerMessageDeflate {
     this.receiveWindow = isServer ? params.clientMaxWindowBits : params.serverMaxWindowBits;
   }
 
-  /** §7.2.1: compress one message, the trailing 00 00 FF FF removed. */
-  compress(message: Buffer): Buffer {
+  /**
+   * §7.2.1: compress one message, the trailing 00 00 FF FF removed. `key` names the message and
+   * everything before it in its sequence, when the caller knows it will send the same sequence again.
+   */
+  compress(message: Buffer, key?: string): Buffer {
+    const cacheKey = key === undefined ? null : `${key}/${this.sendTakeover}/${this.sendWindow}/${this.level}`;
+    const known = cacheKey === null ? undefined : cache.get(cacheKey);
+    if (known !== undefined) {
+      if (this.sendTakeover) this.sent = slide(this.sent, message, 1 << this.sendWindow);
+      return known;
+    }
+    const compressed = this.deflate(message);
+    if (
+      cacheKey !== null &&
+      cached < CACHE_BUDGET &&
+      (compressed.length <= 1024 || compressed.length < message.length / 2)
+    ) {
+      cache.set(cacheKey, compressed);
+      cached += compressed.length;
+    }
+    return compressed;
+  }
+
+  private deflate(message: Buffer): Buffer {
     const dictionary = this.sendTakeover && this.sent !== null ? { dictionary: this.sent } : {};
     const out = zlib.deflateRawSync(message, {
       // zlib cannot make an 8-bit window for raw deflate; Huffman coding alone uses no window at all.

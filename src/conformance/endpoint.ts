@@ -268,7 +268,11 @@ export class Endpoint {
       chopSize: options.chopSize ?? null,
     });
     if (options.opcode === Op.Text || options.opcode === Op.Binary) this.sendingText = options.opcode === Op.Text;
-    return Buffer.concat([header, mask === null ? payload : applyMask(payload, mask)]);
+    const bytes = Buffer.allocUnsafe(header.length + payload.length);
+    header.copy(bytes);
+    if (mask === null) payload.copy(bytes, header.length);
+    else applyMask(payload, mask, 0, bytes, header.length);
+    return bytes;
   }
 
   /** For the wire log: whether the data message being sent is text. */
@@ -290,8 +294,9 @@ export class Endpoint {
    * Send a message (the suite's sendMessage): compressed when permessage-deflate is agreed (RSV1 on
    * the first frame, §6), in fragments of `fragmentSize` (or autoFragmentSize) octets. Like the
    * suite, a payload that is a multiple of the fragment size ends with an empty final fragment.
+   * `cacheKey`: see PerMessageDeflate.compress.
    */
-  sendMessage(payload: Buffer, binary: boolean, fragmentSize?: number, sync = false): void {
+  sendMessage(payload: Buffer, binary: boolean, fragmentSize?: number, sync = false, cacheKey?: string): void {
     if (this.state !== 'open') return;
     const opcode = binary ? Op.Binary : Op.Text;
     const size = fragmentSize ?? (this.autoFragmentSize > 0 ? this.autoFragmentSize : undefined);
@@ -299,19 +304,32 @@ export class Endpoint {
     const deflate = this.options.deflate;
     if (deflate === null) {
       this.traffic.txWsOctets += payload.length;
-      for (const frame of fragments(payload, opcode, 0, size)) this.sendFrame({ ...frame, sync });
+      this.sendFrames(fragments(payload, opcode, 0, size), sync);
       return;
     }
     let compressed: Buffer;
     try {
-      compressed = deflate.compress(payload);
+      compressed = deflate.compress(payload, cacheKey);
     } catch (error) {
       this.log.note(`could not compress a message: ${(error as Error).message}`);
       this.dropConnection(true);
       return;
     }
     this.traffic.txWsOctets += compressed.length;
-    for (const frame of fragments(compressed, opcode, 0x4, size)) this.sendFrame({ ...frame, sync });
+    this.sendFrames(fragments(compressed, opcode, 0x4, size), sync);
+  }
+
+  /**
+   * A message's frames: each in its own turn of the event loop when `sync`, else written together
+   * (as the suite's transport does, which writes what a call queued in one go).
+   */
+  private sendFrames(frames: ReturnType<typeof fragments>, sync: boolean): void {
+    if (sync || frames.length === 1) {
+      for (const frame of frames) this.sendFrame({ ...frame, sync });
+      return;
+    }
+    const parts = frames.map((frame) => this.frameBytes(frame, frame.payload));
+    this.sendData(Buffer.concat(parts), false, undefined);
   }
 
   /**

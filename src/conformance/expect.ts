@@ -44,7 +44,10 @@ export function readExpectations(path: string): Expectations {
 /** The file a set of results would be expected by (one line per case). */
 export function expectationsText(results: Iterable<CaseResult>): string {
   const sorted = [...results].sort((a, b) => compareIds(a.id, b.id));
-  const lines = sorted.map((r) => `  ${JSON.stringify(r.id)}: ${JSON.stringify([r.behavior, r.behaviorClose])}`);
+  // As prettier writes it, so a file written here and checked in stays as it is.
+  const lines = sorted.map(
+    (r) => `  ${JSON.stringify(r.id)}: [${JSON.stringify(r.behavior)}, ${JSON.stringify(r.behaviorClose)}]`,
+  );
   return `{\n${lines.join(',\n')}\n}\n`;
 }
 

@@ -45,21 +45,21 @@ export interface OutgoingFrame {
   mask: Buffer | null;
 }
 
-/** §5.3: octet i of the payload is XORed with octet i MOD 4 of the key; `offset` continues a frame. */
-export function applyMask(data: Buffer, key: Buffer, offset = 0): Buffer {
-  const out = Buffer.allocUnsafe(data.length);
-  const k0 = key[0]!;
-  const k1 = key[1]!;
-  const k2 = key[2]!;
-  const k3 = key[3]!;
-  const keys = [k0, k1, k2, k3];
+/**
+ * §5.3: octet i of the payload is XORed with octet i MOD 4 of the key; `offset` continues a frame.
+ * Into `out` at `at` when given (the bytes of a whole frame are built in one buffer), else a new buffer.
+ */
+export function applyMask(data: Buffer, key: Buffer, offset = 0, out?: Buffer, at = 0): Buffer {
+  const target = out ?? Buffer.allocUnsafe(data.length);
+  const base = out === undefined ? 0 : at;
+  const keys = [key[0]!, key[1]!, key[2]!, key[3]!];
   let i = 0;
   // Byte by byte until the key phase is 0, then four at a time.
-  for (; i < data.length && (offset + i) % 4 !== 0; i++) out[i] = data[i]! ^ keys[(offset + i) % 4]!;
-  const word = ((k0 << 24) | (k1 << 16) | (k2 << 8) | k3) >>> 0;
-  for (; i + 4 <= data.length; i += 4) out.writeUInt32BE((data.readUInt32BE(i) ^ word) >>> 0, i);
-  for (; i < data.length; i++) out[i] = data[i]! ^ keys[(offset + i) % 4]!;
-  return out;
+  for (; i < data.length && (offset + i) % 4 !== 0; i++) target[base + i] = data[i]! ^ keys[(offset + i) % 4]!;
+  const word = ((keys[0]! << 24) | (keys[1]! << 16) | (keys[2]! << 8) | keys[3]!) >>> 0;
+  for (; i + 4 <= data.length; i += 4) target.writeUInt32BE((data.readUInt32BE(i) ^ word) >>> 0, base + i);
+  for (; i < data.length; i++) target[base + i] = data[i]! ^ keys[(offset + i) % 4]!;
+  return target;
 }
 
 /** The header of a frame (§5.2), for a payload of `length` bytes. */

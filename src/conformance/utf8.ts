@@ -1,3 +1,5 @@
+import { isAscii } from 'node:buffer';
+
 /**
  * The engine's own UTF-8 check (RFC 6455 §8.1: a text message is valid UTF-8, RFC 3629), written
  * from the syntax in RFC 3629 §4 and carried across chunks, so a message can be checked as its
@@ -24,6 +26,11 @@ export class Utf8Validator {
   /** Feed the next bytes. Returns the index (from the start of everything fed) of the first invalid byte, or -1. */
   feed(bytes: Uint8Array): number {
     if (this.failed) return this.offset;
+    // Most text is ASCII: a native scan settles a whole chunk of it at once.
+    if (this.need === 0 && isAscii(bytes)) {
+      this.offset += bytes.length;
+      return -1;
+    }
     let need = this.need;
     let lo = this.lo;
     let hi = this.hi;

@@ -20,7 +20,12 @@ import { Endpoint } from './endpoint.js';
 import { checkRequest, errorResponse, serverResponse, splitHead, type Head, type ServerRequest } from './http.js';
 import { caseResult, type CaseResult, type Session } from './result.js';
 import type { CaseDefinition } from './script.js';
-import { DEFAULT_MAX_MESSAGE, DEFAULT_TIME_SCALE, type EngineOptions } from './test-server.js';
+import {
+  DEFAULT_DEFLATE_LEVEL,
+  DEFAULT_MAX_MESSAGE,
+  DEFAULT_TIME_SCALE,
+  type EngineOptions,
+} from './fuzzing-client.js';
 import { WireLog } from './wirelog.js';
 
 export interface ClientTestOptions extends EngineOptions {
@@ -219,7 +224,9 @@ export class ClientTester {
       {
         isServer: true,
         deflate:
-          accepted === null ? null : new PerMessageDeflate(accepted.params, true, this.options.deflateLevel ?? 6),
+          accepted === null
+            ? null
+            : new PerMessageDeflate(accepted.params, true, this.options.deflateLevel ?? DEFAULT_DEFLATE_LEVEL),
         timeScale: this.timeScale,
         maxMessageSize: this.options.maxMessageSize ?? DEFAULT_MAX_MESSAGE,
         log,
