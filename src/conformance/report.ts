@@ -7,6 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compareIds } from './catalogue.js';
+import { expectationsText } from './expect.js';
 import { htmlReport } from './html-report.js';
 import type { CaseResult, Results } from './result.js';
 
@@ -60,12 +61,20 @@ export function collect(results: Iterable<CaseResult>, into: Results = new Map()
   return into;
 }
 
-/** Write index.json, index.html and one JSON file per case into `dir` (created if needed). */
+/**
+ * Write index.json, index.html and one JSON file per case into `dir` (created if needed), and per
+ * agent `<agent>_expected.json`: its verdicts in the form `--expect` reads, to keep as golden results.
+ */
 export function writeReports(dir: string, results: Results, title: string): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'index.json'), `${JSON.stringify(indexOf(results), null, 3)}\n`);
-  for (const [agent, byCase] of results)
+  for (const [agent, byCase] of results) {
     for (const [id, result] of byCase)
       writeFileSync(join(dir, reportFileName(agent, id, 'json')), `${JSON.stringify(result, null, 2)}\n`);
+    writeFileSync(
+      join(dir, reportFileName(agent, 'expected', 'json').replace('_case_', '_')),
+      expectationsText(byCase.values()),
+    );
+  }
   writeFileSync(join(dir, 'index.html'), htmlReport(results, title));
 }
