@@ -24,7 +24,7 @@ import {
 import type { PerMessageDeflate } from './deflate.js';
 import { Utf8Validator } from './utf8.js';
 import type { WireLog } from './wirelog.js';
-import { randomFillSync } from 'node:crypto';
+import { fragments, maskKey, repeat, WriteQueue, type Fragment } from './writes.js';
 
 /** What the endpoint tells the case it runs. */
 export interface EndpointHooks {
@@ -59,26 +59,9 @@ export interface SendFrameOptions {
   sync?: boolean;
 }
 
-/** Masking keys (§5.3: from a strong source of entropy), taken from a pool refilled 1024 at a time. */
-const keyPool = Buffer.alloc(4096);
-let keyOffset = keyPool.length;
-function maskKey(): Buffer {
-  if (keyOffset === keyPool.length) {
-    randomFillSync(keyPool);
-    keyOffset = 0;
-  }
-  keyOffset += 4;
-  return Buffer.from(keyPool.subarray(keyOffset - 4, keyOffset));
-}
-
 /** RFC 6455 §7.4.1/§7.4.2 and the IANA registry: codes a peer may put in a close frame. */
 function validCloseCode(code: number): boolean {
   return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
-}
-
-interface Queued {
-  data: Buffer;
-  sync: boolean;
 }
 
 export class Endpoint {
@@ -104,8 +87,7 @@ export class Endpoint {
   private readonly decoder = new FrameDecoder();
   private readonly timers = new Set<NodeJS.Timeout>();
   private closeHandshakeTimer: NodeJS.Timeout | null = null;
-  private queue: Queued[] = [];
-  private sending = false;
+  private readonly writes: WriteQueue;
   private lost = false;
   /** The data message being received. */
   private message: {
@@ -123,6 +105,10 @@ export class Endpoint {
     private readonly hooks: EndpointHooks,
   ) {
     this.log = options.log;
+    this.writes = new WriteQueue(
+      (data) => this.write(data),
+      () => this.state !== 'closed',
+    );
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.received(chunk));
     socket.on('error', (error) => this.log.note(`socket error: ${error.message}`));
@@ -214,59 +200,25 @@ export class Endpoint {
     this.socket.write(data);
   }
 
-  /** Write now, or queue behind writes that wait their turn (chopped or sync writes, compression). */
-  private sendData(data: Buffer, sync: boolean, chopSize: number | undefined): void {
-    if (chopSize !== undefined && chopSize > 0) {
-      for (let i = 0; i < data.length; i += chopSize)
-        this.queue.push({ data: data.subarray(i, i + chopSize), sync: true });
-      if (data.length === 0) this.queue.push({ data, sync: true });
-      this.trigger();
-    } else if (sync || this.sending || this.queue.length > 0) {
-      this.queue.push({ data, sync });
-      this.trigger();
-    } else this.write(data);
-  }
-
-  private trigger(): void {
-    if (this.sending) return;
-    this.sending = true;
-    this.sendQueued();
-  }
-
-  private sendQueued(): void {
-    for (;;) {
-      const item = this.queue.shift();
-      if (item === undefined) {
-        this.sending = false;
-        return;
-      }
-      if (this.state !== 'closed') this.write(item.data);
-      if (item.sync) {
-        // A turn of the event loop between writes, so each goes out in its own TCP segment.
-        setImmediate(() => this.sendQueued());
-        return;
-      }
-    }
-  }
-
   /** The bytes of one frame, counted and logged. */
   private frameBytes(options: SendFrameOptions, payload: Buffer): Buffer {
     const mask = options.mask !== undefined ? options.mask : this.isServer ? null : maskKey();
     const frame = { opcode: options.opcode, fin: options.fin ?? true, rsv: options.rsv ?? 0, mask };
     const header = encodeHeader(frame, payload.length);
     this.txFrames[options.opcode] = (this.txFrames[options.opcode] ?? 0) + 1;
-    this.log.frame('tx', {
-      fin: frame.fin,
-      rsv: frame.rsv,
-      opcode: frame.opcode,
-      maskKey: mask,
-      length: payload.length,
-      lengthForm: minimalLengthForm(payload.length),
-      header,
-      payload: payload.subarray(0, 512),
-      text: options.opcode === Op.Text || (options.opcode === Op.Continuation && this.sendingText),
-      chopSize: options.chopSize ?? null,
-    });
+    if (this.log.records(frame.opcode))
+      this.log.frame('tx', {
+        fin: frame.fin,
+        rsv: frame.rsv,
+        opcode: frame.opcode,
+        maskKey: mask,
+        length: payload.length,
+        lengthForm: minimalLengthForm(payload.length),
+        header,
+        payload: payload.subarray(0, 512),
+        text: options.opcode === Op.Text || (options.opcode === Op.Continuation && this.sendingText),
+        chopSize: options.chopSize ?? null,
+      });
     if (options.opcode === Op.Text || options.opcode === Op.Binary) this.sendingText = options.opcode === Op.Text;
     const bytes = Buffer.allocUnsafe(header.length + payload.length);
     header.copy(bytes);
@@ -287,7 +239,7 @@ export class Endpoint {
       typeof options.payload === 'string' ? Buffer.from(options.payload) : (options.payload ?? Buffer.alloc(0));
     if (options.payloadLength !== undefined) payload = repeat(payload, options.payloadLength);
     const data = this.frameBytes(options, payload);
-    this.sendData(data, options.sync ?? false, options.chopSize);
+    this.writes.send(data, options.sync ?? false, options.chopSize);
   }
 
   /**
@@ -323,13 +275,13 @@ export class Endpoint {
    * A message's frames: each in its own turn of the event loop when `sync`, else written together
    * (as the suite's transport does, which writes what a call queued in one go).
    */
-  private sendFrames(frames: ReturnType<typeof fragments>, sync: boolean): void {
+  private sendFrames(frames: Fragment[], sync: boolean): void {
     if (sync || frames.length === 1) {
       for (const frame of frames) this.sendFrame({ ...frame, sync });
       return;
     }
     const parts = frames.map((frame) => this.frameBytes(frame, frame.payload));
-    this.sendData(Buffer.concat(parts), false, undefined);
+    this.writes.send(Buffer.concat(parts), false, undefined);
   }
 
   /**
@@ -342,7 +294,7 @@ export class Endpoint {
     const header = encodeHeader({ opcode, fin: false, rsv: 0, mask }, length);
     this.txFrames[opcode] = (this.txFrames[opcode] ?? 0) + 1;
     this.log.note(`frame header ${header.toString('hex')}: a non-final ${length}-octet frame, its payload in parts`);
-    this.sendData(header, false, undefined);
+    this.writes.send(header, false, undefined);
   }
 
   /** The next part of the payload of the frame begun with beginFrame. */
@@ -352,7 +304,7 @@ export class Endpoint {
     const out = streamed.mask === null ? part : applyMask(part, streamed.mask, streamed.offset);
     streamed.offset += part.length;
     this.log.note(`payload part of ${part.length} octets: ${part.toString('hex')}`);
-    this.sendData(out, false, undefined);
+    this.writes.send(out, false, undefined);
   }
 
   /** The end of a streamed message: an empty final continuation frame. */
@@ -464,17 +416,18 @@ export class Endpoint {
   private onFrame(header: FrameHeader, payload: Buffer): void {
     this.rxFrames[header.opcode] = (this.rxFrames[header.opcode] ?? 0) + 1;
     const text = header.opcode === Op.Text || (header.opcode === Op.Continuation && this.message?.utf8 != null);
-    this.log.frame('rx', {
-      fin: header.fin,
-      rsv: header.rsv,
-      opcode: header.opcode,
-      maskKey: header.maskKey,
-      length: header.length,
-      lengthForm: header.lengthForm,
-      header: header.bytes,
-      payload: payload.subarray(0, 512),
-      text,
-    });
+    if (this.log.records(header.opcode))
+      this.log.frame('rx', {
+        fin: header.fin,
+        rsv: header.rsv,
+        opcode: header.opcode,
+        maskKey: header.maskKey,
+        length: header.length,
+        lengthForm: header.lengthForm,
+        header: header.bytes,
+        payload: payload.subarray(0, 512),
+        text,
+      });
     if (isControl(header.opcode)) return this.onControlFrame(header.opcode, payload);
     if (header.opcode > Op.Binary) return;
     if (this.message === null) {
@@ -526,6 +479,8 @@ export class Endpoint {
 
   private messageEnd(binary: boolean, utf8: Utf8Validator | null, payload: Buffer): void {
     if (this.state === 'closed') return;
+    // After invalid UTF-8 the check is not complete either, and this second report drops TCP, as in
+    // the suite (its validator says the same twice).
     if (utf8 !== null && !utf8.complete) this.invalidPayload('a text message ending inside a UTF-8 sequence');
     this.traffic.rxAppOctets += payload.length;
     if (!this.failedByMe) this.hooks.onMessage(payload, binary);
@@ -602,41 +557,5 @@ export class Endpoint {
     if (!this.wasClean && !this.droppedByMe && this.wasNotCleanReason === null)
       this.wasNotCleanReason = 'the peer ended TCP without a closing handshake';
     this.hooks.onConnectionLost();
-  }
-}
-
-/** `pattern` repeated to `length` octets (the suite's payload_len). */
-export function repeat(pattern: Buffer, length: number): Buffer {
-  if (pattern.length === 0) throw new RangeError('cannot repeat an empty payload');
-  const out = Buffer.allocUnsafe(length);
-  let filled = Math.min(pattern.length, length);
-  pattern.copy(out, 0, 0, filled);
-  while (filled < length) {
-    const n = Math.min(filled, length - filled);
-    out.copy(out, filled, 0, n);
-    filled += n;
-  }
-  return out;
-}
-
-/** A message cut into frames of `size` octets (the suite's rule: a multiple of `size` ends with an empty frame). */
-function fragments(
-  payload: Buffer,
-  opcode: number,
-  rsv: number,
-  size: number | undefined,
-): { opcode: number; payload: Buffer; fin: boolean; rsv: number }[] {
-  if (size === undefined || payload.length <= size) return [{ opcode, payload, fin: true, rsv }];
-  const frames: { opcode: number; payload: Buffer; fin: boolean; rsv: number }[] = [];
-  for (let i = 0; ; i += size) {
-    const end = i + size;
-    const last = end > payload.length;
-    frames.push({
-      opcode: i === 0 ? opcode : Op.Continuation,
-      payload: payload.subarray(i, Math.min(end, payload.length)),
-      fin: last,
-      rsv: i === 0 ? rsv : 0,
-    });
-    if (last) return frames;
   }
 }

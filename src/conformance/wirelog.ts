@@ -130,11 +130,14 @@ export class WireLog {
     return Math.round(performance.now() - this.started);
   }
 
+  /** Whether a frame with this opcode is recorded now (when not, it is only counted). */
+  records(opcode: number): boolean {
+    if (this.enabled || isControl(opcode)) return true;
+    this.skipped++;
+    return false;
+  }
+
   frame(dir: 'tx' | 'rx', facts: FrameFacts): void {
-    if (!this.enabled && !isControl(facts.opcode)) {
-      this.skipped++;
-      return;
-    }
     const { payload, maskKey } = facts;
     const preview = payload.subarray(0, PREVIEW_BYTES);
     let wire = preview;
