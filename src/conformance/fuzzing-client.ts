@@ -227,7 +227,9 @@ export async function inSlots<T extends { weight: number }>(
 export async function testServer(options: ServerTestOptions): Promise<CaseResult[]> {
   const target = parseTarget(options.url);
   const results = new Map<string, CaseResult & { serverHeader: string | null }>();
-  await inSlots(options.cases, options.parallel ?? DEFAULT_PARALLEL, async (definition) => {
+  // The heaviest first, so they overlap with the many light ones instead of running last, alone.
+  const order = [...options.cases].sort((a, b) => b.weight - a.weight);
+  await inSlots(order, options.parallel ?? DEFAULT_PARALLEL, async (definition) => {
     options.onCaseStart?.(definition);
     const result = await runServerCase(target, definition, options);
     results.set(definition.id, result);
