@@ -4,11 +4,14 @@
  * the verdicts checked in at autobahn/expected/ (514 OK and 3 INFORMATIONAL each way, as the real
  * suite gives them): any change of verdict fails here.
  *
- * Everything runs as a user runs it, each in a process of its own: the echo CLI (src/cli/echo.ts,
- * permessage-deflate on) tested by `npm run conformance -- server URL --expect ...`, and the
- * conformance server (`npm run conformance -- client --once --expect ...`) driven by the Autobahn
- * client driver (`npm run autobahn:client -- --deflate`), unchanged. The two directions run at the
- * same time: most of a run is zlib work in four processes, which two cores share better than one.
+ * The server runs as a user runs it: the echo CLI (src/cli/echo.ts, permessage-deflate on) in a
+ * process of its own, tested by `npm run conformance -- server URL --expect ...` in another. The
+ * client is our WebSocket client with the options of the Autobahn driver (autobahn/client.ts: its
+ * CASE_OPTIONS, compression on), echoing every message, eight cases at a time (the driver runs them
+ * one by one; conformance-reports.test.ts runs it, unchanged, against the same server), against
+ * `npm run conformance -- client --once --expect ...` in a process of its own. The two directions
+ * run at the same time: most of a run is zlib work in several processes, which two cores share
+ * better than one.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -17,6 +20,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { CASE_OPTIONS } from '../autobahn/client.js';
+import { inSlots } from '../src/conformance/fuzzing-client.js';
+import { WebSocket } from '../src/index.js';
 import { withTimeout } from './helpers/peer/index.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -87,7 +93,7 @@ describe('our echo server and our client through all 517 cases, against autobahn
     assert.equal(await echo.exited, 0, echo.output());
   });
 
-  it('the client (the Autobahn driver) gives the verdicts of wsrfc-client.json', { timeout: RUN_LIMIT }, async () => {
+  it('the client gives the verdicts of wsrfc-client.json', { timeout: RUN_LIMIT }, async () => {
     const tester = start([
       'src/cli/conformance.ts',
       'client',
@@ -104,10 +110,21 @@ describe('our echo server and our client through all 517 cases, against autobahn
       /to clients at ws:\/\/127\.0\.0\.1:(\d+)/,
       'the conformance server to listen',
     );
-    const driver = start(['autobahn/client.ts', '--url', `ws://127.0.0.1:${port}`, '--agent', 'wsrfc', '--deflate']);
-    assert.equal(await driver.exited, 0, driver.output());
-    assert.match(driver.output(), /fuzzingserver at ws:\/\/127\.0\.0\.1:\d+: 517 cases/);
+    const base = `ws://127.0.0.1:${port}`;
+    const cases = Array.from({ length: 517 }, (_, i) => ({ n: i + 1, weight: 1 }));
+    await inSlots(cases, 8, ({ n }) => session(`${base}/runCase?case=${n}&agent=wsrfc`, true));
+    await session(`${base}/updateReports?agent=wsrfc`, false);
     assert.equal(await tester.exited, 0, tester.output());
     assert.match(tester.output(), /PASS: all 517 verdicts as expected/);
   });
 });
+
+/** One connection of our client, echoing every message as it came, until it closes. */
+function session(url: string, deflate: boolean): Promise<void> {
+  return new Promise((resolve) => {
+    const socket = new WebSocket(url, [], { ...CASE_OPTIONS, ...(deflate ? { perMessageDeflate: true } : {}) });
+    socket.on('message', (data, isBinary) => socket.send(data, { binary: isBinary }));
+    socket.on('error', () => {});
+    socket.once('close', () => resolve());
+  });
+}
