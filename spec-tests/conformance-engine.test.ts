@@ -399,6 +399,20 @@ describe("the judge (the suite's Case.onConnectionLost)", () => {
     const c = judge(utf8, { closedByMe: true });
     assert.deepEqual([c.behavior, c.behaviorClose], ['FAILED', 'FAILED']);
   });
+  it('a peer that floods the case with answers: recording stops (memory stays bounded) and the case FAILED', () => {
+    const c = new Probe({ id: '0.0.0', description: '', expectation: '' });
+    c.expected.set('OK', []);
+    c.expectedClose = { ...clean, closedByMe: false };
+    c.p = { isServer: false, closedByMe: false, wasClean: true, droppedByMe: false, remoteCloseCode: 1000 } as Endpoint;
+    c.connectionWasOpen = true;
+    for (let i = 0; i < 12_000; i++) c.onPong(Buffer.alloc(0));
+    c.onMessage(Buffer.alloc(70 << 20), true);
+    assert.equal(c.received.length, 10_000);
+    c.onConnectionLost();
+    assert.equal(c.behavior, 'FAILED');
+    assert.match(c.result, /more than 10000 answers/);
+  });
+
   it('a connection that never opened is FAILED', () => {
     const c = new Probe({ id: '0.0.0', description: '', expectation: '' });
     c.onConnectionLost();

@@ -194,7 +194,7 @@ describe('conformance client: the suite endpoints, driven by autobahn/client.ts'
         for (;;) {
           const match = /at ws:\/\/127\.0\.0\.1:(\d+)/.exec(out);
           if (match !== null) return Number(match[1]);
-          await new Promise((resolve) => setImmediate(resolve));
+          await new Promise((resolve) => setTimeout(resolve, 20));
         }
       })(),
       30_000,

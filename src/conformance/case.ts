@@ -78,6 +78,10 @@ export interface DeflateAcceptance {
   response: string;
 }
 
+/** What a case records of the peer's answers at most: the expected sequences are a few events long. */
+const MAX_EVENTS = 10_000;
+const MAX_RECORDED_BYTES = 64 * 1024 * 1024;
+
 export abstract class Case {
   /** The connection, once open. */
   p!: Endpoint;
@@ -115,13 +119,22 @@ export abstract class Case {
   abstract onOpen(): void;
 
   onMessage(payload: Buffer, binary: boolean): void {
-    this.received.push({ type: 'message', payload, binary });
+    if (this.record(payload.length)) this.received.push({ type: 'message', payload, binary });
     this.finishWhenDone();
   }
 
   onPong(payload: Buffer): void {
-    this.received.push({ type: 'pong', payload });
+    if (this.record(payload.length)) this.received.push({ type: 'pong', payload });
     this.finishWhenDone();
+  }
+
+  /** Past MAX_EVENTS or MAX_RECORDED_BYTES nothing more is recorded (no expected sequence is that long). */
+  private overflowed = false;
+  private recordedBytes = 0;
+  private record(size: number): boolean {
+    this.recordedBytes += size;
+    if (this.received.length >= MAX_EVENTS || this.recordedBytes > MAX_RECORDED_BYTES) this.overflowed = true;
+    return !this.overflowed;
   }
 
   /** Once what was received matches every expected sequence, start the closing handshake if the case says so. */
@@ -133,12 +146,13 @@ export abstract class Case {
   /** The connection is gone: judge it (the suite's onConnectionLost). */
   onConnectionLost(): void {
     for (const [verdict, events] of this.expected) {
-      if (sameEvents(this.received, events)) {
+      if (!this.overflowed && sameEvents(this.received, events)) {
         this.behavior = verdict;
         this.result = 'Actual events match at least one expected.';
         break;
       }
     }
+    if (this.overflowed) this.result = `The peer sent more than ${MAX_EVENTS} answers or ${MAX_RECORDED_BYTES} octets.`;
     if (!this.connectionWasOpen) {
       this.behaviorClose = 'FAILED';
       this.resultClose = 'The WebSocket opening handshake was never completed.';
