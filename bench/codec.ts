@@ -239,7 +239,7 @@ async function parseChild(impl: Impl, size: number): Promise<ParseResult> {
   let feed: Feed;
   if (impl === 'ours') {
     const receiver = new Receiver(
-      { role: 'server', maxMessageSize: MAX_MESSAGE_SIZE },
+      { role: 'server', maxMessageSize: MAX_MESSAGE_SIZE, maxFramePayload: MAX_MESSAGE_SIZE },
       {
         onMessage,
         onPing: () => bad++,

@@ -26,14 +26,14 @@ import {
 } from '../src/protocol/permessage-deflate.js';
 import { inflateBudget } from '../src/protocol/inflate-budget.js';
 import { parseExtensions } from '../src/protocol/extensions.js';
-import { Receiver, type Frame, type Role } from '../src/protocol/receiver.js';
-import { MaskKeySource, appendControlFrame, appendFrame, appendMessage } from '../src/protocol/writer.js';
+import type { Frame, Role } from '../src/protocol/receiver.js';
+import { MaskKeySource } from '../src/protocol/writer.js';
+import { appendControlFrame, appendFrame, appendMessage } from '../spec-tests/helpers/writer.js';
 import { compressible, prng, randomBuffer, randomText } from '../spec-tests/helpers/data.js';
+import { InflatingReceiver } from '../spec-tests/helpers/core.js';
 
 const runs = Number(process.env.FUZZ_RUNS ?? 50);
 const seed = process.env.FUZZ_SEED === undefined ? undefined : Number(process.env.FUZZ_SEED);
-/** Generous per-test budgets that grow with FUZZ_RUNS. */
-const budget = (msPerRun: number): number => Math.max(60_000, runs * msPerRun);
 const params = (numRuns: number): fc.Parameters<unknown> => ({ numRuns, ...(seed === undefined ? {} : { seed }) });
 
 const maskKeys = new MaskKeySource();
@@ -200,8 +200,8 @@ async function transmit(
   const stream = Buffer.concat(out);
 
   const got: Received = { messages: [], pings: 0, error: null, frames: [] };
-  const receiver = new Receiver(
-    { role: receiverRole, inflater },
+  const receiver = new InflatingReceiver(
+    { role: receiverRole },
     {
       onMessage: (data, isBinary) => got.messages.push({ data: Buffer.from(data), isBinary }),
       onPing: () => got.pings++,
@@ -210,6 +210,7 @@ async function transmit(
       onError: (error) => (got.error = error),
       onFrame: (frame) => got.frames.push({ ...frame, payload: Buffer.alloc(0) }),
     },
+    inflater,
   );
 
   // Arbitrary chunking; sometimes yielding to the event loop (so inflation completes between
@@ -227,14 +228,9 @@ async function transmit(
     if (f.yields && ++chunks % yieldEvery === 0) await new Promise((resolve) => setImmediate(resolve));
   }
 
-  const deadline = Date.now() + 10_000;
-  while (got.messages.length < sent.length && got.error === null) {
-    if (Date.now() > deadline)
-      throw new Error(`receiver stalled after ${got.messages.length} of ${sent.length} messages`);
-    await new Promise((resolve) => setImmediate(resolve));
-  }
+  await receiver.settle(() => got.messages.length === sent.length || got.error !== null);
   assert.equal(got.error, null, `receiver failed: ${got.error?.message}`);
-  assert.equal(got.messages.length, sent.length);
+  assert.equal(got.messages.length, sent.length, 'receiver stalled, with no inflation in progress');
   got.messages.forEach((message, i) => {
     assert.equal(message.isBinary, sent[i]!.binary, `message ${i}: type`);
     assert.ok(
@@ -313,209 +309,195 @@ describe('fuzz: permessage-deflate', () => {
     );
   });
 
-  it(
-    'any message sequence survives compress -> fragment -> chunk -> decompress, both roles at once, any parameters',
-    { timeout: budget(1000) },
-    async () => {
-      await fc.assert(
-        fc.asyncProperty(
-          sideOptions,
-          sideOptions,
-          fc.array(messageModel, { minLength: 1, maxLength: 6 }),
-          fc.array(messageModel, { minLength: 1, maxLength: 6 }),
-          framing,
-          framing,
-          async (clientOptions, serverOptions, fromClient, fromServer, clientFraming, serverFraming) => {
-            const { client, server } = negotiate(clientOptions, serverOptions);
-            try {
-              await Promise.all([
-                transmit(client, server, 'server', fromClient, clientFraming),
-                transmit(server, client, 'client', fromServer, serverFraming),
-              ]);
-            } finally {
-              client.close();
-              server.close();
-            }
-          },
-        ),
-        params(runs),
-      );
-    },
-  );
+  it('any message sequence survives compress -> fragment -> chunk -> decompress, both roles at once, any parameters', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        sideOptions,
+        sideOptions,
+        fc.array(messageModel, { minLength: 1, maxLength: 6 }),
+        fc.array(messageModel, { minLength: 1, maxLength: 6 }),
+        framing,
+        framing,
+        async (clientOptions, serverOptions, fromClient, fromServer, clientFraming, serverFraming) => {
+          const { client, server } = negotiate(clientOptions, serverOptions);
+          try {
+            await Promise.all([
+              transmit(client, server, 'server', fromClient, clientFraming),
+              transmit(server, client, 'client', fromServer, serverFraming),
+            ]);
+          } finally {
+            client.close();
+            server.close();
+          }
+        },
+      ),
+      params(runs),
+    );
+  });
 
-  it(
-    'messages compressed by another sender (one-shot zlib per message, sync flush or a BFINAL block, window <= agreed) inflate',
-    { timeout: budget(200) },
-    async () => {
-      await fc.assert(
-        fc.asyncProperty(
-          sideOptions,
-          fc.array(
-            fc.record({
-              message: messageModel,
-              bfinal: fc.boolean(),
-              windowDrop: fc.integer({ min: 0, max: 7 }),
-              level: fc.integer({ min: 0, max: 9 }),
-            }),
-            { minLength: 1, maxLength: 5 },
-          ),
-          fc.integer({ min: 1, max: 0x7fffffff }),
-          async (serverOptions, items, chunkSeed) => {
-            // Our server, receiving from a foreign client that compresses every message on its own
-            // (always allowed: not using the context is never wrong) within the agreed window.
-            const accepted = acceptDeflateOffer(
-              parseExtensions(['permessage-deflate; client_max_window_bits']),
-              serverOptions,
-            );
-            assert.ok(accepted !== null, 'accepted !== null');
-            const server = new PerMessageDeflate(accepted.params, serverOptions);
-            try {
-              const windowBits = Math.max(9, accepted.params.peerMaxWindowBits);
-              const out: Buffer[] = [];
-              const sent: Buffer[] = [];
-              for (const { message, bfinal, windowDrop, level } of items) {
-                const data = makeData({ ...message, size: Math.min(message.size, 20_000) });
-                const bitsUsed = Math.max(9, windowBits - windowDrop);
-                const strategy = accepted.params.peerMaxWindowBits === 8 ? zc.Z_HUFFMAN_ONLY : zc.Z_DEFAULT_STRATEGY;
-                let payload: Buffer;
-                if (bfinal) {
-                  // RFC 7692 §7.2.3.4: a final block, then one 0x00 byte so the appended tail is harmless.
-                  payload = Buffer.concat([
-                    deflateRawSync(data, { windowBits: bitsUsed, level, strategy }),
-                    Buffer.from([0]),
-                  ]);
-                } else {
-                  const full = deflateRawSync(data, {
-                    windowBits: bitsUsed,
-                    level,
-                    strategy,
-                    finishFlush: zc.Z_SYNC_FLUSH,
-                  });
-                  payload = full.subarray(0, full.length - 4);
-                }
-                appendMessage(out, message.text ? Opcode.Text : Opcode.Binary, payload, true, maskKeys, 0);
-                sent.push(data);
-              }
-              const got: Buffer[] = [];
-              let error: ProtocolError | null = null;
-              const receiver = new Receiver(
-                { role: 'server', inflater: server },
-                {
-                  onMessage: (d) => got.push(Buffer.from(d)),
-                  onPing() {},
-                  onPong() {},
-                  onClose() {},
-                  onError: (e) => (error = e),
-                },
-              );
-              const rng = prng(chunkSeed);
-              const stream = Buffer.concat(out);
-              for (let at = 0; at < stream.length;) {
-                const size = 1 + (rng() % 5000);
-                receiver.push(stream.subarray(at, at + size));
-                at += size;
-              }
-              const deadline = Date.now() + 5000;
-              while (got.length < sent.length && error === null && Date.now() < deadline)
-                await new Promise((r) => setImmediate(r));
-              assert.equal(error, null);
-              assert.equal(got.length, sent.length, 'receiver stalled');
-              got.forEach((data, i) =>
-                assert.ok(
-                  data.equals(sent[i]!),
-                  `message ${i} (bfinal=${items[i]!.bfinal}) differs: got ${data.length} bytes, sent ${sent[i]!.length}`,
-                ),
-              );
-            } finally {
-              server.close();
-            }
-          },
+  it('messages compressed by another sender (one-shot zlib per message, sync flush or a BFINAL block, window <= agreed) inflate', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        sideOptions,
+        fc.array(
+          fc.record({
+            message: messageModel,
+            bfinal: fc.boolean(),
+            windowDrop: fc.integer({ min: 0, max: 7 }),
+            level: fc.integer({ min: 0, max: 9 }),
+          }),
+          { minLength: 1, maxLength: 5 },
         ),
-        params(Math.max(10, Math.ceil(runs / 2))),
-      );
-    },
-  );
-
-  it(
-    'garbage and corrupted compressed data never throw or stall: a message within the limit, or a protocol error; nothing stays held in the inflate budget',
-    { timeout: budget(200) },
-    async () => {
-      const allowed = new Set([
-        'InvalidCompressedData',
-        'InflatedMessageTooBig',
-        'InvalidUtf8',
-        'MessageTooBig',
-        'FrameTooBig',
-      ]);
-      await fc.assert(
-        fc.asyncProperty(
-          fc.oneof(
-            fc.uint8Array({ minLength: 0, maxLength: 2000 }).map((a) => Buffer.from(a)),
-            // A valid compressed message with a few bytes flipped.
-            fc
-              .record({
-                seed: fc.integer({ min: 1, max: 0x7fffffff }),
-                flips: fc.array(fc.nat(), { minLength: 1, maxLength: 4 }),
-              })
-              .map(({ seed: s, flips }) => {
-                const payload = Buffer.from(
-                  deflateRawSync(compressible(3000, prng(s)), { finishFlush: zc.Z_SYNC_FLUSH }).subarray(0, -4),
-                );
-                for (const flip of flips) payload[flip % payload.length]! ^= 1 << (flip % 8);
-                return payload;
-              }),
-          ),
-          fc.boolean(),
-          fc.integer({ min: 1, max: 10_000 }),
-          fc.integer({ min: 1, max: 100 }),
-          fc.boolean(),
-          async (payload, text, maxMessageSize, fragmentSize, noTakeover) => {
-            const heldBefore = inflateBudget.held;
-            const inflater = new PerMessageDeflate({
-              ownNoContextTakeover: noTakeover,
-              peerNoContextTakeover: noTakeover,
-              ownMaxWindowBits: 15,
-              peerMaxWindowBits: 15,
-            });
-            try {
-              const out: Buffer[] = [];
-              appendMessage(out, text ? Opcode.Text : Opcode.Binary, payload, true, maskKeys, fragmentSize);
-              // And a valid message after it, which must come through if the first did.
-              const follow = deflateRawSync(Buffer.from('after'), { finishFlush: zc.Z_SYNC_FLUSH });
-              appendMessage(out, Opcode.Binary, Buffer.from(follow.subarray(0, -4)), true, maskKeys, 0);
-              const messages: Buffer[] = [];
-              let error: ProtocolError | null = null;
-              const receiver = new Receiver(
-                { role: 'server', inflater, maxMessageSize },
-                {
-                  onMessage: (d) => messages.push(Buffer.from(d)),
-                  onPing() {},
-                  onPong() {},
-                  onClose() {},
-                  onError: (e) => (error = e),
-                },
-              );
-              for (const chunk of out) receiver.push(chunk);
-              const deadline = Date.now() + 5000;
-              while (messages.length < 2 && error === null && Date.now() < deadline)
-                await new Promise((r) => setImmediate(r));
-              if (error !== null) {
-                const e = error as ProtocolError;
-                assert.ok(allowed.has(e.violation), `unexpected violation ${e.violation}`);
+        fc.integer({ min: 1, max: 0x7fffffff }),
+        async (serverOptions, items, chunkSeed) => {
+          // Our server, receiving from a foreign client that compresses every message on its own
+          // (always allowed: not using the context is never wrong) within the agreed window.
+          const accepted = acceptDeflateOffer(
+            parseExtensions(['permessage-deflate; client_max_window_bits']),
+            serverOptions,
+          );
+          assert.ok(accepted !== null, 'accepted !== null');
+          const server = new PerMessageDeflate(accepted.params, serverOptions);
+          try {
+            const windowBits = Math.max(9, accepted.params.peerMaxWindowBits);
+            const out: Buffer[] = [];
+            const sent: Buffer[] = [];
+            for (const { message, bfinal, windowDrop, level } of items) {
+              const data = makeData({ ...message, size: Math.min(message.size, 20_000) });
+              const bitsUsed = Math.max(9, windowBits - windowDrop);
+              const strategy = accepted.params.peerMaxWindowBits === 8 ? zc.Z_HUFFMAN_ONLY : zc.Z_DEFAULT_STRATEGY;
+              let payload: Buffer;
+              if (bfinal) {
+                // RFC 7692 §7.2.3.4: a final block, then one 0x00 byte so the appended tail is harmless.
+                payload = Buffer.concat([
+                  deflateRawSync(data, { windowBits: bitsUsed, level, strategy }),
+                  Buffer.from([0]),
+                ]);
               } else {
-                assert.equal(messages.length, 2, 'receiver stalled');
-                assert.ok(messages[0]!.length <= maxMessageSize, 'messages[0]!.length <= maxMessageSize');
+                const full = deflateRawSync(data, {
+                  windowBits: bitsUsed,
+                  level,
+                  strategy,
+                  finishFlush: zc.Z_SYNC_FLUSH,
+                });
+                payload = full.subarray(0, full.length - 4);
               }
-              // Whatever happened, every inflated byte is back in the process-wide budget.
-              receiver.destroy();
-              assert.equal(inflateBudget.held, heldBefore, 'inflated bytes still held after the receiver is gone');
-            } finally {
-              inflater.close();
+              appendMessage(out, message.text ? Opcode.Text : Opcode.Binary, payload, true, maskKeys, 0);
+              sent.push(data);
             }
-          },
+            const got: Buffer[] = [];
+            let error: ProtocolError | null = null;
+            const receiver = new InflatingReceiver(
+              { role: 'server' },
+              {
+                onMessage: (d) => got.push(Buffer.from(d)),
+                onPing() {},
+                onPong() {},
+                onClose() {},
+                onError: (e) => (error = e),
+              },
+              server,
+            );
+            const rng = prng(chunkSeed);
+            const stream = Buffer.concat(out);
+            for (let at = 0; at < stream.length;) {
+              const size = 1 + (rng() % 5000);
+              receiver.push(stream.subarray(at, at + size));
+              at += size;
+            }
+            await receiver.settle(() => got.length === sent.length || error !== null);
+            assert.equal(error, null);
+            assert.equal(got.length, sent.length, 'receiver stalled');
+            got.forEach((data, i) =>
+              assert.ok(
+                data.equals(sent[i]!),
+                `message ${i} (bfinal=${items[i]!.bfinal}) differs: got ${data.length} bytes, sent ${sent[i]!.length}`,
+              ),
+            );
+          } finally {
+            server.close();
+          }
+        },
+      ),
+      params(Math.max(10, Math.ceil(runs / 2))),
+    );
+  });
+
+  it('garbage and corrupted compressed data never throw or stall: a message within the limit, or a protocol error; nothing stays held in the inflate budget', async () => {
+    const allowed = new Set([
+      'InvalidCompressedData',
+      'InflatedMessageTooBig',
+      'InvalidUtf8',
+      'MessageTooBig',
+      'FrameTooBig',
+    ]);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(
+          fc.uint8Array({ minLength: 0, maxLength: 2000 }).map((a) => Buffer.from(a)),
+          // A valid compressed message with a few bytes flipped.
+          fc
+            .record({
+              seed: fc.integer({ min: 1, max: 0x7fffffff }),
+              flips: fc.array(fc.nat(), { minLength: 1, maxLength: 4 }),
+            })
+            .map(({ seed: s, flips }) => {
+              const payload = Buffer.from(
+                deflateRawSync(compressible(3000, prng(s)), { finishFlush: zc.Z_SYNC_FLUSH }).subarray(0, -4),
+              );
+              for (const flip of flips) payload[flip % payload.length]! ^= 1 << (flip % 8);
+              return payload;
+            }),
         ),
-        params(runs * 4),
-      );
-    },
-  );
+        fc.boolean(),
+        fc.integer({ min: 1, max: 10_000 }),
+        fc.integer({ min: 1, max: 100 }),
+        fc.boolean(),
+        async (payload, text, maxMessageSize, fragmentSize, noTakeover) => {
+          const heldBefore = inflateBudget.held;
+          const inflater = new PerMessageDeflate({
+            ownNoContextTakeover: noTakeover,
+            peerNoContextTakeover: noTakeover,
+            ownMaxWindowBits: 15,
+            peerMaxWindowBits: 15,
+          });
+          try {
+            const out: Buffer[] = [];
+            appendMessage(out, text ? Opcode.Text : Opcode.Binary, payload, true, maskKeys, fragmentSize);
+            // And a valid message after it, which must come through if the first did.
+            const follow = deflateRawSync(Buffer.from('after'), { finishFlush: zc.Z_SYNC_FLUSH });
+            appendMessage(out, Opcode.Binary, Buffer.from(follow.subarray(0, -4)), true, maskKeys, 0);
+            const messages: Buffer[] = [];
+            let error: ProtocolError | null = null;
+            const receiver = new InflatingReceiver(
+              { role: 'server', maxMessageSize },
+              {
+                onMessage: (d) => messages.push(Buffer.from(d)),
+                onPing() {},
+                onPong() {},
+                onClose() {},
+                onError: (e) => (error = e),
+              },
+              inflater,
+            );
+            for (const chunk of out) receiver.push(chunk);
+            await receiver.settle(() => messages.length === 2 || error !== null);
+            if (error !== null) {
+              const e = error as ProtocolError;
+              assert.ok(allowed.has(e.violation), `unexpected violation ${e.violation}`);
+            } else {
+              assert.equal(messages.length, 2, 'receiver stalled');
+              assert.ok(messages[0]!.length <= maxMessageSize, 'messages[0]!.length <= maxMessageSize');
+            }
+            // Whatever happened, every inflated byte is back in the process-wide budget.
+            receiver.destroy();
+            assert.equal(inflateBudget.held, heldBefore, 'inflated bytes still held after the receiver is gone');
+          } finally {
+            inflater.close();
+          }
+        },
+      ),
+      params(runs * 4),
+    );
+  });
 });

@@ -17,6 +17,7 @@ import {
   streamModel,
   type Recorded,
 } from './streams.js';
+import { receiverOptions } from '../spec-tests/helpers/core.js';
 
 describe('fuzz: encode then decode is the identity', () => {
   it('onFrame and onMessage/onPing/onPong/onClose events equal what was encoded, in order, under any chunking', () => {
@@ -25,7 +26,7 @@ describe('fuzz: encode then decode is the identity', () => {
         const frames = modelFrames(model);
         const { bytes, keys } = encodeFrames(frames, enc);
         const recorder = new Recorder(withFrames);
-        const receiver = new Receiver({ role: enc.role }, recorder);
+        const receiver = new Receiver(receiverOptions(enc.role), recorder);
         const stream = model.close === null ? bytes : Buffer.concat([bytes, model.trailer]);
         for (const chunk of cutChunks(stream, plan)) receiver.push(chunk);
 

@@ -8,7 +8,8 @@ import { Opcode } from '../src/protocol/constants.js';
 import { encodeFrame } from '../src/protocol/frame.js';
 import type { Frame, ReceiverHandler, Role } from '../src/protocol/receiver.js';
 import type { ProtocolError } from '../src/protocol/errors.js';
-import { appendFrame, MaskKeySource } from '../src/protocol/writer.js';
+import { MaskKeySource } from '../src/protocol/writer.js';
+import { appendFrame } from '../spec-tests/helpers/writer.js';
 
 export const runs = Number(process.env.FUZZ_RUNS ?? 200);
 

@@ -39,7 +39,7 @@ const LAYERS = [
 ] as const;
 
 /** The package's entry points (package.json `exports`), the only files at the top of src/. */
-const ENTRY_POINTS = ['core.ts', 'explorer.ts', 'index.ts', 'redis.ts'];
+const ENTRY_POINTS = ['core.ts', 'explorer.ts', 'index.ts', 'redis.ts', 'web-streams.ts'];
 
 /** The only things the core may import from outside itself. */
 const CORE_NODE_MODULES = ['node:crypto', 'node:buffer'];

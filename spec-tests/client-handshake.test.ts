@@ -556,6 +556,18 @@ const failures: FailureCase[] = [
     message: /malformed|invalid/i,
   },
   {
+    // RFC 9112 §4: status-code = 3DIGIT, then SP: "1010" is not 101 followed by a reason.
+    name: 'a status line with a four-digit status',
+    respond: (request) => acceptResponse(request, { statusLine: 'HTTP/1.1 1010 Switching Protocols' }),
+    message: /malformed|invalid/i,
+  },
+  {
+    // Found by the fuzz target http-response: RFC 9112 §4's reason-phrase has no control characters.
+    name: 'a status line whose reason phrase has a control character (ESC)',
+    respond: (request) => acceptResponse(request, { statusLine: 'HTTP/1.1 101 Switching \x1b[2JProtocols' }),
+    message: /malformed|invalid|control/i,
+  },
+  {
     name: 'a 101 with bare LF line ends, then the server closes',
     respond: (request) =>
       `HTTP/1.1 101 Switching Protocols\nUpgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Accept: ${acceptFor(request.key!)}\n\n`,

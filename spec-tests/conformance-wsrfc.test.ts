@@ -5,11 +5,11 @@
  * suite gives them): any change of verdict fails here.
  *
  * The server runs as a user runs it: the echo CLI (src/cli/echo.ts, permessage-deflate on) in a
- * process of its own, tested by `npm run conformance -- server URL --expect ...` in another. The
+ * process of its own, tested by `npm run wsrfc -- conformance server URL --expect ...` in another. The
  * client is our WebSocket client with the options of the Autobahn driver (autobahn/client.ts: its
  * CASE_OPTIONS, compression on), echoing every message, eight cases at a time (the driver runs them
  * one by one; conformance-reports.test.ts runs it, unchanged, against the same server), against
- * `npm run conformance -- client --once --expect ...` in a process of its own. The two directions
+ * `npm run wsrfc -- conformance client --once --expect ...` in a process of its own. The two directions
  * run at the same time: most of a run is zlib work in several processes, which two cores share
  * better than one.
  */
@@ -79,7 +79,8 @@ describe('our echo server and our client through all 517 cases, against autobahn
     const echo = start(['src/cli/echo.ts', '--host', '127.0.0.1', '--port', '0', '--no-explorer']);
     const [, url] = await printed(echo, /listening on (ws:\/\/\S+)/, 'the echo server to listen');
     const run = start([
-      'src/cli/conformance.ts',
+      'src/cli/wsrfc.ts',
+      'conformance',
       'server',
       url!,
       '--report',
@@ -95,7 +96,8 @@ describe('our echo server and our client through all 517 cases, against autobahn
 
   it('the client gives the verdicts of wsrfc-client.json', { timeout: RUN_LIMIT }, async () => {
     const tester = start([
-      'src/cli/conformance.ts',
+      'src/cli/wsrfc.ts',
+      'conformance',
       'client',
       '--port',
       '0',

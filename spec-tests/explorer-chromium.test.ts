@@ -5,7 +5,10 @@
  * computation (recomputed here with node:crypto, not src/), frames both ways with their fields,
  * the three length forms, compression's two sizes, a fragmented server message with a ping between
  * its frames, a ping, a close with a chosen code, and an invalid frame that the browser fails the
- * connection over (its API reports 1006).
+ * connection over (its API reports 1006). Then over HTTPS (the CLI with TLS): the page comes over
+ * HTTP/2, its WebSocket is an extended CONNECT on the page's HTTP/2 connection (RFC 8441), and the
+ * page shows that handshake's own fields (:method, :protocol, :path, :status) where HTTP/1.1 shows
+ * the key and the accept.
  *
  * WSRFC_SCREENSHOT=docs/explorer.png also saves the page as the README shows it.
  * Without Chromium (helpers/chromium.ts says where it looks) the test is skipped, saying why.
@@ -22,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { connect, type WebSocket } from '../src/index.js';
 import { NO_CHROMIUM, findChromium, launchChromium, removeProfile, stopGroup } from './helpers/chromium.js';
 import { delay, skipBecause, withTimeout } from './helpers/library.js';
+import { makeTestCertificate, type TestCertificate } from './helpers/tls.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
@@ -89,78 +93,111 @@ class DevTools {
   }
 }
 
+/** The echo CLI and headless Chromium on its explorer page, and what the test drives the page with. */
+interface Session {
+  page: DevTools;
+  port: number;
+  /** The CLI's stdout so far. */
+  output: () => string;
+  until: (expression: string, what: string) => Promise<void>;
+  text: (selector: string) => Promise<string>;
+  /** The text of each frame the page shows, oldest first. */
+  frames: () => Promise<string[]>;
+  click: (id: string) => Promise<unknown>;
+  setValue: (id: string, value: string | boolean) => Promise<unknown>;
+  frameCount: () => Promise<number>;
+  waitFrames: (n: number, what: string) => Promise<void>;
+}
+
 describe('the protocol explorer in headless Chromium (the echo CLI serving it)', () => {
   const chromium = findChromium();
-  let cli: ChildProcess | undefined;
-  let chrome: ChildProcess | undefined;
-  let devtools: WebSocket | undefined;
-  let profile: string | undefined;
+  const children: ChildProcess[] = [];
+  const sockets: WebSocket[] = [];
+  const profiles: string[] = [];
+  let certificate: TestCertificate | undefined;
   after(async () => {
-    devtools?.terminate();
-    for (const child of [chrome, cli]) await stopGroup(child);
-    await removeProfile(profile);
+    for (const socket of sockets) socket.terminate();
+    for (const child of children.reverse()) await stopGroup(child);
+    for (const profile of profiles) await removeProfile(profile);
+    certificate?.remove();
   });
+
+  /**
+   * The CLI (with `cliArgs`), then Chromium on its explorer page: `http://`, or `https://` with TLS
+   * (the CLI's log says which), the DevTools protocol connected to the page.
+   */
+  async function openExplorer(cliArgs: string[], chromiumFlags: string[] = []): Promise<Session> {
+    const cli = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/echo.ts', '--host', '127.0.0.1', '--port', '0', ...cliArgs],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'], detached: true },
+    );
+    children.push(cli);
+    let output = '';
+    cli.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    const announced = /protocol explorer: (https?):\/\/127\.0\.0\.1:(\d+)\//;
+    await waitUntil(() => announced.test(output), 20_000, 'the CLI to listen');
+    const [, scheme, portText] = announced.exec(output)!;
+    const port = Number(portText);
+    const origin = `${scheme!}://127.0.0.1:${port}/`;
+
+    const profile = mkdtempSync(join(tmpdir(), 'wsrfc-explorer-'));
+    profiles.push(profile);
+    const chrome = launchChromium(chromium!, origin, profile, [
+      '--hide-scrollbars',
+      '--window-size=1280,1400',
+      '--remote-debugging-port=0',
+      ...chromiumFlags,
+    ]);
+    children.push(chrome);
+    // Chromium writes the port it chose for DevTools into the profile.
+    const portFile = join(profile, 'DevToolsActivePort');
+    await waitUntil(() => existsSync(portFile) && readFileSync(portFile, 'utf8').includes('\n'), 30_000, 'DevTools');
+    const devtoolsPort = Number(readFileSync(portFile, 'utf8').split('\n')[0]);
+    let target: { type: string; url: string; webSocketDebuggerUrl: string } | undefined;
+    await waitUntil(
+      async () => {
+        const targets = (await getJson(`http://127.0.0.1:${devtoolsPort}/json/list`)) as (typeof target)[];
+        target = targets.find((x) => x!.type === 'page' && x!.url.startsWith(origin));
+        return target !== undefined;
+      },
+      20_000,
+      'the page target',
+    );
+    const devtools = await connect(target!.webSocketDebuggerUrl);
+    sockets.push(devtools);
+    const page = new DevTools(devtools);
+    const until = (expression: string, what: string): Promise<void> =>
+      waitUntil(async () => (await page.eval<boolean>(expression)) === true, 20_000, what);
+    return {
+      page,
+      port,
+      output: () => output,
+      until,
+      text: (selector) =>
+        page.eval<string>(`(document.querySelector(${JSON.stringify(selector)}) || {}).innerText || ''`),
+      frames: async () =>
+        (
+          await page.eval<string[]>(`[...document.querySelectorAll('#frames .frame')].map((f) => f.innerText)`)
+        ).reverse(),
+      click: (id) => page.eval(`document.getElementById('${id}').click()`),
+      setValue: (id, value) =>
+        page.eval(
+          typeof value === 'boolean'
+            ? `document.getElementById('${id}').checked = ${value}`
+            : `document.getElementById('${id}').value = ${JSON.stringify(value)}`,
+        ),
+      frameCount: () => page.eval<number>(`document.querySelectorAll('#frames .frame').length`),
+      waitFrames: (n, what) => until(`document.querySelectorAll('#frames .frame').length >= ${n}`, what),
+    };
+  }
 
   it(
     'shows the handshake, frames both ways, and does what the page asks the server to do',
     { timeout: 90_000 },
     async (t) => {
       if (skipBecause(t, chromium === null ? NO_CHROMIUM : null)) return;
-      cli = spawn(process.execPath, ['--import', 'tsx', 'src/cli/echo.ts', '--host', '127.0.0.1', '--port', '0'], {
-        cwd: ROOT,
-        stdio: ['ignore', 'pipe', 'inherit'],
-        detached: true,
-      });
-      let output = '';
-      cli.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-      await waitUntil(
-        () => /protocol explorer: http:\/\/127\.0\.0\.1:(\d+)\//.test(output),
-        20_000,
-        'the CLI to listen',
-      );
-      const port = Number(/protocol explorer: http:\/\/127\.0\.0\.1:(\d+)\//.exec(output)![1]);
-
-      profile = mkdtempSync(join(tmpdir(), 'wsrfc-explorer-'));
-      chrome = launchChromium(chromium!, `http://127.0.0.1:${port}/`, profile, [
-        '--hide-scrollbars',
-        '--window-size=1280,1400',
-        '--remote-debugging-port=0',
-      ]);
-      // Chromium writes the port it chose for DevTools into the profile.
-      const portFile = join(profile, 'DevToolsActivePort');
-      await waitUntil(() => existsSync(portFile) && readFileSync(portFile, 'utf8').includes('\n'), 30_000, 'DevTools');
-      const devtoolsPort = Number(readFileSync(portFile, 'utf8').split('\n')[0]);
-      let target: { type: string; url: string; webSocketDebuggerUrl: string } | undefined;
-      await waitUntil(
-        async () => {
-          const targets = (await getJson(`http://127.0.0.1:${devtoolsPort}/json/list`)) as (typeof target)[];
-          target = targets.find((x) => x!.type === 'page' && x!.url.startsWith(`http://127.0.0.1:${port}/`));
-          return target !== undefined;
-        },
-        20_000,
-        'the page target',
-      );
-      devtools = await connect(target!.webSocketDebuggerUrl);
-      const page = new DevTools(devtools);
-      const until = (expression: string, what: string): Promise<void> =>
-        waitUntil(async () => (await page.eval<boolean>(expression)) === true, 20_000, what);
-      const text = (selector: string): Promise<string> =>
-        page.eval<string>(`(document.querySelector(${JSON.stringify(selector)}) || {}).innerText || ''`);
-      /** The text of each frame the page shows, oldest first. */
-      const frames = async (): Promise<string[]> =>
-        (
-          await page.eval<string[]>(`[...document.querySelectorAll('#frames .frame')].map((f) => f.innerText)`)
-        ).reverse();
-      const click = (id: string): Promise<unknown> => page.eval(`document.getElementById('${id}').click()`);
-      const setValue = (id: string, value: string | boolean): Promise<unknown> =>
-        page.eval(
-          typeof value === 'boolean'
-            ? `document.getElementById('${id}').checked = ${value}`
-            : `document.getElementById('${id}').value = ${JSON.stringify(value)}`,
-        );
-      const frameCount = (): Promise<number> => page.eval<number>(`document.querySelectorAll('#frames .frame').length`);
-      const waitFrames = (n: number, what: string): Promise<void> =>
-        until(`document.querySelectorAll('#frames .frame').length >= ${n}`, what);
+      const { page, until, text, frames, click, setValue, frameCount, waitFrames } = await openExplorer([]);
 
       // RFC 6455 §4: the handshake as the server read it, and Sec-WebSocket-Accept step by step.
       // The browser's open event and the observer's handshake event travel on two sockets: either may come first.
@@ -297,6 +334,65 @@ describe('the protocol explorer in headless Chromium (the echo CLI serving it)',
       assert.match(log, /server: the connection closed with \d+ /);
       const last = await frames();
       t.diagnostic(`what the server saw after the invalid frame: ${last.map((f) => f.split('\n')[0]).join(' | ')}`);
+    },
+  );
+
+  it(
+    'over HTTPS: the page and its WebSocket over HTTP/2, the handshake shown as the extended CONNECT (RFC 8441)',
+    { timeout: 90_000 },
+    async (t) => {
+      if (skipBecause(t, chromium === null ? NO_CHROMIUM : null)) return;
+      const made = makeTestCertificate('wsrfc-explorer-chromium-');
+      if (typeof made === 'string') return void skipBecause(t, made);
+      certificate = made;
+      const tls = ['--tls-cert', made.certFile, '--tls-key', made.keyFile];
+      // The certificate is our own, made above.
+      const session = await openExplorer(tls, ['--ignore-certificate-errors']);
+      const { page, until, text, frames, click, frameCount, waitFrames, output, port } = session;
+      await until(
+        `document.getElementById('status').textContent === 'open' && document.getElementById('extended-connect') !== null`,
+        'the page to open its connection and show its handshake',
+      );
+      // The page itself came over HTTP/2 (ALPN h2), so the browser's WebSockets share that connection.
+      const navigation = `performance.getEntriesByType('navigation')[0].nextHopProtocol`;
+      assert.equal(await page.eval<string>(navigation), 'h2');
+      // The server's side: the page's own connection (the one the echo logs) came over HTTP/2.
+      await waitUntil(
+        () => /^\+ #\d+ \S+ \/\?explorer=\S+ {2}over /m.test(output()),
+        20_000,
+        'the connection in the log',
+      );
+      assert.match(output(), /^\+ #\d+ \S+ \/\?explorer=[\w-]+ {2}over HTTP\/2 /m);
+
+      // RFC 8441 §4, §5: the extended CONNECT's fields, read from the DOM, where HTTP/1.1 has key and accept.
+      const fields = await text('#extended-connect');
+      assert.match(fields, /:method\s+CONNECT/);
+      assert.match(fields, /:protocol\s+websocket/);
+      assert.match(fields, /:scheme\s+https/);
+      assert.match(fields, /:path\s+\/\?explorer=[\w-]+/);
+      assert.match(fields, new RegExp(`:authority\\s+127\\.0\\.0\\.1:${port}`));
+      assert.match(fields, /:status\s+200/);
+      assert.match(fields, /Sec-WebSocket-Key, -Accept\s+not used/);
+      // Chromium offers permessage-deflate on the HTTP/2 stream too; the CLI accepts it.
+      assert.match(fields, /extension agreed\s+permessage-deflate/);
+      assert.equal(await page.eval<boolean>(`document.getElementById('accept') === null`), true, 'no accept table');
+      const request = await text('#request-head');
+      assert.match(request, /^:method = CONNECT$/m);
+      assert.match(request, /^:protocol = websocket$/m);
+      assert.doesNotMatch(request, /sec-websocket-key/i);
+      assert.match(await text('#response-head'), /^:status = 200$/m);
+      const links = await page.eval<string[]>(`[...document.querySelectorAll('#handshake a')].map((a) => a.href)`);
+      for (const section of ['4', '5'])
+        assert.ok(links.includes(`https://www.rfc-editor.org/rfc/rfc8441#section-${section}`), links.join(' '));
+
+      // Frames are the same over HTTP/2: a masked text frame in, its echo out.
+      const seen = await frameCount();
+      await click('send-text');
+      await waitFrames(seen + 2, 'the text frame and its echo');
+      const shown = (await frames()).slice(seen);
+      assert.match(shown[0]!, /^browser → server: TEXT fin=1/);
+      assert.match(shown[0]!, /MASK\s+1/);
+      assert.match(shown[1]!, /^server → browser: TEXT fin=1/);
     },
   );
 });

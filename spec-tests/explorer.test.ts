@@ -4,25 +4,38 @@
  * upgrades), refusals unchanged with it on, the observer token (only the page that got it can
  * watch or drive its connection), what an observer is told about frames (checked against the
  * test peer's own encoding), the requests a page may make, and bounded memory with an observer
- * that does not read.
+ * that does not read. Over HTTPS: the page whether ALPN picks h2 or http/1.1, and an HTTP/2
+ * connection's handshake shown as the extended CONNECT it is (RFC 8441), on a library server and
+ * on the echo CLI with TLS (which gives the https:// URL).
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import type { ClientHttp2Session } from 'node:http2';
+import { request as httpsRequest } from 'node:https';
+import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { after, afterEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { Explorer } from '../src/explorer.js';
+import { WebSocketServer } from '../src/index.js';
 import { MAX_REQUESTED_SIZE, OBSERVER_BUFFER_LIMIT } from '../src/learn/explorer.js';
-import { Opcode, startServer, waitUntil, withTimeout, type TestServer } from './helpers/library.js';
+import { Opcode, skipBecause, startServer, waitUntil, withTimeout, type TestServer } from './helpers/library.js';
 import {
   FrameDecoder,
+  H2Peer,
   RawClient,
   acceptFor,
+  destroyH2Sessions,
   destroyRawClients,
   handshakeRequest,
   headEnd,
   naiveMask,
+  openH2Session,
   type RequestSpec,
 } from './helpers/peer/index.js';
+import { makeTestCertificate, type TestCertificate } from './helpers/tls.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -33,8 +46,11 @@ const PLAIN_GET: RequestSpec = {
 
 const servers: TestServer[] = [];
 afterEach(() => destroyRawClients());
+const closers: (() => unknown)[] = [];
 after(async () => {
+  destroyH2Sessions();
   await Promise.all(servers.map((server) => server.close()));
+  for (const close of closers.splice(0).reverse()) await close();
 });
 
 async function server(explorer: boolean): Promise<TestServer> {
@@ -390,5 +406,175 @@ describe('the echo CLI: the explorer on by default, --no-explorer', () => {
     const [on, off] = await Promise.all([cliStatus([]), cliStatus(['--no-explorer'])]);
     assert.equal(on, 200);
     assert.equal(off, 400);
+  });
+});
+
+/** A certificate for the HTTPS tests, made once; a string says why there is none (they skip). */
+let certificate: TestCertificate | string | undefined;
+function testCertificate(): TestCertificate | string {
+  if (certificate === undefined) {
+    certificate = makeTestCertificate('wsrfc-explorer-tls-');
+    if (typeof certificate === 'object') closers.push(() => (certificate as TestCertificate).remove());
+  }
+  return certificate;
+}
+
+interface Page {
+  status: number;
+  contentType: string;
+  body: string;
+  /** What carried it: 'h2' or 'http/1.1' (ALPN). */
+  protocol: string;
+}
+
+/** GET / over HTTP/2 (node:http2's client; ALPN h2). */
+async function pageOverH2(session: ClientHttp2Session, path = '/'): Promise<Page> {
+  const stream = session.request({ ':method': 'GET', ':path': path }, { endStream: true });
+  const chunks: Buffer[] = [];
+  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+  const [headers] = (await withTimeout(once(stream, 'response'), 5000, 'the page')) as [Record<string, unknown>];
+  await withTimeout(once(stream, 'close'), 5000, 'the end of the page');
+  const body = Buffer.concat(chunks).toString();
+  return { status: Number(headers[':status']), contentType: String(headers['content-type']), body, protocol: 'h2' };
+}
+
+/** GET / over HTTP/1.1 on the same TLS port (node:https, offering only http/1.1 by ALPN). */
+function pageOverHttp1(port: number, ca: Buffer, path = '/'): Promise<Page> {
+  return withTimeout(
+    new Promise<Page>((resolve, reject) => {
+      const options = { host: '127.0.0.1', servername: 'localhost', port, path, ca, ALPNProtocols: ['http/1.1'] };
+      const request = httpsRequest({ ...options, agent: false }, (response) => {
+        let body = '';
+        response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+        response.on('end', () =>
+          resolve({
+            status: response.statusCode ?? 0,
+            contentType: String(response.headers['content-type']),
+            body,
+            protocol: String((response.socket as { alpnProtocol?: string | false }).alpnProtocol),
+          }),
+        );
+      });
+      request.on('error', reject);
+      request.end();
+    }),
+    5000,
+    'the page over HTTP/1.1',
+  );
+}
+
+describe('the explorer over HTTPS and HTTP/2 (RFC 8441), without a browser', () => {
+  it('GET / is the page whether ALPN picks h2 or http/1.1; over HTTP/2 the handshake event is the extended CONNECT, with no key or accept', async (t) => {
+    const made = testCertificate();
+    if (typeof made === 'string') return void skipBecause(t, made);
+    const explorer = new Explorer();
+    const wss = new WebSocketServer({
+      ...explorer.serverOptions,
+      tls: { key: made.key, cert: made.cert },
+      http2: true,
+      perMessageDeflate: true,
+      pingInterval: 0,
+    });
+    wss.on('connection', (socket, request) => {
+      if (explorer.adopt(socket, request)) return;
+      socket.on('message', (data, isBinary) => socket.send(data, { binary: isBinary }));
+    });
+    const { port } = await wss.listen(0, '127.0.0.1');
+    closers.push(() => wss.close(200));
+
+    const session = await openH2Session(`https://localhost:${port}`, { ca: made.cert });
+    for (const page of [await pageOverH2(session), await pageOverHttp1(port, made.cert)]) {
+      assert.equal(page.status, 200, page.protocol);
+      assert.equal(page.contentType, 'text/html; charset=utf-8', page.protocol);
+      assert.match(page.body, /<title>wsrfc protocol explorer<\/title>/, page.protocol);
+    }
+
+    // The page's two WebSockets, over HTTP/2 as a browser that loaded it over HTTP/2 opens them.
+    const observer = await H2Peer.open(session, '/?explorer=observe');
+    const [hello] = await observer.waitMessages(1);
+    const token = (JSON.parse(hello!.data.toString()) as Event)['token'] as string;
+    const own = await H2Peer.open(session, `/?explorer=${token}`, {
+      'sec-websocket-extensions': 'permessage-deflate; client_max_window_bits',
+      origin: `https://localhost:${port}`,
+    });
+    const events = (): Event[] => observer.messages.map((message) => JSON.parse(message.data.toString()) as Event);
+    await observer.waitMessages(2);
+    const handshake = events()[1]!;
+    assert.equal(handshake.type, 'handshake');
+    assert.equal(handshake['httpVersion'], '2.0');
+    assert.deepEqual(handshake['extendedConnect'], {
+      method: 'CONNECT',
+      protocol: 'websocket',
+      scheme: 'https',
+      path: `/?explorer=${token}`,
+      authority: `localhost:${port}`,
+      status: '200',
+    });
+    // RFC 8441 §5: no Sec-WebSocket-Key, so nothing to compute an accept from.
+    assert.equal(handshake['key'], '');
+    assert.equal(handshake['accept'], '');
+    assert.match(handshake['request'] as string, /^:method = CONNECT\r\n/m);
+    assert.match(handshake['request'] as string, /^:protocol = websocket\r\n/m);
+    assert.match(handshake['response'] as string, /^:status = 200\r\n/);
+    assert.doesNotMatch(`${handshake['request'] as string}${handshake['response'] as string}`, /sec-websocket-key/i);
+    assert.equal(handshake['extensionsOffered'], 'permessage-deflate; client_max_window_bits');
+    assert.equal(handshake['extensionsAgreed'], String(own.response['sec-websocket-extensions']));
+
+    // Frames are reported as over HTTP/1.1: a masked text frame in, its echo out.
+    own.sendText('over HTTP/2');
+    await own.waitMessages(1);
+    await observer.waitMessages(4);
+    const [inFrame, outFrame] = events().slice(2);
+    assert.equal(inFrame!['direction'], 'in');
+    assert.equal(inFrame!['text'], 'over HTTP/2');
+    assert.equal(inFrame!['masked'], true);
+    assert.equal(outFrame!['direction'], 'out');
+    assert.equal(outFrame!['text'], 'over HTTP/2');
+  });
+});
+
+describe('the echo CLI with TLS: the explorer over HTTPS', () => {
+  /** The CLI with TLS and `args`; resolves once it has said where it listens. */
+  async function tlsCli(made: TestCertificate, args: string[] = []): Promise<{ port: number; output: string }> {
+    const tlsArgs = ['--tls-cert', made.certFile, '--tls-key', made.keyFile];
+    const child: ChildProcess = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/echo.ts', '--host', '127.0.0.1', '--port', '0', ...tlsArgs, ...args],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    closers.push(() => child.kill('SIGKILL'));
+    let output = '';
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    await waitUntil(() => /^protocol explorer: /m.test(output), 20_000, 'the CLI to listen');
+    const port = Number(/listening on wss:\/\/127\.0\.0\.1:(\d+)\//.exec(output)?.[1]);
+    return { port, output };
+  }
+
+  it('the log gives the https:// URL; GET / is the explorer over HTTP/2 and HTTP/1.1, and --page replaces it on both', async (t) => {
+    const made = testCertificate();
+    if (typeof made === 'string') return void skipBecause(t, made);
+    const { port, output } = await tlsCli(made);
+    assert.match(output, new RegExp(`^protocol explorer: https://127\\.0\\.0\\.1:${port}/ `, 'm'));
+    assert.doesNotMatch(output, /http:\/\//);
+    const session = await openH2Session(`https://localhost:${port}`, { ca: made.cert });
+    const overH2 = await pageOverH2(session);
+    const overHttp1 = await pageOverHttp1(port, made.cert);
+    for (const [page, protocol] of [
+      [overH2, 'h2'],
+      [overHttp1, 'http/1.1'],
+    ] as const) {
+      assert.equal(page.protocol, protocol);
+      assert.equal(page.status, 200, protocol);
+      assert.match(page.body, /<title>wsrfc protocol explorer<\/title>/, protocol);
+    }
+
+    const file = join(made.dir, 'page.html');
+    writeFileSync(file, '<!doctype html><title>my own page</title>');
+    const own = await tlsCli(made, ['--page', file]);
+    const ownSession = await openH2Session(`https://localhost:${own.port}`, { ca: made.cert });
+    for (const page of [await pageOverH2(ownSession), await pageOverHttp1(own.port, made.cert)]) {
+      assert.equal(page.status, 200, page.protocol);
+      assert.equal(page.body, '<!doctype html><title>my own page</title>', page.protocol);
+    }
   });
 });

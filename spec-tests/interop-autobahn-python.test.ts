@@ -31,6 +31,7 @@ import {
   type PerMessageDeflateOptions,
   type WebSocket,
 } from '../src/index.js';
+import { whileAlive } from './helpers/alive.js';
 import { waitUntil, withTimeout } from './helpers/library.js';
 import { findPython, pythonOrSkip, runPython } from './helpers/python.js';
 
@@ -597,7 +598,6 @@ describe('interop: autobahn-python client against our server (RFC 7692)', () => 
         found.python,
         PEER,
         ['client', JSON.stringify(plan)],
-        150_000,
         (process) => (child = process),
       );
       for (const line of output.split('\n').filter((text) => text.startsWith('{'))) {
@@ -939,7 +939,8 @@ describe('interop: our client against an autobahn-python server (RFC 7692)', () 
       cwd: tmpdir(),
     });
     child = serverProcess;
-    port = await withTimeout(
+    port = await whileAlive(
+      serverProcess,
       new Promise<number>((resolve, reject) => {
         let pending = '';
         serverProcess.stdout.setEncoding('utf8').on('data', (chunk: string) => {
@@ -959,7 +960,6 @@ describe('interop: our client against an autobahn-python server (RFC 7692)', () 
         });
         serverProcess.on('exit', (code) => reject(new Error(`the autobahn server exited with ${code}`)));
       }),
-      20_000,
       'the autobahn server to listen',
     );
   });

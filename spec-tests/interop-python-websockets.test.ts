@@ -12,7 +12,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
-import { WebSocketServer, connect, type WebSocket } from '../src/index.js';
+import { WebSocket, WebSocketServer, connect } from '../src/index.js';
+import { whileAlive } from './helpers/alive.js';
 import { withTimeout } from './helpers/library.js';
 import { findPython, pythonOrSkip, runPython } from './helpers/python.js';
 
@@ -44,57 +45,51 @@ describe('interop: Python websockets client against our server', () => {
   let server: WebSocketServer | undefined;
   after(() => server?.close());
 
-  it(
-    'echoes 0 B to 16 MiB with and without permessage-deflate, fragmented and pipelined, pings, closes with its code; protocol errors get 1007/1002',
-    { timeout: 60_000 },
-    async (t) => {
-      const python = skipWithoutPython(t);
-      if (python === null) return;
-      t.diagnostic(`python websockets ${found.python !== null ? found.output : ''}`);
-      server = new WebSocketServer({ protocols: ['echo'], perMessageDeflate: true, pingInterval: 0 });
-      const closes: [number, string, boolean][] = [];
-      server.on('connection', (connection) => {
-        connection.on('message', (data, isBinary) => connection.send(data, { binary: isBinary }));
-        connection.on('close', (code, reason, wasClean) => closes.push([code, reason, wasClean]));
-      });
-      const { port } = await server.listen(0, '127.0.0.1');
-      const report = JSON.parse(
-        await runPython(python, PEER, ['client', `ws://127.0.0.1:${port}/`], 50_000),
-      ) as ClientReport;
+  it('echoes 0 B to 16 MiB with and without permessage-deflate, fragmented and pipelined, pings, closes with its code; protocol errors get 1007/1002', async (t) => {
+    const python = skipWithoutPython(t);
+    if (python === null) return;
+    t.diagnostic(`python websockets ${found.python !== null ? found.output : ''}`);
+    server = new WebSocketServer({ protocols: ['echo'], perMessageDeflate: true, pingInterval: 0 });
+    const closes: [number, string, boolean][] = [];
+    server.on('connection', (connection) => {
+      connection.on('message', (data, isBinary) => connection.send(data, { binary: isBinary }));
+      connection.on('close', (code, reason, wasClean) => closes.push([code, reason, wasClean]));
+    });
+    const { port } = await server.listen(0, '127.0.0.1');
+    const report = JSON.parse(await runPython(python, PEER, ['client', `ws://127.0.0.1:${port}/`])) as ClientReport;
 
-      for (const session of [report.deflate, report.plain]) {
-        assert.deepEqual(
-          session.steps,
-          ['echo ok', 'fragmented ok', 'pong ok', 'pipelined ok'],
-          `compression=${session.compression}`,
-        );
-        assert.equal(session.protocol, 'echo');
-        assert.deepEqual(session.close, [4000, 'bye from python']);
-      }
-      // The library offers `permessage-deflate; client_max_window_bits`; we accept with no parameters.
-      assert.equal(report.deflate.extensions, 'permessage-deflate');
-      assert.equal(report.plain.extensions, null);
-      assert.equal(report.bad_utf8, 1007);
-      assert.equal(report.long_ping, 1002);
-      assert.equal(report.close_1005, 1002);
-
-      await withTimeout(
-        (async () => {
-          while (closes.length < 5 || server!.clients.size > 0) await new Promise((resolve) => setTimeout(resolve, 10));
-        })(),
-        5_000,
-        'every connection to close on our side',
-      );
-      assert.deepEqual(closes.slice(0, 2), [
-        [4000, 'bye from python', true],
-        [4000, 'bye from python', true],
-      ]);
+    for (const session of [report.deflate, report.plain]) {
       assert.deepEqual(
-        closes.slice(2).map(([code]) => code),
-        [1007, 1002, 1002],
+        session.steps,
+        ['echo ok', 'fragmented ok', 'pong ok', 'pipelined ok'],
+        `compression=${session.compression}`,
       );
-    },
-  );
+      assert.equal(session.protocol, 'echo');
+      assert.deepEqual(session.close, [4000, 'bye from python']);
+    }
+    // The library offers `permessage-deflate; client_max_window_bits`; we accept with no parameters.
+    assert.equal(report.deflate.extensions, 'permessage-deflate');
+    assert.equal(report.plain.extensions, null);
+    assert.equal(report.bad_utf8, 1007);
+    assert.equal(report.long_ping, 1002);
+    assert.equal(report.close_1005, 1002);
+
+    await withTimeout(
+      (async () => {
+        while (closes.length < 5 || server!.clients.size > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      })(),
+      5_000,
+      'every connection to close on our side',
+    );
+    assert.deepEqual(closes.slice(0, 2), [
+      [4000, 'bye from python', true],
+      [4000, 'bye from python', true],
+    ]);
+    assert.deepEqual(
+      closes.slice(2).map(([code]) => code),
+      [1007, 1002, 1002],
+    );
+  });
 });
 
 describe('interop: our client against a Python websockets server', () => {
@@ -103,74 +98,83 @@ describe('interop: our client against a Python websockets server', () => {
     child?.kill('SIGKILL');
   });
 
-  it(
-    'negotiates its 12-bit windows and a subprotocol, echoes 0 B to 16 MiB and a fragmented message, closes cleanly',
-    { timeout: 60_000 },
-    async (t) => {
-      const python = skipWithoutPython(t);
-      if (python === null) return;
-      const serverProcess = spawn(python, [PEER, 'server'], { stdio: ['ignore', 'pipe', 'inherit'] });
-      child = serverProcess;
-      const port = await withTimeout(
-        new Promise<number>((resolve, reject) => {
-          let out = '';
-          serverProcess.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-            out += chunk;
-            const match = /listening (\d+)/.exec(out);
-            if (match) resolve(Number(match[1]));
-          });
-          serverProcess.on('exit', (code) => reject(new Error(`the python server exited with ${code}`)));
-        }),
-        20_000,
-        'the python server to listen',
-      );
+  it('negotiates its 12-bit windows and a subprotocol, echoes 0 B to 16 MiB and a fragmented message, closes cleanly', async (t) => {
+    const python = skipWithoutPython(t);
+    if (python === null) return;
+    const serverProcess = spawn(python, [PEER, 'server'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    child = serverProcess;
+    // No clock on how long anything takes: each wait lasts while the server process shows signs of
+    // life (helpers/alive.ts), and fails when it exits.
+    const exit = new Promise<never>((_, reject) =>
+      serverProcess.on('exit', (code) => reject(new Error(`the python server exited with ${code}`))),
+    );
+    exit.catch(() => {});
+    const alive = <T>(waiting: Promise<T>, what: string): Promise<T> =>
+      whileAlive(serverProcess, Promise.race([waiting, exit]), what);
+    const port = await alive(
+      new Promise<number>((resolve) => {
+        let out = '';
+        serverProcess.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+          out += chunk;
+          const match = /listening (\d+)/.exec(out);
+          if (match) resolve(Number(match[1]));
+        });
+      }),
+      'the python server to listen',
+    );
 
-      for (const perMessageDeflate of [true, false]) {
-        const ws: WebSocket = await connect(`ws://127.0.0.1:${port}/`, {
-          perMessageDeflate,
-          protocols: ['x-unknown', 'chat'],
-          pingInterval: 0,
-        });
-        assert.equal(ws.protocol, 'chat');
-        // websockets answers with its own window limits, which our client must honour (RFC 7692 §7.1.2).
-        assert.equal(
-          ws.extensions,
-          perMessageDeflate ? 'permessage-deflate; server_max_window_bits=12; client_max_window_bits=12' : '',
+    for (const perMessageDeflate of [true, false]) {
+      const ws: WebSocket = await alive(
+        connect(`ws://127.0.0.1:${port}/`, { perMessageDeflate, protocols: ['x-unknown', 'chat'], pingInterval: 0 }),
+        'the handshake',
+      );
+      assert.equal(ws.protocol, 'chat');
+      // websockets answers with its own window limits, which our client must honour (RFC 7692 §7.1.2).
+      assert.equal(
+        ws.extensions,
+        perMessageDeflate ? 'permessage-deflate; server_max_window_bits=12; client_max_window_bits=12' : '',
+      );
+      const replies: [Buffer, boolean][] = [];
+      let wake = (): void => {};
+      ws.on('message', (data, isBinary) => {
+        replies.push([data, isBinary]);
+        wake();
+      });
+      ws.on('close', () => wake());
+      const reply = (): Promise<[Buffer, boolean]> =>
+        alive(
+          (async () => {
+            while (replies.length === 0) {
+              assert.equal(ws.readyState, WebSocket.OPEN, 'the connection closed before the echo');
+              await new Promise<void>((resolve) => (wake = resolve));
+            }
+            return replies.shift()!;
+          })(),
+          'an echo',
         );
-        const replies: [Buffer, boolean][] = [];
-        let wake = (): void => {};
-        ws.on('message', (data, isBinary) => {
-          replies.push([data, isBinary]);
-          wake();
-        });
-        const reply = async (): Promise<[Buffer, boolean]> => {
-          while (replies.length === 0) await new Promise<void>((resolve) => (wake = resolve));
-          return replies.shift()!;
-        };
-        for (const size of [0, 1, 125, 126, 65535, 65536, 1 << 20, 16 << 20]) {
-          const bytes = randomBytes(size);
-          ws.send(bytes);
-          const [data, isBinary] = await reply();
-          assert.equal(isBinary, true);
-          assert.ok(data.equals(bytes), `binary echo of ${size} bytes`);
-          const text = 'héllo € 𝄞 '
-            .repeat(size / 10 + 1)
-            .slice(0, size)
-            .replace(/[\ud800-\udbff]$/, '');
-          ws.send(text);
-          const [textData, textIsBinary] = await reply();
-          assert.equal(textIsBinary, false);
-          assert.equal(textData.toString(), text, `text echo of ${size} characters`);
-        }
-        const fragmented = randomBytes(300_000);
-        ws.send(fragmented, { fragmentSize: 1000 });
-        assert.ok((await reply())[0].equals(fragmented));
-        const closed = new Promise<[number, string, boolean]>((resolve) =>
-          ws.once('close', (code, reason, wasClean) => resolve([code, reason, wasClean])),
-        );
-        ws.close(4000, 'bye from node');
-        assert.deepEqual(await withTimeout(closed, 10_000, "'close'"), [4000, 'bye from node', true]);
+      for (const size of [0, 1, 125, 126, 65535, 65536, 1 << 20, 16 << 20]) {
+        const bytes = randomBytes(size);
+        ws.send(bytes);
+        const [data, isBinary] = await reply();
+        assert.equal(isBinary, true);
+        assert.ok(data.equals(bytes), `binary echo of ${size} bytes`);
+        const text = 'héllo € 𝄞 '
+          .repeat(size / 10 + 1)
+          .slice(0, size)
+          .replace(/[\ud800-\udbff]$/, '');
+        ws.send(text);
+        const [textData, textIsBinary] = await reply();
+        assert.equal(textIsBinary, false);
+        assert.equal(textData.toString(), text, `text echo of ${size} characters`);
       }
-    },
-  );
+      const fragmented = randomBytes(300_000);
+      ws.send(fragmented, { fragmentSize: 1000 });
+      assert.ok((await reply())[0].equals(fragmented));
+      const closed = new Promise<[number, string, boolean]>((resolve) =>
+        ws.once('close', (code, reason, wasClean) => resolve([code, reason, wasClean])),
+      );
+      ws.close(4000, 'bye from node');
+      assert.deepEqual(await alive(closed, "'close'"), [4000, 'bye from node', true]);
+    }
+  });
 });

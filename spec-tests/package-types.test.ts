@@ -83,7 +83,11 @@ const options: ServerOptions = { path: '/chat', perMessageDeflate: deflate, trac
 // The public hooks: plain requests, and what an observer sees of each handshake; the explorer plugs in through them.
 const health = (request: HttpRequestInfo): HttpResponseInfo | undefined =>
   request.target === '/health' ? { status: 200, headers: { 'content-type': 'text/plain' }, body: 'ok' } : undefined;
-const observe: ConnectionObserver = (handshake: ObservedHandshake) => (handshake.key === '' ? null : trace);
+// Over HTTP/2 (RFC 8441) an observer gets the extended CONNECT's fields; over HTTP/1.1, the key.
+const observe: ConnectionObserver = (handshake: ObservedHandshake) => {
+  const protocol: string | undefined = handshake.http2?.request.find(([name]) => name === ':protocol')?.[1];
+  return handshake.httpVersion === '1.1' ? (handshake.key === '' ? null : trace) : protocol === 'websocket' ? trace : null;
+};
 const explorer = new Explorer();
 const hooked = new WebSocketServer({ ...explorer.serverOptions, onHttpRequest: health, observe });
 hooked.on('connection', (socket, request) => void explorer.adopt(socket, request));
@@ -342,13 +346,23 @@ describe('the tarball holds what an embedder needs and nothing else', () => {
     }
   });
 
-  it('the bin is executable JavaScript from dist/, linked by npm; sideEffects names it', () => {
+  it('the bins are executable JavaScript from dist/, linked by npm, and run through the link; sideEffects names them', () => {
     for (const [name, target] of Object.entries(packageJson.bin ?? {})) {
       const file = target.replace(/^\.\//, '');
       assert.ok(pkg.files.includes(file), `bin ${name}: ${file} is not in the tarball`);
       assert.match(readFileSync(join(pkg.installed, file), 'utf8'), /^#!\/usr\/bin\/env node\n/);
       assert.ok(existsSync(join(pkg.consumer, 'node_modules', '.bin', name)), `npm linked no ${name}`);
     }
+    // Through npm's link, as `npx wsrfc` runs them: the echo CLI must see that it is the program
+    // started (src/cli/entry.ts) even though the path it was started by is the link's.
+    const bin = (name: string, args: string[]): { status: number | null; stdout: string; stderr: string } =>
+      spawnSync(join(pkg.consumer, 'node_modules', '.bin', name), args, { cwd: pkg.consumer, encoding: 'utf8' });
+    const version = bin('wsrfc', ['--version']);
+    assert.deepEqual([version.status, version.stdout], [0, `${packageJson.version}\n`], version.stderr);
+    const echoHelp = bin('wsrfc-echo', ['--help']);
+    assert.equal(echoHelp.status, 0, echoHelp.stderr);
+    assert.match(echoHelp.stdout, /^Usage: wsrfc echo \[options\]/);
+    assert.equal(bin('wsrfc', ['echo', '--help']).stdout, echoHelp.stdout, 'wsrfc echo is wsrfc-echo');
     const sideEffects = (packageJson as unknown as { sideEffects: string[] }).sideEffects;
     assert.ok(Array.isArray(sideEffects), 'sideEffects lists the files that have them');
     for (const file of sideEffects) assert.ok(pkg.files.includes(file.replace(/^\.\//, '')), `sideEffects: ${file}`);

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { WebSocketServer } from '../src/index.js';
 import { CloseCode, Opcode } from '../src/protocol/constants.js';
 import { encodeFrame } from '../src/protocol/frame.js';
-import { DEFAULT_MAX_MESSAGE_SIZE } from '../src/protocol/receiver.js';
+import { DEFAULT_MAX_MESSAGE_SIZE } from '../src/protocol/options.js';
 import {
   ROLES,
   assertFailed,
@@ -45,6 +46,22 @@ function headerOnly(opcode: number, length: number, masked: boolean, fin = true)
 function filled(n: number, byte = 0x61): Buffer {
   return Buffer.alloc(n, byte);
 }
+
+describe('limits given as options are checked when the server is made', () => {
+  for (const [name, value] of [
+    ['maxMessageSize', -1],
+    ['maxFramePayload', Number.NaN],
+    ['highWaterMark', '1024'],
+  ] as const) {
+    it(`${name}: ${String(value)} is a RangeError, not a limit that never holds`, () => {
+      assert.throws(() => new WebSocketServer({ [name]: value } as never), RangeError);
+    });
+  }
+
+  it('a trace that is not a function is a TypeError', () => {
+    assert.throws(() => new WebSocketServer({ trace: 'yes' } as never), TypeError);
+  });
+});
 
 describe('RFC 6455 §10.4 "implementations SHOULD impose implementation-specific limits on frame size": maxFramePayload', () => {
   for (const role of ROLES) {

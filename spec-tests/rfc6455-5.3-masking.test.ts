@@ -3,7 +3,10 @@ import { describe, it } from 'node:test';
 import { CloseCode, Opcode } from '../src/protocol/constants.js';
 import { encodeFrame } from '../src/protocol/frame.js';
 import { mask, maskInto } from '../src/protocol/mask.js';
-import { appendFrame, appendMessage, MaskKeySource } from '../src/protocol/writer.js';
+import { MaskKeySource } from '../src/protocol/writer.js';
+import * as core from '../src/core.js';
+import { FrameDecoder, type DecodedFrame } from './helpers/peer/frames.js';
+import { appendFrame, appendMessage } from './helpers/writer.js';
 import {
   assertFailed,
   bytes,
@@ -352,5 +355,66 @@ describe('RFC 6455 §5.1, §5.3 Masking on the receiving side', () => {
     );
     assert.deepEqual(types(h.events), ['message', 'error']);
     assertFailed(h, 'UnmaskedFrame', CloseCode.ProtocolError);
+  });
+});
+
+describe('RFC 6455 §5.3 The protocol core in the client role masks every frame, whatever its caller passes', () => {
+  // wsrfc/core as an embedder drives it, without any driver: what it writes, decoded by the
+  // independent test peer's decoder.
+  const decode = (buffers: Buffer[]): DecodedFrame[] => {
+    const frames: DecodedFrame[] = [];
+    const decoder = new FrameDecoder((frame) => frames.push(frame));
+    for (const buffer of buffers) decoder.push(Buffer.from(buffer));
+    assert.equal(decoder.stopped, null);
+    return frames;
+  };
+
+  it('new Protocol("client", options, now) with no setup: send() writes a masked text frame, never 81 02 68 69', () => {
+    const client = new core.Protocol('client', core.resolveConnectionOptions({}), 0);
+    client.send(core.Opcode.Text, Buffer.from('hi'), false, 0);
+    const wire = Buffer.concat(client.takeOutput());
+    assert.notDeepEqual(wire, Buffer.from([0x81, 0x02, 0x68, 0x69]));
+    const [frame] = decode([wire]);
+    assert.equal(frame!.masked, true, '"a client MUST mask all frames that it sends to the server"');
+    assert.equal(frame!.payload.toString(), 'hi');
+  });
+
+  it('every kind of frame a client writes is masked, each with a fresh key: data, fragments, pings, pongs (its own and the automatic answer), the ping loop, close', () => {
+    const options = core.resolveConnectionOptions({ pingInterval: 1000, pongTimeout: 60_000 });
+    const client = new core.Protocol('client', options, 0);
+    client.sendData('text', undefined);
+    client.sendData(Buffer.from([1, 2, 3]), undefined);
+    client.sendData('fragmented message', { fragmentSize: 4 });
+    client.sendControl(core.Opcode.Ping, Buffer.from('p'));
+    client.sendControl(core.Opcode.Pong, Buffer.from('q'));
+    client.receive(Buffer.from([0x89, 0x01, 0x21]), 10); // a server's (unmasked) ping: answered with a pong
+    client.timeout(1000, false); // the ping loop's ping
+    client.close(1000, 'bye', 1001);
+    const frames = decode(client.takeOutput());
+    const opcodes = frames.map((frame) => frame.opcode);
+    assert.deepEqual(opcodes, [0x1, 0x2, 0x1, 0x0, 0x0, 0x0, 0x0, 0x9, 0xa, 0xa, 0x9, 0x8]);
+    for (const frame of frames) assert.equal(frame.masked, true, `opcode ${frame.opcode} unmasked`);
+    const keys = new Set(frames.map((frame) => frame.maskKey!.toString('hex')));
+    assert.ok(keys.size > frames.length / 2, `${keys.size} distinct keys for ${frames.length} frames`);
+  });
+
+  it('a client takes no pre-framed bytes (they could not be masked with a fresh key); a server takes them', () => {
+    const client = new core.Protocol('client', core.resolveConnectionOptions({}), 0);
+    assert.throws(() => client.sendFramed(Buffer.from([0x81, 0x00])), TypeError);
+    assert.equal(client.hasOutput, false);
+    const server = new core.Protocol('server', core.resolveConnectionOptions({}), 0);
+    assert.equal(server.sendFramed(Buffer.from([0x81, 0x00])), true);
+  });
+
+  it('a role other than server or client refuses to start', () => {
+    assert.throws(() => new core.Protocol('peer' as core.Role, core.resolveConnectionOptions({}), 0), TypeError);
+  });
+
+  it('the server role masks nothing ("A server MUST NOT mask any frames that it sends to the client")', () => {
+    const server = new core.Protocol('server', core.resolveConnectionOptions({}), 0);
+    server.sendData('text', undefined);
+    server.sendControl(core.Opcode.Ping, Buffer.from('p'));
+    server.close(1000, '', 0);
+    for (const frame of decode(server.takeOutput())) assert.equal(frame.masked, false);
   });
 });

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CloseCode, Opcode } from '../src/protocol/constants.js';
-import { appendMessage, MaskKeySource } from '../src/protocol/writer.js';
+import { MaskKeySource } from '../src/protocol/writer.js';
+import { appendMessage } from './helpers/writer.js';
 import type { Frame } from '../src/protocol/receiver.js';
 import {
   ROLES,

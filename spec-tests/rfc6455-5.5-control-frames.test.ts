@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CloseCode, MAX_CONTROL_PAYLOAD, Opcode } from '../src/protocol/constants.js';
-import { appendControlFrame, MaskKeySource } from '../src/protocol/writer.js';
+import { MaskKeySource } from '../src/protocol/writer.js';
+import { appendControlFrame } from './helpers/writer.js';
 import {
   ROLES,
   assertFailed,

@@ -20,6 +20,7 @@ import {
   text,
   types,
   utf8,
+  receiverOptions,
 } from './helpers/core.js';
 
 const INVALID_RANGES: [number, number][] = [
@@ -286,7 +287,7 @@ describe('RFC 6455 §5.5.1 Close: the receiver', () => {
     withoutStackTraces(() => {
       for (let code = 0; code <= 0xffff; code++) {
         const collector = new Collector();
-        const receiver = new Receiver({ role: 'server' }, collector);
+        const receiver = new Receiver(receiverOptions('server'), collector);
         receiver.push(encodeFrame({ opcode: Opcode.Close, payload: codeBytes(code), maskKey: key }));
         const e = collector.events;
         const valid = isValidWireCloseCode(code);

@@ -1,7 +1,7 @@
 /**
  * RFC 6455 §5.5.2 Ping and §5.5.3 Pong, on the protocol state machine (src/protocol/protocol.ts): the
  * answers it writes, when it does not answer, and its ping loop (`pingInterval`, `pongTimeout`)
- * driven by `timeout(now)` and its `onWake(at)` requests. rfc6455-5.5-control-frames.test.ts
+ * driven by `timeout(now)` at the `nextDeadline` it reports. rfc6455-5.5-control-frames.test.ts
  * covers the parsing of control frames by the receiver alone.
  *
  * The peer's frames come from helpers/core.ts's encoder; what we write is decoded by
@@ -54,10 +54,10 @@ describe('RFC 6455 §5.5.2 "Upon receipt of a Ping frame, an endpoint MUST send 
       h.receive(concat(p.ping('1'), p.ping('2'), p.text('between'), p.ping('3')));
       assert.deepEqual(h.frames(), ['pong "1"', 'pong "2"', 'pong "3"']);
       assert.deepEqual(h.take(), [
-        'onPing "1"',
-        'onPing "2"',
-        'onMessage text "between"',
-        'onPing "3"',
+        'ping "1"',
+        'ping "2"',
+        'message text "between"',
+        'ping "3"',
         '> pong "1"',
         '> pong "2"',
         '> pong "3"',
@@ -130,7 +130,7 @@ describe('RFC 6455 §5.5.2 "Upon receipt of a Ping frame, an endpoint MUST send 
     it(`autoPong off: the ping is reported and not answered; the application may answer it (${role})`, () => {
       const h = new Harness(role, { options: { autoPong: false } });
       h.receive(peerOf(role).ping('manual'));
-      assert.deepEqual(h.take(), ['onPing "manual"']);
+      assert.deepEqual(h.take(), ['ping "manual"']);
       assert.equal(h.wire.length, 0);
       h.pong(h.received[0]!.data);
       assert.deepEqual(h.frames(), ['pong "manual"']);
@@ -149,7 +149,7 @@ describe('RFC 6455 §5.5.3 Pong', () => {
     it(`"A response to an unsolicited Pong frame is not expected": it is reported, nothing is written (${role})`, () => {
       const h = new Harness(role);
       h.receive(peerOf(role).pong('unasked'));
-      assert.deepEqual(h.take(), ['onPong "unasked"']);
+      assert.deepEqual(h.take(), ['pong "unasked"']);
       assert.equal(h.wire.length, 0);
     });
 
@@ -165,11 +165,11 @@ describe('RFC 6455 §5.5.2 the ping loop: "A Ping frame may serve either as a ke
   for (const role of ROLES) {
     it(`a ping is sent when pingInterval has passed, and the next wake-up is asked for (${role})`, () => {
       const h = new Harness(role, { options: { pingInterval: 1000, pongTimeout: 3000 }, now: 0 });
-      assert.deepEqual(h.take(), ['onWake 1000'], 'the first wake-up is asked for at once');
+      assert.deepEqual(h.take(), ['wake 1000'], 'the first wake-up is asked for at once');
       h.timeout(999);
-      assert.deepEqual(h.take(), ['onWake 1000'], 'too early: no ping, the same wake-up again');
+      assert.deepEqual(h.take(), ['wake 1000'], 'too early: no ping, the same wake-up again');
       h.timeout(1000);
-      assert.deepEqual(h.take(), ['onWake 2000', '> ping ""']);
+      assert.deepEqual(h.take(), ['> ping ""', 'wake 2000']);
     });
 
     it(`the peer that answers keeps the connection: ping, pong, ping ... (${role})`, () => {
@@ -192,14 +192,14 @@ describe('RFC 6455 §5.5.2 the ping loop: "A Ping frame may serve either as a ke
       h.timeout(2000);
       // Next ping at 3000, but nothing received since 0: the pong deadline at 2500 comes first.
       assert.deepEqual(h.takeNoWakes(), ['> ping ""', '> ping ""']);
-      assert.equal(h.log[h.log.length - 2], 'onWake 2500');
+      assert.equal(h.log[h.log.length - 1], 'wake 2500');
     });
 
     it(`a late wake-up sends one ping, not one per missed interval (${role})`, () => {
       const h = new Harness(role, { options: { pingInterval: 1000, pongTimeout: 60_000 } });
       h.take();
       h.timeout(5500);
-      assert.deepEqual(h.take(), ['onWake 6500', '> ping ""']);
+      assert.deepEqual(h.take(), ['> ping ""', 'wake 6500']);
     });
 
     it(`"any time after the connection is established and before the connection is closed": no ping once the closing handshake started (${role})`, () => {

@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import { CloseCode, Opcode } from '../src/protocol/constants.js';
 import { encodeFrame, writeFrameHeader } from '../src/protocol/frame.js';
 import type { Frame } from '../src/protocol/receiver.js';
-import { appendControlFrame, appendFrame, appendMessage, type MaskKeySource } from '../src/protocol/writer.js';
+import type { MaskKeySource } from '../src/protocol/writer.js';
+import { appendControlFrame, appendFrame, appendMessage } from './helpers/writer.js';
 import { assertFailed, bytes, concat, makeReceiver, types } from './helpers/core.js';
 
 /** The examples of RFC 6455 §5.7, byte for byte. */

@@ -55,7 +55,7 @@ describe('RFC 6455 §7.1.2 Start the WebSocket Closing Handshake', () => {
       const h = new Harness(role);
       h.close(1000, 'first', 10);
       h.close(4000, 'second', 20);
-      assert.deepEqual(h.take(), ['onWake 5010', '> close 1000 "first"']);
+      assert.deepEqual(h.take(), ['> close 1000 "first"', 'wake 5010']);
     });
 
     it(`§5.5.1 "The application MUST NOT send any more data frames after sending a Close frame": canSend turns false (${role})`, () => {
@@ -77,7 +77,8 @@ describe('RFC 6455 §7.1.2 Start the WebSocket Closing Handshake', () => {
       const h = new Harness(role);
       h.close(1000);
       h.send('too late');
-      h.protocol.sendFramed(peerOf(h.peerRole).text('framed elsewhere'));
+      // Pre-framed bytes are a server's broadcast; a client takes none at all (§5.3: it masks each frame).
+      if (role === 'server') assert.equal(h.protocol.sendFramed(peerOf(h.peerRole).text('framed elsewhere')), false);
       h.write();
       assert.deepEqual(h.frames(), ['close 1000']);
     });
@@ -87,7 +88,7 @@ describe('RFC 6455 §7.1.2 Start the WebSocket Closing Handshake', () => {
       h.close(1000);
       h.take();
       h.receive(peerOf(role).ping('still there?'));
-      assert.deepEqual(h.take(), ['onPing "still there?"', '> pong "still there?"']);
+      assert.deepEqual(h.take(), ['ping "still there?"', '> pong "still there?"']);
       assert.deepEqual(h.frames(), ['close 1000', 'pong "still there?"']);
     });
 
@@ -107,17 +108,17 @@ describe('RFC 6455 §7.1.1 Close the WebSocket Connection', () => {
   it('server: "when a server is instructed to _Close the WebSocket Connection_ it SHOULD initiate a TCP Close immediately" (we started)', () => {
     const h = new Harness('server');
     h.close(1000, 'bye');
-    assert.deepEqual(h.take(), ['onWake 5000', '> close 1000 "bye"']);
+    assert.deepEqual(h.take(), ['> close 1000 "bye"', 'wake 5000']);
     assert.equal(h.ended, false, 'no TCP close before the client answered');
     h.receive(peerOf('server').close(1000, 'bye'), 30);
     // Both close frames went: the server ends TCP at once, without waiting for the client's FIN.
-    assert.deepEqual(h.take(), ['onEnd']);
+    assert.deepEqual(h.take(), ['end']);
   });
 
   it('server: the peer started: our answer is written, then TCP is ended, in the same turn', () => {
     const h = new Harness('server');
     h.receive(peerOf('server').close(1001, 'leaving'));
-    assert.deepEqual(h.take(), ['onWake 5000', '> close 1001 "leaving"', 'onEnd']);
+    assert.deepEqual(h.take(), ['> close 1001 "leaving"', 'end', 'wake 5000']);
     assert.equal(h.destroyed, false, 'a half-close (FIN), not a reset: the close frame must arrive');
   });
 
@@ -125,35 +126,35 @@ describe('RFC 6455 §7.1.1 Close the WebSocket Connection', () => {
     const h = new Harness('client');
     h.close(1000, 'bye');
     h.receive(peerOf('client').close(1000, 'bye'), 30);
-    assert.deepEqual(h.take(), ['onWake 5000', '> close 1000 "bye"']);
+    assert.deepEqual(h.take(), ['> close 1000 "bye"', 'wake 5000']);
     assert.equal(h.ended, false, 'the client does not end TCP first');
     h.timeout(4999);
     assert.equal(h.ended || h.destroyed, false, 'still waiting before the deadline');
     // The server's FIN: now the client ends its side too.
     h.receiveEnd();
-    assert.deepEqual(h.takeNoWakes(), ['onEnd']);
+    assert.deepEqual(h.takeNoWakes(), ['end']);
     assert.deepEqual(h.streamClosed(), { code: 1000, reason: 'bye', wasClean: true });
   });
 
   it('client: the server started: the client answers and waits for the server to end TCP', () => {
     const h = new Harness('client');
     h.receive(peerOf('client').close(1000, 'bye'));
-    assert.deepEqual(h.take(), ['onWake 5000', '> close 1000 "bye"']);
+    assert.deepEqual(h.take(), ['> close 1000 "bye"', 'wake 5000']);
     assert.equal(h.ended || h.destroyed, false);
     h.receiveEnd();
-    assert.deepEqual(h.take(), ['onEnd']);
+    assert.deepEqual(h.take(), ['end']);
   });
 
   it('client: "In abnormal cases (such as not having received a TCP Close from the server after a reasonable amount of time) a client MAY initiate the TCP Close": at closeTimeout it destroys the stream', () => {
     const h = new Harness('client', { options: { closeTimeout: 2000 }, now: 100 });
     h.close(1000, '', 100);
     h.receive(peerOf('client').close(1000), 150);
-    assert.deepEqual(h.take(), ['onWake 2100', '> close 1000']);
+    assert.deepEqual(h.take(), ['> close 1000', 'wake 2100']);
     h.timeout(2099);
     assert.equal(h.ended || h.destroyed, false);
     h.take();
     h.timeout(2100);
-    assert.deepEqual(h.take(), ['onError ConnectionTimeoutError close', 'onDestroy']);
+    assert.deepEqual(h.take(), ['error ConnectionTimeoutError close', 'destroy']);
     assert.ok(h.errors[0] instanceof ConnectionTimeoutError, `a ConnectionTimeoutError, got ${h.errors[0]}`);
     // §7.1.4: the handshake was complete when TCP closed: cleanly, whoever closed TCP.
     assert.deepEqual(h.streamClosed(), { code: 1000, reason: '', wasClean: true });
@@ -164,7 +165,7 @@ describe('RFC 6455 §7.1.1 Close the WebSocket Connection', () => {
     h.receive(peerOf('server').close(1000));
     h.take();
     h.timeout(5000);
-    assert.deepEqual(h.take(), ['onError ConnectionTimeoutError close', 'onDestroy']);
+    assert.deepEqual(h.take(), ['error ConnectionTimeoutError close', 'destroy']);
     assert.deepEqual(h.streamClosed(), { code: 1000, reason: '', wasClean: true });
   });
 
@@ -177,9 +178,9 @@ describe('RFC 6455 §7.1.1 Close the WebSocket Connection', () => {
       h.receive(everyKindOfFrame(role));
       h.receive(p.wronglyMasked());
       const log = h.takeNoWakes();
-      assert.deepEqual(log.slice(0, 2), ['onMessage text "before"', '> close 1000 "bye"']);
+      assert.deepEqual(log.slice(0, 2), ['message text "before"', '> close 1000 "bye"']);
       // No message, ping, pong, error or second answer after the close frame.
-      assert.deepEqual(log.slice(2), role === 'server' ? ['onEnd'] : []);
+      assert.deepEqual(log.slice(2), role === 'server' ? ['end'] : []);
       assert.deepEqual(h.frames(), ['close 1000 "bye"']);
       assert.deepEqual(h.streamClosed(), { code: 1000, reason: 'bye', wasClean: true });
     });
@@ -196,7 +197,7 @@ describe('RFC 6455 §7.1.3 The WebSocket Closing Handshake is Started', () => {
       assert.equal(h.protocol.closeSent, true);
       assert.equal(h.protocol.closeReceived, false);
       // The close deadline starts with the handshake.
-      assert.deepEqual(h.take(), ['onWake 6234', '> close 1000']);
+      assert.deepEqual(h.take(), ['> close 1000', 'wake 6234']);
     });
 
     it(`"Upon either ... receiving a Close control frame ... the WebSocket connection is in the CLOSING state" (${role})`, () => {
@@ -205,7 +206,7 @@ describe('RFC 6455 §7.1.3 The WebSocket Closing Handshake is Started', () => {
       assert.equal(h.protocol.state, CLOSING);
       assert.equal(h.protocol.closeReceived, true);
       assert.equal(h.protocol.closeSent, true, 'answered');
-      assert.equal(h.take()[0], 'onWake 5700');
+      assert.ok(h.take().includes('wake 5700'), 'the close deadline is asked for');
     });
 
     it(`a closeTimeout of 0 starts no deadline (${role})`, () => {
@@ -376,16 +377,16 @@ describe('RFC 6455 §7.1.7 Fail the WebSocket Connection', () => {
       const h = new Harness(role);
       h.receive(peerOf(role).wronglyMasked());
       assert.deepEqual(h.takeNoWakes(), [
-        'onError ProtocolError 1002',
+        'error ProtocolError 1002',
         `> close 1002 "${role === 'server' ? 'unmasked frame from a client' : 'masked frame from a server'}"`,
-        'onEnd',
+        'end',
       ]);
       assert.equal(h.protocol.state, CLOSING);
       assert.equal(h.protocol.closeSent, true);
       assert.equal(h.protocol.closeReceived, false);
     });
 
-    it(`"the ${role} ... MAY report the problem": onError gets the ProtocolError with its close code (${role})`, () => {
+    it(`"the ${role} ... MAY report the problem": an error event carries the ProtocolError with its close code (${role})`, () => {
       const h = new Harness(role);
       h.receive(peerOf(role).frame({ opcode: 0x3 }));
       assert.equal(h.errors.length, 1);
@@ -398,12 +399,12 @@ describe('RFC 6455 §7.1.7 Fail the WebSocket Connection', () => {
       const p = peerOf(role);
       h.receive(concat(p.text('before'), p.ping('before'), p.wronglyMasked(), everyKindOfFrame(role)));
       assert.deepEqual(h.takeNoWakes(), [
-        'onMessage text "before"',
-        'onPing "before"',
-        'onError ProtocolError 1002',
+        'message text "before"',
+        'ping "before"',
+        'error ProtocolError 1002',
         '> pong "before"',
         `> close 1002 ${JSON.stringify(role === 'server' ? 'unmasked frame from a client' : 'masked frame from a server')}`,
-        'onEnd',
+        'end',
       ]);
     });
 
@@ -443,18 +444,18 @@ describe('RFC 6455 §7.1.7 Fail the WebSocket Connection', () => {
     it(`the peer that never closes TCP after we failed is dropped at closeTimeout (${role})`, () => {
       const h = new Harness(role, { now: 50 });
       h.receive(peerOf(role).wronglyMasked(), 50);
-      assert.deepEqual(h.take()[0], 'onWake 5050');
+      assert.ok(h.take().includes('wake 5050'), 'the close deadline is asked for');
       h.timeout(5049);
       assert.equal(h.destroyed, false);
       h.take();
       h.timeout(5050);
-      assert.deepEqual(h.take(), ['onError ConnectionTimeoutError close', 'onDestroy']);
+      assert.deepEqual(h.take(), ['error ConnectionTimeoutError close', 'destroy']);
     });
 
-    it(`fail() by the driver or application: a close frame with its code, TCP ended, no onError without an error (${role})`, () => {
+    it(`fail() by the driver or application: a close frame with its code, TCP ended, no error event without an error (${role})`, () => {
       const h = new Harness(role);
       h.fail(1011, 'internal', null);
-      assert.deepEqual(h.takeNoWakes(), ['> close 1011 "internal"', 'onEnd']);
+      assert.deepEqual(h.takeNoWakes(), ['> close 1011 "internal"', 'end']);
       assert.deepEqual(h.streamClosed(), { code: 1011, reason: 'internal', wasClean: false });
     });
 
@@ -471,7 +472,7 @@ describe('RFC 6455 §7.1.7 Fail the WebSocket Connection', () => {
       h.close(1000, 'bye');
       h.take();
       h.receive(peerOf(role).wronglyMasked());
-      assert.deepEqual(h.take(), ['onError ProtocolError 1002', 'onEnd']);
+      assert.deepEqual(h.take(), ['error ProtocolError 1002', 'end']);
       assert.deepEqual(h.frames(), ['close 1000 "bye"']);
       assert.equal(h.streamClosed().code, 1002);
     });
@@ -484,9 +485,9 @@ describe('RFC 6455 §7.1.7 Fail the WebSocket Connection', () => {
       h.send('second', { compress: true, callback: (error) => results.push(error) });
       h.receive(peerOf(role).wronglyMasked());
       assert.deepEqual(h.takeNoWakes().slice(1), [
-        'onSendFailed 2',
+        'sendFailed 2',
         `> close 1002 ${JSON.stringify(role === 'server' ? 'unmasked frame from a client' : 'masked frame from a server')}`,
-        'onEnd',
+        'end',
       ]);
       assert.equal(h.failedCallbacks.length, 2);
       // zlib finishing later changes nothing.
@@ -504,7 +505,7 @@ describe('RFC 6455 §7.1.7 Fail the WebSocket Connection', () => {
       const frames = h.frames();
       assert.equal(frames.length, 1, `one close frame before the end, got ${JSON.stringify(h.log)}`);
       assert.match(frames[0]!, /^close 10(00|02)/);
-      assert.ok(h.log.indexOf(`> ${frames[0]}`) < h.log.indexOf('onEnd'), 'the close frame before the end of TCP');
+      assert.ok(h.log.indexOf(`> ${frames[0]}`) < h.log.indexOf('end'), 'the close frame before the end of TCP');
     });
   }
 });
@@ -566,7 +567,7 @@ describe('RFC 6455 §5.5.1 Close: answering, and the order of the last frames', 
         '> text rsv1 "Z(one)"',
         '> text "two"',
         '> close 1000 "bye"',
-        ...(role === 'server' ? ['onEnd'] : []),
+        ...(role === 'server' ? ['end'] : []),
       ]);
     });
 
@@ -602,7 +603,7 @@ describe('RFC 6455 §5.5.1 Close: answering, and the order of the last frames', 
       assert.deepEqual(h.takeNoWakes(), [
         '> text rsv1 "Z(one)"',
         '> close 1000',
-        ...(role === 'server' ? ['onEnd'] : []),
+        ...(role === 'server' ? ['end'] : []),
       ]);
     });
 
@@ -640,7 +641,7 @@ describe('RFC 6455 §5.5.1 Close: answering, and the order of the last frames', 
       h.close(1000);
       h.take();
       h.receive(concat(p.text('last'), p.close(1000)));
-      assert.deepEqual(h.take(), ['onMessage text "last"', ...(role === 'server' ? ['onEnd'] : [])]);
+      assert.deepEqual(h.take(), ['message text "last"', ...(role === 'server' ? ['end'] : [])]);
     });
   }
 });

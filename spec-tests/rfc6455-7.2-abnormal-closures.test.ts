@@ -63,7 +63,7 @@ describe('RFC 6455 §7.2.1 "If at any point the underlying transport layer conne
       const h = new Harness(role);
       h.receive(peerOf(role).text('hello'));
       h.receiveEnd();
-      assert.deepEqual(h.take(), ['onMessage text "hello"', 'onEnd']);
+      assert.deepEqual(h.take(), ['message text "hello"', 'end']);
       assert.deepEqual(h.frames(), [], 'no close frame: the peer already left');
       assert.deepEqual(h.streamClosed(), LOST);
     });
@@ -73,7 +73,7 @@ describe('RFC 6455 §7.2.1 "If at any point the underlying transport layer conne
       h.close(1000, 'bye');
       h.take();
       h.receiveEnd();
-      assert.deepEqual(h.take(), ['onEnd']);
+      assert.deepEqual(h.take(), ['end']);
       assert.deepEqual(h.streamClosed(), LOST);
     });
 
@@ -85,7 +85,7 @@ describe('RFC 6455 §7.2.1 "If at any point the underlying transport layer conne
       assert.equal(h.ended, false);
       compression.finish();
       h.write();
-      assert.deepEqual(h.take(), ['> text rsv1 "Z(last words)"', 'onEnd']);
+      assert.deepEqual(h.take(), ['> text rsv1 "Z(last words)"', 'end']);
     });
 
     it(`the peer's TCP end in the middle of a frame: we end; the partial frame is never delivered (${role})`, () => {
@@ -93,7 +93,7 @@ describe('RFC 6455 §7.2.1 "If at any point the underlying transport layer conne
       const frame = peerOf(role).text('cut short');
       h.receive(frame.subarray(0, frame.length - 3));
       h.receiveEnd();
-      assert.deepEqual(h.take(), ['onEnd']);
+      assert.deepEqual(h.take(), ['end']);
       assert.deepEqual(h.streamClosed(), LOST);
     });
 
@@ -115,7 +115,7 @@ describe('RFC 6455 §7.2.1 "If at any point the underlying transport layer conne
 
 describe('RFC 6455 §7.2: deadlines (no peer answers within "a reasonable amount of time")', () => {
   for (const role of ROLES) {
-    it(`pongTimeout: nothing received for that long: onError(ConnectionTimeoutError 'pong'), then onDestroy; 1006 (${role})`, () => {
+    it(`pongTimeout: nothing received for that long: an error event (ConnectionTimeoutError 'pong'), then destroy; 1006 (${role})`, () => {
       const h = new Harness(role, { options: { pingInterval: 1000, pongTimeout: 2500 } });
       h.timeout(1000);
       h.timeout(2000);
@@ -124,7 +124,7 @@ describe('RFC 6455 §7.2: deadlines (no peer answers within "a reasonable amount
       h.timeout(2499);
       assert.equal(h.destroyed, false, 'not before the deadline');
       h.timeout(2500);
-      assert.deepEqual(h.take(), ['onWake 2500', 'onError ConnectionTimeoutError pong', 'onDestroy']);
+      assert.deepEqual(h.take(), ['wake 2500', 'error ConnectionTimeoutError pong', 'destroy']);
       const error = h.errors[0] as ConnectionTimeoutError;
       assert.ok(error instanceof ConnectionTimeoutError, `a ConnectionTimeoutError, got ${error}`);
       assert.equal(error.reason, 'pong');
@@ -175,14 +175,14 @@ describe('RFC 6455 §7.2: deadlines (no peer answers within "a reasonable amount
       assert.deepEqual(h.take(), []);
     });
 
-    it(`closeTimeout: our close frame unanswered: onError(ConnectionTimeoutError 'close'), then onDestroy; 1006 (${role})`, () => {
+    it(`closeTimeout: our close frame unanswered: an error event (ConnectionTimeoutError 'close'), then destroy; 1006 (${role})`, () => {
       const h = new Harness(role, { options: { closeTimeout: 3000 }, now: 500 });
       h.close(1000, 'bye', 500);
-      assert.deepEqual(h.take(), ['onWake 3500', '> close 1000 "bye"']);
+      assert.deepEqual(h.take(), ['> close 1000 "bye"', 'wake 3500']);
       h.timeout(3499);
-      assert.deepEqual(h.take(), ['onWake 3500'], 'too early: the wake is asked for again');
+      assert.deepEqual(h.take(), ['wake 3500'], 'too early: the wake is asked for again');
       h.timeout(3500);
-      assert.deepEqual(h.take(), ['onError ConnectionTimeoutError close', 'onDestroy']);
+      assert.deepEqual(h.take(), ['error ConnectionTimeoutError close', 'destroy']);
       assert.equal((h.errors[0] as ConnectionTimeoutError).reason, 'close');
       assert.deepEqual(h.streamClosed(), LOST);
     });
@@ -202,7 +202,7 @@ describe('RFC 6455 §7.2: deadlines (no peer answers within "a reasonable amount
       h.take();
       h.timeout(1000);
       assert.equal(h.destroyed, false);
-      assert.deepEqual(h.take(), ['onWake 5000'], 'no ping either while closing');
+      assert.deepEqual(h.take(), ['wake 5000'], 'no ping either while closing');
     });
 
     it(`terminate(): the stream is destroyed at once, no close frame; 1006 (${role})`, () => {
@@ -210,7 +210,7 @@ describe('RFC 6455 §7.2: deadlines (no peer answers within "a reasonable amount
       h.send('queued');
       h.take();
       h.terminate();
-      assert.deepEqual(h.take(), ['onDestroy']);
+      assert.deepEqual(h.take(), ['destroy']);
       assert.deepEqual(h.frames(), ['text "queued"']);
       assert.equal(h.protocol.state, 2);
       assert.deepEqual(h.streamClosed(), LOST);

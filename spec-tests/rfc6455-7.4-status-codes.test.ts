@@ -31,10 +31,10 @@ function assertFailedWith(
   assert.equal(closes.length, 1, `one close frame, got ${JSON.stringify(entries)}`);
   assert.equal(closePayloadOf(closes[0]!).code, code, `the close frame carries ${code}: ${JSON.stringify(entries)}`);
   const closeAt = entries.findIndex((e) => e.startsWith('> close'));
-  const endAt = entries.indexOf(options.immediately ? 'onDestroy' : 'onEnd');
+  const endAt = entries.indexOf(options.immediately ? 'destroy' : 'end');
   assert.ok(
     closeAt >= 0 && endAt > closeAt,
-    `the close frame, then ${options.immediately ? 'onDestroy' : 'onEnd'}: ${JSON.stringify(entries)}`,
+    `the close frame, then ${options.immediately ? 'destroy' : 'end'}: ${JSON.stringify(entries)}`,
   );
   const kind = options.error ?? 'protocol';
   if (kind === 'protocol') {
@@ -287,8 +287,8 @@ describe('RFC 6455 §7.4.1: the code the state machine fails with, for each kind
       compression.break();
       h.write();
       assert.deepEqual(
-        h.log.filter((e) => e.startsWith('onSendFailed')),
-        ['onSendFailed 2'],
+        h.log.filter((e) => e.startsWith('sendFailed')),
+        ['sendFailed 2'],
       );
       assert.equal(h.failedCallbacks.length, 2);
       assert.deepEqual(results, [], 'no callback reported success');

@@ -16,7 +16,6 @@ import { WebSocket as WsClient, WebSocketServer as WsServer } from 'ws';
 import { ProtocolViolation, type PerMessageDeflateOptions, type ServerOptions, type WebSocket } from '../src/index.js';
 import { PerMessageDeflate, zlibLimiter } from '../src/driver/deflate-zlib.js';
 import { inflateBudget } from '../src/protocol/inflate-budget.js';
-import { Receiver } from '../src/protocol/receiver.js';
 import { compressible, prng, randomBuffer, randomText } from './helpers/data.js';
 import {
   KiB,
@@ -49,6 +48,7 @@ import {
   zeroBomb,
 } from './helpers/peer/index.js';
 import type { TracedFrame } from '../src/protocol/trace.js';
+import { InflatingReceiver } from './helpers/core.js';
 
 after(() => destroyRawClients());
 
@@ -1252,7 +1252,6 @@ describe('closing while zlib is busy', () => {
           b.inflate(
             compressed,
             true,
-            64 * MiB,
             () => true,
             () => {},
           );
@@ -1288,8 +1287,8 @@ describe('zlib work per frame', () => {
         new Promise((resolve) => sender.deflate(data, (c) => resolve(c!)));
       try {
         const messages: Buffer[] = [];
-        const receiver = new Receiver(
-          { role: 'server', inflater: pmd },
+        const receiver = new InflatingReceiver(
+          { role: 'server' },
           {
             onMessage: (d) => messages.push(Buffer.from(d)),
             onPing() {},
@@ -1297,6 +1296,7 @@ describe('zlib work per frame', () => {
             onClose() {},
             onError: (e) => assert.fail(e.message),
           },
+          pmd,
         );
         // A first message creates the inflater; then count what the second costs.
         receiver.push(clientFrame({ opcode: OP.BINARY, rsv1: true, payload: await compress(Buffer.from('warm up')) }));

@@ -377,6 +377,8 @@ describe('RFC 6455 §9.1: the Sec-WebSocket-Extensions grammar', () => {
     'permessage-deflate; =10',
     'permessage-deflate; client_max_window_bits=',
     'permessage-deflate; client_max_window_bits="10',
+    // RFC 9110 §5.6.4: quoted-pair = "\" followed by a character; here the value ends after the backslash.
+    'permessage-deflate; client_max_window_bits="10\\',
     'permessage-deflate; client_max_window_bits="1 0"',
     'permessage-deflate; client_max_window_bits=""',
     'permessage-deflate client_max_window_bits',
@@ -745,6 +747,7 @@ describe('negotiation over real sockets', () => {
     'permessage-deflate; =10',
     'permessage-deflate;',
     'permessage-deflate; client_max_window_bits="10',
+    'permessage-deflate; client_max_window_bits="10\\',
     'permessage deflate',
   ]) {
     it(

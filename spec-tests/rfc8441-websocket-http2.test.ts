@@ -614,6 +614,34 @@ describe('RFC 9113 §6.8 GOAWAY: the server closing', () => {
     for (const frame of frames) assert.ok(frame.at <= goawayAt, 'the 1001 came before the GOAWAY');
     await waitUntil(() => session.closed || session.destroyed, 5000, 'the session to close');
   });
+
+  it('close() also abandons the handshakes still waiting for verify: REFUSED_STREAM at once, not at the handshake timeout', async (t) => {
+    if (needsTls(t)) return;
+    let asked = 0;
+    const wss = new WebSocketServer({
+      http2: true,
+      tls: { key: key!, cert: cert! },
+      // Long enough that only close() can end the handshake within the test's own waits.
+      handshakeTimeout: 600_000,
+      verify: () => {
+        asked++;
+        return new Promise<never>(() => {});
+      },
+    });
+    const { port } = await wss.listen(0, '127.0.0.1');
+    const session = await openH2Session(`https://localhost:${port}`, { ca: cert! });
+    const stuck = session.request(extendedConnect(session, '/stuck'), { endStream: false });
+    stuck.on('error', () => {});
+    let answered = false;
+    stuck.on('response', () => (answered = true));
+    await waitUntil(() => asked === 1, 5000, 'verify to be asked');
+    const closed = wss.close(5000);
+    await withTimeout(new Promise((resolve) => stuck.once('close', resolve)), 5000, 'the stuck handshake to end');
+    // RFC 9113 §8.7: REFUSED_STREAM says no WebSocket was made; the client may retry elsewhere.
+    assert.deepEqual([answered, stuck.rstCode], [false, h2.NGHTTP2_REFUSED_STREAM]);
+    await withTimeout(closed, 10_000, 'the server to close');
+    session.destroy();
+  });
 });
 
 describe('the echo CLI with --tls-cert and --tls-key', () => {

@@ -12,7 +12,8 @@
  * - on Bun and Deno, which run TypeScript test files differently: the echo CLI from the package's
  *   dist/, run by that runtime, checked from Node by the independent test peer (helpers/peer/):
  *   handshake, framing at each length encoding, fragmentation with a ping in between, close codes
- *   for bad input, and permessage-deflate inflated by the peer's own strict zlib.
+ *   for bad input, and permessage-deflate inflated by the peer's own strict zlib; and the `wsrfc`
+ *   command (`--version`, and `wsrfc connect` with piped lines against that echo CLI).
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -25,6 +26,7 @@ import {
   commandFor,
   environmentFor,
   packAndInstall,
+  packageJson,
   runtimes,
   type Installed,
   type Runtime,
@@ -33,11 +35,12 @@ import {
   Compressor,
   OP,
   RawClient,
+  RawServer,
   StrictInflater,
   destroyRawClients,
   negotiated,
-  withTimeout,
 } from './helpers/peer/index.js';
+import { whileAlive } from './helpers/alive.js';
 
 /**
  * Spec test files not run again on the other Node lines, and why. Everything else in spec-tests/
@@ -79,18 +82,24 @@ interface Run {
   seconds: number;
 }
 
-function run(command: string, args: string[], cwd: string, timeoutMs: number): Promise<Run> {
+/** Run to the end (`input`, when given, is its stdin); killed after `timeoutMs` unless it is null (a run whose every step has its own guard). */
+function run(command: string, args: string[], cwd: string, timeoutMs: number | null, input?: string): Promise<Run> {
   const started = performance.now();
   return new Promise((resolve) => {
-    const child = spawn(command, args, { cwd, env: environmentFor(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const stdin = input === undefined ? 'ignore' : 'pipe';
+    const child = spawn(command, args, { cwd, env: environmentFor(), stdio: [stdin, 'pipe', 'pipe'] });
+    if (input !== undefined) child.stdin!.end(input);
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
-    child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
-    const timer = setTimeout(() => {
-      stderr += `\n(killed after ${timeoutMs} ms)`;
-      child.kill('SIGKILL');
-    }, timeoutMs);
+    child.stdout!.setEncoding('utf8').on('data', (text: string) => (stdout += text));
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+    const timer =
+      timeoutMs === null
+        ? undefined
+        : setTimeout(() => {
+            stderr += `\n(killed after ${timeoutMs} ms)`;
+            child.kill('SIGKILL');
+          }, timeoutMs);
     child.on('close', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr, seconds: (performance.now() - started) / 1000 });
@@ -120,7 +129,9 @@ function startSpecRuns(): void {
       take().then(async () => {
         try {
           const args = ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=1', ...SPEC_FILES];
-          return await run(runtime.binary!, args, ROOT, 540_000);
+          // No time limit on the whole run: how long 35 files take is the machine's business, and
+          // each of their tests guards its own steps.
+          return await run(runtime.binary!, args, ROOT, null);
         } finally {
           release();
         }
@@ -186,7 +197,8 @@ async function startCli(runtime: Runtime, pkg: Installed): Promise<{ child: Chil
   const child = spawn(command, args, { cwd: pkg.consumer, env: environmentFor(), stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stderr!.setEncoding('utf8').on('data', (text: string) => (output += text));
-  const port = await withTimeout(
+  const port = await whileAlive(
+    child,
     new Promise<number>((resolve, reject) => {
       child.stdout!.setEncoding('utf8').on('data', (text: string) => {
         output += text;
@@ -195,8 +207,30 @@ async function startCli(runtime: Runtime, pkg: Installed): Promise<{ child: Chil
       });
       child.on('exit', (code) => reject(new Error(`the CLI exited (${code}) before listening:\n${output}`)));
     }),
-    30_000,
-    `the echo CLI under ${runtime.label} to listen (output: ${output})`,
+    `the echo CLI under ${runtime.label} to listen`,
+    () => output,
+  );
+  return { child, port };
+}
+
+/** The second driver's Deno script (helpers/consumer/web-streams-deno.mjs) serving on Deno.listen(). */
+async function startDenoStreams(runtime: Runtime, pkg: Installed): Promise<{ child: ChildProcess; port: number }> {
+  const [command, args] = commandFor(runtime, join(pkg.consumer, 'web-streams-deno.mjs'), ['server']);
+  const child = spawn(command, args, { cwd: pkg.consumer, env: environmentFor(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => (output += text));
+  const port = await whileAlive(
+    child,
+    new Promise<number>((resolve, reject) => {
+      child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+        output += text;
+        const match = /\{"port":(\d+)\}/.exec(output);
+        if (match !== null) resolve(Number(match[1]));
+      });
+      child.on('exit', (code) => reject(new Error(`the Deno server exited (${code}) before listening:\n${output}`)));
+    }),
+    `the WHATWG-streams server under ${runtime.label} to listen`,
+    () => output,
   );
   return { child, port };
 }
@@ -242,7 +276,7 @@ for (const runtime of RUNTIMES) {
     }
 
     if (runtime.kind === 'node' && runtime.name !== 'node20') {
-      it(`the spec tests (${SPEC_FILES.length} files) pass`, { timeout: 600_000 }, async () => {
+      it(`the spec tests (${SPEC_FILES.length} files) pass`, async () => {
         const result = await specRuns.get(runtime.name)!;
         const count = (label: string): number =>
           Number(new RegExp(`^ℹ ${label} (\\d+)$`, 'm').exec(result.stdout)?.[1]);
@@ -332,6 +366,19 @@ for (const runtime of RUNTIMES) {
           });
         }
 
+        it('the wsrfc command from dist/: --version, and `wsrfc connect` with piped lines against this CLI', async () => {
+          const wsrfc = join(pkg.installed, 'dist', 'cli', 'wsrfc.js');
+          const version = await run(...commandFor(runtime, wsrfc, ['--version']), pkg.consumer, 30_000);
+          assert.deepEqual([version.code, version.stdout], [0, `${packageJson.version}\n`], version.stderr);
+          const url = `ws://127.0.0.1:${cli.port}/`;
+          const input = 'hello from the runtime\n/binary 00 ff\n/ping p\n';
+          const session = await run(...commandFor(runtime, wsrfc, ['connect', url]), pkg.consumer, 30_000, input);
+          assert.equal(session.code, 0, `${session.stdout}\n${session.stderr}`);
+          for (const line of ['< hello from the runtime', '< binary, 2 bytes: 00ff', '< pong "p"'])
+            assert.ok(session.stdout.split('\n').includes(line), `${line} in:\n${session.stdout}`);
+          assert.match(session.stdout, /^closed: 1000 Normal Closure, cleanly/m);
+        });
+
         it('RFC 7692: permessage-deflate agreed, compressed both ways with context takeover', async () => {
           const client = await RawClient.connect(cli.port, {
             extensions: ['permessage-deflate; client_max_window_bits'],
@@ -361,6 +408,103 @@ for (const runtime of RUNTIMES) {
           assert.ok(last.payload.length < 200, `context takeover: a repeat compresses to ${last.payload.length} bytes`);
           assert.deepEqual(client.protocolErrors, []);
           client.destroy();
+        });
+      });
+    }
+
+    if (runtime.kind === 'deno') {
+      describe('the WHATWG-streams driver (wsrfc/web-streams) on Deno.listen() and Deno.connect(), against the independent test peer', () => {
+        let server: { child: ChildProcess; port: number };
+        before(async () => (server = await startDenoStreams(runtime, pkg)));
+        after(() => server?.child.kill('SIGKILL'));
+
+        it('RFC 6455 §4.2, §5.2: the handshake, and echoes at every length encoding, unmasked', async () => {
+          const client = await RawClient.connect(server.port);
+          const sizes = [0, 125, 126, 65_535, 65_536, 300_000];
+          const sent = sizes.map((size) => randomBytes(size));
+          for (const data of sent) client.sendBinary(data);
+          const messages = await client.waitMessages(sizes.length, 10_000);
+          sent.forEach((data, i) => assert.ok(messages[i]!.data.equals(data), `size ${sizes[i]}`));
+          assert.deepEqual(
+            client.frames.map((frame) => frame.lengthEncoding),
+            [7, 7, 16, 16, 64, 64],
+          );
+          assert.ok(
+            client.frames.every((frame) => frame.maskKey === null),
+            '§5.1: a server never masks',
+          );
+          client.sendClose(1000, 'bye');
+          const close = await client.waitCloseFrame(5000);
+          assert.deepEqual([close.code, close.reason], [1000, 'bye'], '§5.5.1: the close echoed');
+          await client.waitClosed(5000);
+          assert.deepEqual(client.protocolErrors, []);
+        });
+
+        it('RFC 6455 §5.4, §5.5.2: a fragmented message with pings between fragments', async () => {
+          const client = await RawClient.connect(server.port);
+          client.sendFrame({ opcode: OP.TEXT, payload: 'frag', fin: false });
+          client.sendPing('one');
+          client.sendContinuation('men', false);
+          client.sendPing('two');
+          client.sendContinuation('ted', true);
+          const [message] = await client.waitMessages(1, 5000);
+          assert.equal(message!.data.toString(), 'fragmented');
+          await client.until(() => client.pongs.length === 2, 5000, 'both pongs');
+          assert.deepEqual(client.pongs.map(String), ['one', 'two']);
+          client.destroy();
+        });
+
+        for (const [name, send, code] of [
+          [
+            'RSV1 without an extension',
+            (c: RawClient) => c.sendFrame({ opcode: OP.TEXT, payload: 'x', rsv1: true }),
+            1002,
+          ],
+          ['invalid UTF-8 in a text message', (c: RawClient) => c.sendText(Buffer.from([0x68, 0xc3, 0x28])), 1007],
+          ['a message over maxMessageSize', (c: RawClient) => c.sendBinary(Buffer.alloc(1024 * 1024 + 1)), 1009],
+        ] as const) {
+          it(`RFC 6455 §7.4.1: ${name} closes with ${code}`, async () => {
+            const client = await RawClient.connect(server.port);
+            send(client);
+            const close = await client.waitCloseFrame(5000);
+            assert.equal(close.code, code, `close ${close.code} "${close.reason}"`);
+            await client.waitClosed(5000);
+          });
+        }
+
+        it('the client role over Deno.connect(): masked frames, its echo, a clean close started by the client', async () => {
+          const peer = await RawServer.start();
+          try {
+            const [command, args] = commandFor(runtime, join(pkg.consumer, 'web-streams-deno.mjs'), [
+              'client',
+              String(peer.port),
+            ]);
+            const ran = run(command, args, pkg.consumer, 30_000);
+            const connection = await peer.nextPeer();
+            const [first] = await connection.waitMessages(1, 20_000);
+            assert.equal(first!.data.toString(), 'hello from deno');
+            connection.sendText(first!.data);
+            const [, second] = await connection.waitMessages(2, 10_000);
+            assert.equal(second!.data.toString(), String('hello from deno'.length));
+            const close = await connection.waitCloseFrame(10_000);
+            assert.deepEqual([close.code, close.reason], [1000, 'done']);
+            connection.sendClose(1000, 'done');
+            connection.end();
+            const result = await ran;
+            assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`);
+            assert.deepEqual(JSON.parse(result.stdout.trim().split('\n').pop()!), {
+              code: 1000,
+              reason: 'done',
+              wasClean: true,
+            });
+            assert.ok(
+              connection.frames.every((frame) => frame.masked),
+              '§5.3: every client frame masked',
+            );
+            assert.deepEqual(connection.protocolErrors, []);
+          } finally {
+            await peer.close();
+          }
         });
       });
     }

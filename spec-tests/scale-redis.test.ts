@@ -68,10 +68,12 @@ describe('scale-out: two hosts, one Redis, rooms', () => {
     if (missing !== null) return;
     redis = await RedisServer.start();
     const broker = ['--broker', redis.url];
-    [hostA, hostB] = await Promise.all([
-      ChatProcess.start(['--host', HOST_A, '--port', '0', '--workers', '2', ...broker]),
-      ChatProcess.start(['--host', HOST_B, '--port', '0', ...broker]),
+    // Each kept as soon as it is up, so that `after` stops it even if the other failed to start.
+    const [a, b] = await Promise.allSettled([
+      ChatProcess.start(['--host', HOST_A, '--port', '0', '--workers', '2', ...broker]).then((chat) => (hostA = chat)),
+      ChatProcess.start(['--host', HOST_B, '--port', '0', ...broker]).then((chat) => (hostB = chat)),
     ]);
+    for (const result of [a, b]) if (result!.status === 'rejected') throw result.reason;
   });
 
   after(async () => {
@@ -223,7 +225,7 @@ describe('scale-out: two hosts, one Redis, rooms', () => {
     }
     // The replacement comes up, and a new member there is in the room across hosts.
     await hostA!.waitFor(/worker \d+ died/);
-    await hostA!.waitFor(new RegExp(`worker (?!${victim})\\d+ listening`), 20_000);
+    await hostA!.waitFor(new RegExp(`worker (?!${victim})\\d+ listening`));
     const newcomers = await join(HOST_A, hostA!.port, '/killed', 2);
     for (const newcomer of newcomers) await untilDelivered(far!, newcomer, `newcomer ${newcomer.socket.localPort}`);
   });

@@ -62,7 +62,7 @@ describe('chat --workers 2 (node:cluster, the primary relays between workers)', 
 
     // A replacement comes up; members on it and on the survivor reach each other again.
     await chat.waitFor(new RegExp(`worker ${victim} died`));
-    const replacement = Number((await chat.waitFor(new RegExp(`worker (?!${victim})(\\d+) listening`), 20_000))[1]);
+    const replacement = Number((await chat.waitFor(new RegExp(`worker (?!${victim})(\\d+) listening`)))[1]);
     const newcomers: RawClient[] = [];
     for (let i = 0; i < 6 && !newcomers.some((c) => chat!.pidServing(c.socket.localPort!) === replacement); i++) {
       const client = await RawClient.connect(chat.port, { path: '/lobby' });

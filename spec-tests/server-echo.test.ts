@@ -7,9 +7,10 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { inspect } from 'node:util';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { connect, type WebSocket } from '../src/index.js';
+import { connect, formatFrame, type WebSocket } from '../src/index.js';
 import { MiB, Opcode, startServer, waitUntil, withTimeout, type TestServer } from './helpers/library.js';
 import { RawClient, clientFrame, destroyRawClients } from './helpers/peer/index.js';
+import { QUIET_MS } from './helpers/alive.js';
 
 /** The length-encoding boundaries of §5.2 (7-bit, 16-bit, 64-bit) and a large message. */
 const SIZES = [0, 125, 126, 65535, 65536, 16 * MiB];
@@ -66,9 +67,9 @@ describe('RFC 6455 §5.2, §5.6: echo of single-frame messages from the raw clie
       it(`${kind} message of ${label(size)}`, async () => {
         const client = await RawClient.connect(server.port);
         const data = payload(kind, size);
-        const started = Date.now();
         client.sendFrame({ opcode: kind === 'text' ? Opcode.Text : Opcode.Binary, payload: data });
-        const [message] = await client.waitMessages(1, 5000);
+        // How long 16 MiB takes is for the benchmarks; here only a stuck echo fails (one step, QUIET_MS).
+        const [message] = await client.waitMessages(1, QUIET_MS);
         assert.equal(message!.isBinary, kind === 'binary');
         assertSameBytes(message!.data, data);
         assert.deepEqual(client.protocolErrors, [], 'the server frames are well formed (unmasked, §5.1)');
@@ -77,7 +78,6 @@ describe('RFC 6455 §5.2, §5.6: echo of single-frame messages from the raw clie
           assert.equal(client.frames[0]!.masked, false, 'a server never masks (§5.1)');
           assert.equal(client.frames[0]!.fin, true);
         }
-        if (size >= MiB) assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
       });
     }
   }
@@ -87,7 +87,6 @@ describe('RFC 6455 §5.2, §5.6: echo of single-frame messages from the raw clie
       const client = await RawClient.connect(server.port);
       const data = payload(kind, 16 * MiB);
       const fragment = 64 * 1024;
-      const started = Date.now();
       for (let start = 0; start < data.length; start += fragment) {
         const first = start === 0;
         const last = start + fragment >= data.length;
@@ -97,10 +96,9 @@ describe('RFC 6455 §5.2, §5.6: echo of single-frame messages from the raw clie
           fin: last,
         });
       }
-      const [message] = await client.waitMessages(1, 5000);
+      const [message] = await client.waitMessages(1, QUIET_MS);
       assert.equal(message!.isBinary, kind === 'binary');
       assertSameBytes(message!.data, data);
-      assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
     });
   }
 
@@ -224,7 +222,7 @@ describe('echo through our own client (connect())', () => {
     return ws;
   }
 
-  function nextMessage(ws: WebSocket, ms = 5000): Promise<[Buffer, boolean]> {
+  function nextMessage(ws: WebSocket, ms = QUIET_MS): Promise<[Buffer, boolean]> {
     return withTimeout(once(ws, 'message') as Promise<[Buffer, boolean]>, ms, 'a message');
   }
 
@@ -252,11 +250,9 @@ describe('echo through our own client (connect())', () => {
     const ws = await open();
     const data = payload('binary', 16 * MiB);
     const received = nextMessage(ws);
-    const started = Date.now();
     ws.send(data, { fragmentSize: MiB });
     const [echoed] = await received;
     assertSameBytes(echoed, data);
-    assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
   });
 
   it('a ping from our client gets a pong with its payload', async () => {
@@ -292,6 +288,24 @@ describe('echo through our own client (connect())', () => {
       seen,
       Array.from({ length: 20 }, (_, i) => `n${i}`),
     );
+  });
+
+  it('an ArrayBuffer and a typed array view go as binary, byte for byte; a number is a TypeError', async () => {
+    const ws = await open();
+    const buffer = new ArrayBuffer(6);
+    new Uint8Array(buffer).set([1, 2, 3, 250, 251, 252]);
+    let received = nextMessage(ws);
+    ws.send(buffer);
+    let [data, isBinary] = await received;
+    assert.equal(isBinary, true);
+    assert.deepEqual([...data], [1, 2, 3, 250, 251, 252]);
+    // A view of the middle of a larger buffer: only the viewed bytes.
+    received = nextMessage(ws);
+    ws.send(new Uint16Array(buffer, 2, 1));
+    [data, isBinary] = await received;
+    assert.equal(isBinary, true);
+    assert.deepEqual([...data], [3, 250]);
+    assert.throws(() => ws.send(42 as never), TypeError);
   });
 
   it('sendAsync resolves once the data is written, and the echo follows', async () => {
@@ -340,6 +354,38 @@ describe('the trace option: "Called with every frame received and sent, decoded"
     } finally {
       await traced.close();
     }
+  });
+});
+
+describe('formatFrame, the one-line description the trace option and --trace use', () => {
+  it('names a reserved opcode by number, shows RSV bits, the masking key, direction, and cuts a long payload', () => {
+    const line = formatFrame({
+      direction: 'in',
+      fin: false,
+      rsv1: true,
+      rsv2: true,
+      rsv3: true,
+      opcode: 0x3,
+      masked: true,
+      maskKey: Uint8Array.from([0x37, 0xfa, 0x21, 0x3d]),
+      payload: Buffer.from('Hello, twenty bytes!'),
+    });
+    assert.match(line, /^<- 0x3 /);
+    assert.match(line, / fin=0 rsv=111 mask=37fa213d len=20 /);
+    assert.match(line, /48656c6c6f2c207477656e7479206279…/, 'the first 16 bytes in hex, then an ellipsis');
+    assert.match(line, /\|Hello, twenty by…\|$/);
+    const out = formatFrame({
+      direction: 'out',
+      fin: true,
+      rsv1: false,
+      rsv2: false,
+      rsv3: false,
+      opcode: Opcode.Text,
+      masked: false,
+      maskKey: null,
+      payload: Buffer.from('hi\n'),
+    });
+    assert.equal(out, '-> TEXT   fin=1 rsv=000 unmasked len=3 68690a |hi.|');
   });
 });
 

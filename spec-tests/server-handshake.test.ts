@@ -4,8 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { createConnection, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { parseRequestHead as parseCoreRequestHead, switchingProtocolsResponse } from '../src/core.js';
 import { connect, HandshakeError, WebSocketServer, type ServerOptions, type UpgradeRequest } from '../src/index.js';
 import {
   KiB,
@@ -26,6 +27,7 @@ import {
   destroyRawClients,
   handshakeRequest,
   header,
+  parseResponseHead,
   type RequestSpec,
   type ParsedResponse,
 } from './helpers/peer/index.js';
@@ -136,6 +138,24 @@ describe('RFC 6455 §4.2.2: the server answers a valid handshake with 101', () =
       const [ws] = (await withTimeout(connected, 2000, 'connection')) as [import('../src/index.js').WebSocket];
       ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
       await assertEchoes(client);
+    } finally {
+      await wss.close(100);
+      net.close();
+    }
+  });
+
+  it('a client that ends its side mid-head is closed, on a half-open socket and with no handshake timeout', async () => {
+    // Found by the fuzz target echo-server: a Duplex that stays half-open (allowHalfOpen) was held forever.
+    const wss = new WebSocketServer({ handshakeTimeout: 0 });
+    const net = createNetServer({ allowHalfOpen: true }, (socket) => wss.handleSocket(socket));
+    net.listen(0, '127.0.0.1');
+    await once(net, 'listening');
+    try {
+      const client = createConnection((net.address() as AddressInfo).port, '127.0.0.1');
+      client.on('data', () => {});
+      await once(client, 'connect');
+      client.end('GET / HTTP/1.1\r\nHost: a\r\nUpgrade: web');
+      await withTimeout(once(client, 'close'), 5000, 'the server to close the connection');
     } finally {
       await wss.close(100);
       net.close();
@@ -441,6 +461,29 @@ describe('RFC 6455 §4.2.1 "The request MAY contain ... Origin" and §10.2: chec
   });
 });
 
+describe("wsrfc/core's head functions, for servers built on the core (RFC 6455 §4.2.2 item 5, RFC 9112 §3)", () => {
+  it('writes the 101 with the accept value, the subprotocol, the extensions and extra fields, in order', () => {
+    const bytes = switchingProtocolsResponse(RFC_KEY, 'chat', 'permessage-deflate', [['X-Served-By', 'core']]);
+    const text = bytes.toString('latin1');
+    assert.ok(text.endsWith('\r\n\r\n'));
+    const response = parseResponseHead(text.slice(0, -4));
+    assert.equal(response.status, 101);
+    assert.equal(header(response, 'sec-websocket-accept'), RFC_ACCEPT);
+    assert.equal(header(response, 'sec-websocket-protocol'), 'chat');
+    assert.equal(header(response, 'sec-websocket-extensions'), 'permessage-deflate');
+    assert.deepEqual(response.fields.at(-1), ['X-Served-By', 'core']);
+  });
+
+  it('parseRequestHead, called on a head HeadReader did not check, still refuses a bad method or an empty head', () => {
+    assert.throws(() => parseCoreRequestHead(Buffer.from('G(T / HTTP/1.1\r\nHost: a\r\n')), { status: 400 });
+    assert.throws(() => parseCoreRequestHead(Buffer.alloc(0)), { status: 400 });
+  });
+
+  it('refuses an extra field that would smuggle in a line of its own (TypeError)', () => {
+    assert.throws(() => switchingProtocolsResponse(RFC_KEY, undefined, undefined, [['X-A', 'a\r\nX-B: b']]), TypeError);
+  });
+});
+
 describe('RFC 6455 §4.2.1 "/resource name/": unserved paths get 404', () => {
   it('with a string path, only that exact path (query ignored) is served', async () => {
     const server = await startServer({ path: '/ws' });
@@ -473,6 +516,15 @@ describe('RFC 6455 §4.2.1 "/resource name/": unserved paths get 404', () => {
       const { request } = await server.connectionOf(client);
       assert.equal(request.path, '/ws');
       assert.equal(request.query.get('x'), '2');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('an absolute-form target that is no URL (http://[/ws, an unclosed IPv6 literal) gets 400', async () => {
+    const server = await startServer();
+    try {
+      await assertRefusal(server.port, handshakeRequest({ path: 'http://[/ws' }), 400);
     } finally {
       await server.close();
     }

@@ -326,6 +326,24 @@ describe('handleUpgrade: WebSocket servers on a node:http server', () => {
     assert.equal(wssB.clients.size, 1);
   });
 
+  it('a field repeated in the request reaches the handler joined, as node:http read it (RFC 9110 §5.3)', async () => {
+    const connected = once(wssA, 'connection');
+    const client = await RawClient.open(port);
+    client.write(
+      handshakeRequest({
+        path: '/a',
+        extraFields: [
+          ['X-Trace', 'one'],
+          ['X-Trace', 'two'],
+        ],
+      }),
+    );
+    assert.equal((await client.readResponse()).status, 101);
+    const [, request] = (await connected) as [WebSocket, { headers: Record<string, string> }];
+    assert.equal(request.headers['x-trace'], 'one, two');
+    client.destroy();
+  });
+
   it('an unserved path gets 404 from the WebSocket server', async () => {
     await assert.rejects(connect(`ws://127.0.0.1:${port}/c`), expectStatus(404));
   });

@@ -1,9 +1,10 @@
 /**
  * Topics (issue 15): socket.subscribe/unsubscribe/topics, server.publish to the subscribers of one
  * process (the in-process broker), framed once and compressed once per group of permessage-deflate
- * subscribers that can share the bytes (RFC 7692), unsubscribe on close, no leak after a million
- * subscribe/unsubscribe cycles. Clients are the independent test peer; compressed messages are
- * inflated with the peer's own strict inflater.
+ * subscribers that can share the bytes (RFC 7692), unsubscribe on close, a publication held to each
+ * subscriber's maxBufferedBytes like a send(), no leak after a million subscribe/unsubscribe cycles.
+ * Clients are the independent test peer; compressed messages are inflated with the peer's own strict
+ * inflater.
  */
 import assert from 'node:assert/strict';
 import { setFlagsFromString } from 'node:v8';
@@ -100,6 +101,34 @@ describe('topics: subscribe, unsubscribe, publish', () => {
     assert.throws(() => ours.subscribe('x'), InvalidStateError);
     assert.equal(ours.unsubscribe('x'), false);
     ours.terminate();
+  });
+
+  it("a publication counts against a subscriber's maxBufferedBytes like a send(): past it, 1008 for that one only", async () => {
+    const KiB = 1024;
+    const server = await serve({ maxBufferedBytes: 2048 * KiB });
+    const [reader, other] = [await RawClient.connect(server.port), await RawClient.connect(server.port)];
+    const [big, small] = [await server.connectionOf(reader!), await server.connectionOf(other!)];
+    big.ws.subscribe('big');
+    big.ws.subscribe('small');
+    small.ws.subscribe('small');
+    // In one turn, before anything can be written: 768 KiB, 1.5 MiB, then 2.25 MiB wait for the
+    // first subscriber, though its peer reads. The third is past its limit: that publication does not
+    // count it, and it is dropped at once (its close frame goes only if the kernel takes it with the rest).
+    const chunk = Buffer.alloc(768 * KiB);
+    assert.deepEqual(
+      [1, 2, 3].map(() => server.wss.publish('big', chunk)),
+      [1, 1, 0],
+    );
+    const record = await big.closed;
+    assert.equal(record.code, 1008);
+    assert.equal(record.wasClean, false);
+    await reader!.waitClosed();
+    // The other subscriber, with nothing waiting, goes on.
+    assert.equal(server.wss.subscriberCount('big'), 0);
+    assert.equal(server.wss.publish('small', 'still here'), 1);
+    await other!.waitMessages(1);
+    assert.equal(other!.messages[0]!.data.toString(), 'still here');
+    assert.equal(small.closes.length, 0);
   });
 
   it('a million subscribe/unsubscribe cycles leave nothing behind', async () => {

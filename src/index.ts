@@ -1,7 +1,9 @@
 /**
  * wsrfc: a WebSocket (RFC 6455) server and client for Node.js, straight on node:net, no dependencies.
- * What is exported here is the documented API (the README's tables); the protocol core in src/
- * (protocol.ts, receiver.ts, sender.ts, frame.ts, ...) is meant to be read, not imported.
+ * What is exported here is the documented API (the README's tables). The protocol core
+ * (src/protocol/: the state machine and the pure handshake functions, no socket, no timer) has its
+ * own entry point, `wsrfc/core` (src/core.ts), for those who drive it themselves; the rest of
+ * src/protocol/ (receiver.ts, sender.ts, frame.ts, ...) is there to be read, not imported.
  */
 export { WebSocketServer, createServer, SERVER_DEFAULTS } from './websocket/server.js';
 export type { ServerOptions, VerifyResult, WebSocketServerEventMap, ClientSet } from './websocket/server.js';

@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { whileAlive } from './alive.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -17,32 +18,57 @@ export class ChatProcess {
     child.stderr!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
   }
 
-  /** Start `npm run chat -- ARGS` (through tsx) and wait until it listens; rejects with its output if it exits. */
-  static async start(args: string[], ms = 20_000): Promise<ChatProcess> {
+  /**
+   * Start `npm run chat -- ARGS` (through tsx) and wait until it listens, however long a busy machine
+   * takes; rejects with its output if it exits, or once it shows no sign of life (helpers/alive.ts).
+   */
+  static async start(args: string[]): Promise<ChatProcess> {
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/chat.ts', ...args], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const chat = new ChatProcess(child);
-    await chat.waitFor(/listening on ws:\/\/[^:]+:(\d+)\//, ms).then((match) => (chat.port = Number(match[1])));
+    try {
+      chat.port = Number((await chat.waitFor(/listening on ws:\/\/[^:]+:(\d+)\//))[1]);
+    } catch (error) {
+      // Not left running: its pipes would keep the test file's process alive after the test.
+      child.kill('SIGKILL');
+      throw error;
+    }
     return chat;
   }
 
-  /** Start a process expected to fail: resolves with its exit code and output. */
-  static async run(args: string[], ms = 20_000): Promise<{ code: number | null; output: string }> {
+  /** Start a process expected to fail: resolves with its exit code and output (killed if it shows no sign of life). */
+  static async run(args: string[]): Promise<{ code: number | null; output: string }> {
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/chat.ts', ...args], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const chat = new ChatProcess(child);
-    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
-    const [code] = (await once(child, 'exit')) as [number | null];
-    clearTimeout(timer);
+    const exited = once(child, 'exit') as Promise<[number | null]>;
+    const [code] = await whileAlive(child, exited, `the chat (${args.join(' ')}) to exit`, () => chat.output).catch(
+      (error: unknown) => {
+        child.kill('SIGKILL');
+        throw error;
+      },
+    );
     return { code, output: chat.output };
   }
 
-  /** Wait until the output matches; rejects (with the output) after `ms` or if the process exits. */
-  waitFor(pattern: RegExp, ms = 10_000): Promise<RegExpExecArray> {
+  /**
+   * Wait until the output matches; rejects (with the output) if the process exits, or once it shows
+   * no sign of life (helpers/alive.ts): a busy machine makes the wait longer, never a failure.
+   */
+  waitFor(pattern: RegExp): Promise<RegExpExecArray> {
+    const output = (): string => this.output;
+    return whileAlive(this.child, this.match(pattern), `the chat's output to match ${pattern}`, output).catch(
+      (error: Error) => {
+        throw error.message.includes(this.output) ? error : new Error(`${error.message}:\n${this.output}`);
+      },
+    );
+  }
+
+  private match(pattern: RegExp): Promise<RegExpExecArray> {
     return new Promise((resolve, reject) => {
       const check = (): boolean => {
         const match = pattern.exec(this.output);
@@ -58,12 +84,7 @@ export class ChatProcess {
           new Error(`chat exited (${this.child.exitCode ?? this.child.signalCode}) before ${pattern}:\n${this.output}`),
         );
       };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`timed out after ${ms} ms waiting for ${pattern}:\n${this.output}`));
-      }, ms);
       const cleanup = (): void => {
-        clearTimeout(timer);
         this.child.stdout!.off('data', onData);
         this.child.stderr!.off('data', onData);
         this.child.off('exit', onExit);

@@ -15,6 +15,7 @@ import {
   type ReceiverOptions,
   type Role,
 } from '../../src/protocol/receiver.js';
+import { resolveConnectionOptions } from '../../src/protocol/options.js';
 import { closePayload, encodeFrame, type FrameSpec } from './peer/frames.js';
 
 export type Event =
@@ -63,11 +64,87 @@ export interface Harness {
   push(bytes: Uint8Array, chunking?: Chunking): void;
 }
 
-export type ReceiverOverrides = Omit<ReceiverOptions, 'role'>;
+export type ReceiverOverrides = Partial<Omit<ReceiverOptions, 'role'>>;
+
+/** A receiver's options as a connection resolves them: the defaults of src/protocol/options.ts under `options`. */
+export function receiverOptions(role: Role, options: ReceiverOverrides = {}): ReceiverOptions {
+  const { maxMessageSize, maxFramePayload } = resolveConnectionOptions({
+    maxMessageSize: options.maxMessageSize,
+    maxFramePayload: options.maxFramePayload,
+  });
+  return { ...options, role, maxMessageSize, maxFramePayload };
+}
+
+/** What runs a receiver's inflation jobs: src/driver/deflate-zlib.ts's PerMessageDeflate, or a stand-in. */
+export interface JobInflater {
+  inflate(payload: Buffer, fin: boolean, onData: (data: Buffer) => boolean, done: (error: Error | null) => void): void;
+}
+
+/**
+ * A receiver with permessage-deflate agreed whose inflation jobs run on `zlib` as the driver runs
+ * them (src/driver/connection.ts): each job taken after a push or a finished job, its output handed
+ * back piece by piece, then its end.
+ */
+export class InflatingReceiver extends Receiver {
+  constructor(
+    options: ReceiverOverrides & { role: Role },
+    handler: ReceiverHandler,
+    private readonly zlib: JobInflater,
+  ) {
+    super({ ...receiverOptions(options.role, options), compressed: true }, handler);
+  }
+
+  /** Inflations handed to zlib whose callback has not come yet. */
+  inFlight = 0;
+  #wake: (() => void) | null = null;
+
+  override push(chunk: Buffer): void {
+    super.push(chunk);
+    this.runJob();
+  }
+
+  /**
+   * Resolves once `finished()` holds, or once no inflation is in flight: the receiver goes on
+   * synchronously when a job calls back, so with all input pushed and nothing in flight nothing more
+   * can come, and what is missing is a stall for the caller to report. No clock judges the pace; the
+   * one timer (LOST_JOB_MS, restarted by every job that finishes) only catches a job that never calls
+   * back, which would otherwise hang the suite.
+   */
+  async settle(finished: () => boolean): Promise<void> {
+    while (!finished() && this.inFlight > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve, reject) => {
+        this.#wake = resolve;
+        timer = setTimeout(() => reject(new Error(`an inflation never called back (${LOST_JOB_MS} ms)`)), LOST_JOB_MS);
+      }).finally(() => clearTimeout(timer));
+      this.#wake = null;
+    }
+  }
+
+  private runJob(): void {
+    const job = this.takeInflateJob();
+    if (job === null) return;
+    this.inFlight++;
+    this.zlib.inflate(
+      job.payload,
+      job.fin,
+      (data) => this.inflated(data),
+      (error) => {
+        this.inFlight--;
+        this.inflateDone(error);
+        this.runJob();
+        this.#wake?.();
+      },
+    );
+  }
+}
+
+/** How long one inflation (at most a frame's payload in these tests) may take before it counts as lost. */
+const LOST_JOB_MS = 30_000;
 
 export function makeReceiver(role: Role, options: ReceiverOverrides = {}, recordFrames = false): Harness {
   const collector = new Collector(recordFrames);
-  const receiver = new Receiver({ role, ...options }, collector);
+  const receiver = new Receiver(receiverOptions(role, options), collector);
   return {
     receiver,
     collector,

@@ -1,14 +1,14 @@
 /**
  * Helpers for the tests of the protocol state machine (src/protocol/protocol.ts, RFC 6455 §5.5 and §7).
  *
- * The state machine is driven the way its driver (src/driver/connection.ts) drives it, minus the socket:
- * bytes in (built with the hand encoder of ./core.ts), handler calls and bytes out. Every handler
- * call and every frame written is recorded, in order, as a line of text, so a test reads like the
- * conversation it checks:
+ * The state machine is driven the way its drivers (src/driver/connection.ts) drive it, minus the
+ * socket: bytes in (built with the hand encoder of ./core.ts), then what it decided, taken in one
+ * place. Every event, frame written and decision is recorded, in order, as a line of text, so a
+ * test reads like the conversation it checks:
  *
- *     onError ProtocolError 1002
+ *     error ProtocolError 1002
  *     > close 1002 "unmasked frame from a client"
- *     onEnd
+ *     end
  *
  * What the protocol writes is decoded by the independent peer's decoder (never src/'s frame,
  * receiver or writer code), and `WireDecoder` also checks what every frame must be: the
@@ -21,10 +21,9 @@ import { isUtf8 } from 'node:buffer';
 import { ConnectionTimeoutError, ProtocolError } from '../../src/protocol/errors.js';
 import type { InflateBudget } from '../../src/protocol/inflate-budget.js';
 import { resolveConnectionOptions, type ConnectionOptions } from '../../src/protocol/options.js';
-import { Protocol, type CloseReport, type ProtocolHandler } from '../../src/protocol/protocol.js';
-import type { MessageInflater, Role } from '../../src/protocol/receiver.js';
-import type { MessageDeflater, SendCallback } from '../../src/protocol/sender.js';
-import { MaskKeySource } from '../../src/protocol/writer.js';
+import { Protocol, type CloseReport } from '../../src/protocol/protocol.js';
+import type { Role } from '../../src/protocol/receiver.js';
+import type { SendCallback } from '../../src/protocol/sender.js';
 import { bytes, concat, frameFor, utf8 } from './core.js';
 import { FrameDecoder, type DecodedFrame, type FrameSpec } from './peer/frames.js';
 
@@ -107,51 +106,33 @@ export function closePayloadOf(frame: WireFrame): { code: number | undefined; re
 // ---------------------------------------------------------------------------------------------
 
 /**
- * Stands in for zlib behind the protocol's two compression interfaces. `deflate` waits until the
- * test calls `finish()` (the message's "compressed" form is `Z(` + payload + `)`, so the wire shows
- * which message it was) or `break()` (zlib failed). `inflate` is the identity, at once.
+ * Stands in for zlib in running the protocol's compression jobs, as a driver runs them. A deflate
+ * job waits until the test calls `finish()` (the message's "compressed" form is `Z(` + payload +
+ * `)`, so the wire shows which message it was) or `break()` (zlib failed). Inflation is the
+ * identity, at once.
  */
-export class FakeCompression implements MessageInflater, MessageDeflater {
-  readonly threshold: number;
-  readonly jobs: { payload: Buffer; callback: (compressed: Buffer | null) => void }[] = [];
+export class FakeCompression {
+  readonly jobs: { payload: Buffer; done: (compressed: Buffer | null) => void }[] = [];
 
-  constructor(threshold = 0) {
-    this.threshold = threshold;
-  }
-
-  deflate(payload: Buffer, callback: (compressed: Buffer | null) => void): void {
-    this.jobs.push({ payload: Buffer.from(payload), callback });
-  }
+  constructor(readonly threshold = 0) {}
 
   /** Complete the oldest compression. */
   finish(): void {
     const job = this.jobs.shift();
     assert.ok(job !== undefined, 'no compression is running');
-    job.callback(concat(utf8('Z('), job.payload, utf8(')')));
+    job.done(concat(utf8('Z('), job.payload, utf8(')')));
   }
 
   /** Fail the oldest compression, the way the driver reports a zlib error. */
   break(): void {
     const job = this.jobs.shift();
     assert.ok(job !== undefined, 'no compression is running');
-    job.callback(null);
-  }
-
-  inflate(
-    payload: Buffer,
-    _fin: boolean,
-    maxOutput: number,
-    onData: (data: Buffer) => boolean,
-    done: (error: ProtocolError | null) => void,
-  ): void {
-    if (payload.length > maxOutput) return done(new ProtocolError('InflatedMessageTooBig', 'too big'));
-    if (payload.length > 0) onData(Buffer.from(payload));
-    done(null);
+    job.done(null);
   }
 }
 
 // ---------------------------------------------------------------------------------------------
-// The harness: a protocol, its recorded handler calls and its wire
+// The harness: a protocol, what it decided after each step, and its wire
 // ---------------------------------------------------------------------------------------------
 
 export interface HarnessOptions {
@@ -164,31 +145,35 @@ export interface HarnessOptions {
 }
 
 /**
- * One end of a connection under test, with the driver's habits: output is written (taken and
- * decoded) after every call into the protocol, as the driver writes everything one read produced
- * in one write; `onEnd` and `onDestroy` write what is pending first, then record themselves.
+ * One end of a connection under test, driven the way the drivers drive the core
+ * (src/driver/connection.ts): after every call into the protocol, everything it decided is taken
+ * in one place and carried out, in the driver's order: the events (logged `message text "hi"`,
+ * `ping ""`, `error ProtocolError 1002`, `sendFailed 1`), the compression jobs, the bytes written
+ * (decoded by the independent peer's decoder, logged `> close 1000`), `destroy` or `end`, and a
+ * wake-up asked of the timer (`wake 5000`) when the core's next deadline is earlier than the one
+ * asked for (a timeout clears it, as the wheel does when it fires).
  */
-export class Harness implements ProtocolHandler {
+export class Harness {
   readonly protocol: Protocol;
-  /** Everything, in order: handler calls (`onEnd`, `onWake 5000`, ...) and frames written (`> close 1000`). */
+  /** Everything, in order: events, frames written (`> close 1000`), `end`, `destroy`, `wake 5000`. */
   readonly log: string[] = [];
   /** Every frame written, decoded. */
   readonly wire: WireFrame[] = [];
   /** The bytes written, as taken from the protocol. */
   readonly written: Buffer[] = [];
-  /** The errors passed to onError, in order. */
+  /** The errors reported, in order. */
   readonly errors: Error[] = [];
   /** The messages, pings and pongs delivered, in order (payloads copied). */
   readonly received: { type: 'message' | 'ping' | 'pong'; data: Buffer; isBinary?: boolean }[] = [];
-  /** The callbacks handed to onSendFailed. */
+  /** The callbacks the protocol said will never be called back with success. */
   readonly failedCallbacks: SendCallback[] = [];
-  /** How often onOutput was called (kept out of the log: it says nothing the frames do not). */
-  outputCalls = 0;
   now: number;
   ended = false;
   destroyed = false;
   private readonly decoder = new WireDecoder();
+  private readonly compression: FakeCompression | null;
   private taken = 0;
+  private wakeAt = Infinity;
   private report: CloseReport | null = null;
 
   constructor(
@@ -196,13 +181,13 @@ export class Harness implements ProtocolHandler {
     setup: HarnessOptions = {},
   ) {
     this.now = setup.now ?? 0;
+    this.compression = setup.compression ?? null;
     const options = resolveConnectionOptions({ pingInterval: 0, ...setup.options });
-    this.protocol = new Protocol(role, options, this, this.now, {
-      compression: setup.compression ?? null,
+    this.protocol = new Protocol(role, options, this.now, {
+      compression: this.compression,
       inflateBudget: setup.inflateBudget ?? null,
-      // RFC 6455 §5.3: a client masks every frame; a server none.
-      maskKeys: role === 'client' ? new MaskKeySource() : null,
     });
+    this.settle();
   }
 
   /** The role of the peer: what it sends is masked when we are the server. */
@@ -215,20 +200,23 @@ export class Harness implements ProtocolHandler {
   /** Bytes from the peer (copied: the protocol unmasks in place), in one chunk or several. */
   receive(input: Buffer | Buffer[], now = this.now): this {
     this.now = now;
-    for (const chunk of Array.isArray(input) ? input : [input]) this.protocol.receive(Buffer.from(chunk), now);
-    return this.write();
+    for (const chunk of Array.isArray(input) ? input : [input]) {
+      this.protocol.receive(Buffer.from(chunk), now);
+      this.settle();
+    }
+    return this;
   }
 
   /** The peer ended its side of TCP. */
   receiveEnd(): this {
-    this.protocol.receiveEnd();
-    return this.write();
+    this.protocol.receiveEnd(this.now);
+    return this.settle();
   }
 
   readingResumed(now: number): this {
     this.now = now;
     this.protocol.readingResumed(now);
-    return this.write();
+    return this.settle();
   }
 
   // --- output and closing ---
@@ -246,51 +234,84 @@ export class Harness implements ProtocolHandler {
       options.fragmentSize ?? 0,
       options.callback,
     );
-    return this.write();
+    return this.settle();
   }
 
   ping(payload: string | Buffer = ''): this {
     this.protocol.sendControl(OP.PING, typeof payload === 'string' ? utf8(payload) : payload);
-    return this.write();
+    return this.settle();
   }
 
   pong(payload: string | Buffer = ''): this {
     this.protocol.sendControl(OP.PONG, typeof payload === 'string' ? utf8(payload) : payload);
-    return this.write();
+    return this.settle();
   }
 
   close(code?: number, reason = '', now = this.now): this {
     this.now = now;
     this.protocol.close(code, reason, now);
-    return this.write();
+    return this.settle();
   }
 
+  /**
+   * §7.1.7 "Fail the WebSocket Connection", reached directly: the core does it for a violation
+   * the receiver finds, a compression that fails, an application too far ahead of a slow peer
+   * (`limitBuffered`); this reaches the one private step they share, with any code and reason.
+   */
   fail(code: number, reason: string, error: Error | null, immediately = false, now = this.now): this {
     this.now = now;
-    this.protocol.fail(code, reason, error, immediately, now);
-    return this.write();
+    const internals = this.protocol as unknown as {
+      fail(code: number, reason: string, error: Error | null, immediately: boolean, now: number): void;
+    };
+    internals.fail(code, reason, error, immediately, now);
+    return this.settle();
   }
 
   terminate(): this {
     this.protocol.terminate();
-    return this.write();
+    return this.settle();
   }
 
-  /** The driver's wake-up at `now`. */
+  /** The timer's wake-up at `now` (it clears the wake-up asked for, as the wheel does when it fires). */
   timeout(now: number, readingPaused = false): this {
     this.now = now;
+    this.wakeAt = Infinity;
     this.protocol.timeout(now, readingPaused);
-    return this.write();
+    return this.settle();
   }
 
   /** The stream closed (whatever closed it): what the close event reports. */
   streamClosed(): CloseReport {
     assert.equal(this.report, null, 'streamClosed() is called once');
-    this.report = this.protocol.streamClosed();
+    this.report = this.protocol.streamClosed(this.now);
+    this.takeEvents();
     this.log.push(
       `closed ${this.report.code} ${JSON.stringify(this.report.reason)} ${this.report.wasClean ? 'clean' : 'not clean'}`,
     );
     return this.report;
+  }
+
+  /** Carry out what the protocol decided, as the driver does after every step (see the class comment). */
+  settle(): this {
+    const protocol = this.protocol;
+    this.takeEvents();
+    this.runJobs();
+    this.write();
+    if (protocol.wantsDestroy) {
+      if (!this.destroyed) this.log.push('destroy');
+      this.destroyed = true;
+      return this;
+    }
+    if (protocol.wantsEnd && !this.ended) {
+      this.ended = true;
+      this.log.push('end');
+    }
+    const at = protocol.nextDeadline;
+    if (at < this.wakeAt) {
+      this.wakeAt = at;
+      this.log.push(`wake ${at}`);
+    }
+    return this;
   }
 
   /** Take the protocol's pending output and "write" it: decode it and log every frame. */
@@ -306,6 +327,55 @@ export class Harness implements ProtocolHandler {
     // Written: the send callbacks succeed, as the driver's would once the stream took the bytes.
     if (callbacks !== null) for (const callback of callbacks) callback();
     return this;
+  }
+
+  private takeEvents(): void {
+    for (let event = this.protocol.nextEvent(); event !== null; event = this.protocol.nextEvent()) {
+      switch (event.type) {
+        case 'message':
+          this.received.push({ type: 'message', data: Buffer.from(event.data), isBinary: event.isBinary });
+          this.log.push(`message ${event.isBinary ? 'binary' : 'text'} ${show(event.data)}`);
+          break;
+        case 'ping':
+        case 'pong':
+          this.received.push({ type: event.type, data: Buffer.from(event.data) });
+          this.log.push(`${event.type} ${show(event.data)}`);
+          break;
+        case 'error': {
+          const error = event.error;
+          this.errors.push(error);
+          if (error instanceof ProtocolError) this.log.push(`error ProtocolError ${error.closeCode}`);
+          else if (error instanceof ConnectionTimeoutError)
+            this.log.push(`error ConnectionTimeoutError ${error.reason}`);
+          else this.log.push(`error ${error.name}: ${error.message}`);
+          break;
+        }
+        case 'sendFailed':
+          this.failedCallbacks.push(...event.callbacks);
+          this.log.push(`sendFailed ${event.callbacks.length}`);
+          break;
+      }
+    }
+  }
+
+  /** The compression jobs: deflations wait for the test; inflation is the identity, at once. */
+  private runJobs(): void {
+    const protocol = this.protocol;
+    for (let job = protocol.takeInflateJob(); job !== null; job = protocol.takeInflateJob()) {
+      if (job.payload.length === 0 || protocol.inflated(Buffer.from(job.payload))) protocol.inflateDone(null);
+      this.takeEvents();
+    }
+    const payload = protocol.takeDeflateJob();
+    if (payload !== null) {
+      assert.ok(this.compression !== null, 'a compression job without compression agreed');
+      this.compression.jobs.push({
+        payload: Buffer.from(payload),
+        done: (compressed) => {
+          protocol.deflated(compressed);
+          this.settle();
+        },
+      });
+    }
   }
 
   private recordFrame(frame: WireFrame): void {
@@ -331,68 +401,14 @@ export class Harness implements ProtocolHandler {
     return entries;
   }
 
-  /** The log entries since the last take, without the `onWake` requests. */
+  /** The log entries since the last take, without the wake-ups asked for. */
   takeNoWakes(): string[] {
-    return this.take().filter((entry) => !entry.startsWith('onWake'));
+    return this.take().filter((entry) => !entry.startsWith('wake '));
   }
 
   /** The frames written so far, one line each. */
   frames(): string[] {
     return this.wire.map(describeFrame);
-  }
-
-  // --- ProtocolHandler: every call recorded ---
-
-  onMessage(data: Buffer, isBinary: boolean): void {
-    this.received.push({ type: 'message', data: Buffer.from(data), isBinary });
-    this.log.push(`onMessage ${isBinary ? 'binary' : 'text'} ${show(data)}`);
-  }
-
-  onPing(data: Buffer): void {
-    this.received.push({ type: 'ping', data: Buffer.from(data) });
-    this.log.push(`onPing ${show(data)}`);
-  }
-
-  onPong(data: Buffer): void {
-    this.received.push({ type: 'pong', data: Buffer.from(data) });
-    this.log.push(`onPong ${show(data)}`);
-  }
-
-  onOutput(): void {
-    this.outputCalls++;
-  }
-
-  onEnd(): void {
-    // The driver writes what is queued, then ends the stream.
-    this.write();
-    this.ended = true;
-    this.log.push('onEnd');
-  }
-
-  onDestroy(): void {
-    this.write();
-    this.destroyed = true;
-    this.log.push('onDestroy');
-  }
-
-  onWake(at: number): void {
-    this.log.push(`onWake ${at}`);
-  }
-
-  onError(error: Error): void {
-    this.errors.push(error);
-    if (error instanceof ProtocolError) this.log.push(`onError ProtocolError ${error.closeCode}`);
-    else if (error instanceof ConnectionTimeoutError) this.log.push(`onError ConnectionTimeoutError ${error.reason}`);
-    else this.log.push(`onError ${error.name}: ${error.message}`);
-  }
-
-  onInputResumed(): void {
-    this.log.push('onInputResumed');
-  }
-
-  onSendFailed(callbacks: SendCallback[]): void {
-    this.failedCallbacks.push(...callbacks);
-    this.log.push(`onSendFailed ${callbacks.length}`);
   }
 }
 

@@ -7,6 +7,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
+import { whileAlive } from './alive.js';
 import { skipBecause } from './library.js';
 
 export type Found = { python: string; output: string } | { python: null; why: string };
@@ -31,30 +32,32 @@ export function pythonOrSkip(t: { skip(message: string): void }, found: Found): 
 }
 
 /**
- * Run `python SCRIPT ...args` to the end (killed after `timeoutMs`) and resolve with what it
- * printed; reject with the end of its stderr when it fails. `started` gets the child, to kill it
- * if the test ends first.
+ * Run `python SCRIPT ...args` to the end, however long a busy machine takes, and resolve with what
+ * it printed; reject with the end of its stderr when it fails, or kill it once it shows no sign of
+ * life (helpers/alive.ts). `started` gets the child, to kill it if the test ends first.
  */
 export function runPython(
   python: string,
   script: string,
   args: string[],
-  timeoutMs: number,
   started: (child: ChildProcess) => void = () => {},
 ): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(python, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: tmpdir() });
-    started(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const child = spawn(python, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: tmpdir() });
+  started(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const ended = new Promise<string>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code) => {
-      clearTimeout(timer);
       if (code === 0) resolve(stdout);
       else reject(new Error(`python exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`));
     });
+  });
+  const what = `python ${script.split('/').pop()} ${args[0] ?? ''}`;
+  return whileAlive(child, ended, what, () => stdout.length + stderr.length).catch((error: unknown) => {
+    child.kill('SIGKILL');
+    throw error;
   });
 }

@@ -7,13 +7,14 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { WebSocketServer } from '../websocket/server.js';
-import { FrameExplainer, describeReport } from '../learn/explain.js';
+import { FrameExplainer, describeHandshake, describeReport } from '../learn/explain.js';
 import { Explorer } from '../learn/explorer.js';
 import type { ConnectionObserver } from '../websocket/hooks.js';
 import { formatFrame } from '../protocol/trace.js';
 import type { ConnectionOptions } from '../protocol/options.js';
+import { isEntryPoint } from './entry.js';
 
-const HELP = `Usage: wsrfc-echo [options]
+const HELP = `Usage: wsrfc echo [options]   (or: wsrfc-echo [options])
 
 An RFC 6455 echo server.
 
@@ -24,18 +25,21 @@ An RFC 6455 echo server.
   --deflate                accept permessage-deflate (RFC 7692) offers (the default)
   --no-deflate             don't: every message goes uncompressed
   --trace                  print each handshake and every frame in and out, decoded and explained
-  --no-explorer            serve nothing but WebSocket upgrades (by default, GET / serves the protocol explorer)
+  --no-explorer            serve nothing but WebSocket upgrades (by default, GET / serves the protocol explorer,
+                           over HTTPS too with TLS, whether the browser picks HTTP/2 or HTTP/1.1)
   --tls-cert FILE          serve wss:// with this certificate (PEM), over HTTP/2 (RFC 8441) and HTTP/1.1
   --tls-key FILE           ... and this private key (PEM); both or neither
-  --page FILE              with TLS: serve FILE as the HTML page at / (over HTTP/2; a browser's WebSockets
-                           from that page then share its HTTP/2 connection)
+  --page FILE              with TLS: serve FILE as the HTML page at / instead of the explorer (over HTTP/2 or
+                           HTTP/1.1; a browser's WebSockets from that page then share its HTTP/2 connection)
   -h, --help               this text
 `;
 
-function main(): void {
+/** `wsrfc echo ...` and `wsrfc-echo ...`: `argv` is what follows the command's name. */
+export function echoMain(argv: string[] = process.argv.slice(2)): void {
   let values;
   try {
     ({ values } = parseArgs({
+      args: argv,
       options: {
         host: { type: 'string', default: '127.0.0.1' },
         port: { type: 'string', default: '9001' },
@@ -143,7 +147,8 @@ function main(): void {
       const url = `${tls !== undefined ? 'wss' : 'ws'}://${host}:${address.port}/`;
       const carriers = tls !== undefined ? 'HTTP/2 and HTTP/1.1; ' : '';
       console.log(`echo server listening on ${url}  (${carriers}${compression}; Ctrl-C to stop)`);
-      if (explorerOn) console.log(`protocol explorer: http://${host}:${address.port}/  (--no-explorer turns it off)`);
+      const page = `${tls !== undefined ? 'https' : 'http'}://${host}:${address.port}/`;
+      if (explorerOn) console.log(`protocol explorer: ${page}  (--no-explorer turns it off)`);
     },
     (error: Error) => {
       console.error(`cannot listen on ${values.host}:${port}: ${error.message}`);
@@ -169,20 +174,12 @@ function main(): void {
 }
 
 /**
- * --trace: each handshake's two heads, then every frame as formatFrame prints it, with a line
+ * --trace: each handshake's two heads (or HTTP/2 HEADERS), then every frame as formatFrame prints it, with a line
  * under it that explains it (src/learn/explain.ts): the header bytes, the length form, the masked bytes,
  * close codes by name, text, both sizes of a compressed message.
  */
 const teach: ConnectionObserver = (handshake) => {
-  const indent = (head: string, arrow: string): string =>
-    head
-      .trimEnd()
-      .split('\r\n')
-      .map((line) => `   ${arrow} ${line}`)
-      .join('\n');
-  console.log(`#${handshake.id} opening handshake (RFC 6455 §4.2):`);
-  console.log(indent(handshake.requestHead, '<-'));
-  console.log(indent(handshake.responseHead, '->'));
+  console.log(describeHandshake(handshake));
   const explainer = new FrameExplainer(handshake.extensions);
   return (frame) => {
     console.log(formatFrame(frame));
@@ -204,4 +201,5 @@ function both(a: ConnectionObserver | undefined, b: ConnectionObserver | undefin
   };
 }
 
-main();
+// Run as a program (the wsrfc-echo bin, `npm start`), not when `wsrfc echo` imports it.
+if (isEntryPoint(import.meta.url)) echoMain();

@@ -1,35 +1,33 @@
-import type { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import { CloseCode, Opcode, ReadyState } from '../protocol/constants.js';
-import type { PerMessageDeflate } from './deflate-zlib.js';
-import { ConnectionTimeoutError, InvalidStateError } from '../protocol/errors.js';
+import { ReadyState } from '../protocol/constants.js';
+import { InvalidStateError } from '../protocol/errors.js';
 import { inflateBudget } from '../protocol/inflate-budget.js';
 import { toPayload, type Data, type ResolvedConnectionOptions, type SendOptions } from '../protocol/options.js';
-import { Protocol, type ProtocolHandler } from '../protocol/protocol.js';
+import { Protocol, type ProtocolEvent } from '../protocol/protocol.js';
+import type { Opcode } from '../protocol/constants.js';
 import type { SendCallback } from '../protocol/sender.js';
+import type { PerMessageDeflate } from './deflate-zlib.js';
+import { Outbox } from './outbox.js';
 import { sharedWheel, type WheelTarget } from './timer-wheel.js';
-import { isUtf8Payload } from '../protocol/utf8.js';
-import { MaskKeySource } from '../protocol/writer.js';
 
 /**
  * The driver of a WebSocket connection, server or client side: the thin layer between a stream
- * (a net.Socket, a tls.TLSSocket, any stream.Duplex) and the protocol state machine
- * (src/protocol/protocol.ts). The driver decides nothing about the protocol; it
+ * (a net.Socket, a tls.TLSSocket, an HTTP/2 stream, any stream.Duplex) and the protocol state
+ * machine (src/protocol/protocol.ts). Every protocol decision is the core's; the driver
  *
- * - moves bytes: stream `data` into `protocol.receive()`, the protocol's output into one stream
- *   write per turn of the event loop (replies to one read leave in one write);
+ * - hands the core what happened (bytes read, the stream's end, the time, the application's calls,
+ *   zlib's results), then, in one place (`settle()`), takes what the core decided and carries it
+ *   out: events to the application, bytes to the stream (replies to one read leave in one write),
+ *   zlib jobs, the stream's end or destruction, the next wake-up;
  * - applies backpressure both ways: `send()` returns false past `highWaterMark` and `'drain'`
  *   follows; reading pauses while the write side, the application or an inflation is behind;
- * - keeps the deadlines on the shared timer wheel (the protocol says when to wake it; the write
- *   deadline is the driver's own, since only it sees the stream);
- * - ends or destroys the stream when the protocol says so, and reports the close exactly once.
+ * - keeps the deadlines on the shared timer wheel: the core's (it says when), and the write
+ *   deadline, which only the driver can watch (it sees the stream), reported to the core as it passes;
+ * - reports the close exactly once, with what the core says it reports.
  */
 
-export interface WebSocketEventMap {
-  /** Client: the handshake succeeded; the connection is OPEN. */
-  open: [];
-  /** Client: the server's 101 response headers (lower-case names), just before 'open'. */
-  upgrade: [headers: Record<string, string>];
+/** What a connection reports to its owner, the public WebSocket (src/websocket/websocket.ts). */
+export interface ConnectionEventMap {
   /** A complete message. Text messages are valid UTF-8; `data.toString()` decodes them. */
   message: [data: Buffer, isBinary: boolean];
   ping: [data: Buffer];
@@ -42,7 +40,13 @@ export interface WebSocketEventMap {
   drain: [];
 }
 
-/** What the handshake agreed on, for the connection that takes the socket over. */
+/** Where a connection reports: the public WebSocket, an EventEmitter of (at least) these events. */
+export interface ConnectionOwner {
+  emit<K extends keyof ConnectionEventMap>(event: K, ...args: ConnectionEventMap[K]): boolean;
+  listenerCount(event: 'error'): number;
+}
+
+/** What a client handshake agreed on, for the connection that takes the stream over. */
 export interface Opened {
   /** A socket, or an HTTP/2 stream (RFC 8441). */
   socket: Duplex;
@@ -76,50 +80,18 @@ const PAUSED_BY_WRITES = 2;
 export const PAUSED_BY_ITERATOR = 4;
 const PAUSED_BY_INFLATE = 8;
 
-/**
- * Output beyond a small write waits in the driver's backlog and goes to the stream in pieces of
- * this size, a window at a time: each completed write is progress the write deadline can see (the
- * stream API reports nothing finer than a completed write). The window starts small and doubles
- * while the stream takes whole windows at once (a fast peer: fewer, larger writes); the first
- * write that has to wait brings it back to the minimum (a slow peer: progress seen in small steps).
- */
-const WRITE_PIECE_BYTES = 64 * 1024;
-const WRITE_WINDOW_MIN = 128 * 1024;
-const WRITE_WINDOW_MAX = 4 * 1024 * 1024;
-/** Up to this many bytes in several pieces are joined into one buffer: one small copy, one system call. */
-const WRITE_JOIN_BYTES = 16 * 1024;
-
-/** One pool of random mask keys for every client connection of the process. */
-const maskKeys = new MaskKeySource();
-
-/** Connections with bytes queued outside the read loop, flushed together in one microtask. */
+/** Connections the application changed outside of `settle()`, settled together in one microtask. */
 let dirty: Connection[] = [];
-
-/** The write deadline's bookkeeping, made when a write has to wait on the peer. */
-interface WriteWatch {
-  /** Stream writes completed since the watch began. */
-  done: number;
-  /** `done` at the last check. */
-  checkedDone: number;
-  /** The last time the peer took bytes. */
-  progressAt: number;
-}
-
-/** A piece of output not yet handed to the stream, and the send callbacks due once it is written. */
-interface Pending {
-  piece: Buffer;
-  callbacks: SendCallback[] | null;
-}
 
 const kConnection = Symbol('wsrfc.connection');
 type StreamWithConnection = Duplex & { [kConnection]?: Connection };
 
 /** The driver: one per WebSocket, held in the WebSocket's private field. */
-export class Connection implements ProtocolHandler, WheelTarget {
+export class Connection implements WheelTarget {
   wheelTick = 0;
   wheelIndex = 0;
   id = 0;
-  protocolName = '';
+  subprotocol = '';
   extensions = '';
   pausedBy = 0;
   private stream: Duplex | null = null;
@@ -129,23 +101,25 @@ export class Connection implements ProtocolHandler, WheelTarget {
   /** Client: aborts the handshake in progress. */
   private abortHandshake: (() => void) | null = null;
   private closed = false;
-  /** Queued for the next microtask's flush. */
-  flushQueued = false;
-  private inReadLoop = false;
+  /** Queued for the next microtask's settle. */
+  settleQueued = false;
+  /** Inside `settle()`: what the application does meanwhile is carried out before it returns. */
+  private settling = false;
+  /** The stream's end (or its destruction) was carried out. */
+  private ended = false;
+  /** The earliest wake-up asked of the wheel (Infinity: none). */
+  private wakeAt = Infinity;
   private needDrain = false;
-  private writeWatch: WriteWatch | null = null;
-  /** Output taken from the protocol and not yet handed to the stream (see WRITE_PIECE_BYTES). */
-  private backlog: Pending[] | null = null;
-  private backlogHead = 0;
-  private backlogBytes = 0;
-  /** The protocol asked to end the stream while a backlog was waiting: end it once written. */
-  private endWhenWritten = false;
-  private writeWindow = WRITE_WINDOW_MIN;
-  private onWriteDone: ((error?: Error | null) => void) | null = null;
+  /** The bytes taken from the core on their way into the stream (src/driver/outbox.ts). */
+  private outbox: Outbox | null = null;
+  // zlib's callbacks, made on first use (a connection without compression makes none).
+  private onInflated: ((data: Buffer) => boolean) | null = null;
+  private onInflateDone: ((error: Error | null) => void) | null = null;
+  private onDeflated: ((compressed: Buffer | null) => void) | null = null;
 
   constructor(
     /** The public object whose events the driver emits. */
-    private readonly socket: EventEmitter<WebSocketEventMap>,
+    private readonly owner: ConnectionOwner,
     private readonly config: ResolvedConnectionOptions,
   ) {}
 
@@ -155,11 +129,12 @@ export class Connection implements ProtocolHandler, WheelTarget {
   }
 
   get bufferedAmount(): number {
-    return (
-      (this.core === null ? 0 : this.core.bufferedOutput) +
-      this.backlogBytes +
-      (this.stream === null ? 0 : this.stream.writableLength)
-    );
+    return (this.core === null ? 0 : this.core.bufferedOutput) + this.unwritten;
+  }
+
+  /** Bytes taken from the core and not yet written by the stream. */
+  private get unwritten(): number {
+    return this.outbox === null ? 0 : this.outbox.unwritten;
   }
 
   /** What permessage-deflate agreed on this connection, or null (a publication groups by it). */
@@ -180,14 +155,14 @@ export class Connection implements ProtocolHandler, WheelTarget {
     this.abortHandshake = abort;
   }
 
-  /** Client: the handshake succeeded; run the connection over its stream. */
-  opened({ socket, protocol, extensions, deflate, headers, rest }: Opened): void {
+  /**
+   * Client: the handshake succeeded; the connection runs over its stream. Reading starts on a later
+   * turn: code after `await connect()` runs in a microtask after 'open', and must get to attach its
+   * 'message' listener before frames that came with the 101.
+   */
+  opened({ socket, protocol, extensions, deflate, rest }: Opened): void {
     this.abortHandshake = null;
     this.attach(socket, 'client', protocol, extensions, deflate);
-    this.socket.emit('upgrade', headers);
-    this.socket.emit('open');
-    // Reading starts on a later turn: code after `await connect()` runs in a microtask after
-    // 'open', and must get to attach its 'message' listener before frames that came with the 101.
     setImmediate(() => this.start(rest));
   }
 
@@ -196,8 +171,8 @@ export class Connection implements ProtocolHandler, WheelTarget {
     if (this.readyState !== ReadyState.CONNECTING) return;
     this.closed = true;
     this.abortHandshake = null;
-    if (this.socket.listenerCount('error') > 0) this.socket.emit('error', error);
-    this.socket.emit('close', CloseCode.Abnormal, '', false);
+    if (this.owner.listenerCount('error') > 0) this.owner.emit('error', error);
+    this.owner.emit('close', 1006, '', false);
   }
 
   adopt(side: ServerSide): void {
@@ -210,12 +185,12 @@ export class Connection implements ProtocolHandler, WheelTarget {
   private attach(
     stream: Duplex,
     role: 'server' | 'client',
-    protocol: string,
+    subprotocol: string,
     extensions: string,
     deflate: PerMessageDeflate | null,
   ): void {
     this.stream = stream;
-    this.protocolName = protocol;
+    this.subprotocol = subprotocol;
     this.extensions = extensions;
     this.deflate = deflate;
     const net = stream as Partial<{ setNoDelay(noDelay: boolean): void; setTimeout(ms: number): void }>;
@@ -229,11 +204,9 @@ export class Connection implements ProtocolHandler, WheelTarget {
     stream.on('end', onStreamEnd);
     stream.on('close', onStreamClose);
     stream.on('error', onStreamError);
-    this.core = new Protocol(role, this.config, this, Date.now(), {
-      compression: deflate,
-      inflateBudget,
-      maskKeys: role === 'client' ? maskKeys : null,
-    });
+    this.core = new Protocol(role, this.config, Date.now(), { compression: deflate, inflateBudget });
+    // The ping loop's first deadline, if any.
+    this.settle();
   }
 
   /** Start reading; `head` holds bytes that arrived with the end of the handshake. */
@@ -243,39 +216,119 @@ export class Connection implements ProtocolHandler, WheelTarget {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // The one crossing back: what the core decided, carried out
+  // ---------------------------------------------------------------------------------------------
+
+  /**
+   * Take everything the core decided since the last step and carry it out, in this order: the
+   * events go to the application (whose calls meanwhile are carried out here too), zlib gets its
+   * jobs, the bytes go to the stream in one write, the stream is destroyed or ended if the core
+   * says so, and the wheel wakes us at the core's next deadline.
+   */
+  private settle(): void {
+    const core = this.core;
+    if (core === null || this.settling) return;
+    this.settling = true;
+    try {
+      for (let event = core.nextEvent(); event !== null; event = core.nextEvent()) this.deliver(event);
+    } finally {
+      this.settling = false;
+    }
+    if (this.closed) return;
+    if (this.deflate !== null) this.runJobs(core, this.deflate);
+    if (core.hasOutput) this.flush(core);
+    if (core.wantsDestroy) {
+      this.stream!.destroy();
+      return;
+    }
+    if (core.wantsEnd && !this.ended) this.end();
+    const at = core.nextDeadline;
+    if (at < this.wakeAt) this.wake(at);
+  }
+
+  private deliver(event: ProtocolEvent): void {
+    switch (event.type) {
+      case 'message':
+        this.owner.emit('message', event.data, event.isBinary);
+        break;
+      case 'ping':
+        this.owner.emit('ping', event.data);
+        break;
+      case 'pong':
+        this.owner.emit('pong', event.data);
+        break;
+      case 'error':
+        if (this.owner.listenerCount('error') > 0) this.owner.emit('error', event.error);
+        break;
+      case 'sendFailed': {
+        const error = new InvalidStateError('WebSocket closed before the data was sent');
+        for (const callback of event.callbacks) process.nextTick(callback, error);
+        break;
+      }
+    }
+  }
+
+  /**
+   * After an application's call outside `settle()`: carry the change out in a microtask, so that
+   * everything sent in one turn of the event loop leaves in one write; at once when the core wants
+   * the stream destroyed (`terminate()`, or a peer too slow for what is sent).
+   */
+  private changed(): void {
+    if (this.settling) return;
+    if (this.core!.wantsDestroy) return this.settle();
+    if (this.settleQueued) return;
+    this.settleQueued = true;
+    if (dirty.length === 0) queueMicrotask(settleDirty);
+    dirty.push(this);
+  }
+
+  /** Called for the microtask of `changed()`. */
+  settleNow(): void {
+    this.settleQueued = false;
+    this.settle();
+  }
+
+  /** zlib's jobs (RFC 7692 §7.2): inflate what the receiver waits on, compress what the sender staged. */
+  private runJobs(core: Protocol, deflate: PerMessageDeflate): void {
+    const inflate = core.takeInflateJob();
+    if (inflate !== null) {
+      const onData = (this.onInflated ??= (data) => {
+        const more = this.core!.inflated(data);
+        if (!more) this.settle();
+        return more;
+      });
+      const done = (this.onInflateDone ??= (error) => {
+        this.core!.inflateDone(error);
+        this.settle();
+        // The input held behind the inflation is parsed: read again, unless a new one holds it.
+        if ((this.pausedBy & PAUSED_BY_INFLATE) !== 0 && this.core!.bufferedInput <= this.config.highWaterMark) {
+          this.resumeReading(PAUSED_BY_INFLATE);
+        }
+      });
+      deflate.inflate(inflate.payload, inflate.fin, onData, done);
+    }
+    const payload = core.takeDeflateJob();
+    if (payload !== null) {
+      deflate.deflate(
+        payload,
+        (this.onDeflated ??= (compressed) => {
+          this.core!.deflated(compressed);
+          this.settle();
+        }),
+      );
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // The read loop
   // ---------------------------------------------------------------------------------------------
 
   onData(chunk: Buffer): void {
     const core = this.core!;
-    this.inReadLoop = true;
-    try {
-      core.receive(chunk, Date.now());
-    } finally {
-      this.inReadLoop = false;
-    }
-    // Every reply the chunk produced (echoes, pongs) goes out in one write.
-    if (core.hasOutput) this.flush();
+    core.receive(chunk, Date.now());
+    this.settle();
     // A compressed frame is being inflated and input piles up behind it: stop reading meanwhile.
     if (core.bufferedInput > this.config.highWaterMark) this.pauseReading(PAUSED_BY_INFLATE);
-  }
-
-  onMessage(data: Buffer, isBinary: boolean): void {
-    this.socket.emit('message', data, isBinary);
-  }
-
-  onPing(data: Buffer): void {
-    this.socket.emit('ping', data);
-  }
-
-  onPong(data: Buffer): void {
-    this.socket.emit('pong', data);
-  }
-
-  onInputResumed(): void {
-    if ((this.pausedBy & PAUSED_BY_INFLATE) !== 0 && this.core!.bufferedInput <= this.config.highWaterMark) {
-      this.resumeReading(PAUSED_BY_INFLATE);
-    }
   }
 
   pauseReading(reason: number): void {
@@ -299,14 +352,8 @@ export class Connection implements ProtocolHandler, WheelTarget {
   send(data: Data, options: SendOptions | undefined, callback: SendCallback | undefined): boolean {
     const core = this.core;
     if (core === null || !core.canSend) return this.refuse(callback);
-    const payload = toPayload(data);
-    const binary = options?.binary ?? typeof data !== 'string';
-    // RFC 6455 §5.6: a text frame carries UTF-8. Strings always encode to valid UTF-8; buffers might not.
-    if (!binary && typeof data !== 'string' && !isUtf8Payload(payload))
-      throw new TypeError('a buffer sent as text must be valid UTF-8');
-    const fragmentSize = options?.fragmentSize ?? this.config.fragmentSize;
-    core.send(binary ? Opcode.Binary : Opcode.Text, payload, options?.compress !== false, fragmentSize, callback);
-    return this.afterQueue();
+    core.sendData(data, options, callback);
+    return this.afterQueue(core);
   }
 
   sendControl(opcode: typeof Opcode.Ping | typeof Opcode.Pong, data: Data, callback: SendCallback | undefined): void {
@@ -316,31 +363,23 @@ export class Connection implements ProtocolHandler, WheelTarget {
       return;
     }
     core.sendControl(opcode, toPayload(data), callback);
-    this.afterQueue();
+    this.afterQueue(core);
   }
 
   sendFramed(frame: Buffer): boolean {
     const core = this.core;
     if (core === null || !core.canSend) return false;
     core.sendFramed(frame);
-    return this.afterQueue();
+    return this.afterQueue(core);
   }
 
-  private afterQueue(): boolean {
-    const buffered = this.bufferedAmount;
-    if (buffered > this.config.maxBufferedBytes) {
-      // The peer reads slower than the application writes and the application did not stop at
-      // `false`: drop it rather than let memory grow (1008: the peer broke our policy).
-      this.core!.fail(
-        CloseCode.PolicyViolation,
-        'peer too slow: outgoing buffer limit exceeded',
-        null,
-        true,
-        Date.now(),
-      );
-      return false;
-    }
-    if (buffered > this.config.highWaterMark) {
+  /** After the application queued something: the core's buffer limit, then the high-water mark. */
+  private afterQueue(core: Protocol): boolean {
+    const unwritten = this.unwritten;
+    const withinLimit = core.limitBuffered(unwritten);
+    this.changed();
+    if (!withinLimit) return false;
+    if (core.bufferedOutput + unwritten > this.config.highWaterMark) {
       this.needDrain = true;
       return false;
     }
@@ -355,210 +394,95 @@ export class Connection implements ProtocolHandler, WheelTarget {
     return false;
   }
 
-  onOutput(): void {
-    // Inside the read loop the flush comes when the chunk is done; elsewhere, in a microtask, so
-    // that everything sent in one turn of the event loop leaves in one write.
-    if (this.inReadLoop || this.flushQueued) return;
-    this.flushQueued = true;
-    if (dirty.length === 0) queueMicrotask(flushDirty);
-    dirty.push(this);
-  }
-
-  flush(): void {
-    const stream = this.stream;
-    const core = this.core;
-    // Nothing more can be written once the stream is going; its 'close' fails the callbacks.
-    if (stream === null || core === null || !core.hasOutput || stream.destroyed || stream.writableEnded) return;
-    const pending = core.takeOutput();
-    const callbacks = core.takeCallbacks();
-    let total = 0;
-    for (const buffer of pending) total += buffer.length;
-
-    if (this.backlog === null && total <= WRITE_JOIN_BYTES) {
-      // The common case (replies to one read, small messages): one write, now.
-      const wasIdle = stream.writableLength === 0;
-      this.write(stream, pending.length === 1 ? pending[0]! : Buffer.concat(pending, total), callbacks);
-      if (stream.writableLength > 0) this.behind(wasIdle);
-      return;
-    }
-    // Large output, or output behind a backlog: in pieces, handed over a window at a time. Views,
-    // not copies.
-    const backlog = (this.backlog ??= []);
-    for (const buffer of pending) {
-      for (let at = 0; at < buffer.length; at += WRITE_PIECE_BYTES) {
-        const piece =
-          at === 0 && buffer.length <= WRITE_PIECE_BYTES ? buffer : buffer.subarray(at, at + WRITE_PIECE_BYTES);
-        backlog.push({ piece, callbacks: null });
-      }
-    }
-    if (callbacks !== null) backlog[backlog.length - 1]!.callbacks = callbacks;
-    this.backlogBytes += total;
-    this.pump();
-  }
-
-  /** Hand backlog pieces to the stream while it holds less than a window. */
-  private pump(): void {
-    const stream = this.stream!;
-    const backlog = this.backlog;
-    if (backlog === null || this.closed || stream.destroyed) return;
-    const wasIdle = stream.writableLength === 0;
-    do {
-      // Corked, so the pieces of one window leave in one writev.
-      stream.cork();
-      while (this.backlogHead < backlog.length && stream.writableLength < this.writeWindow) {
-        const next = backlog[this.backlogHead]!;
-        backlog[this.backlogHead++] = undefined as unknown as Pending;
-        this.backlogBytes -= next.piece.length;
-        this.write(stream, next.piece, next.callbacks);
-      }
-      stream.uncork();
-      // Taken whole at once: the next window may be larger, and goes now rather than a tick later.
-      const taken = stream.writableLength === 0;
-      this.writeWindow = taken ? Math.min(this.writeWindow * 2, WRITE_WINDOW_MAX) : WRITE_WINDOW_MIN;
-      if (!taken || stream.destroyed) break;
-    } while (this.backlogHead < backlog.length);
-    if (this.backlogHead === backlog.length) {
-      this.backlog = null;
-      this.backlogHead = 0;
-      if (this.endWhenWritten && !stream.writableEnded) stream.end();
-    }
-    if (stream.writableLength > 0 || this.backlog !== null) this.behind(wasIdle);
-  }
-
-  private write(stream: Duplex, buffer: Buffer, callbacks: SendCallback[] | null): void {
-    // One callback per connection, made the first time it writes (the stream calls it without `this`).
-    const onWriteDone = (this.onWriteDone ??= (error) => this.writeDone(error));
-    if (callbacks === null) {
-      stream.write(buffer, onWriteDone);
-      return;
-    }
-    // Node calls back without an error for a write cut short by destroy(): only a write that
-    // completed at once, or before the stream was destroyed, counts as sent.
-    let handedOver = false;
-    stream.write(buffer, (error?: Error | null): void => {
-      onWriteDone(error);
-      const failure =
-        error ??
-        (handedOver || !stream.destroyed
-          ? undefined
-          : new InvalidStateError('WebSocket closed before the data was sent'));
-      for (const callback of callbacks) callback(failure);
-    });
-    handedOver = stream.writableLength === 0;
-  }
-
-  /** Bytes wait on the peer: watch the write deadline, and stop reading past the high-water mark. */
-  private behind(wasIdle: boolean): void {
-    const watch = (this.writeWatch ??= { done: 0, checkedDone: 0, progressAt: 0 });
-    if (wasIdle || watch.progressAt === 0) watch.progressAt = Date.now();
+  /** The core's output into the stream; if it has to wait on the peer, the write deadline runs. */
+  private flush(core: Protocol): void {
+    // Made on the first write: an idle connection holds none.
+    const outbox = (this.outbox ??= new Outbox(this.stream!, this));
+    if (!outbox.write(core.takeOutput(), core.takeCallbacks())) return;
     if (this.config.writeTimeout > 0) this.scheduleWriteCheck(Date.now());
     // The write side is behind: stop reading until it catches up, so memory stays bounded.
-    if (this.stream!.writableLength + this.backlogBytes > this.config.highWaterMark)
-      this.pauseReading(PAUSED_BY_WRITES);
+    if (this.unwritten > this.config.highWaterMark) this.pauseReading(PAUSED_BY_WRITES);
   }
 
-  /** Every completed stream write: progress for the write deadline, the next window, maybe the end of backpressure. */
-  private writeDone(error?: Error | null): void {
-    const watch = this.writeWatch;
-    if (watch !== null && error == null) watch.done++;
-    if (this.backlog !== null) this.pump();
-    // Nothing waits on the peer any more: the watch is done.
-    if (watch !== null && this.backlog === null && this.stream!.writableLength === 0) this.writeWatch = null;
+  /** Every completed stream write (the outbox tells): maybe the end of backpressure both ways. */
+  written(): void {
     if (!this.needDrain && (this.pausedBy & PAUSED_BY_WRITES) === 0) return;
     if (this.bufferedAmount > this.config.highWaterMark) return;
     this.resumeReading(PAUSED_BY_WRITES);
     if (this.needDrain) {
       this.needDrain = false;
-      if (this.readyState === ReadyState.OPEN) this.socket.emit('drain');
+      if (this.readyState === ReadyState.OPEN) this.owner.emit('drain');
     }
-  }
-
-  /** The stream closed with output still in the backlog: those sends failed. */
-  private dropBacklog(): void {
-    const backlog = this.backlog;
-    if (backlog === null) return;
-    this.backlog = null;
-    this.backlogBytes = 0;
-    const error = new InvalidStateError('WebSocket closed before the data was sent');
-    for (let i = this.backlogHead; i < backlog.length; i++) {
-      const callbacks = backlog[i]!.callbacks;
-      if (callbacks !== null) for (const callback of callbacks) process.nextTick(callback, error);
-    }
-    this.backlogHead = 0;
   }
 
   // ---------------------------------------------------------------------------------------------
   // Deadlines
   // ---------------------------------------------------------------------------------------------
 
-  onWake(at: number): void {
-    if (!this.closed) sharedWheel.schedule(this, at);
+  private wake(at: number): void {
+    this.wakeAt = at;
+    sharedWheel.schedule(this, at);
   }
 
-  /** Called by the timer wheel: the write deadline (ours), then the protocol's deadlines. */
+  /** Called by the timer wheel: the write deadline (the driver's to watch), then the core's deadlines. */
   onWheel(now: number): void {
+    this.wakeAt = Infinity;
     const core = this.core;
     const stream = this.stream;
     if (this.closed || core === null || stream === null) return;
-    const watch = this.writeWatch;
     const writeTimeout = this.config.writeTimeout;
-    if (watch !== null && (stream.writableLength > 0 || this.backlog !== null) && writeTimeout > 0) {
-      // Progress: a write completed (a piece of at most WRITE_PIECE_BYTES, or a small write).
-      if (watch.done !== watch.checkedDone) watch.progressAt = now;
-      watch.checkedDone = watch.done;
-      if (now - watch.progressAt >= writeTimeout) {
-        this.onError(new ConnectionTimeoutError('write', `peer accepted no data for ${writeTimeout} ms`));
-        this.onDestroy();
-        return;
+    const outbox = this.outbox;
+    if (writeTimeout > 0 && outbox !== null && outbox.waiting) {
+      if (outbox.stalledFor(now) >= writeTimeout) {
+        core.writeTimedOut(now);
+        return this.settle();
       }
       this.scheduleWriteCheck(now);
     }
     core.timeout(now, this.pausedBy !== 0);
+    this.settle();
   }
 
   /** Check a few times per write deadline, so a stall is caught within a fifth of it. */
   private scheduleWriteCheck(now: number): void {
-    sharedWheel.schedule(this, now + Math.max(this.config.writeTimeout / 5, 1));
+    const at = now + Math.max(this.config.writeTimeout / 5, 1);
+    if (at < this.wakeAt) this.wake(at);
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Closing: the protocol decides, the driver carries it out
+  // Closing: the core decides, the driver carries it out
   // ---------------------------------------------------------------------------------------------
 
   close(code: number | undefined, reason: string): void {
     if (this.readyState === ReadyState.CONNECTING) this.abortHandshake?.();
-    else this.core?.close(code, reason, Date.now());
+    else if (this.core !== null && !this.closed) {
+      this.core.close(code, reason, Date.now());
+      this.changed();
+    }
   }
 
   terminate(): void {
     if (this.readyState === ReadyState.CONNECTING) this.abortHandshake?.();
-    else if (!this.closed) this.core?.terminate();
+    else if (this.core !== null && !this.closed) {
+      this.core.terminate();
+      this.changed();
+    }
   }
 
-  /** Write what is queued, then end our side of the stream; the peer's end (or a deadline) follows. */
-  onEnd(): void {
-    this.flush();
-    const stream = this.stream;
-    if (this.backlog !== null) this.endWhenWritten = true;
-    else if (stream !== null && !stream.writableEnded) stream.end();
+  /** End our side of the stream once what was handed to it is written; the peer's end (or a deadline) follows. */
+  private end(): void {
+    this.ended = true;
+    if (this.outbox !== null) this.outbox.end();
+    else if (!this.stream!.writableEnded) this.stream!.end();
   }
 
-  onDestroy(): void {
-    this.flush();
-    this.stream?.destroy();
-  }
-
-  onError(error: Error): void {
-    if (this.socket.listenerCount('error') > 0) this.socket.emit('error', error);
-  }
-
-  onSendFailed(callbacks: SendCallback[]): void {
-    const error = new InvalidStateError('WebSocket closed before the data was sent');
-    for (const callback of callbacks) process.nextTick(callback, error);
+  onStreamError(error: Error): void {
+    if (this.owner.listenerCount('error') > 0) this.owner.emit('error', error);
   }
 
   onStreamEnd(): void {
-    this.core?.receiveEnd();
+    this.core?.receiveEnd(Date.now());
+    this.settle();
   }
 
   /** The one place the connection ends: the stream is closed, whatever closed it. */
@@ -566,6 +490,7 @@ export class Connection implements ProtocolHandler, WheelTarget {
     if (this.closed) return;
     this.closed = true;
     sharedWheel.cancel(this);
+    this.wakeAt = Infinity;
     const stream = this.stream!;
     stream.off('data', onStreamData);
     stream.off('end', onStreamEnd);
@@ -574,14 +499,16 @@ export class Connection implements ProtocolHandler, WheelTarget {
     // A late 'error' from a destroyed stream must not become an uncaught exception.
     stream.on('error', ignoreError);
     delete (stream as StreamWithConnection)[kConnection];
-    this.onWriteDone = null;
-    this.dropBacklog();
-    const { code, reason, wasClean } = this.core!.streamClosed();
+    this.outbox?.drop();
+    const core = this.core!;
+    const { code, reason, wasClean } = core.streamClosed(Date.now());
+    // What is left to tell (sends that will never be written) goes before the close.
+    for (let event = core.nextEvent(); event !== null; event = core.nextEvent()) this.deliver(event);
     this.deflate?.close();
     // Gone from the registry before anyone hears of the close (a 'close' listener may count clients).
     this.registry?.delete(this.id);
     this.registry = null;
-    this.socket.emit('close', code, reason, wasClean);
+    this.owner.emit('close', code, reason, wasClean);
   }
 }
 
@@ -597,15 +524,12 @@ function onStreamClose(this: StreamWithConnection): void {
 }
 // A reset or a broken pipe: the 'close' that follows reports 1006.
 function onStreamError(this: StreamWithConnection, error: Error): void {
-  this[kConnection]!.onError(error);
+  this[kConnection]!.onStreamError(error);
 }
 function ignoreError(): void {}
 
-function flushDirty(): void {
+function settleDirty(): void {
   const connections = dirty;
   dirty = [];
-  for (const connection of connections) {
-    connection.flushQueued = false;
-    connection.flush();
-  }
+  for (const connection of connections) connection.settleNow();
 }

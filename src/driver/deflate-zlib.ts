@@ -7,16 +7,18 @@ import {
   deflateRawSync,
   type ZlibOptions,
 } from 'node:zlib';
-import { ProtocolError } from '../protocol/errors.js';
-import { DEFLATE_DEFAULTS, type DeflateParams, type PerMessageDeflateOptions } from '../protocol/permessage-deflate.js';
-import type { MessageInflater } from '../protocol/receiver.js';
-import type { MessageDeflater } from '../protocol/sender.js';
+import {
+  DEFLATE_DEFAULTS,
+  DEFLATE_TAIL,
+  type DeflateParams,
+  type PerMessageDeflateOptions,
+} from '../protocol/permessage-deflate.js';
 
 /**
- * permessage-deflate's DEFLATE (RFC 7692 §7.2) on node:zlib's raw streams: what the protocol core
- * uses through its MessageInflater and MessageDeflater interfaces, supplied by the driver. zlib runs
- * on the thread pool, so every job calls back later; the receiver waits for each inflation and the
- * sender stages messages behind each compression, so order holds. Every zlib job of the process goes
+ * permessage-deflate's DEFLATE (RFC 7692 §7.2) on node:zlib's raw streams: the jobs the protocol
+ * core hands its driver (`takeInflateJob()`, `takeDeflateJob()`), run here. zlib runs on the thread
+ * pool, so every job calls back later; the core's receiver waits for each inflation and its sender
+ * stages messages behind each compression, so order holds. Every zlib job of the process goes
  * through one limiter, so thousands of connections cannot flood the thread pool or allocate
  * thousands of zlib states at once.
  */
@@ -84,7 +86,7 @@ export const zlibLimiter = new JobLimiter(ZLIB_CONCURRENCY);
 // ---------------------------------------------------------------------------------------------
 
 /** §7.2.1 / §7.2.2: the empty stored block a sync flush ends with, stripped on send, put back on receive. */
-const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
+const TAIL = Buffer.from(DEFLATE_TAIL);
 
 /**
  * The payload and the tail in one buffer, so zlib gets one job per message. Its own memory rather
@@ -137,7 +139,7 @@ export function deflateMessageOnce(payload: Buffer, bits: number, options: PerMe
  * sends or receives a compressed message holds no zlib memory), reset after every message without
  * context takeover, and released when the connection closes.
  */
-export class PerMessageDeflate implements MessageInflater, MessageDeflater {
+export class PerMessageDeflate {
   readonly threshold: number;
   private inflater: InflateRaw | null = null;
   private deflater: DeflateRaw | null = null;
@@ -157,24 +159,19 @@ export class PerMessageDeflate implements MessageInflater, MessageDeflater {
 
   /**
    * RFC 7692 §7.2.2: inflate one frame's payload (appending the tail on the message's last frame),
-   * as one zlib job, however many TCP chunks it came in.
+   * as one zlib job, however many TCP chunks it came in. Calls `onData` with each piece of output in
+   * order (it returns false to stop: the rest is not inflated, and the zlib state is dropped), then
+   * `done` once, with zlib's error if the data did not inflate.
    */
-  inflate(
-    payload: Buffer,
-    fin: boolean,
-    maxOutput: number,
-    onData: (data: Buffer) => boolean,
-    done: (error: ProtocolError | null) => void,
-  ): void {
+  inflate(payload: Buffer, fin: boolean, onData: (data: Buffer) => boolean, done: (error: Error | null) => void): void {
     zlibLimiter.run((release) => {
       if (this.closed) {
         release();
         return;
       }
       const inflater = (this.inflater ??= this.createInflater());
-      let total = 0;
       let stopped = false;
-      const stop = (error: ProtocolError | null): void => {
+      const stop = (error: Error | null): void => {
         if (stopped) return;
         stopped = true;
         this.inflateSink = null;
@@ -187,19 +184,16 @@ export class PerMessageDeflate implements MessageInflater, MessageDeflater {
       this.finishInflate = () => stop(null);
       this.inflateSink = (chunk) => {
         if (stopped) return;
-        total += chunk.length;
-        if (total > maxOutput) {
-          // A decompression bomb, or just too big: stop now, not after inflating it all.
-          this.discardInflater();
-          stop(new ProtocolError('InflatedMessageTooBig', `inflated message exceeds the limit of ${maxOutput} bytes`));
-        } else if (!onData(chunk)) {
+        // Not wanted any more (a decompression bomb past the size limit, say): stop now, not
+        // after inflating it all.
+        if (!onData(chunk)) {
           this.discardInflater();
           stop(null);
         }
       };
       this.inflateError = (error) => {
         this.discardInflater();
-        stop(new ProtocolError('InvalidCompressedData', `invalid compressed data: ${error.message}`));
+        stop(error);
       };
       // The stream flushes every write (Z_SYNC_FLUSH): one thread-pool job per frame, and its
       // output is all out when the write calls back.

@@ -39,7 +39,10 @@ export class TimerWheel {
     return this.entries;
   }
 
-  /** Wake `target` at `at` (ms since the epoch) or within one resolution after it. */
+  /**
+   * Wake `target` at `at` (ms since the epoch) or less than two resolutions after it: `at` is rounded
+   * up to a tick, and the wheel looks at its ticks once per resolution.
+   */
   schedule(target: WheelTarget, at: number): void {
     // Round up, and never into a tick already processed.
     const tick = Math.max(Math.ceil(at / this.resolution), this.tick + 1);

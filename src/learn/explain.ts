@@ -1,13 +1,16 @@
 import { createHash } from 'node:crypto';
 import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
 import { CloseCode, Opcode, WEBSOCKET_GUID } from '../protocol/constants.js';
+import { DEFLATE_TAIL } from '../protocol/permessage-deflate.js';
 import type { TracedFrame } from '../protocol/trace.js';
+import type { HeaderField, ObservedHandshake } from '../websocket/hooks.js';
 
 /**
  * What a learner reads: one connection's opening handshake and frames explained, for `--trace`
- * (src/cli/echo.ts) and the protocol explorer (src/learn/explorer.ts). Frames come from the `trace` hook as
- * the server saw them; this adds what the wire had (the header bytes, the length encoding, the
- * masked bytes) and what they mean (close codes by name, text, permessage-deflate's two sizes).
+ * (src/cli/echo.ts, src/cli/connect.ts) and the protocol explorer (src/learn/explorer.ts). Frames come
+ * from the `trace` hook as the server (or the client) saw them; this adds what the wire had (the header
+ * bytes, the length encoding, the masked bytes) and what they mean (close codes by name, text,
+ * permessage-deflate's two sizes).
  */
 
 /** Bytes of each payload shown, masked and unmasked; more is summarised, so a report stays small. */
@@ -17,7 +20,6 @@ export const PREVIEW_CHARS = 400;
 /** Compressed messages larger than this are not inflated for the trace (their inflated size is not shown). */
 const MAX_TRACE_INFLATE = 1024 * 1024;
 /** RFC 7692 §7.2.2: the 4 bytes a sender removes from the end of each compressed message. */
-const DEFLATE_TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
 /** The largest LZ77 window (RFC 7692 §7.1.2): back-references never reach further. */
 const WINDOW = 32 * 1024;
 
@@ -117,16 +119,17 @@ interface Direction {
 }
 
 /**
- * Explains the frames of one server-side connection in order. Compressed messages are inflated a
- * second time here (RFC 7692 §7.2.2, with the window each direction's context takeover keeps), only
- * to tell their inflated size; the connection's own inflater is untouched.
+ * Explains the frames of one connection in order, as its server (the echo CLI, the explorer) or its
+ * client (`wsrfc connect --trace`) saw them. Compressed messages are inflated a second time here
+ * (RFC 7692 §7.2.2, with the window each direction's context takeover keeps), only to tell their
+ * inflated size; the connection's own inflater is untouched.
  */
 export class FrameExplainer {
   private readonly in: Direction;
   private readonly out: Direction;
 
-  /** `extensions`: the Sec-WebSocket-Extensions the server answered with. */
-  constructor(extensions: string) {
+  /** `extensions`: the Sec-WebSocket-Extensions the server answered with; `side`: whose frames 'in' and 'out' are. */
+  constructor(extensions: string, side: 'server' | 'client' = 'server') {
     // RFC 7692 §7.1.1: each end may ask the other to start each message with an empty window.
     const direction = (noTakeover: boolean): Direction => ({
       messageOpcode: -1,
@@ -137,8 +140,10 @@ export class FrameExplainer {
       takeover: !noTakeover,
       lost: false,
     });
-    this.in = direction(/client_no_context_takeover/.test(extensions));
-    this.out = direction(/server_no_context_takeover/.test(extensions));
+    const clients = direction(/client_no_context_takeover/.test(extensions));
+    const servers = direction(/server_no_context_takeover/.test(extensions));
+    this.in = side === 'server' ? clients : servers;
+    this.out = side === 'server' ? servers : clients;
   }
 
   explain(frame: TracedFrame): FrameReport {
@@ -256,21 +261,77 @@ function explainClose(payload: Buffer): NonNullable<FrameReport['close']> {
   return { code, name: closeCodeName(code), reason: escapeText(payload.subarray(2).toString('utf8')) };
 }
 
-/** The opening handshake, explained: the two heads, and the accept computation step by step (§4.2.2 item 5.4). */
+/**
+ * The opening handshake, explained. Over HTTP/1.1: the two heads, and the accept computation step
+ * by step (RFC 6455 §4.2.2 item 5.4). Over HTTP/2: the extended CONNECT's fields (RFC 8441 §4, §5),
+ * and no key or accept, which RFC 8441 §5 leaves out.
+ */
 export interface HandshakeReport {
+  /** '1.1' or '2.0'. */
+  httpVersion: string;
+  /** The request and the response as they went (over HTTP/2, in its `name = value` notation). */
   request: string;
   response: string;
+  /** HTTP/1.1: Sec-WebSocket-Key, the GUID, SHA-1 of the two in hex, and its base64, the accept. '' over HTTP/2. */
   key: string;
   guid: string;
-  /** SHA-1 of key + GUID, in hex. */
   sha1: string;
   accept: string;
+  /** HTTP/2: the request's pseudo-header fields and the response's :status; null over HTTP/1.1. */
+  extendedConnect: ExtendedConnectReport | null;
   /** The client's offer and what the server agreed to. */
   extensionsOffered: string;
   extensionsAgreed: string;
 }
 
-export function explainHandshake(requestHead: string, responseHead: string, key: string): HandshakeReport {
+/** RFC 8441 §4-§5: what makes an HTTP/2 stream a WebSocket. */
+export interface ExtendedConnectReport {
+  /** CONNECT, extended by `:protocol`. */
+  method: string;
+  /** `websocket`. */
+  protocol: string;
+  /** `https` for wss://, `http` for ws://. */
+  scheme: string;
+  path: string;
+  /** Where HTTP/1.1 has Host. */
+  authority: string;
+  /** The response's status: a 2xx makes the stream the WebSocket's connection. */
+  status: string;
+}
+
+export function explainHandshake(
+  handshake: Pick<ObservedHandshake, 'httpVersion' | 'requestHead' | 'responseHead' | 'key' | 'http2'>,
+): HandshakeReport {
+  const { requestHead, responseHead, http2 } = handshake;
+  if (http2 !== null) {
+    // HTTP/2 field names are lower case (RFC 9113 §8.2.1).
+    const field = (fields: readonly HeaderField[], name: string): string =>
+      fields
+        .filter(([n]) => n === name)
+        .map(([, value]) => value)
+        .join(', ');
+    const { request, response } = http2;
+    return {
+      httpVersion: '2.0',
+      request: requestHead,
+      response: responseHead,
+      key: '',
+      guid: '',
+      sha1: '',
+      accept: '',
+      extendedConnect: {
+        method: field(request, ':method'),
+        protocol: field(request, ':protocol'),
+        scheme: field(request, ':scheme'),
+        path: field(request, ':path'),
+        authority: field(request, ':authority'),
+        status: field(response, ':status'),
+      },
+      extensionsOffered: field(request, 'sec-websocket-extensions'),
+      extensionsAgreed: field(response, 'sec-websocket-extensions'),
+    };
+  }
+  const key = handshake.key;
   const sha1 = createHash('sha1')
     .update(key + WEBSOCKET_GUID)
     .digest();
@@ -281,15 +342,41 @@ export function explainHandshake(requestHead: string, responseHead: string, key:
       .map((line) => line.slice(line.indexOf(':') + 1).trim())
       .join(', ');
   return {
+    httpVersion: handshake.httpVersion,
     request: requestHead,
     response: responseHead,
     key,
     guid: WEBSOCKET_GUID,
     sha1: sha1.toString('hex'),
     accept: sha1.toString('base64'),
+    extendedConnect: null,
     extensionsOffered: header(requestHead, 'Sec-WebSocket-Extensions'),
     extensionsAgreed: header(responseHead, 'Sec-WebSocket-Extensions'),
   };
+}
+
+/**
+ * `--trace`'s account of a handshake: a title naming what carried it, then the request (`<-`) and
+ * the response (`->`) a line each; over HTTP/2, why there is no key and no accept.
+ */
+export function describeHandshake(handshake: ObservedHandshake): string {
+  const indent = (head: string, arrow: string): string[] =>
+    head
+      .trimEnd()
+      .split('\r\n')
+      .map((line) => `   ${arrow} ${line}`);
+  const lines =
+    handshake.http2 === null
+      ? [`#${handshake.id} opening handshake (RFC 6455 §4.2):`]
+      : [`#${handshake.id} opening handshake over HTTP/2, an extended CONNECT on one stream (RFC 8441 §4, §5):`];
+  lines.push(...indent(handshake.requestHead, '<-'), ...indent(handshake.responseHead, '->'));
+  if (handshake.http2 !== null) {
+    lines.push(
+      '   (RFC 8441 §5: no Sec-WebSocket-Key or Sec-WebSocket-Accept, the :protocol pseudo-header field supersedes',
+      '   them; no Upgrade or Connection either: :status 200 makes the stream the WebSocket)',
+    );
+  }
+  return lines.join('\n');
 }
 
 /** `--trace`'s lines under formatFrame's one: the header bytes, the length form, what the payload says. */

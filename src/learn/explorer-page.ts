@@ -21,6 +21,7 @@ pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f2f4f7;padding:6px;m
 .frame.in{border-color:#2f6fb5}.frame.out{border-color:#2e8b57}.frame.close{background:#fff4e5}
 .frame .sum{font-weight:600}.frame table{border-collapse:collapse;margin-top:4px}
 .frame td{padding:1px 8px 1px 0;vertical-align:top}.frame td:first-child{color:#555;white-space:nowrap}
+#handshake td{padding:1px 8px 1px 0;vertical-align:top}#handshake td:first-child{white-space:nowrap}
 .bits span{display:inline-block;border:1px solid #ccc;padding:0 3px;margin-right:2px;font-family:monospace}
 #log div{font-family:ui-monospace,monospace;font-size:12px;border-bottom:1px dotted #ddd}
 .err{color:#b00020} .small{color:#555;font-size:12px}
@@ -68,6 +69,7 @@ does not compress below that).</div>
 'use strict';
 var RFC = 'https://www.rfc-editor.org/rfc/rfc6455#section-';
 var RFC7692 = 'https://www.rfc-editor.org/rfc/rfc7692#section-';
+var RFC8441 = 'https://www.rfc-editor.org/rfc/rfc8441#section-';
 var MAX_FRAMES = 300;
 var obs = null, ws = null;
 function $(id) { return document.getElementById(id); }
@@ -134,9 +136,13 @@ function openOwn(base, token) {
 function row(name, value, section, rfc) {
   return el('tr', {}, el('td', {}, section ? link(section, name, rfc) : name), el('td', {}, value));
 }
+function explained(value, why) {
+  return el('span', {}, el('code', {}, value), ' ', el('span', { 'class': 'small' }, why));
+}
 function showHandshake(h) {
   var box = $('handshake');
   box.textContent = '';
+  if (h.extendedConnect) return showExtendedConnect(box, h, h.extendedConnect);
   box.appendChild(el('h2', {}, 'Opening handshake ', link('4', 'RFC 6455 §4')));
   box.appendChild(el('div', {}, 'The browser\'s request, as the server read it ', link('4.1', '§4.1'), ':'));
   box.appendChild(el('pre', { id: 'request-head' }, h.request));
@@ -147,6 +153,34 @@ function showHandshake(h) {
   t.appendChild(row('+ GUID', h.key + h.guid, '1.3'));
   t.appendChild(row('SHA-1', h.sha1, '4.2.2'));
   t.appendChild(row('base64 = Sec-WebSocket-Accept', h.accept, '4.2.2'));
+  t.appendChild(row('extensions offered', h.extensionsOffered || '(none)', '9.1'));
+  t.appendChild(row('extension agreed', h.extensionsAgreed || '(none)', '7', RFC7692));
+  box.appendChild(t);
+}
+// RFC 8441: over HTTP/2 the handshake is an extended CONNECT on a new stream of the page's own
+// HTTP/2 connection; its fields take the place of HTTP/1.1's request line, Upgrade, Host, key and accept.
+function showExtendedConnect(box, h, c) {
+  box.appendChild(el('h2', {}, 'Opening handshake over HTTP/2 ', link('4', 'RFC 8441 §4', RFC8441), ' ',
+    link('5', '§5', RFC8441)));
+  box.appendChild(el('div', {}, 'The browser\'s extended CONNECT: the HEADERS that open a new stream on the ' +
+    'page\'s HTTP/2 connection, as the server read them ', link('5.1', '§5.1', RFC8441), ':'));
+  box.appendChild(el('pre', { id: 'request-head' }, h.request));
+  box.appendChild(el('div', {}, 'The server\'s answer, the HEADERS on the same stream ', link('5', '§5', RFC8441),
+    ':'));
+  box.appendChild(el('pre', { id: 'response-head' }, h.response));
+  var t = el('table', { id: 'extended-connect' });
+  t.appendChild(row(':method', explained(c.method, 'not GET: HTTP/2 has no Upgrade; CONNECT opens a tunnel on ' +
+    'one stream'), '4', RFC8441));
+  t.appendChild(row(':protocol', explained(c.protocol, 'the protocol the tunnel speaks: the "extended" in ' +
+    'extended CONNECT'), '4', RFC8441));
+  t.appendChild(row(':scheme', explained(c.scheme, 'https for wss://, http for ws://'), '5', RFC8441));
+  t.appendChild(row(':path', explained(c.path, 'the WebSocket\'s path and query (a plain CONNECT has none)'), '4',
+    RFC8441));
+  t.appendChild(row(':authority', explained(c.authority, 'in place of HTTP/1.1\'s Host'), '5', RFC8441));
+  t.appendChild(row(':status', explained(c.status, 'accepted: the stream is now the WebSocket\'s connection ' +
+    '(HTTP/1.1 answers 101 Switching Protocols)'), '5', RFC8441));
+  t.appendChild(row('Sec-WebSocket-Key, -Accept', 'not used: the :protocol pseudo-header field supersedes them ' +
+    '(nor Upgrade and Connection, which HTTP/2 does not have)', '5', RFC8441));
   t.appendChild(row('extensions offered', h.extensionsOffered || '(none)', '9.1'));
   t.appendChild(row('extension agreed', h.extensionsAgreed || '(none)', '7', RFC7692));
   box.appendChild(t);

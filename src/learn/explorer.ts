@@ -156,7 +156,7 @@ class Observer {
     this.send({
       type: 'handshake',
       id: handshake.id,
-      ...explainHandshake(handshake.requestHead, handshake.responseHead, handshake.key),
+      ...explainHandshake(handshake),
     });
     return (frame) => this.frame(frame);
   }

@@ -52,7 +52,10 @@ export type ProtocolViolation = keyof typeof ProtocolViolation;
  */
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';
-  /** The close code to send to the peer: 1002, 1007 or 1009. */
+  /**
+   * The close code to send to the peer: 1002, 1007 or 1009 for the peer's fault, 1013 when the
+   * process-wide inflate budget is spent (the table above).
+   */
   readonly closeCode: number;
 
   constructor(

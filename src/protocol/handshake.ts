@@ -73,25 +73,55 @@ export function validateUpgradeRequest(request: RequestHead): UpgradeFields {
   const key = singleHeader(headers, 'sec-websocket-key');
   if (key === undefined || !KEY_PATTERN.test(key))
     throw new HttpError(400, 'missing or invalid Sec-WebSocket-Key header');
-  // §4.2.1 item 6 and §4.4: another version gets a 426 naming the version we speak.
-  const version = headers.get('sec-websocket-version');
-  if (version === undefined) {
-    throw new HttpError(400, 'missing Sec-WebSocket-Version header', {
-      'Sec-WebSocket-Version': String(WEBSOCKET_VERSION),
-    });
-  }
-  if (version.length !== 1 || version[0] !== String(WEBSOCKET_VERSION)) {
-    throw new HttpError(426, `unsupported WebSocket version; this server speaks ${WEBSOCKET_VERSION}`, {
-      'Sec-WebSocket-Version': String(WEBSOCKET_VERSION),
-    });
-  }
-  const protocols = listHeader(headers, 'sec-websocket-protocol');
-  // §4.1: each subprotocol is a token (RFC 9110 §5.6.2), and they "MUST all be unique strings".
-  if (protocols.some((p) => !isToken(p)) || new Set(protocols).size !== protocols.length) {
-    throw new HttpError(400, 'invalid Sec-WebSocket-Protocol header');
-  }
+  return websocketFields(headers, key);
+}
+
+/**
+ * RFC 6455 §4.2.1 items 6-9, the fields a WebSocket request carries over HTTP/1.1 and over HTTP/2
+ * alike (RFC 8441 §5 drops only the key): the version, then what it asks for. Throws an HttpError.
+ */
+export function websocketFields(headers: HeaderMap, key: string): UpgradeFields {
+  checkVersion(headers);
+  const protocols = requestedProtocols(headers);
   const origin = singleHeader(headers, 'origin');
   return { key, protocols, extensions: headers.get('sec-websocket-extensions') ?? [], origin };
+}
+
+/**
+ * RFC 6455 §4.1 item 9: "|Sec-WebSocket-Version|. The value of this header field MUST be 13."
+ * §4.2.1 item 6 and §4.4: another version gets a 426 naming the one we speak; none at all is a
+ * malformed request (400), told the version too.
+ */
+export function checkVersion(headers: HeaderMap): void {
+  const version = headers.get('sec-websocket-version');
+  const speaks = { 'Sec-WebSocket-Version': String(WEBSOCKET_VERSION) };
+  if (version === undefined) throw new HttpError(400, 'missing Sec-WebSocket-Version header', speaks);
+  if (version.length !== 1 || version[0] !== String(WEBSOCKET_VERSION)) {
+    throw new HttpError(426, `unsupported WebSocket version; this server speaks ${WEBSOCKET_VERSION}`, speaks);
+  }
+}
+
+/**
+ * RFC 6455 §4.1 item 10: the subprotocols of a Sec-WebSocket-Protocol header are tokens (RFC 9110
+ * §5.6.2, which replaced RFC 2616's rule the RFC cites) and "MUST all be unique strings". The rule
+ * for both ends: what a server reads, what a client offers.
+ */
+export function isValidProtocolList(protocols: readonly string[]): boolean {
+  return protocols.every(isToken) && new Set(protocols).size === protocols.length;
+}
+
+/** The server's side: the subprotocols a request offers, in its order of preference. HttpError 400. */
+export function requestedProtocols(headers: HeaderMap): string[] {
+  const protocols = listHeader(headers, 'sec-websocket-protocol');
+  if (!isValidProtocolList(protocols)) throw new HttpError(400, 'invalid Sec-WebSocket-Protocol header');
+  return protocols;
+}
+
+/** The client's side: the subprotocols to offer, as given to `connect()`. Throws a SyntaxError. */
+export function offeredProtocols(offered: string | readonly string[]): string[] {
+  const protocols = typeof offered === 'string' ? [offered] : [...offered];
+  if (!isValidProtocolList(protocols)) throw new SyntaxError('invalid subprotocol list');
+  return protocols;
 }
 
 /** What the server knows about an upgrade request, passed to every hook and to 'connection'. */
@@ -235,11 +265,73 @@ export class HandshakeError extends Error {
     /** The HTTP status the server answered with, when it answered. */
     readonly status?: number,
     readonly headers?: HeaderMap,
-    /** The first bytes of the response body, when the server refused (status other than 101). */
+    /** The first bytes of the response body, when the server refused (not 101; over HTTP/2, not 2xx). */
     readonly body?: string,
   ) {
     super(message);
   }
+}
+
+/** How much of a refusal's body a client keeps for its HandshakeError (over HTTP/1.1 and HTTP/2). */
+export const REFUSAL_BODY_BYTES = 1024;
+/** How long a client waits for a refusal's body once the head is in, before it reports what it has. */
+export const REFUSAL_BODY_WAIT_MS = 500;
+
+/**
+ * A refused handshake (a status other than 101 over HTTP/1.1, other than 2xx over HTTP/2, RFC 8441
+ * §5): the start of its body, which usually says why, for the HandshakeError. Bounded whatever the
+ * server sends: at most REFUSAL_BODY_BYTES, fewer when Content-Length says the body is shorter.
+ * No clock here: the client passes the time, and its timer wakes it at `waitUntil`.
+ */
+export class RefusalBody {
+  /** When to give up waiting for more of the body and report what came. */
+  readonly waitUntil: number;
+  private readonly wanted: number;
+  private readonly chunks: Buffer[] = [];
+  private kept = 0;
+
+  constructor(
+    readonly status: number,
+    /** The reason phrase (HTTP/1.1 only; HTTP/2 has none, RFC 9113 §8.3.2). */
+    readonly statusText: string,
+    readonly headers: HeaderMap,
+    now: number,
+  ) {
+    const length = singleContentLength(headers);
+    this.wanted = length === undefined ? REFUSAL_BODY_BYTES : Math.min(length, REFUSAL_BODY_BYTES);
+    this.waitUntil = now + REFUSAL_BODY_WAIT_MS;
+  }
+
+  /** Keep what fits of `chunk`. True once all that will be kept is in: the client reports then. */
+  push(chunk: Buffer): boolean {
+    if (chunk.length > 0 && this.kept < this.wanted) {
+      // A copy: the chunk may be a view into a much larger buffer.
+      const piece = Buffer.from(chunk.subarray(0, this.wanted - this.kept));
+      this.chunks.push(piece);
+      this.kept += piece.length;
+    }
+    return this.kept >= this.wanted;
+  }
+
+  /** The error that reports the refusal: its status, headers, and the body as far as it came. */
+  error(): HandshakeError {
+    const text = Buffer.concat(this.chunks).toString('utf8');
+    const status = this.statusText === '' ? `${this.status}` : `${this.status} ${this.statusText}`;
+    const detail = text.trim() === '' ? '' : `: ${text.trim()}`;
+    return new HandshakeError(
+      `server refused the WebSocket handshake: ${status}${detail}`,
+      this.status,
+      this.headers,
+      text,
+    );
+  }
+}
+
+/** RFC 9110 §8.6: Content-Length is one run of digits; anything else is no length to trust. */
+function singleContentLength(headers: HeaderMap): number | undefined {
+  const values = headers.get('content-length');
+  if (values === undefined || values.length !== 1 || !/^\d{1,15}$/.test(values[0]!)) return undefined;
+  return Number(values[0]);
 }
 
 export interface ValidatedResponse {

@@ -232,6 +232,9 @@ export function parseResponseHead(head: Buffer): ResponseHead {
   }
   const rest = startLine.slice(firstSpace + 4);
   if (rest !== '' && !rest.startsWith(' ')) throw new HttpError(502, 'malformed HTTP status line');
+  // RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ): no control characters, which
+  // would otherwise reach the HandshakeError's message (and a log or terminal) as they were sent.
+  if (INVALID_FIELD_VALUE.test(rest)) throw new HttpError(502, 'control character in the HTTP status line');
   return { version, status: Number(statusText), statusText: rest.trim(), headers };
 }
 
@@ -260,7 +263,10 @@ export function listHeader(headers: HeaderMap, name: string): string[] {
   return items;
 }
 
-/** A header map from a flat [name, value, name, value, ...] list (node:http's `rawHeaders`). */
+/**
+ * A header map from a flat [name, value, name, value, ...] list (node:http's `rawHeaders`). An
+ * HTTP/2 header block has its own: websocket/http2-headers.ts.
+ */
 export function headerMapOf(raw: readonly string[]): HeaderMap {
   const headers: HeaderMap = new Map();
   for (let i = 0; i + 1 < raw.length; i += 2) {
@@ -285,8 +291,21 @@ export function headerHasToken(headers: HeaderMap, name: string, token: string):
   return listHeader(headers, name).some((item) => item.toLowerCase() === wanted);
 }
 
+/**
+ * RFC 9110 §15: the reason phrases of the statuses this server sends itself, and of those an
+ * application most likely answers (`onHttpRequest`); others get an empty one (RFC 9112 §4 allows it).
+ */
 export const STATUS_TEXT: Readonly<Record<number, string>> = {
   101: 'Switching Protocols',
+  200: 'OK',
+  201: 'Created',
+  204: 'No Content',
+  301: 'Moved Permanently',
+  302: 'Found',
+  303: 'See Other',
+  304: 'Not Modified',
+  307: 'Temporary Redirect',
+  308: 'Permanent Redirect',
   400: 'Bad Request',
   401: 'Unauthorized',
   403: 'Forbidden',
@@ -297,6 +316,7 @@ export const STATUS_TEXT: Readonly<Record<number, string>> = {
   429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
+  501: 'Not Implemented',
   503: 'Service Unavailable',
 };
 

@@ -1,4 +1,3 @@
-import { DEFAULT_MAX_MESSAGE_SIZE } from './receiver.js';
 import type { FrameTracer } from './trace.js';
 import { toBuffer } from './writer.js';
 
@@ -33,6 +32,9 @@ export interface ConnectionOptions {
 }
 
 export type ResolvedConnectionOptions = Required<ConnectionOptions>;
+
+/** The largest message accepted by default, after reassembly and decompression (RFC 6455 §10.4). */
+export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024;
 
 /** The defaults, in one table (also in the README). */
 export const CONNECTION_DEFAULTS: Readonly<ResolvedConnectionOptions> = Object.freeze({

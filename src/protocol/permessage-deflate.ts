@@ -1,6 +1,12 @@
 import { formatExtension, type ExtensionOffer } from './extensions.js';
 
 /**
+ * RFC 7692 §7.2.1 / §7.2.2: the four octets an empty stored block ends a sync flush with. A sender
+ * removes them from the end of every compressed message; a receiver appends them before inflating.
+ */
+export const DEFLATE_TAIL: Readonly<Uint8Array> = Uint8Array.of(0x00, 0x00, 0xff, 0xff);
+
+/**
  * permessage-deflate (RFC 7692): the negotiation in the opening handshake, as pure functions (the
  * server picks an offer and answers it, the client checks the answer), and what both sides agreed.
  * The DEFLATE itself runs on node:zlib in src/driver/deflate-zlib.ts.

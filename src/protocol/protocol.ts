@@ -2,47 +2,43 @@ import { buildClosePayload, truncateUtf8 } from './close.js';
 import { CloseCode, MAX_CLOSE_REASON_BYTES, Opcode, ReadyState } from './constants.js';
 import { ConnectionTimeoutError, type ProtocolError } from './errors.js';
 import type { InflateBudget } from './inflate-budget.js';
-import type { ResolvedConnectionOptions } from './options.js';
-import { Receiver, type MessageInflater, type ReceiverHandler, type Role } from './receiver.js';
-import { Sender, type MessageDeflater, type SendCallback, type SenderEvents } from './sender.js';
+import { toPayload, type Data, type ResolvedConnectionOptions, type SendOptions } from './options.js';
+import { Receiver, type InflateJob, type ReceiverHandler, type Role } from './receiver.js';
+import { Sender, type SendCallback, type SenderCompression, type SenderEvents } from './sender.js';
 import { outgoingFrameDecoder } from './trace.js';
-import type { MaskKeySource } from './writer.js';
+import { isUtf8Payload } from './utf8.js';
+import { MaskKeySource } from './writer.js';
 
 /**
  * One WebSocket connection's protocol, from the end of the opening handshake to the end of TCP, as
- * a state machine with no socket, no timer and no clock: bytes in (`receive`), events and bytes
- * out, and every decision of RFC 6455 §5.5 and §7 handed to its owner as a call on its handler:
- * "write these bytes", "end the stream once they are written", "destroy the stream now", "wake me
- * at T", and, once the stream is gone, what the close reports (`streamClosed`). Time comes in as
- * an argument (`now`, in ms); nothing here reads a clock.
+ * a state machine with no socket, no timer and no clock. Its driver (src/driver/connection.ts over
+ * a node:stream, src/driver/web-streams.ts over WHATWG streams) feeds it what happened, then takes,
+ * in one place, everything it decided:
  *
- * The driver (src/websocket/websocket.ts) moves bytes between a stream and this, applies backpressure and
- * keeps the deadlines; the receiver (parsing, §5.2-§5.6) and the sender (ordering, §5.4, §5.5.1)
- * are this machine's two halves.
+ *     on bytes from the stream:  receive(bytes, now)      (also: receiveEnd, timeout, send, close, ...)
+ *     then, once:                nextEvent() until null   messages, pings, pongs, errors, for the application
+ *                                takeOutput()             bytes to write, in order (takeCallbacks(): who waits on them)
+ *                                wantsDestroy / wantsEnd  destroy the stream now / end it after the write
+ *                                takeInflateJob(), takeDeflateJob()   zlib work, whose results come back in
+ *                                nextDeadline             when to call timeout(now) at the latest
+ *     on the stream's close:     streamClosed(now)        what the close reports (code, reason, wasClean)
+ *
+ * Every decision of RFC 6455 §5.5 and §7 is made here and returned as data; the driver carries it
+ * out and never asks back. The receiver (parsing, §5.2-§5.6) and the sender (ordering, §5.4,
+ * §5.5.1) are this machine's two halves. Time comes in as an argument (`now`, in ms).
  */
 
-/** What the state machine asks of its driver. Every call is a decision the driver carries out. */
-export interface ProtocolHandler {
+/** What the connection tells its application, in order (`nextEvent()`). */
+export type ProtocolEvent =
   /** A complete message (text is valid UTF-8). */
-  onMessage(data: Buffer, isBinary: boolean): void;
-  /** A ping (answered already when `autoPong` is on) or a pong. */
-  onPing(data: Buffer): void;
-  onPong(data: Buffer): void;
-  /** Bytes wait in `takeOutput()`. The driver may write them at once or at the end of its turn. */
-  onOutput(): void;
-  /** Write everything taken so far, then end our side of the stream (TCP FIN); keep reading. */
-  onEnd(): void;
-  /** Close the stream now: a deadline passed, or the peer is not reading anyway. */
-  onDestroy(): void;
-  /** Call `timeout(now)` at `at` (ms) or soon after. A later request may ask for an earlier time. */
-  onWake(at: number): void;
+  | { type: 'message'; data: Buffer; isBinary: boolean }
+  /** A ping (already answered when `autoPong` is on) or a pong. */
+  | { type: 'ping'; data: Buffer }
+  | { type: 'pong'; data: Buffer }
   /** What went wrong (a protocol error, a deadline, zlib), for the application to hear of. */
-  onError(error: Error): void;
-  /** Input held while a message was inflating has been parsed (`bufferedInput` went down). */
-  onInputResumed(): void;
-  /** Messages accepted by `send()` will never be written: their callbacks are to fail. */
-  onSendFailed(callbacks: SendCallback[]): void;
-}
+  | { type: 'error'; error: Error }
+  /** Messages accepted by `send()` that will never be written: their callbacks are to fail. */
+  | { type: 'sendFailed'; callbacks: SendCallback[] };
 
 /** What the close event reports (RFC 6455 §7.1.4-§7.1.6). */
 export interface CloseReport {
@@ -52,14 +48,12 @@ export interface CloseReport {
   wasClean: boolean;
 }
 
-/** What the handshake agreed on, and the pieces the driver lends the protocol. */
+/** What the handshake agreed on, and what the connection shares with others. */
 export interface ProtocolSetup {
-  /** permessage-deflate (RFC 7692), when negotiated: the driver's zlib jobs behind two interfaces. */
-  compression?: (MessageInflater & MessageDeflater) | null;
+  /** permessage-deflate (RFC 7692), when negotiated: RSV1 means compressed, and which messages to compress. */
+  compression?: SenderCompression | null;
   /** The budget of inflated bytes shared with other connections (src/protocol/inflate-budget.ts). */
   inflateBudget?: InflateBudget | null;
-  /** A client's source of masking keys (RFC 6455 §5.3); null for a server. */
-  maskKeys?: MaskKeySource | null;
 }
 
 /** The closing handshake's details, made when it starts (an idle connection needs none). */
@@ -76,6 +70,12 @@ interface Closing {
 
 const EMPTY = Buffer.alloc(0);
 
+/**
+ * RFC 6455 §5.3: a client masks every frame with a fresh key "derived from a strong source of
+ * entropy". One pool for every client connection of the process; nobody can pass another.
+ */
+let clientMaskKeys: MaskKeySource | null = null;
+
 export class Protocol implements ReceiverHandler, SenderEvents {
   /** OPEN, CLOSING or CLOSED (§7.1.3, §7.1.4). */
   state: ReadyState = ReadyState.OPEN;
@@ -89,34 +89,34 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   private now: number;
   private lastReceivedAt: number;
   private nextPingAt = 0;
-  /** Asked the driver to end the stream (once is enough). */
-  private ending = false;
+  /** The stream is to end once everything queued (the close frame last) is written. */
+  private endRequested = false;
+  /** The stream is to be destroyed now. */
+  private destroyRequested = false;
   /** Nothing more is read: the connection failed (§7.1.7) or the stream is gone. */
   private inputEnded = false;
+  /** The next event for the driver, and (rarely) more after it, in order. */
+  private event: ProtocolEvent | null = null;
+  private events: ProtocolEvent[] | null = null;
   private receiver: Receiver | null = null;
   private sender: Sender | null = null;
   private traceOut: ((bytes: Buffer) => void) | null = null;
   // What the setup lends, kept as fields (an idle connection should cost as few objects as possible).
-  private readonly compression: (MessageInflater & MessageDeflater) | null;
+  private readonly compression: SenderCompression | null;
   private readonly inflateBudget: InflateBudget | null;
-  private readonly maskKeys: MaskKeySource | null;
 
   constructor(
     readonly role: Role,
     private readonly config: ResolvedConnectionOptions,
-    private readonly handler: ProtocolHandler,
     now: number,
     setup: ProtocolSetup = {},
   ) {
+    if (role !== 'server' && role !== 'client') throw new TypeError(`role must be 'server' or 'client'`);
     this.compression = setup.compression ?? null;
     this.inflateBudget = setup.inflateBudget ?? null;
-    this.maskKeys = setup.maskKeys ?? null;
     this.now = now;
     this.lastReceivedAt = now;
-    if (config.pingInterval > 0) {
-      this.nextPingAt = now + config.pingInterval;
-      this.scheduleWake();
-    }
+    if (config.pingInterval > 0) this.nextPingAt = now + config.pingInterval;
   }
 
   /** Bytes received and not parsed yet (held while a compressed frame inflates). */
@@ -135,6 +135,94 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   }
 
   // -------------------------------------------------------------------------------------------
+  // What the driver takes after each step
+  // -------------------------------------------------------------------------------------------
+
+  /**
+   * The next event, or null when there is none. Parsing is lazy: input is read only as far as the
+   * next event, so whatever the application does with a message (answers it, closes, pauses)
+   * happens before the next frame is even read, as if frames came one at a time. A violation later
+   * in the same chunk fails the connection only after the replies to the messages before it.
+   */
+  nextEvent(): ProtocolEvent | null {
+    if (this.event === null && this.receiver !== null && this.receiver.isPaused) this.receiver.resume();
+    const event = this.event;
+    if (event === null) return null;
+    const more = this.events;
+    this.event = more !== null && more.length > 0 ? more.shift()! : null;
+    return event;
+  }
+
+  /** Whether bytes wait to be taken. */
+  get hasOutput(): boolean {
+    return this.sender !== null && this.sender.hasOutput;
+  }
+
+  /** The bytes to write now, in order; then `takeCallbacks()` for the callbacks waiting on them. */
+  takeOutput(): Buffer[] {
+    const buffers = this.sender === null ? [] : this.sender.take();
+    const trace = this.config.trace;
+    if (trace !== null) {
+      this.traceOut ??= outgoingFrameDecoder(this.role, trace);
+      for (const buffer of buffers) this.traceOut(buffer);
+    }
+    return buffers;
+  }
+
+  takeCallbacks(): SendCallback[] | null {
+    return this.sender === null ? null : this.sender.takeCallbacks();
+  }
+
+  /**
+   * End our side of the stream (TCP FIN) once the output taken so far is written; keep reading.
+   * Stays true from then on.
+   */
+  get wantsEnd(): boolean {
+    return this.endRequested && (this.sender === null || !this.sender.hasStaged);
+  }
+
+  /** Close the stream now: a deadline passed, the application terminated, or the peer is not reading anyway. */
+  get wantsDestroy(): boolean {
+    return this.destroyRequested;
+  }
+
+  /** The time by which `timeout(now)` is to be called (Infinity when nothing is due). Calling earlier is harmless. */
+  get nextDeadline(): number {
+    const closing = this.closing;
+    let at = closing !== null && closing.deadline !== 0 ? closing.deadline : Infinity;
+    if (this.config.pingInterval > 0 && this.state === ReadyState.OPEN) {
+      const pongDue = this.lastReceivedAt + this.config.pongTimeout;
+      at = Math.min(at, this.nextPingAt, pongDue);
+    }
+    return this.state === ReadyState.CLOSED ? Infinity : at;
+  }
+
+  /** A compressed frame to inflate (RFC 7692 §7.2.2), once; its output goes to `inflated()`, then `inflateDone()`. */
+  takeInflateJob(): InflateJob | null {
+    return this.receiver === null ? null : this.receiver.takeInflateJob();
+  }
+
+  /** A piece of the inflated output, in order. False: stop the job (the message failed, or parsing ended). */
+  inflated(data: Buffer): boolean {
+    return this.receiver !== null && this.receiver.inflated(data);
+  }
+
+  /** The inflation is over (`error`: zlib refused the data). Parsing resumes with the input held meanwhile. */
+  inflateDone(error: Error | null): void {
+    this.receiver?.inflateDone(error);
+  }
+
+  /** A message to compress (RFC 7692 §7.2.1), once; the result goes to `deflated()`. */
+  takeDeflateJob(): Buffer | null {
+    return this.sender === null ? null : this.sender.takeDeflateJob();
+  }
+
+  /** The compressed payload of the job taken (its sync flush's tail removed), or null when zlib failed. */
+  deflated(compressed: Buffer | null): void {
+    this.sender?.deflated(compressed);
+  }
+
+  // -------------------------------------------------------------------------------------------
   // Input
   // -------------------------------------------------------------------------------------------
 
@@ -143,14 +231,15 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     this.now = now;
     this.lastReceivedAt = now;
     if (this.inputEnded) return;
-    (this.receiver ?? this.createReceiver()).push(chunk);
+    (this.receiver ??= this.createReceiver()).push(chunk);
   }
 
   /**
    * The peer ended its side of the stream. After a closing handshake that is the expected end (a
    * client waits for it, §7.1.1); before one, the connection is over anyway: end ours too.
    */
-  receiveEnd(): void {
+  receiveEnd(now: number): void {
+    this.now = now;
     if (this.state !== ReadyState.CLOSED) this.end();
   }
 
@@ -163,22 +252,32 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   private createReceiver(): Receiver {
     const config = this.config;
     const trace = config.trace;
-    this.receiver = new Receiver(
+    return new Receiver(
       {
         role: this.role,
         maxMessageSize: config.maxMessageSize,
         maxFramePayload: config.maxFramePayload,
-        inflater: this.compression,
+        compressed: this.compression !== null,
         budget: this.inflateBudget,
       },
       trace === null ? this : tracing(this, (frame) => trace({ ...frame, direction: 'in' })),
     );
-    return this.receiver;
+  }
+
+  private emit(event: ProtocolEvent): void {
+    if (this.event === null) this.event = event;
+    else (this.events ??= []).push(event);
+  }
+
+  /** An event from the receiver: parsing stops after it until the driver asks for the next one. */
+  private emitParsed(event: ProtocolEvent): void {
+    this.emit(event);
+    this.receiver!.pause();
   }
 
   /** The receiver's event (ReceiverHandler). */
   onMessage(data: Buffer, isBinary: boolean): void {
-    this.handler.onMessage(data, isBinary);
+    this.emitParsed({ type: 'message', data, isBinary });
   }
 
   /** The receiver's event (ReceiverHandler). */
@@ -187,12 +286,12 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     // response, unless it already received a Close frame." (The receiver reads nothing after a
     // close frame.) §5.5.3: the pong carries the ping's "Application data".
     if (this.config.autoPong && this.state !== ReadyState.CLOSED) this.output().control(Opcode.Pong, data);
-    this.handler.onPing(data);
+    this.emitParsed({ type: 'ping', data });
   }
 
   /** The receiver's event (ReceiverHandler). */
   onPong(data: Buffer): void {
-    this.handler.onPong(data);
+    this.emitParsed({ type: 'pong', data });
   }
 
   /** The receiver's event (ReceiverHandler). RFC 6455 §5.5.1, §7.1.5: the peer's close frame. */
@@ -215,19 +314,35 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     this.fail(error.closeCode, error.message, error);
   }
 
-  /** The receiver's event (ReceiverHandler). */
-  onResumed(): void {
-    this.handler.onInputResumed();
-  }
-
   // -------------------------------------------------------------------------------------------
   // Output
   // -------------------------------------------------------------------------------------------
 
   /**
-   * A text or binary message; the callback runs once it is written. Returns false, and fails the
-   * callback, once a close frame was sent: §5.5.1 "After sending a Close frame, the endpoint MUST
-   * NOT send any more data frames."
+   * A message from the application: strings as text, binary data as binary unless `options.binary`
+   * says otherwise. Throws a TypeError for a buffer sent as text that is not UTF-8 (RFC 6455 §5.6:
+   * a text frame carries UTF-8; strings always encode to valid UTF-8). Returns false, and queues
+   * the callback's failure, once a close frame was sent (§5.5.1).
+   */
+  sendData(data: Data, options: SendOptions | undefined, callback?: SendCallback): boolean {
+    const payload = toPayload(data);
+    const binary = options?.binary ?? typeof data !== 'string';
+    if (!binary && typeof data !== 'string' && !isUtf8Payload(payload))
+      throw new TypeError('a buffer sent as text must be valid UTF-8');
+    const fragmentSize = options?.fragmentSize ?? this.config.fragmentSize;
+    return this.send(
+      binary ? Opcode.Binary : Opcode.Text,
+      payload,
+      options?.compress !== false,
+      fragmentSize,
+      callback,
+    );
+  }
+
+  /**
+   * A text or binary message; the callback runs once it is written. Returns false, and queues the
+   * callback's failure, once a close frame was sent: §5.5.1 "After sending a Close frame, the
+   * endpoint MUST NOT send any more data frames."
    */
   send(opcode: number, payload: Buffer, compress: boolean, fragmentSize: number, callback?: SendCallback): boolean {
     if (!this.canSend) return this.refuse(callback);
@@ -235,8 +350,12 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     return true;
   }
 
-  /** A frame encoded elsewhere (a broadcast is framed once for every connection). False once closing. */
+  /**
+   * A frame encoded elsewhere (a server's broadcast is framed once for every connection). False once
+   * closing. Never in the client role: a client's frames are each masked with a fresh key (§5.3).
+   */
   sendFramed(frame: Buffer): boolean {
+    if (this.role === 'client') throw new TypeError('a client masks every frame (RFC 6455 §5.3): no pre-framed bytes');
     if (!this.canSend) return false;
     this.output().framed(frame);
     return true;
@@ -250,37 +369,29 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   }
 
   private refuse(callback: SendCallback | undefined): false {
-    if (callback !== undefined) this.handler.onSendFailed([callback]);
+    if (callback !== undefined) this.emit({ type: 'sendFailed', callbacks: [callback] });
     return false;
   }
 
-  /** Whether bytes wait to be taken. */
-  get hasOutput(): boolean {
-    return this.sender !== null && this.sender.hasOutput;
-  }
-
-  /** The bytes to write now, in order; then `takeCallbacks()` for the callbacks waiting on them. */
-  takeOutput(): Buffer[] {
-    const buffers = this.sender === null ? [] : this.sender.take();
-    if (this.config.trace !== null) {
-      const trace = this.config.trace;
-      this.traceOut ??= outgoingFrameDecoder(this.role, trace);
-      for (const buffer of buffers) this.traceOut(buffer);
-    }
-    return buffers;
-  }
-
-  takeCallbacks(): SendCallback[] | null {
-    return this.sender === null ? null : this.sender.takeCallbacks();
-  }
-
   private output(): Sender {
-    return (this.sender ??= new Sender(this.maskKeys, this.compression, this));
+    return (this.sender ??= new Sender(
+      this.role === 'client' ? (clientMaskKeys ??= new MaskKeySource()) : null,
+      this.compression,
+      this,
+    ));
   }
 
-  /** The sender's event (SenderEvents). */
-  onOutput(): void {
-    this.handler.onOutput();
+  /**
+   * What the driver holds beyond the core (taken and not yet written) is `unwritten` bytes: past
+   * `maxBufferedBytes` in all, the application kept sending while the peer did not read, and the
+   * connection is dropped rather than let memory grow (1008: the peer broke our policy). Returns
+   * false then.
+   */
+  limitBuffered(unwritten: number): boolean {
+    if (this.bufferedOutput + unwritten <= this.config.maxBufferedBytes) return true;
+    // Destroyed at once: no deadline to set, so the time of the last step will do.
+    this.fail(CloseCode.PolicyViolation, 'peer too slow: outgoing buffer limit exceeded', null, true);
+    return false;
   }
 
   /** The sender's event (SenderEvents). Compressing our own data failed: nothing the peer did. */
@@ -294,7 +405,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
 
   /** The sender's event (SenderEvents). */
   onDropped(callbacks: SendCallback[]): void {
-    this.handler.onSendFailed(callbacks);
+    this.emit({ type: 'sendFailed', callbacks });
   }
 
   // -------------------------------------------------------------------------------------------
@@ -319,7 +430,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
    * frame goes now. `immediately` destroys the stream once the frame is handed to it, rather than
    * waiting for the peer (which is not reading anyway, when it is too slow).
    */
-  fail(code: number, reason: string, error: Error | null, immediately = false, now = this.now): void {
+  private fail(code: number, reason: string, error: Error | null, immediately = false, now = this.now): void {
     this.now = now;
     if (this.state === ReadyState.CLOSED) return;
     const closing = this.startClosing();
@@ -332,12 +443,12 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     // _Fail the WebSocket Connection_": the receiver stops at the violation it reports, and here.
     this.inputEnded = true;
     this.receiver?.destroy();
-    if (error !== null) this.handler.onError(error);
+    if (error !== null) this.emit({ type: 'error', error });
     // A close frame of ours still waiting behind a compression goes with the staged messages.
     const closeDropped = this.sender !== null && this.sender.dropStaged();
     // §7.1.7: "the endpoint SHOULD send a Close frame with an appropriate status code".
     if (!this.closeSent || closeDropped) this.sendClose(code, truncateUtf8(reason, MAX_CLOSE_REASON_BYTES));
-    if (immediately) this.handler.onDestroy();
+    if (immediately) this.destroyRequested = true;
     else this.end();
   }
 
@@ -345,14 +456,14 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   terminate(): void {
     if (this.state === ReadyState.CLOSED) return;
     this.state = ReadyState.CLOSING;
-    this.handler.onDestroy();
+    this.destroyRequested = true;
   }
 
   /**
-   * The driver's wake-up: whatever deadline is due. No pong (or any frame) for `pongTimeout`, or
-   * no closing handshake within `closeTimeout`: the connection is dropped (an abnormal closure,
-   * RFC 6455 §7.2: the close reports 1006). A ping is due: it is sent. `readingPaused` says we
-   * stopped reading ourselves.
+   * Whatever deadline is due at `now`: no pong (or any frame) for `pongTimeout`, or no closing
+   * handshake within `closeTimeout`: the connection is dropped (an abnormal closure, RFC 6455 §7.2:
+   * the close reports 1006). A ping is due: it is sent. `readingPaused` says we stopped reading
+   * ourselves (that silence is not the peer's).
    */
   timeout(now: number, readingPaused: boolean): void {
     this.now = now;
@@ -371,14 +482,25 @@ export class Protocol implements ReceiverHandler, SenderEvents {
         if (!this.closeSent) this.output().control(Opcode.Ping, EMPTY);
       }
     }
-    this.scheduleWake();
+  }
+
+  /**
+   * The driver's write deadline passed: the peer accepted none of our bytes for `writeTimeout` while
+   * we had some to send. The connection is dropped (1006, §7.2).
+   */
+  writeTimedOut(now: number): void {
+    this.now = now;
+    if (this.state === ReadyState.CLOSED) return;
+    const ms = this.config.writeTimeout;
+    this.abort(new ConnectionTimeoutError('write', `peer accepted no data for ${ms} ms`));
   }
 
   /**
    * The stream is closed, whatever closed it (§7.1.4: the WebSocket connection is CLOSED). Returns
    * what the close reports; releases everything. Call it once.
    */
-  streamClosed(): CloseReport {
+  streamClosed(now: number): CloseReport {
+    this.now = now;
     this.state = ReadyState.CLOSED;
     this.inputEnded = true;
     this.receiver?.destroy();
@@ -426,35 +548,18 @@ export class Protocol implements ReceiverHandler, SenderEvents {
       };
     }
     if (this.state !== ReadyState.CLOSED) this.state = ReadyState.CLOSING;
-    if (closing.deadline === 0 && this.config.closeTimeout > 0) {
-      closing.deadline = this.now + this.config.closeTimeout;
-      this.handler.onWake(closing.deadline);
-    }
+    if (closing.deadline === 0 && this.config.closeTimeout > 0) closing.deadline = this.now + this.config.closeTimeout;
     return closing;
   }
 
   /** End our side of TCP once everything queued (the close frame last) is written. */
   private end(): void {
-    if (this.ending) return;
-    this.ending = true;
-    const sender = this.sender;
-    if (sender === null) this.handler.onEnd();
-    else sender.whenStaged(() => this.handler.onEnd());
+    this.endRequested = true;
   }
 
   private abort(error: ConnectionTimeoutError): void {
-    this.handler.onError(error);
-    this.handler.onDestroy();
-  }
-
-  /** Ask for the earliest moment a deadline may be due. */
-  private scheduleWake(): void {
-    const { config, closing } = this;
-    let at = closing !== null && closing.deadline !== 0 ? closing.deadline : Infinity;
-    if (config.pingInterval > 0 && this.state === ReadyState.OPEN) {
-      at = Math.min(at, this.nextPingAt, this.lastReceivedAt + config.pongTimeout);
-    }
-    if (at !== Infinity) this.handler.onWake(at);
+    this.emit({ type: 'error', error });
+    this.destroyRequested = true;
   }
 }
 
@@ -466,7 +571,6 @@ function tracing(protocol: Protocol, onFrame: NonNullable<ReceiverHandler['onFra
     onPong: (data) => protocol.onPong(data),
     onClose: (code, reason) => protocol.onClose(code, reason),
     onError: (error) => protocol.onError(error),
-    onResumed: () => protocol.onResumed(),
     onFrame,
   };
 }

@@ -22,8 +22,6 @@ import { Utf8Validator } from './utf8.js';
 
 export type Role = 'server' | 'client';
 
-export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024;
-
 /** A decoded frame, reported to `onFrame` for tracing and tests. */
 export interface Frame {
   fin: boolean;
@@ -51,39 +49,29 @@ export interface ReceiverHandler {
   onError(error: ProtocolError): void;
   /** Every frame, as it completes. Optional: costs a copy per fragmented data frame when set. */
   onFrame?(frame: Frame): void;
-  /** An asynchronous inflation finished and the input held meanwhile has been parsed. */
-  onResumed?(): void;
 }
 
 /**
- * Decompresses permessage-deflate messages (RFC 7692) for the receiver. Inflation is asynchronous;
- * the receiver stops parsing while a frame is being inflated, so everything stays in order.
+ * One frame's payload of a compressed message (RFC 7692 §7.2.2) to inflate. The receiver stops
+ * parsing until its owner runs the job (zlib is asynchronous, and no business of the core) and
+ * hands the output back: `inflated(data)` for each piece, in order, then `inflateDone(error)`.
  */
-export interface MessageInflater {
-  /**
-   * Inflate one frame's payload of a compressed message; `fin` marks the message's last frame.
-   * Calls `onData` with each piece of output in order (it returns false to stop early) and then
-   * `done` once, with the error that stopped it, if any. Must stop with an `InflatedMessageTooBig`
-   * error as soon as the output passes `maxOutput` bytes.
-   */
-  inflate(
-    payload: Buffer,
-    fin: boolean,
-    maxOutput: number,
-    onData: (data: Buffer) => boolean,
-    done: (error: ProtocolError | null) => void,
-  ): void;
+export interface InflateJob {
+  /** The frame's payload as received (without the tail §7.2.2 appends at the message's end). */
+  payload: Buffer;
+  /** The message's last frame: append the tail, and (without context takeover) reset afterwards. */
+  fin: boolean;
 }
 
 export interface ReceiverOptions {
   /** A server requires masked frames, a client unmasked ones (RFC 6455 §5.1). */
   role: Role;
-  /** Largest message, after reassembly and decompression. Default 64 MiB. */
-  maxMessageSize?: number;
-  /** Largest single frame payload. Default: `maxMessageSize`. */
-  maxFramePayload?: number;
-  /** Set when permessage-deflate was negotiated: RSV1 then marks a compressed message. */
-  inflater?: MessageInflater | null;
+  /** Largest message, after reassembly and decompression (options.ts has the defaults). */
+  maxMessageSize: number;
+  /** Largest single frame payload; at most `maxMessageSize`. */
+  maxFramePayload: number;
+  /** permessage-deflate was negotiated: RSV1 then marks a compressed message (RFC 7692 §6). */
+  compressed?: boolean;
   /**
    * Inflated bytes not yet delivered count against this budget, shared with other receivers (a
    * process-wide one, say: src/protocol/inflate-budget.ts); a message that would cross it fails with 1013.
@@ -112,11 +100,18 @@ export class Receiver {
   readonly role: Role;
   readonly maxMessageSize: number;
   readonly maxFramePayload: number;
-  private readonly inflater: MessageInflater | null;
+  /** permessage-deflate was negotiated. */
+  private readonly deflate: boolean;
+  /** The inflation the owner has to run, until it takes it. */
+  private inflateJob: InflateJob | null = null;
+  /** The frame being inflated is its message's last. */
+  private inflatingFin = false;
   private readonly budget: InflateBudget | null;
   private readonly handler: ReceiverHandler;
 
   private state = READ_HEADER;
+  /** The handler asked to stop after the event it was just given (`pause()`); `resume()` goes on. */
+  private paused = false;
 
   // Unread input: chunks[head] from `offset` on, then the rest of the chunks.
   private chunks: Buffer[] = [];
@@ -158,9 +153,9 @@ export class Receiver {
 
   constructor(options: ReceiverOptions, handler: ReceiverHandler) {
     this.role = options.role;
-    this.maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
-    this.maxFramePayload = Math.min(options.maxFramePayload ?? this.maxMessageSize, this.maxMessageSize);
-    this.inflater = options.inflater ?? null;
+    this.maxMessageSize = options.maxMessageSize;
+    this.maxFramePayload = Math.min(options.maxFramePayload, options.maxMessageSize);
+    this.deflate = options.compressed ?? false;
     this.budget = options.budget ?? null;
     this.handler = handler;
   }
@@ -170,7 +165,28 @@ export class Receiver {
     if (this.state >= CLOSED || chunk.length === 0) return;
     this.chunks.push(chunk);
     this.queued += chunk.length;
-    if (this.state !== INFLATING) this.run();
+    if (this.state !== INFLATING && !this.paused) this.run();
+  }
+
+  /**
+   * Stop parsing after the event being handled (call it from a handler's callback): the input left
+   * waits until `resume()`. A handler that takes one event at a time (the protocol does, so that
+   * its application answers each message before the next frame is even read) pauses after each.
+   */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** Whether parsing waits for `resume()`. */
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  /** Parse on, after `pause()`, until the next event (or the end of the input). */
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    if (this.state < INFLATING) this.run();
   }
 
   /** True once a close frame or a protocol error ended parsing. */
@@ -190,13 +206,14 @@ export class Receiver {
    */
   destroy(): void {
     if (this.state !== FAILED) this.state = CLOSED;
+    this.inflateJob = null;
     this.dropInput();
     this.dropMessage();
     this.framePayload.clear();
   }
 
   private run(): void {
-    for (;;) {
+    while (!this.paused) {
       switch (this.state) {
         case READ_HEADER:
           if (this.queued < 2) return;
@@ -233,10 +250,10 @@ export class Receiver {
     // RFC 6455 §5.2: RSV1-3 "MUST be 0 unless an extension is negotiated that defines meanings for non-zero values".
     // RFC 7692 §6: permessage-deflate gives RSV1 a meaning on the first frame of a data message only.
     if (header.rsv2 || header.rsv3) return this.fail('ReservedBits', 'RSV2 or RSV3 set, and no extension defines them');
-    if (header.rsv1 && (this.inflater === null || opcode === Opcode.Continuation || isControlOpcode(opcode))) {
+    if (header.rsv1 && (!this.deflate || opcode === Opcode.Continuation || isControlOpcode(opcode))) {
       return this.fail(
         'ReservedBits',
-        this.inflater === null
+        !this.deflate
           ? 'RSV1 set, but no extension was negotiated'
           : 'RSV1 set on a control or continuation frame (RFC 7692 §6.1)',
       );
@@ -408,49 +425,55 @@ export class Receiver {
     this.handler.onClose(code, reason);
   }
 
+  /** Stop here until the owner has inflated this frame (see InflateJob). */
   private inflateFrame(payload: Buffer, fin: boolean): void {
     this.state = INFLATING;
-    const isText = this.messageOpcode === Opcode.Text;
-    // An inflater may finish synchronously: then the loop already running carries on, rather than
-    // a nested one (which could recurse once per frame of a large chunk).
-    let returned = false;
-    this.inflater!.inflate(
-      payload,
-      fin,
-      this.maxMessageSize - this.message.length,
-      (data) => {
-        if (this.state !== INFLATING) return false;
-        if (isText && this.utf8.write(data) !== -1) {
-          this.fail('InvalidUtf8', 'text message is not valid UTF-8');
-          return false;
-        }
-        if (this.budget !== null && !this.budget.reserve(data.length)) {
-          this.fail('InflateMemoryExhausted', 'too much inflated data held across connections; try again later');
-          return false;
-        }
-        this.inflatedHeld += data.length;
-        this.message.push(data);
-        return true;
-      },
-      (error) => {
-        if (this.state !== INFLATING) return;
-        if (error !== null && error.violation === 'InflatedMessageTooBig') {
-          // The inflater knew only the room left in this message; the peer should hear the limit.
-          return this.fail(
-            'InflatedMessageTooBig',
-            `message exceeds the limit of ${this.maxMessageSize} bytes once inflated`,
-          );
-        }
-        if (error !== null) return this.failWith(error);
-        this.state = READ_HEADER;
-        if (fin) this.endMessage();
-        if (returned) {
-          this.run();
-          if (this.state !== INFLATING) this.handler.onResumed?.();
-        }
-      },
-    );
-    returned = true;
+    this.inflatingFin = fin;
+    this.inflateJob = { payload, fin };
+  }
+
+  /** The inflation to run, once (null when none waits). */
+  takeInflateJob(): InflateJob | null {
+    const job = this.inflateJob;
+    this.inflateJob = null;
+    return job;
+  }
+
+  /**
+   * A piece of the frame's inflated output, in order. Returns false when no more is wanted (the
+   * message broke a rule, or parsing ended): the owner stops the job and drops its zlib state.
+   */
+  inflated(data: Buffer): boolean {
+    if (this.state !== INFLATING) return false;
+    // The limit holds for the output, as it comes: a decompression bomb stops at the limit, not
+    // after inflating it all (RFC 6455 §10.4).
+    if (this.message.length + data.length > this.maxMessageSize) {
+      this.fail('InflatedMessageTooBig', `message exceeds the limit of ${this.maxMessageSize} bytes once inflated`);
+      return false;
+    }
+    if (this.messageOpcode === Opcode.Text && this.utf8.write(data) !== -1) {
+      this.fail('InvalidUtf8', 'text message is not valid UTF-8');
+      return false;
+    }
+    if (this.budget !== null && !this.budget.reserve(data.length)) {
+      this.fail('InflateMemoryExhausted', 'too much inflated data held across connections; try again later');
+      return false;
+    }
+    this.inflatedHeld += data.length;
+    this.message.push(data);
+    return true;
+  }
+
+  /**
+   * The frame's inflation is over: `error` says zlib refused the data (RFC 7692 §7.2.2: the
+   * connection fails). Parsing goes on with the input held meanwhile.
+   */
+  inflateDone(error: Error | null): void {
+    if (this.state !== INFLATING) return;
+    if (error !== null) return this.fail('InvalidCompressedData', `invalid compressed data: ${error.message}`);
+    this.state = READ_HEADER;
+    if (this.inflatingFin) this.endMessage();
+    this.run();
   }
 
   private endMessage(): void {
@@ -490,6 +513,7 @@ export class Receiver {
   private failWith(error: ProtocolError): void {
     if (this.state === FAILED || this.state === CLOSED) return;
     this.state = FAILED;
+    this.inflateJob = null;
     this.dropInput();
     this.dropMessage();
     this.framePayload.clear();

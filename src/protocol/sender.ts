@@ -15,18 +15,18 @@ import { FrameQueue, type MaskKeySource } from './writer.js';
 
 export type SendCallback = (error?: Error) => void;
 
-/** Compresses whole messages for the sender (RFC 7692 §7.2.1); zlib itself is the driver's business. */
-export interface MessageDeflater {
+/**
+ * permessage-deflate as the sender sees it (RFC 7692 §7.2.1): which messages to compress. The
+ * compressing itself is a job its owner runs (`takeDeflateJob()`, then `deflated()`): zlib is
+ * asynchronous, and no business of the core.
+ */
+export interface SenderCompression {
   /** Messages shorter than this are sent uncompressed. */
   readonly threshold: number;
-  /** Compress one message; calls back with the compressed payload (tail removed), or null when it cannot. */
-  deflate(payload: Buffer, callback: (compressed: Buffer | null) => void): void;
 }
 
 /** What the sender tells its owner (the protocol state machine). */
 export interface SenderEvents {
-  /** Bytes became ready to take (the driver decides when to write them). */
-  onOutput(): void;
   /** A message could not be compressed (the connection then fails with 1011). */
   onDeflateError(): void;
   /** Messages were dropped unsent: their callbacks are to fail. */
@@ -66,17 +66,16 @@ export class Sender {
   /** Messages waiting for a compression to finish, in order; null when nothing waits. */
   private staged: Staged[] | null = null;
   private stagedLength = 0;
-  private compressing = false;
-  /** Run once nothing is staged any more (the close handshake ends TCP after its close frame). */
-  private afterStaged: (() => void) | null = null;
+  /** The staged message being compressed (the first one), from its job's start to `deflated()`. */
+  private compressing: Staged | null = null;
+  /** Its payload, until the owner takes the job. */
+  private deflateJob: Buffer | null = null;
   private closeFrame: CloseFrame = CloseFrame.None;
-  /** The owner was told output is waiting, and has not taken it yet: once per batch is enough. */
-  private notified = false;
 
   constructor(
     /** Set for a client: every frame it sends is masked (RFC 6455 §5.3). */
     private readonly maskKeys: MaskKeySource | null,
-    private readonly deflater: MessageDeflater | null,
+    private readonly compression: SenderCompression | null,
     private readonly events: SenderEvents,
   ) {}
 
@@ -104,7 +103,7 @@ export class Sender {
    * deflater's threshold go uncompressed anyway.
    */
   message(opcode: number, payload: Buffer, compress: boolean, fragmentSize: number, callback?: SendCallback): void {
-    const deflate = compress && this.deflater !== null && payload.length >= this.deflater.threshold;
+    const deflate = compress && this.compression !== null && payload.length >= this.compression.threshold;
     if (deflate || this.staged !== null) {
       this.stage({ opcode, payload, compress: deflate, fragmentSize, callback });
       return;
@@ -119,21 +118,11 @@ export class Sender {
     this.done(callback);
   }
 
-  /** Tell the owner that output waits, once until it takes it. */
-  private ready(): void {
-    if (this.notified) return;
-    this.notified = true;
-    this.events.onOutput();
-  }
-
   /** Bytes framed elsewhere (a broadcast frames its message once for every connection). */
   framed(frame: Buffer): void {
     if (this.staged !== null)
       this.stage({ opcode: FRAMED, payload: frame, compress: false, fragmentSize: 0, callback: undefined });
-    else {
-      this.queue().framed(frame);
-      this.ready();
-    }
+    else this.queue().framed(frame);
   }
 
   /** The close frame (RFC 6455 §5.5.1): after every message already sent, compressed ones included. */
@@ -154,15 +143,13 @@ export class Sender {
     });
   }
 
-  /** Run `action` once every staged message has been framed (at once when none is staged). */
-  whenStaged(action: () => void): void {
-    if (this.staged === null) action();
-    else this.afterStaged = action;
+  /** Whether messages wait behind a compression (the close handshake ends TCP only after them). */
+  get hasStaged(): boolean {
+    return this.staged !== null;
   }
 
   /** The frames ready to write, as few buffers as possible; the queue is empty afterwards. */
   take(): Buffer[] {
-    this.notified = false;
     if (this.out === null) return [];
     if (this.closeFrame === CloseFrame.Queued) this.closeFrame = CloseFrame.Taken;
     return this.out.take();
@@ -186,19 +173,16 @@ export class Sender {
     if (closeDropped) this.closeFrame = CloseFrame.None;
     this.staged = null;
     this.stagedLength = 0;
-    this.compressing = false;
+    this.compressing = null;
+    this.deflateJob = null;
     const dropped: SendCallback[] = [];
     for (const message of staged) if (message.callback !== undefined) dropped.push(message.callback);
     if (dropped.length > 0) this.events.onDropped(dropped);
-    const after = this.afterStaged;
-    this.afterStaged = null;
-    after?.();
     return closeDropped;
   }
 
   /** The connection is gone: drop everything, queued or staged. */
   clear(): void {
-    this.afterStaged = null;
     this.dropStaged();
     this.out?.clear();
     const callbacks = this.takeCallbacks();
@@ -211,7 +195,6 @@ export class Sender {
 
   private done(callback: SendCallback | undefined): void {
     if (callback !== undefined) (this.callbacks ??= []).push(callback);
-    this.ready();
   }
 
   private stage(message: Staged): void {
@@ -223,40 +206,46 @@ export class Sender {
   /** Move staged messages to the queue in order, compressing those that need it, one at a time. */
   private drain(): void {
     const staged = this.staged;
-    while (staged !== null && staged.length > 0 && !this.compressing) {
+    while (staged !== null && staged.length > 0 && this.compressing === null) {
       const message = staged[0]!;
       if (message.compress) {
-        this.compressing = true;
-        this.deflater!.deflate(message.payload, (compressed) => this.compressed(staged, message, compressed));
+        this.compressing = message;
+        this.deflateJob = message.payload;
         return;
       }
       this.unstage(staged, message);
       if (message.opcode === FRAMED || message.opcode === CLOSE_FRAME) {
         if (message.opcode === CLOSE_FRAME) this.closeFrame = CloseFrame.Queued;
         this.queue().framed(message.payload);
-        this.done(undefined);
       } else {
         this.queue().message(message.opcode, message.payload, false, message.fragmentSize);
         this.done(message.callback);
       }
     }
-    if (staged !== null && staged.length === 0 && !this.compressing) {
-      this.staged = null;
-      const after = this.afterStaged;
-      this.afterStaged = null;
-      after?.();
-    }
+    if (staged !== null && staged.length === 0 && this.compressing === null) this.staged = null;
   }
 
-  private compressed(staged: Staged[], message: Staged, compressed: Buffer | null): void {
+  /** The message to compress, once (null when none waits): the owner runs it and calls `deflated()`. */
+  takeDeflateJob(): Buffer | null {
+    const job = this.deflateJob;
+    this.deflateJob = null;
+    return job;
+  }
+
+  /**
+   * The compressed payload of the message whose job was taken (RFC 7692 §7.2.1: without the tail
+   * its sync flush ended with), or null when it could not be compressed.
+   */
+  deflated(compressed: Buffer | null): void {
+    const message = this.compressing;
     // Dropped meanwhile (the connection failed or closed): the callbacks were failed already.
-    if (this.staged !== staged) return;
-    this.compressing = false;
+    if (message === null || this.deflateJob !== null) return;
+    this.compressing = null;
     if (compressed === null) {
       this.events.onDeflateError();
       return;
     }
-    this.unstage(staged, message);
+    this.unstage(this.staged!, message);
     // RFC 7692 §6: RSV1 on the first frame of a compressed message only (FrameQueue does that).
     this.queue().message(message.opcode, compressed, true, message.fragmentSize);
     this.done(message.callback);

@@ -1,5 +1,5 @@
 import { Opcode } from './constants.js';
-import { Receiver, type Frame, type MessageInflater, type Role } from './receiver.js';
+import { Receiver, type Frame, type Role } from './receiver.js';
 
 /** One frame seen on a connection, for `--trace` and the `trace` option. */
 export interface TracedFrame extends Frame {
@@ -31,13 +31,6 @@ export function formatFrame(frame: TracedFrame, previewBytes = 16): string {
   );
 }
 
-/** Passes compressed payloads through untouched: the tracer shows frames, not inflated messages. */
-const passThrough: MessageInflater = {
-  inflate(_payload, _fin, _max, _onData, done) {
-    done(null);
-  },
-};
-
 /**
  * Decodes the bytes a connection writes, so outgoing frames can be traced with the same parser
  * that reads incoming ones. It reads in the peer's role (a server's frames are what a client
@@ -48,7 +41,8 @@ export function outgoingFrameDecoder(localRole: Role, tracer: FrameTracer): (byt
     {
       role: localRole === 'server' ? 'client' : 'server',
       maxMessageSize: Number.MAX_SAFE_INTEGER,
-      inflater: passThrough,
+      maxFramePayload: Number.MAX_SAFE_INTEGER,
+      compressed: true,
     },
     {
       onMessage() {},
@@ -61,5 +55,9 @@ export function outgoingFrameDecoder(localRole: Role, tracer: FrameTracer): (byt
       },
     },
   );
-  return (bytes) => receiver.push(Buffer.from(bytes));
+  return (bytes) => {
+    receiver.push(Buffer.from(bytes));
+    // Compressed payloads pass through untouched: the tracer shows frames, not inflated messages.
+    while (receiver.takeInflateJob() !== null) receiver.inflateDone(null);
+  };
 }

@@ -206,51 +206,6 @@ export class FrameQueue {
   }
 }
 
-/**
- * Append one frame to `out` (each frame its own buffer, or a header and a payload). `maskKeys` set
- * means a client frame. Returns the number of bytes appended.
- */
-export function appendFrame(
-  out: Buffer[],
-  opcode: number,
-  payload: Uint8Array,
-  fin: boolean,
-  rsv1: boolean,
-  maskKeys: MaskKeySource | null,
-): number {
-  return appendVia(out, maskKeys, (queue) => queue.frame(opcode, payload, fin, rsv1));
-}
-
-/** Append a whole message to `out`, fragmented when `fragmentSize` is set (see FrameQueue.message). */
-export function appendMessage(
-  out: Buffer[],
-  opcode: number,
-  payload: Uint8Array,
-  rsv1: boolean,
-  maskKeys: MaskKeySource | null,
-  fragmentSize = 0,
-): number {
-  return appendVia(out, maskKeys, (queue) => queue.message(opcode, payload, rsv1, fragmentSize));
-}
-
-/** Append a control frame to `out` (see FrameQueue.control). */
-export function appendControlFrame(
-  out: Buffer[],
-  opcode: number,
-  payload: Uint8Array,
-  maskKeys: MaskKeySource | null,
-): number {
-  return appendVia(out, maskKeys, (queue) => queue.control(opcode, payload));
-}
-
-/** Frame with a one-off FrameQueue that keeps frames apart, and append its buffers to `out`. */
-function appendVia(out: Buffer[], maskKeys: MaskKeySource | null, write: (queue: FrameQueue) => number): number {
-  const queue = new FrameQueue(maskKeys, true);
-  const written = write(queue);
-  for (const buffer of queue.take()) out.push(buffer);
-  return written;
-}
-
 export function toBuffer(data: Uint8Array): Buffer {
   return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }

@@ -10,18 +10,20 @@ import { isIP } from 'node:net';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import {
   CLIENT_DEFAULTS,
+  ClientAttempt,
   agreedExtensions,
-  offeredProtocols,
   parseWebSocketUrl,
   startClientHandshake,
   type ClientOptions,
+  type HandshakeEvents,
+  type Target,
 } from './client.js';
-import type { HandshakeEvents } from './client.js';
 import { WEBSOCKET_VERSION } from '../protocol/constants.js';
-import { HandshakeError, acceptedFields } from '../protocol/handshake.js';
-import { type HeaderMap } from '../protocol/http1.js';
+import { HandshakeError, RefusalBody, acceptedFields, offeredProtocols } from '../protocol/handshake.js';
+import { assertSendableHeader, headersRecord } from '../protocol/http1.js';
+import { headerMapOfHttp2 } from './http2-headers.js';
 import { prepareWebSocketStream } from './http2-stream.js';
-import { deflateOffer, deflateOptionsOf } from '../protocol/permessage-deflate.js';
+import { deflateOffer, deflateOptionsOf, type PerMessageDeflateOptions } from '../protocol/permessage-deflate.js';
 
 /**
  * WebSockets over HTTP/2 (RFC 8441), client side: `connect(url, { http2: true })`. One HTTP/2
@@ -29,9 +31,6 @@ import { deflateOffer, deflateOptionsOf } from '../protocol/permessage-deflate.j
  * the first, waits for the server's SETTINGS, and is closed when its last WebSocket is gone.
  */
 
-/** How much of a refusal's body to keep for the error message, and how long to wait for it. */
-const BODY_PREVIEW_BYTES = 1024;
-const BODY_WAIT_MS = 500;
 const EMPTY = Buffer.alloc(0);
 
 /** One HTTP/2 connection to an origin, shared by the WebSockets to it. */
@@ -88,7 +87,8 @@ function release(pooled: Pooled): void {
 
 /**
  * Start a client handshake over HTTP/2 (on the next tick, as over HTTP/1.1). Returns the function
- * that aborts it. Throws for a bad URL, protocol list or header before anything happens.
+ * that aborts it. Throws a SyntaxError for a bad URL or protocol list, and a TypeError for a header
+ * that cannot be sent, before anything happens.
  */
 export function startHttp2Handshake(
   address: string | URL,
@@ -99,178 +99,205 @@ export function startHttp2Handshake(
   const target = parseWebSocketUrl(address);
   const protocols = offeredProtocols(offered);
   const deflateOptions = deflateOptionsOf(options.perMessageDeflate);
-  // RFC 8441 §4-§5: an extended CONNECT; no Upgrade, Connection or Sec-WebSocket-Key.
+  const handshake = new Http2ClientHandshake(events, address, protocols, options, deflateOptions);
+  // Built now, so a bad header or origin throws here (and rejects connect()), as over HTTP/1.1.
+  const request = connectHeaders(target, protocols, options, deflateOptions);
+  process.nextTick(() => handshake.start(target, request));
+  return () => handshake.abort();
+}
+
+/** RFC 8441 §4-§5: the headers of an extended CONNECT; no Upgrade, Connection or Sec-WebSocket-Key. */
+function connectHeaders(
+  target: Target,
+  protocols: readonly string[],
+  options: ClientOptions,
+  deflateOptions: PerMessageDeflateOptions | null,
+): OutgoingHttpHeaders {
   const headers: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(options.headers ?? {})) headers[name.toLowerCase()] = value;
-  Object.assign(headers, {
+  for (const [name, value] of Object.entries(options.headers ?? {})) {
+    assertSendableHeader(name, value);
+    // RFC 9113 §8.2: field names are lower case in HTTP/2.
+    headers[name.toLowerCase()] = value;
+  }
+  if (options.origin !== undefined) {
+    assertSendableHeader('origin', options.origin);
+    headers['origin'] = options.origin;
+  }
+  if (protocols.length > 0) headers['sec-websocket-protocol'] = protocols.join(', ');
+  if (deflateOptions !== null) headers['sec-websocket-extensions'] = deflateOffer(deflateOptions);
+  return Object.assign(headers, {
     ':method': 'CONNECT',
     ':protocol': 'websocket',
     ':scheme': target.secure ? 'https' : 'http',
     ':authority': target.authority,
     ':path': target.path,
+    // RFC 8441 §5 keeps RFC 6455 §4.1 item 9.
     'sec-websocket-version': String(WEBSOCKET_VERSION),
   });
-  if (protocols.length > 0) headers['sec-websocket-protocol'] = protocols.join(', ');
-  if (deflateOptions !== null) headers['sec-websocket-extensions'] = deflateOffer(deflateOptions);
-  if (options.origin !== undefined) headers['origin'] = options.origin;
-  const fallback = typeof options.http2 === 'object' && options.http2.fallback === true;
+}
 
-  let done = false;
-  let stream: ClientHttp2Stream | null = null;
-  let pooled: Pooled | null = null;
-  let timer: NodeJS.Timeout | null = null;
-  let abortFallback: (() => void) | null = null;
-  let onStreamClose = (): void => {};
-  const onStreamError = (error: Error): void => fail(error);
-  const finish = (): void => {
-    done = true;
-    if (timer !== null) clearTimeout(timer);
-  };
-  const fail = (error: Error): void => {
-    if (done) return;
-    finish();
-    if (stream !== null && !stream.destroyed) stream.close(h2.NGHTTP2_CANCEL);
-    else if (pooled !== null) release(pooled);
-    events.onFail(error);
-  };
-  const overHttp1 = (): void => {
-    finish();
+/**
+ * One handshake over HTTP/2: a session to share (or open), its SETTINGS, an extended CONNECT on a
+ * stream of it, and the response. A 2xx hands the stream to the driver; anything else is a
+ * refusal, read as over HTTP/1.1 (`ClientAttempt`). A server without RFC 8441 makes it fail, or
+ * with `http2: { fallback: true }` start again over HTTP/1.1.
+ */
+class Http2ClientHandshake extends ClientAttempt {
+  private pooled: Pooled | null = null;
+  private stream: ClientHttp2Stream | null = null;
+  /** The HTTP/1.1 handshake that took over, when HTTP/2 was not on offer. */
+  private abortFallback: (() => void) | null = null;
+
+  constructor(
+    events: HandshakeEvents,
+    private readonly address: string | URL,
+    private readonly protocols: string[],
+    private readonly options: ClientOptions,
+    private readonly deflateOptions: PerMessageDeflateOptions | null,
+  ) {
+    super(events);
+  }
+
+  start(target: Target, request: OutgoingHttpHeaders): void {
+    // Closed or terminated before this tick: never connect at all.
+    if (this.done) return;
+    this.armTimeout(this.options.handshakeTimeout ?? CLIENT_DEFAULTS.handshakeTimeout);
+    const origin = `${target.secure ? 'https' : 'http'}://${target.authority}`;
+    const pooled = (this.pooled = sessionFor(origin, target.secure, target.host, this.options.tls));
+    pooled.users++;
+    pooled.ready.then(
+      () => this.onSettings(origin, request),
+      (error: Error) => this.unavailable(error),
+    );
+  }
+
+  abort(): void {
+    if (this.abortFallback !== null) this.abortFallback();
+    else this.fail(new HandshakeError('connection closed before the handshake completed'));
+  }
+
+  /** RFC 8441 §3: extended CONNECT only once the server's SETTINGS_ENABLE_CONNECT_PROTOCOL is 1. */
+  private onSettings(origin: string, request: OutgoingHttpHeaders): void {
+    if (this.done) return;
+    const session = this.pooled!.session;
+    if (session.remoteSettings.enableConnectProtocol !== true) {
+      this.unavailable(
+        new HandshakeError(
+          `${origin} does not accept WebSockets over HTTP/2: its SETTINGS lack ` +
+            'SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (RFC 8441 §3); connect without `http2`, ' +
+            'or with `http2: { fallback: true }`',
+        ),
+      );
+      return;
+    }
+    let stream: ClientHttp2Stream;
+    try {
+      stream = this.stream = session.request(request, { endStream: false });
+    } catch (error) {
+      this.fail(error instanceof Error ? error : new Error(String(error)));
+      return;
+    }
+    stream.on('error', this.onStreamError);
+    stream.once('close', this.onStreamClose);
+    stream.once('response', this.onResponse);
+  }
+
+  /** No WebSockets over HTTP/2 at this origin: over HTTP/1.1 when allowed, else fail with `error`. */
+  private unavailable(error: Error): void {
+    if (this.done) return;
+    const fallback = typeof this.options.http2 === 'object' && this.options.http2.fallback === true;
+    if (!fallback) {
+      this.fail(error);
+      return;
+    }
+    this.finish();
+    this.releaseSession();
     // The same handshake over HTTP/1.1, on its own connection; its own timeout starts now.
     try {
-      abortFallback = startClientHandshake(address, protocols, { ...options, http2: false }, events);
-    } catch (error) {
-      events.onFail(error as Error);
+      const options = { ...this.options, http2: false };
+      this.abortFallback = startClientHandshake(this.address, this.protocols, options, this.events);
+    } catch (fallbackError) {
+      this.events.onFail(fallbackError as Error);
     }
-  };
+  }
 
-  const start = async (): Promise<void> => {
-    const timeout = options.handshakeTimeout ?? CLIENT_DEFAULTS.handshakeTimeout;
-    if (timeout > 0) {
-      timer = setTimeout(() => fail(new HandshakeError('handshake timed out')), timeout);
-      timer.unref();
-    }
-    const origin = `${target.secure ? 'https' : 'http'}://${target.authority}`;
-    const current = (pooled = sessionFor(origin, target.secure, target.host, options.tls));
-    current.users++;
-    try {
-      await current.ready;
-    } catch (error) {
-      if (done) return;
-      release(current);
-      pooled = null;
-      if (fallback) overHttp1();
-      else fail(error as Error);
-      return;
-    }
-    if (done) return;
-    // RFC 8441 §3: extended CONNECT only once the server's SETTINGS_ENABLE_CONNECT_PROTOCOL is 1.
-    if (current.session.remoteSettings.enableConnectProtocol !== true) {
-      release(current);
-      pooled = null;
-      if (fallback) overHttp1();
-      else
-        fail(
-          new HandshakeError(
-            `${origin} does not accept WebSockets over HTTP/2: its SETTINGS lack ` +
-              'SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (RFC 8441 §3); connect without `http2`, ' +
-              'or with `http2: { fallback: true }`',
-          ),
-        );
-      return;
-    }
-    let request: ClientHttp2Stream;
-    try {
-      request = stream = current.session.request(headers, { endStream: false });
-    } catch (error) {
-      fail(error as Error);
-      return;
-    }
-    onStreamClose = (): void => {
-      release(current);
-      fail(new HandshakeError('the stream closed during the handshake'));
-    };
-    request.once('close', onStreamClose);
-    request.on('error', onStreamError);
-    request.once('response', (response) => {
-      if (done) return;
-      const status = Number(response[':status']);
-      // RFC 8441 §5: "a 2xx series status code" accepts the WebSocket; anything else refuses it.
-      if (status >= 200 && status < 300) accepted(request, response);
-      else refused(request, status, response);
-    });
-  };
-
-  const accepted = (request: ClientHttp2Stream, response: IncomingHttpHeaders): void => {
-    const map = headerMapOf(response);
+  private readonly onResponse = (response: IncomingHttpHeaders): void => {
+    if (this.done) return;
     const status = Number(response[':status']);
+    // RFC 8441 §5: "a 2xx series status code" accepts the WebSocket; anything else refuses it.
+    if (status >= 200 && status < 300) this.accept(status, response);
+    else this.startReadingRefusal(status, response);
+  };
+
+  /** A 2xx: the subprotocol and extensions checked (RFC 6455 §4.1), then the stream goes to the driver. */
+  private accept(status: number, response: IncomingHttpHeaders): void {
+    const headers = headerMapOfHttp2(response);
     let protocol: string;
     let agreed: ReturnType<typeof agreedExtensions>;
     try {
-      const fields = acceptedFields(map, protocols, status);
+      const fields = acceptedFields(headers, this.protocols, status);
       protocol = fields.protocol;
-      agreed = agreedExtensions(fields.extensions, deflateOptions, status, map);
+      agreed = agreedExtensions(fields.extensions, this.deflateOptions, status, headers);
     } catch (error) {
-      fail(error instanceof Error ? error : new Error(String(error)));
+      this.fail(error instanceof Error ? error : new Error(String(error)));
       return;
     }
+    this.finish();
+    const stream = this.detachStream();
+    // The WebSocket holds its place in the session from now on.
+    const pooled = this.pooled!;
+    this.pooled = null;
+    stream.once('close', () => release(pooled));
+    prepareWebSocketStream(stream, 'client');
+    const record = { ...headersRecord(headers), ':status': String(status) };
     const { extensions, deflate } = agreed;
-    finish();
-    request.off('close', onStreamClose);
-    request.off('error', onStreamError);
-    const current = pooled!;
-    request.once('close', () => release(current));
-    prepareWebSocketStream(request, 'client');
-    const record: Record<string, string> = {};
-    for (const [name, values] of map) record[name] = values.join(', ');
-    record[':status'] = String(response[':status']);
-    events.onOpen({ socket: request, protocol, extensions, deflate, headers: record, rest: EMPTY });
-  };
-
-  const refused = (request: ClientHttp2Stream, status: number, response: IncomingHttpHeaders): void => {
-    const chunks: Buffer[] = [];
-    let bytes = 0;
-    const report = (): void => {
-      const text = Buffer.concat(chunks).toString('utf8');
-      const detail = text.trim() === '' ? '' : `: ${text.trim()}`;
-      fail(
-        new HandshakeError(
-          `server refused the WebSocket handshake: ${status}${detail}`,
-          status,
-          headerMapOf(response),
-          text,
-        ),
-      );
-    };
-    request.on('data', (chunk: Buffer) => {
-      if (bytes < BODY_PREVIEW_BYTES) chunks.push(chunk.subarray(0, BODY_PREVIEW_BYTES - bytes));
-      bytes += chunk.length;
-      if (bytes >= BODY_PREVIEW_BYTES) report();
-    });
-    request.once('end', report);
-    request.off('close', onStreamClose);
-    const current = pooled!;
-    request.once('close', () => {
-      report();
-      release(current);
-    });
-    setTimeout(report, BODY_WAIT_MS).unref();
-  };
-
-  process.nextTick(() => {
-    if (!done) void start();
-  });
-  return () => {
-    if (abortFallback !== null) abortFallback();
-    else fail(new HandshakeError('connection closed before the handshake completed'));
-  };
-}
-
-/** Response headers as a HeaderMap, pseudo-headers left out. */
-function headerMapOf(headers: IncomingHttpHeaders): HeaderMap {
-  const map: HeaderMap = new Map();
-  for (const [name, value] of Object.entries(headers)) {
-    if (name.startsWith(':') || value === undefined) continue;
-    map.set(name, Array.isArray(value) ? [...value] : [String(value)]);
+    this.events.onOpen({ socket: stream, protocol, extensions, deflate, headers: record, rest: EMPTY });
   }
-  return map;
+
+  private startReadingRefusal(status: number, response: IncomingHttpHeaders): void {
+    this.startRefusal(new RefusalBody(status, '', headerMapOfHttp2(response), Date.now()));
+    const stream = this.stream!;
+    stream.on('data', this.onRefusalData);
+    stream.once('end', this.onRefusalEnd);
+  }
+
+  private readonly onRefusalData = (chunk: Buffer): void => {
+    if (!this.done && this.refusal!.push(chunk)) this.refused();
+  };
+
+  private readonly onRefusalEnd = (): void => this.refused();
+
+  private readonly onStreamError = (error: Error): void => this.fail(error);
+
+  private readonly onStreamClose = (): void => {
+    if (this.refusal !== null) this.refused();
+    else this.fail(new HandshakeError('the stream closed during the handshake'));
+  };
+
+  private detachStream(): ClientHttp2Stream {
+    const stream = this.stream!;
+    stream.off('error', this.onStreamError);
+    stream.off('close', this.onStreamClose);
+    stream.off('response', this.onResponse);
+    stream.off('data', this.onRefusalData);
+    stream.off('end', this.onRefusalEnd);
+    return stream;
+  }
+
+  /** RFC 8441 §6: a stream given up on is reset with CANCEL; the session is left to others. */
+  protected abandon(): void {
+    if (this.stream !== null) {
+      const stream = this.detachStream();
+      // A late error from the stream we are abandoning must not go unhandled.
+      stream.on('error', () => {});
+      if (!stream.destroyed) stream.close(h2.NGHTTP2_CANCEL);
+    }
+    this.releaseSession();
+  }
+
+  private releaseSession(): void {
+    const pooled = this.pooled;
+    this.pooled = null;
+    if (pooled !== null) release(pooled);
+  }
 }

@@ -1,13 +1,20 @@
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions as TlsConnectionOptions } from 'node:tls';
-import { HandshakeError, generateKey, upgradeRequest, validateUpgradeResponse } from '../protocol/handshake.js';
+import {
+  HandshakeError,
+  RefusalBody,
+  generateKey,
+  offeredProtocols,
+  upgradeRequest,
+  validateUpgradeResponse,
+} from '../protocol/handshake.js';
 import {
   DEFAULT_MAX_HEAD_SIZE,
   HeadReader,
   HttpError,
   headersRecord,
-  isToken,
   parseResponseHead,
+  type HeaderMap,
   type ResponseHead,
 } from '../protocol/http1.js';
 import { ExtensionHeaderError, parseExtensions } from '../protocol/extensions.js';
@@ -25,7 +32,9 @@ import { sharedWheel, type WheelTarget } from '../driver/timer-wheel.js';
 /**
  * The client side of the opening handshake (RFC 6455 §4.1) on a socket it opens itself. Once the
  * server's 101 is verified, it hands the socket over (`HandshakeEvents.onOpen`), and the same
- * driver as on the server (src/websocket/websocket.ts) runs the connection.
+ * driver as on the server (src/driver/connection.ts) runs the connection. What the HTTP/2 client
+ * (client-http2.ts) shares with it lives here too: the options, the URL, the extensions agreed,
+ * and `ClientAttempt`, a handshake's deadline and its refusal's body.
  */
 
 export interface ClientOptions extends ConnectionOptions {
@@ -53,12 +62,7 @@ export interface ClientOptions extends ConnectionOptions {
 
 export const CLIENT_DEFAULTS = Object.freeze({ handshakeTimeout: 10_000, maxHeaderSize: DEFAULT_MAX_HEAD_SIZE });
 
-/** How much of a refusal's body to keep for the error message. */
-const BODY_PREVIEW_BYTES = 1024;
-/** How long to wait for a refusal's body after its head. */
-const BODY_WAIT_MS = 500;
-
-interface Target {
+export interface Target {
   secure: boolean;
   host: string;
   port: number;
@@ -121,16 +125,6 @@ export function startClientHandshake(
   return () => handshake.fail(new HandshakeError('connection closed before the handshake completed'));
 }
 
-/** The subprotocols to offer, checked (over HTTP/1.1 and HTTP/2 alike). Throws a SyntaxError. */
-export function offeredProtocols(offered: string | readonly string[]): string[] {
-  const protocols = typeof offered === 'string' ? [offered] : [...offered];
-  // RFC 6455 §4.1: each offered subprotocol is a token, and "MUST all be unique strings".
-  if (protocols.some((p) => !isToken(p)) || new Set(protocols).size !== protocols.length) {
-    throw new SyntaxError('invalid subprotocol list');
-  }
-  return protocols;
-}
-
 /**
  * The extensions an accepting response agreed to (over HTTP/1.1 and HTTP/2 alike): permessage-deflate
  * or none. Throws a HandshakeError (with `status` and `headers`) for anything the client cannot accept.
@@ -139,7 +133,7 @@ export function agreedExtensions(
   values: readonly string[],
   deflateOptions: PerMessageDeflateOptions | null,
   status: number,
-  headers: ResponseHead['headers'],
+  headers: HeaderMap,
 ): { extensions: string; deflate: PerMessageDeflate | null } {
   try {
     const answered = parseExtensions(values);
@@ -163,23 +157,80 @@ export function agreedExtensions(
   }
 }
 
-class ClientHandshake implements WheelTarget {
+/**
+ * One client handshake in flight, over either transport: what both share is its deadline on the
+ * shared timer wheel (the handshake timeout, brought forward to the refusal body's wait once a
+ * refusal's head is in) and that refusal's body. Subclasses own the transport.
+ */
+export abstract class ClientAttempt implements WheelTarget {
   wheelTick = 0;
   wheelIndex = 0;
+  /** Opened, failed or aborted: later events change nothing. */
+  protected done = false;
+  protected refusal: RefusalBody | null = null;
+  private deadline = 0;
+
+  constructor(protected readonly events: HandshakeEvents) {}
+
+  /** The handshake timeout starts now (none when `timeout` is 0). */
+  protected armTimeout(timeout: number): void {
+    if (timeout <= 0) return;
+    this.deadline = Date.now() + timeout;
+    sharedWheel.schedule(this, this.deadline);
+  }
+
+  /** A refusal's head is in: read its body until it is all here, or for REFUSAL_BODY_WAIT_MS at most. */
+  protected startRefusal(refusal: RefusalBody): void {
+    this.refusal = refusal;
+    this.deadline = this.deadline === 0 ? refusal.waitUntil : Math.min(this.deadline, refusal.waitUntil);
+    sharedWheel.schedule(this, this.deadline);
+  }
+
+  /** Report the refusal with what came of its body. */
+  protected refused(): void {
+    if (this.refusal !== null) this.fail(this.refusal.error());
+  }
+
+  onWheel(now: number): void {
+    if (this.done || this.deadline === 0) return;
+    if (now < this.deadline) sharedWheel.schedule(this, this.deadline);
+    else if (this.refusal !== null) this.refused();
+    else this.fail(new HandshakeError('handshake timed out'));
+  }
+
+  /** The handshake is over, opened or not: off the wheel. */
+  protected finish(): void {
+    this.done = true;
+    this.deadline = 0;
+    sharedWheel.cancel(this);
+  }
+
+  /** The handshake failed (or was aborted): the connection never opened. */
+  fail(error: Error): void {
+    if (this.done) return;
+    this.finish();
+    this.abandon();
+    this.events.onFail(error);
+  }
+
+  /** Let go of the transport of a handshake that failed. */
+  protected abstract abandon(): void;
+}
+
+/** The handshake over HTTP/1.1, on a TCP or TLS socket of its own. */
+class ClientHandshake extends ClientAttempt {
   private socket: Socket | null = null;
   private readonly key = generateKey();
-  private reader: HeadReader;
-  private deadline = 0;
-  private done = false;
-  private refusal: { response: ResponseHead; body: Buffer[]; bodyBytes: number; expected: number } | null = null;
+  private readonly reader: HeadReader;
 
   constructor(
-    private readonly events: HandshakeEvents,
+    events: HandshakeEvents,
     private readonly target: Target,
     private readonly protocols: string[],
     private readonly options: ClientOptions,
     private readonly deflateOptions: PerMessageDeflateOptions | null,
   ) {
+    super(events);
     this.reader = new HeadReader(options.maxHeaderSize ?? CLIENT_DEFAULTS.maxHeaderSize, 'response');
   }
 
@@ -200,11 +251,7 @@ class ClientHandshake implements WheelTarget {
     // Closed or terminated before this tick: never connect at all.
     if (this.done) return;
     const { target, options } = this;
-    const timeout = options.handshakeTimeout ?? CLIENT_DEFAULTS.handshakeTimeout;
-    if (timeout > 0) {
-      this.deadline = Date.now() + timeout;
-      sharedWheel.schedule(this, this.deadline);
-    }
+    this.armTimeout(options.handshakeTimeout ?? CLIENT_DEFAULTS.handshakeTimeout);
     const socket = target.secure
       ? tlsConnect({
           host: target.host,
@@ -224,20 +271,10 @@ class ClientHandshake implements WheelTarget {
     socket.on('close', this.onClose);
   }
 
-  onWheel(now: number): void {
-    if (this.done || this.deadline === 0) return;
-    if (now < this.deadline) {
-      sharedWheel.schedule(this, this.deadline);
-      return;
-    }
-    if (this.refusal !== null) this.refused();
-    else this.fail(new HandshakeError('handshake timed out'));
-  }
-
   private readonly onData = (chunk: Buffer): void => {
     if (this.done) return;
     if (this.refusal !== null) {
-      this.collectBody(chunk);
+      if (this.refusal.push(chunk)) this.refused();
       return;
     }
     let result: { head: Buffer; rest: Buffer } | null;
@@ -254,18 +291,15 @@ class ClientHandshake implements WheelTarget {
     }
     if (response.status !== 101) {
       // Keep the start of the body: it usually says why.
-      const length = Number(response.headers.get('content-length')?.[0] ?? NaN);
-      this.refusal = {
-        response,
-        body: [],
-        bodyBytes: 0,
-        expected: Number.isFinite(length) ? Math.min(length, BODY_PREVIEW_BYTES) : BODY_PREVIEW_BYTES,
-      };
-      this.deadline = Math.min(this.deadline === 0 ? Infinity : this.deadline, Date.now() + BODY_WAIT_MS);
-      sharedWheel.schedule(this, this.deadline);
-      this.collectBody(result.rest);
+      this.startRefusal(new RefusalBody(response.status, response.statusText, response.headers, Date.now()));
+      if (this.refusal!.push(result.rest)) this.refused();
       return;
     }
+    this.accept(response, result.rest);
+  };
+
+  /** A 101: checked (RFC 6455 §4.1), then the socket goes to the driver. */
+  private accept(response: ResponseHead, rest: Buffer): void {
     let protocol: string;
     let agreed: ReturnType<typeof agreedExtensions>;
     try {
@@ -276,15 +310,18 @@ class ClientHandshake implements WheelTarget {
       this.fail(error instanceof Error ? error : new Error(String(error)));
       return;
     }
-    this.succeed(protocol, agreed.extensions, agreed.deflate, result.rest, response);
-  };
+    this.finish();
+    const socket = this.detach();
+    const { extensions, deflate } = agreed;
+    this.events.onOpen({ socket, protocol, extensions, deflate, headers: headersRecord(response.headers), rest });
+  }
 
   private readonly onError = (error: Error): void => {
     this.fail(error);
   };
 
   private readonly onEnd = (): void => {
-    if (this.refusal !== null) this.refused();
+    this.refused();
   };
 
   private readonly onClose = (): void => {
@@ -292,33 +329,7 @@ class ClientHandshake implements WheelTarget {
     else this.fail(new HandshakeError('connection closed during the handshake'));
   };
 
-  private collectBody(chunk: Buffer): void {
-    const refusal = this.refusal!;
-    if (chunk.length > 0 && refusal.bodyBytes < refusal.expected) {
-      const piece = chunk.subarray(0, refusal.expected - refusal.bodyBytes);
-      refusal.body.push(piece);
-      refusal.bodyBytes += piece.length;
-    }
-    if (refusal.bodyBytes >= refusal.expected) this.refused();
-  }
-
-  private refused(): void {
-    const { response, body } = this.refusal!;
-    const text = Buffer.concat(body).toString('utf8');
-    const detail = text.trim() === '' ? '' : `: ${text.trim()}`;
-    this.fail(
-      new HandshakeError(
-        `server refused the WebSocket handshake: ${response.status} ${response.statusText}${detail}`,
-        response.status,
-        response.headers,
-        text,
-      ),
-    );
-  }
-
   private detach(): Socket {
-    this.done = true;
-    sharedWheel.cancel(this);
     const socket = this.socket!;
     socket.off('data', this.onData);
     socket.off('error', this.onError);
@@ -327,30 +338,11 @@ class ClientHandshake implements WheelTarget {
     return socket;
   }
 
-  private succeed(
-    protocol: string,
-    extensions: string,
-    deflate: PerMessageDeflate | null,
-    rest: Buffer,
-    response: ResponseHead,
-  ): void {
+  protected abandon(): void {
+    if (this.socket === null) return;
     const socket = this.detach();
-    this.events.onOpen({ socket, protocol, extensions, deflate, headers: headersRecord(response.headers), rest });
-  }
-
-  /** The handshake failed: the connection never opened. */
-  fail(error: Error): void {
-    if (this.done) return;
-    const socket = this.socket;
-    if (socket !== null) {
-      this.detach();
-      // A late error from the socket we are abandoning must not go unhandled.
-      socket.on('error', () => {});
-      socket.destroy();
-    } else {
-      this.done = true;
-      sharedWheel.cancel(this);
-    }
-    this.events.onFail(error);
+    // A late error from the socket we are abandoning must not go unhandled.
+    socket.on('error', () => {});
+    socket.destroy();
   }
 }

@@ -9,13 +9,14 @@ import {
 } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket, type TlsOptions } from 'node:tls';
-import { WEBSOCKET_VERSION } from '../protocol/constants.js';
-import { describeRequest, type UpgradeFields, type UpgradeRequest } from '../protocol/handshake.js';
-import { HttpError, isToken, listHeader, singleHeader, type HeaderMap } from '../protocol/http1.js';
+import { describeRequest, websocketFields, type UpgradeFields, type UpgradeRequest } from '../protocol/handshake.js';
+import { HttpError, headersRecord, type HeaderMap } from '../protocol/http1.js';
 import type { DeflateParams } from '../protocol/permessage-deflate.js';
+import { sharedWheel, type WheelTarget } from '../driver/timer-wheel.js';
+import { headerMapOfHttp2 } from './http2-headers.js';
 import { prepareWebSocketStream } from './http2-stream.js';
 import type { WebSocket } from './websocket.js';
-import type { HttpRequestInfo, HttpResponseInfo } from './hooks.js';
+import type { HandshakeRecord, HttpRequestInfo, PlainAnswer } from './hooks.js';
 
 /**
  * WebSockets over HTTP/2 (RFC 8441), server side. A WebSocket is one HTTP/2 stream opened with an
@@ -58,60 +59,48 @@ export interface Gatekeeper {
     protocol: string | undefined,
     verdict: { request: UpgradeRequest; deflate: DeflateAgreement },
     data: unknown,
-    callback?: (connection: WebSocket, request: UpgradeRequest) => void,
+    callback: ((connection: WebSocket, request: UpgradeRequest) => void) | undefined,
+    /** The handshake as it went, for observers. */
+    seen: HandshakeRecord,
   ): void;
   emitRejected(status: number, message: string, remoteAddress: string | undefined): void;
   emitError(error: Error): void;
-  /** The server's `onHttpRequest` (a 500 if it throws), or undefined. */
-  answerPlain(request: HttpRequestInfo): HttpResponseInfo | undefined;
+  /** The server's `onHttpRequest`, its answer checked (a 500 if it throws or is unsendable), or undefined. */
+  answerPlain(request: HttpRequestInfo): PlainAnswer | undefined;
 }
 
 const EMPTY = Buffer.alloc(0);
 
-/** A response body as bytes. */
-export function bodyOf(response: HttpResponseInfo): Buffer {
-  const body = response.body;
-  if (body === undefined) return EMPTY;
-  return typeof body === 'string' ? Buffer.from(body) : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-}
-
 /** A plain request on our own listener, through `onHttpRequest`: true when it answered. */
 function answerPlainStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, gate: Gatekeeper): boolean {
-  const record: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (name.startsWith(':') || value === undefined) continue;
-    record[name] = Array.isArray(value) ? value.join(', ') : value;
-  }
-  const response = gate.answerPlain({
+  const answer = gate.answerPlain({
     method: String(headers[':method']),
     target: String(headers[':path'] ?? ''),
     httpVersion: '2.0',
-    headers: record,
+    headers: headersRecord(requestHeaderMap(headers)),
     remoteAddress: stream.session?.socket?.remoteAddress,
   });
-  if (response === undefined) return false;
+  if (answer === undefined) return false;
   if (stream.destroyed || stream.closed) return true;
-  const body = bodyOf(response);
-  const out: OutgoingHttpHeaders = { ':status': response.status, 'content-length': String(body.length) };
-  for (const [name, value] of Object.entries(response.headers ?? {})) out[name.toLowerCase()] = value;
+  const out: OutgoingHttpHeaders = { ':status': answer.status };
+  for (const [name, value] of answer.headers) out[name] = value;
   try {
-    stream.respond(out);
-    stream.end(body);
+    if (answer.body.length === 0) stream.respond(out, { endStream: true });
+    else {
+      stream.respond(out);
+      stream.end(answer.body);
+    }
   } catch (error) {
-    // A header HTTP/2 cannot carry (a connection-specific one, say).
+    // What node:http2 refuses to send after our checks: report it, end the stream.
     gate.emitError(error instanceof Error ? error : new Error(String(error)));
     stream.close(h2.NGHTTP2_INTERNAL_ERROR);
   }
   return true;
 }
 
-/** The headers of an HTTP/2 request as a HeaderMap (pseudo-headers left out; arrays kept apart). */
-function headerMapOfH2(headers: IncomingHttpHeaders): HeaderMap {
-  const map: HeaderMap = new Map();
-  for (const [name, value] of Object.entries(headers)) {
-    if (name.startsWith(':') || value === undefined) continue;
-    map.set(name, Array.isArray(value) ? [...value] : [String(value)]);
-  }
+/** The headers of an extended CONNECT as a HeaderMap, with `host` for the hooks that read it. */
+function requestHeaderMap(headers: IncomingHttpHeaders): HeaderMap {
+  const map = headerMapOfHttp2(headers);
   // RFC 9113 §8.3.1: ":authority" takes the place of Host; hooks that read `headers.host` still find it.
   const authority = headers[':authority'];
   if (!map.has('host') && typeof authority === 'string') map.set('host', [authority]);
@@ -131,7 +120,7 @@ export function validateExtendedConnect(
   gate: Gatekeeper,
 ): { request: UpgradeRequest; fields: UpgradeFields } {
   const path = headers[':path'];
-  const map = headerMapOfH2(headers);
+  const map = requestHeaderMap(headers);
   const method = headers[':method'] ?? '';
   const request = describeRequest(
     { method, target: path ?? '/', version: [2, 0], headers: map },
@@ -143,39 +132,27 @@ export function validateExtendedConnect(
       allow: 'CONNECT',
     });
   }
-  const protocol = headers[':protocol'];
-  if (protocol === undefined) throw new HttpError(400, 'a CONNECT without :protocol: this server is not a proxy');
+  // (Not the subprotocol: the protocol the CONNECT asks to tunnel, RFC 8441 §4.)
+  const tunnelled = headers[':protocol'];
+  if (tunnelled === undefined) throw new HttpError(400, 'a CONNECT without :protocol: this server is not a proxy');
   // RFC 8441 §4: ":protocol" names the protocol; we speak only "websocket" (its registered token).
-  if (protocol !== 'websocket') throw new HttpError(501, `the :protocol "${String(protocol)}" is not supported`);
+  if (tunnelled !== 'websocket') throw new HttpError(501, `the :protocol "${String(tunnelled)}" is not supported`);
   // RFC 8441 §4: "the :scheme and :path pseudo-header fields MUST be included".
   if (path === undefined || headers[':scheme'] === undefined) throw new HttpError(400, 'missing :scheme or :path');
   if (headers[':authority'] === undefined) throw new HttpError(400, 'missing :authority');
   // A WebSocket handshake, then: a path we do not serve is "not found" whatever else is wrong with it.
   gate.checkPath(request);
-  // RFC 8441 §5: no Sec-WebSocket-Key or Sec-WebSocket-Accept; Sec-WebSocket-Version stays (RFC 6455 §4.2.1 item 6).
-  const version = map.get('sec-websocket-version');
-  const speaks = { 'sec-websocket-version': String(WEBSOCKET_VERSION) };
-  if (version === undefined) throw new HttpError(400, 'missing Sec-WebSocket-Version header', speaks);
-  if (version.length !== 1 || version[0] !== String(WEBSOCKET_VERSION)) {
-    throw new HttpError(426, `unsupported WebSocket version; this server speaks ${WEBSOCKET_VERSION}`, speaks);
-  }
-  const protocols = listHeader(map, 'sec-websocket-protocol');
-  // RFC 6455 §4.1: subprotocols are tokens and "MUST all be unique strings".
-  if (protocols.some((p) => !isToken(p)) || new Set(protocols).size !== protocols.length) {
-    throw new HttpError(400, 'invalid Sec-WebSocket-Protocol header');
-  }
-  request.protocols = protocols;
-  const fields: UpgradeFields = {
-    key: '',
-    protocols,
-    extensions: map.get('sec-websocket-extensions') ?? [],
-    origin: singleHeader(map, 'origin'),
-  };
+  // RFC 8441 §5: no Sec-WebSocket-Key (nor Accept); the version, subprotocols, extensions and
+  // Origin are read and checked as over HTTP/1.1 (RFC 6455 §4.2.1 items 6-9).
+  const fields = websocketFields(map, '');
+  request.protocols = fields.protocols;
   return { request, fields };
 }
 
 /** The HTTP/2 side of one WebSocketServer: its handshakes, and the sessions of its own `listen()`. */
 export class Http2Front {
+  /** Extended CONNECTs waiting for their verdict. */
+  private readonly pending = new Set<PendingStream>();
   /** Sessions of our own listen(): GOAWAY goes to these when the server closes. */
   private readonly sessions = new Set<Http2Session>();
   private closing = false;
@@ -233,25 +210,61 @@ export class Http2Front {
     headers: IncomingHttpHeaders,
     callback?: (connection: WebSocket, request: UpgradeRequest) => void,
   ): void {
-    const gate = this.gate;
-    const socket = stream.session?.socket;
     if (this.closing) {
       // RFC 9113 §8.7: REFUSED_STREAM says nothing was processed; the client may retry elsewhere.
       if (!stream.destroyed) stream.close(h2.NGHTTP2_REFUSED_STREAM);
       return;
     }
+    const pending = new PendingStream(this.gate, stream, callback, this.pending);
+    this.pending.add(pending);
+    pending.start(headers);
+  }
+
+  /**
+   * The server is closing: new WebSocket streams are refused, new sessions closed at once, and the
+   * handshakes still waiting for a verdict (a slow `verify`) are abandoned, as over HTTP/1.1.
+   */
+  close(): void {
+    this.closing = true;
+    for (const pending of this.pending) pending.abort();
+  }
+}
+
+/**
+ * One extended CONNECT between its arrival and the server's answer, as `PendingHandshake` is for
+ * HTTP/1.1 (server.ts): checked, then `verify`, then a 200 or a refusal. Lives on the shared timer
+ * wheel for the handshake timeout; a stream still unanswered then is reset with CANCEL.
+ */
+class PendingStream implements WheelTarget {
+  wheelTick = 0;
+  wheelIndex = 0;
+  /** Answered or timed out: later events change nothing. */
+  private decided = false;
+  private deadline = 0;
+  private remoteAddress: string | undefined;
+
+  constructor(
+    private readonly gate: Gatekeeper,
+    private readonly stream: ServerHttp2Stream,
+    private readonly callback: ((connection: WebSocket, request: UpgradeRequest) => void) | undefined,
+    /** The front's set of handshakes waiting for a verdict, left once this one has its own. */
+    private readonly pending: Set<PendingStream>,
+  ) {}
+
+  /** The server is closing before a verdict: RFC 9113 §8.7, REFUSED_STREAM (no WebSocket was made). */
+  abort(): void {
+    if (this.decided) return;
+    this.settle();
+    if (!this.stream.destroyed) this.stream.close(h2.NGHTTP2_REFUSED_STREAM);
+  }
+
+  start(headers: IncomingHttpHeaders): void {
+    const { gate, stream } = this;
     // Until the WebSocket takes the stream over, a reset from the client just ends the attempt.
-    const ignore = (): void => {};
     stream.on('error', ignore);
-    let decided = false;
-    let timer: NodeJS.Timeout | null = null;
-    const refuse = (error: HttpError): void => {
-      if (decided) return;
-      decided = true;
-      if (timer !== null) clearTimeout(timer);
-      gate.emitRejected(error.status, error.message, socket?.remoteAddress);
-      respondWithError(stream, error, gate);
-    };
+    stream.once('close', this.onClose);
+    const socket = stream.session?.socket;
+    this.remoteAddress = socket?.remoteAddress;
     let request: UpgradeRequest;
     let fields: UpgradeFields;
     let deflate: DeflateAgreement;
@@ -261,44 +274,88 @@ export class Http2Front {
       deflate = gate.decideFields(fields, request);
       protocol = gate.chooseProtocol(fields.protocols, request);
     } catch (error) {
-      refuse(error instanceof HttpError ? error : gate.internalError(error));
+      this.refuse(error instanceof HttpError ? error : gate.internalError(error));
       return;
     }
-    const accept = (data: unknown): void => {
-      if (decided) return;
-      decided = true;
-      if (timer !== null) clearTimeout(timer);
-      if (stream.destroyed || stream.closed) return;
-      // RFC 8441 §5: a 2xx status accepts; the subprotocol and extensions answer as in RFC 6455 §4.2.2.
-      const response: OutgoingHttpHeaders = { ':status': 200 };
-      if (protocol !== undefined) response['sec-websocket-protocol'] = protocol;
-      if (deflate !== null) response['sec-websocket-extensions'] = deflate.response;
-      try {
-        stream.respond(response);
-      } catch (error) {
-        gate.emitError(error instanceof Error ? error : new Error(String(error)));
-        stream.close(h2.NGHTTP2_INTERNAL_ERROR);
-        return;
-      }
-      stream.off('error', ignore);
-      prepareWebSocketStream(stream, 'server');
-      gate.admit(stream, EMPTY, protocol, { request, deflate }, data, callback);
-    };
     if (gate.handshakeTimeout > 0) {
-      timer = setTimeout(() => {
-        decided = true;
-        if (!stream.destroyed) stream.close(h2.NGHTTP2_CANCEL);
-      }, gate.handshakeTimeout);
-      timer.unref();
+      this.deadline = Date.now() + gate.handshakeTimeout;
+      sharedWheel.schedule(this, this.deadline);
     }
-    gate.verifyThen(request, accept, refuse);
+    gate.verifyThen(
+      request,
+      (data) => this.accept(data, headers, request, protocol, deflate),
+      (error) => this.refuse(error),
+    );
   }
 
-  /** The server is closing: new WebSocket streams are refused, new sessions closed at once. */
-  close(): void {
-    this.closing = true;
+  onWheel(now: number): void {
+    if (this.decided || this.deadline === 0) return;
+    if (now < this.deadline) {
+      sharedWheel.schedule(this, this.deadline);
+      return;
+    }
+    // No verdict in time (a `verify` that never answers, say): the stream goes, nothing else does.
+    this.settle();
+    if (!this.stream.destroyed) this.stream.close(h2.NGHTTP2_CANCEL);
+  }
+
+  /** RFC 8441 §5: a 2xx status accepts; the subprotocol and extensions answer as in RFC 6455 §4.2.2. */
+  private accept(
+    data: unknown,
+    headers: IncomingHttpHeaders,
+    request: UpgradeRequest,
+    protocol: string | undefined,
+    deflate: DeflateAgreement,
+  ): void {
+    if (this.decided) return;
+    this.settle();
+    const { gate, stream } = this;
+    if (stream.destroyed || stream.closed) return;
+    const response: OutgoingHttpHeaders = { ':status': 200 };
+    if (protocol !== undefined) response['sec-websocket-protocol'] = protocol;
+    if (deflate !== null) response['sec-websocket-extensions'] = deflate.response;
+    try {
+      stream.respond(response);
+    } catch (error) {
+      gate.emitError(error instanceof Error ? error : new Error(String(error)));
+      stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    stream.off('error', ignore);
+    prepareWebSocketStream(stream, 'server');
+    // For observers: the request's fields as received, the response's as node:http2 sent them (with its date).
+    const seen: HandshakeRecord = { http2: true, request: headers, response: stream.sentHeaders ?? response };
+    gate.admit(stream, EMPTY, protocol, { request, deflate }, data, this.callback, seen);
+  }
+
+  private refuse(error: HttpError): void {
+    if (this.decided) return;
+    this.settle();
+    this.gate.emitRejected(error.status, error.message, this.remoteAddress);
+    respondWithError(this.stream, error, this.gate);
+  }
+
+  /**
+   * The stream closed before an answer (the client reset it, or its session went): no timeout to
+   * wait for. A `verify` still running finds the stream gone when it answers.
+   */
+  private readonly onClose = (): void => {
+    this.deadline = 0;
+    sharedWheel.cancel(this);
+    this.pending.delete(this);
+  };
+
+  /** The verdict is in: off the wheel, and the stream's 'close' is no longer ours to watch. */
+  private settle(): void {
+    this.decided = true;
+    this.deadline = 0;
+    sharedWheel.cancel(this);
+    this.pending.delete(this);
+    this.stream.off('close', this.onClose);
   }
 }
+
+function ignore(): void {}
 
 /** A refusal as an HTTP/2 response: the status, headers, a short text body, END_STREAM. */
 function respondWithError(stream: ServerHttp2Stream, error: HttpError, gate: Gatekeeper): void {

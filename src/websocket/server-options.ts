@@ -62,12 +62,15 @@ export interface ServerOptions extends ConnectionOptions {
    * Answer requests that are not WebSocket handshakes (no Upgrade, Sec-WebSocket-Key or
    * Sec-WebSocket-Version field), over HTTP/1.1 and, on the server's own TLS listener, HTTP/2: a
    * page, a health check. Return a response, or undefined to have the request judged as a
-   * handshake (and refused). HTTP/1.1 responses close the connection. The protocol explorer plugs in here.
+   * handshake (and refused). HTTP/1.1 responses close the connection. The server adds Content-Length;
+   * an answer it cannot send (or a hook that throws) gets 500 and an 'error' event (src/websocket/hooks.ts
+   * `plainAnswer`). The protocol explorer plugs in here.
    */
   onHttpRequest?: (request: HttpRequestInfo) => HttpResponseInfo | undefined;
   /**
-   * Sees every accepted handshake (its heads as sent and received) and may return a tracer for that
-   * connection's frames: the echo CLI's --trace and the protocol explorer plug in here.
+   * Sees every accepted handshake (its heads as received and sent; over HTTP/2, the extended CONNECT's
+   * header fields and the response's) and may return a tracer for that connection's frames: the echo
+   * CLI's --trace and the protocol explorer plug in here.
    */
   observe?: ConnectionObserver;
 }

@@ -7,7 +7,7 @@ import { CloseCode, Opcode, ReadyState } from '../protocol/constants.js';
 import { PerMessageDeflate } from '../driver/deflate-zlib.js';
 import { ExtensionHeaderError, parseExtensions } from '../protocol/extensions.js';
 import { encodeFrame } from '../protocol/frame.js';
-import { Http2Front, bodyOf, type DeflateAgreement, type Gatekeeper } from './http2.js';
+import { Http2Front, type DeflateAgreement, type Gatekeeper } from './http2.js';
 import {
   describeRequest,
   selectProtocol,
@@ -34,7 +34,14 @@ import {
   type PerMessageDeflateOptions,
 } from '../protocol/permessage-deflate.js';
 import { sharedWheel, type WheelTarget } from '../driver/timer-wheel.js';
-import { headText, observedConfig, type HttpRequestInfo, type HttpResponseInfo } from './hooks.js';
+import {
+  askHook,
+  observedConfig,
+  observedHandshake,
+  type HandshakeRecord,
+  type HttpRequestInfo,
+  type PlainAnswer,
+} from './hooks.js';
 import {
   ClientSet,
   SERVER_DEFAULTS,
@@ -376,8 +383,8 @@ class Admission implements Gatekeeper {
     verdict: Pick<Verdict, 'request' | 'deflate'>,
     data: unknown,
     callback: ConnectionCallback | undefined,
-    /** The HTTP/1.1 handshake as it went, for observers; none over HTTP/2 (RFC 8441 has no key). */
-    seen?: { head: RequestHead; raw: Buffer | undefined; response: Buffer; key: string },
+    /** The handshake as it went (over HTTP/1.1 or HTTP/2), for observers. */
+    seen: HandshakeRecord,
   ): void {
     const { deflate, request } = verdict;
     const id = this.nextId++;
@@ -386,15 +393,11 @@ class Admission implements Gatekeeper {
     const config =
       observe === undefined
         ? this.connectionOptions
-        : observedConfig(this.connectionOptions, observe, {
-            id,
-            request,
-            requestHead:
-              seen === undefined ? `CONNECT ${request.path} (HTTP/2, RFC 8441)\r\n` : headText(seen.head, seen.raw),
-            responseHead: seen === undefined ? ':status 200\r\n' : seen.response.toString('latin1'),
-            key: seen?.key ?? '',
-            extensions: deflate?.response ?? '',
-          });
+        : observedConfig(
+            this.connectionOptions,
+            observe,
+            observedHandshake(id, request, deflate?.response ?? '', seen),
+          );
     const connection = adoptStream(config, {
       stream,
       protocol: protocol ?? '',
@@ -421,34 +424,22 @@ class Admission implements Gatekeeper {
     const host = head.headers.get('host');
     if (host === undefined || host.length !== 1 || host[0] === '') return null;
     for (const field of HANDSHAKE_FIELDS) if (head.headers.has(field)) return null;
-    const response = this.answerPlain({
+    const answer = this.answerPlain({
       method: head.method,
       target: head.target,
       httpVersion: `${head.version[0]}.${head.version[1]}`,
       headers: headersRecord(head.headers),
       remoteAddress: remoteAddressOf(socket),
     });
-    if (response === undefined) return null;
-    const body = bodyOf(response);
-    const headers: [string, string][] = Object.entries(response.headers ?? {});
-    headers.push(['Content-Length', String(body.length)], ['Connection', 'close']);
-    try {
-      return Buffer.concat([Buffer.from(writeResponseHead(response.status, headers), 'latin1'), body]);
-    } catch (error) {
-      // A header the hook returned that cannot be sent (a CR or LF in a value, say).
-      return errorResponse(this.internalError(error).status, 'internal server error');
-    }
+    if (answer === undefined) return null;
+    answer.headers.push(['Connection', 'close']);
+    return Buffer.concat([Buffer.from(writeResponseHead(answer.status, answer.headers), 'latin1'), answer.body]);
   }
 
-  /** `onHttpRequest` (HTTP/1.1 and HTTP/2): its answer, a 500 if it throws, or undefined. */
-  answerPlain(request: HttpRequestInfo): HttpResponseInfo | undefined {
+  /** `onHttpRequest` (HTTP/1.1 and HTTP/2): its answer checked, a 500 if it throws or is unsendable, or undefined. */
+  answerPlain(request: HttpRequestInfo): PlainAnswer | undefined {
     const hook = this.options.onHttpRequest;
-    if (hook === undefined) return undefined;
-    try {
-      return hook(request);
-    } catch (error) {
-      return { status: this.internalError(error).status, body: 'internal server error\n' };
-    }
+    return hook === undefined ? undefined : askHook(hook, request, (error) => this.internalError(error).status);
   }
 
   emitRejected(status: number, message: string, remoteAddress: string | undefined): void {
@@ -480,6 +471,8 @@ class PendingHandshake implements WheelTarget {
     this.socket.destroy();
   };
   private readonly onClose = (): void => this.release();
+  // A client that ends its side mid-head never completes it; a half-open Duplex would stay open.
+  private readonly onEnd = (): void => void (this.decided || this.socket.destroy());
 
   constructor(
     private readonly admission: Admission,
@@ -493,7 +486,7 @@ class PendingHandshake implements WheelTarget {
 
   start(timeout: number): void {
     this.arm(timeout);
-    this.socket.on('data', this.onData);
+    this.socket.on('data', this.onData).on('end', this.onEnd);
   }
 
   startFromParsed(head: RequestHead, rest: Buffer, timeout: number, callback?: ConnectionCallback): void {
@@ -568,6 +561,7 @@ class PendingHandshake implements WheelTarget {
       const response = switchingProtocolsResponse(verdict.fields.key, protocol, verdict.deflate?.response);
       this.socket.write(response);
       admission.admit(this.socket, rest, protocol, verdict, data, callback, {
+        http2: false,
         head,
         raw,
         response,
@@ -617,6 +611,7 @@ class PendingHandshake implements WheelTarget {
     this.socket.off('data', this.onData);
     this.socket.off('error', this.onError);
     this.socket.off('close', this.onClose);
+    this.socket.off('end', this.onEnd);
     this.release();
   }
 

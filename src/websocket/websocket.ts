@@ -5,8 +5,8 @@ import {
   Connection,
   PAUSED_BY_APPLICATION,
   PAUSED_BY_ITERATOR,
+  type ConnectionEventMap,
   type ServerSide,
-  type WebSocketEventMap,
 } from '../driver/connection.js';
 import { MAX_CLOSE_REASON_BYTES, Opcode, ReadyState, isValidApplicationCloseCode } from '../protocol/constants.js';
 import { InvalidStateError } from '../protocol/errors.js';
@@ -25,7 +25,13 @@ import type { SendCallback } from '../protocol/sender.js';
  * driver (src/driver/connection.ts), kept in a private field; the protocol itself is src/protocol/protocol.ts.
  */
 
-export type { WebSocketEventMap } from '../driver/connection.js';
+/** The events of a WebSocket, both sides. */
+export interface WebSocketEventMap extends ConnectionEventMap {
+  /** Client: the handshake succeeded; the connection is OPEN. */
+  open: [];
+  /** Client: the server's 101 response headers (lower-case names), just before 'open'. */
+  upgrade: [headers: Record<string, string>];
+}
 
 export interface Message {
   data: Buffer;
@@ -70,7 +76,11 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> {
     const start = options.http2 !== undefined && options.http2 !== false ? startHttp2Handshake : startClientHandshake;
     connection.connecting(
       start(address, protocols ?? options.protocols ?? [], options, {
-        onOpen: (opened) => connection.opened(opened),
+        onOpen: (opened) => {
+          connection.opened(opened);
+          this.emit('upgrade', opened.headers);
+          this.emit('open');
+        },
         onFail: (error) => connection.failConnecting(error),
       }),
     );
@@ -114,7 +124,7 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> {
 
   /** The subprotocol agreed in the handshake, or '' for none. */
   get protocol(): string {
-    return this.#connection.protocolName;
+    return this.#connection.subprotocol;
   }
 
   /** The extensions agreed in the handshake (the Sec-WebSocket-Extensions value), or ''. */
