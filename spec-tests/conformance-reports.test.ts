@@ -13,8 +13,8 @@ import { after, before, describe, it } from 'node:test';
 import { main as check, readIndex } from '../autobahn/check.js';
 import { runDriver } from '../autobahn/client.js';
 import { conformanceMain, HELP } from '../src/conformance/main.js';
+import { killChildren, wsrfc } from './helpers/cli-process.js';
 import { startFlawedEchoServer, type FlawedServer } from './helpers/flawed-echo-server.js';
-import { withTimeout } from './helpers/peer/index.js';
 
 const CASES = '1.1.1,2.2,5.6,6.4.1,7.1.6,7.9.1,9.7.1,12.1.1';
 
@@ -26,6 +26,7 @@ before(async () => {
   server = await startFlawedEchoServer({ deflate: true, pongPayload: (p) => Buffer.concat([p, Buffer.from('!')]) });
 });
 after(async () => {
+  killChildren();
   await server.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -39,11 +40,8 @@ interface Output {
 async function command(argv: string[]): Promise<Output> {
   let out = '';
   let err = '';
-  const code = await withTimeout(
-    conformanceMain(argv, { out: (text) => (out += text), err: (text) => (err += text) }),
-    120_000,
-    `conformance ${argv.join(' ')}`,
-  );
+  // No time limit of its own: the engine's deadlines end every case (a run here is a few cases).
+  const code = await conformanceMain(argv, { out: (text) => (out += text), err: (text) => (err += text) });
   return { code, out, err };
 }
 
@@ -182,25 +180,21 @@ describe('conformance client: the suite endpoints, driven by autobahn/client.ts'
   it('serves the cases, writes the reports on /updateReports, and stops after it with --once', async () => {
     const report = join(dir, 'clients');
     let out = '';
+    // The port is known once the listening line is printed: wait for that line, not for a time.
+    let listening: (port: number) => void = () => {};
+    const port = new Promise<number>((resolve) => (listening = resolve));
+    const print = (text: string): void => {
+      out += text;
+      const match = /at ws:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+      if (match !== null) listening(Number(match[1]));
+    };
     const running = conformanceMain(
       ['client', '--port', '0', '--once', '--cases', '1.1.*,2.1,7.1.6', '--report', report],
-      {
-        out: (text) => (out += text),
-        err: (text) => (out += text),
-      },
+      { out: print, err: print },
     );
-    const port = await withTimeout(
-      (async () => {
-        for (;;) {
-          const match = /at ws:\/\/127\.0\.0\.1:(\d+)/.exec(out);
-          if (match !== null) return Number(match[1]);
-          await new Promise((resolve) => setTimeout(resolve, 20));
-        }
-      })(),
-      30_000,
-      'the listening line',
-    );
-    const driven = await runDriver({ url: `ws://127.0.0.1:${port}`, agent: 'wsrfc', deflate: true, log: () => {} });
+    const first = await Promise.race([port, running.then((code) => `exited with ${code}`)]);
+    assert.equal(typeof first, 'number', `${first} before listening: ${out}`);
+    const driven = await runDriver({ url: `ws://127.0.0.1:${first}`, agent: 'wsrfc', deflate: true, log: () => {} });
     assert.equal(driven.caseCount, 10);
     assert.equal(await running, 0, out);
     const [agent] = readIndex(report);
@@ -211,6 +205,15 @@ describe('conformance client: the suite endpoints, driven by autobahn/client.ts'
 });
 
 describe('usage', () => {
+  it('`wsrfc conformance` is this command: its --help, and its exit code 2 for a wrong command line', async () => {
+    const help = await wsrfc(['conformance', '--help'], null).finished();
+    assert.equal(help.code, 0, help.stderr);
+    assert.equal(help.stdout, HELP);
+    const wrong = await wsrfc(['conformance', 'server'], null).finished();
+    assert.equal(wrong.code, 2);
+    assert.match(wrong.stderr, /needs the URL/);
+  });
+
   it('--help prints the usage and exits 0', async () => {
     const help = await command(['--help']);
     assert.equal(help.code, 0);
