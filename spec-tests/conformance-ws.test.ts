@@ -8,8 +8,9 @@
  * an empty frame), over ws's `maxFragments` (16384 by default, server and client; 0 lifts it, and
  * 9.3.x and 9.4.x then pass). `maxPayload` (100 MiB) is not reached by any case.
  *
- * Groups 1-10 run whole; of 12 and 13 (a thousand compressed round trips each) the first case of
- * each subgroup, unless CONFORMANCE_FULL=1 asks for all 517.
+ * Groups 1-7 and 10 run whole; of 9, the first case of each subgroup and 9.3.x and 9.4.x (where ws
+ * differs); of 12 and 13 (a thousand compressed round trips each) the first case of each subgroup;
+ * all 517 with CONFORMANCE_FULL=1.
  */
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
@@ -23,7 +24,13 @@ import { ClientTester } from '../src/conformance/fuzzing-server.js';
 import { inSlots, testServer } from '../src/conformance/fuzzing-client.js';
 
 const FULL = process.env.CONFORMANCE_FULL === '1';
-const CASES = FULL ? '*' : '1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*,12.*.1,13.*.1';
+const CASES = FULL ? '*' : '1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*.1,9.3.*,9.4.*,10.*,12.*.1,13.*.1';
+/**
+ * The engine's deadlines (the suite's waits) times 10 rather than 3: ws answers every case at once
+ * when it behaves, so they only decide 6.4.x (how soon invalid UTF-8 is failed), and the verdicts
+ * must not change on a machine so busy that an answer takes seconds. 6.4.x then last 10-20 s.
+ */
+const TIME_SCALE = 10;
 const EXPECTED = (name: string): string => new URL(`../autobahn/expected/${name}.json`, import.meta.url).pathname;
 
 const servers: WebSocketServer[] = [];
@@ -43,7 +50,7 @@ async function wsServer(options: { maxFragments?: number; maxPayload?: number } 
 
 /** Run each case with a ws client that echoes, eight at a time. */
 async function wsClient(cases: CaseDefinition[], options: { maxFragments?: number } = {}): Promise<CaseResult[]> {
-  const tester = new ClientTester({ cases });
+  const tester = new ClientTester({ cases, timeScale: TIME_SCALE });
   const { port } = await tester.listen(0);
   try {
     const numbers = cases.map((_, i) => ({ n: i + 1, weight: 1 }));
@@ -70,7 +77,7 @@ async function wsClient(cases: CaseDefinition[], options: { maxFragments?: numbe
 describe('ws 8.23, perMessageDeflate on, through the conformance engine', () => {
   it("as a server: the real suite's verdicts", async () => {
     const cases = selectCases(CASES);
-    const results = await testServer({ url: await wsServer(), cases });
+    const results = await testServer({ url: await wsServer(), cases, timeScale: TIME_SCALE });
     assert.equal(results.length, cases.length);
     assert.deepEqual(differences(results, readExpectations(EXPECTED('ws-server'))), []);
   });
@@ -86,7 +93,10 @@ describe('ws 8.23, perMessageDeflate on, through the conformance engine', () => 
     const cases = selectCases('9.3.1,9.3.2,9.4.1,9.4.2');
     const ok = (results: CaseResult[]): string[] =>
       results.filter((r) => r.behavior !== 'OK' || r.behaviorClose !== 'OK').map((r) => `${r.id} ${r.behavior}`);
-    assert.deepEqual(ok(await testServer({ url: await wsServer({ maxFragments: 0 }), cases })), []);
+    assert.deepEqual(
+      ok(await testServer({ url: await wsServer({ maxFragments: 0 }), cases, timeScale: TIME_SCALE })),
+      [],
+    );
     assert.deepEqual(ok(await wsClient(cases, { maxFragments: 0 })), []);
   });
 });
