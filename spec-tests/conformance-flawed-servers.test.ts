@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { selectCases } from '../src/conformance/catalogue.js';
 import type { CaseResult } from '../src/conformance/result.js';
-import { testServer } from '../src/conformance/fuzzing-client.js';
+import { testServer } from '../src/conformance/server-runner.js';
 import { startFlawedEchoServer, type Flaws, type FlawedServer } from './helpers/flawed-echo-server.js';
 import { isUtf8 } from './helpers/peer/index.js';
 

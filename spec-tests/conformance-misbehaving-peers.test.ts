@@ -11,8 +11,8 @@ import { createServer, connect, type AddressInfo, type Server, type Socket } fro
 import { after, describe, it } from 'node:test';
 import { selectCases } from '../src/conformance/catalogue.js';
 import type { CaseResult } from '../src/conformance/result.js';
-import { ClientTester } from '../src/conformance/fuzzing-server.js';
-import { testServer } from '../src/conformance/fuzzing-client.js';
+import { ClientTester } from '../src/conformance/client-runner.js';
+import { testServer } from '../src/conformance/server-runner.js';
 import { acceptFor, closedPort, headEnd, parseRequestHead } from './helpers/peer/index.js';
 
 const CASES = '1.1.1,2.5,5.19,6.4.1,7.1.6,7.9.1,9.7.1,12.1.1';

@@ -20,8 +20,8 @@ import { selectCases } from '../src/conformance/catalogue.js';
 import { differences, readExpectations } from '../src/conformance/expect.js';
 import type { CaseResult } from '../src/conformance/result.js';
 import type { CaseDefinition } from '../src/conformance/script.js';
-import { ClientTester } from '../src/conformance/fuzzing-server.js';
-import { inSlots, testServer } from '../src/conformance/fuzzing-client.js';
+import { ClientTester } from '../src/conformance/client-runner.js';
+import { inSlots, testServer } from '../src/conformance/server-runner.js';
 
 const FULL = process.env.CONFORMANCE_FULL === '1';
 const CASES = FULL ? '*' : '1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*.1,9.3.*,9.4.*,10.*,12.*.1,13.*.1';

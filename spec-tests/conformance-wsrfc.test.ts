@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CASE_OPTIONS } from '../autobahn/client.js';
-import { inSlots } from '../src/conformance/fuzzing-client.js';
+import { inSlots } from '../src/conformance/server-runner.js';
 import { selectCases } from '../src/conformance/catalogue.js';
 import { WebSocket } from '../src/index.js';
 import { killChildren, wsrfc } from './helpers/cli-process.js';

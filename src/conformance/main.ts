@@ -12,8 +12,8 @@ import { collect, writeReports } from './report.js';
 import { passes, type CaseResult, type Results } from './result.js';
 import type { CaseDefinition } from './script.js';
 import { Progress, summary } from './terminal.js';
-import { ClientTester } from './fuzzing-server.js';
-import { DEFAULT_PARALLEL, DEFAULT_TIME_SCALE, parseTarget, testServer } from './fuzzing-client.js';
+import { ClientTester } from './client-runner.js';
+import { DEFAULT_PARALLEL, DEFAULT_TIME_SCALE, parseTarget, testServer } from './server-runner.js';
 
 export const HELP = `Usage: wsrfc conformance server URL [options]
        wsrfc conformance client [--port P] [options]

@@ -20,12 +20,7 @@ import { Endpoint } from './endpoint.js';
 import { checkRequest, errorResponse, serverResponse, splitHead, type Head, type ServerRequest } from './http.js';
 import { caseResult, type CaseResult, type Session } from './result.js';
 import type { CaseDefinition } from './script.js';
-import {
-  DEFAULT_DEFLATE_LEVEL,
-  DEFAULT_MAX_MESSAGE,
-  DEFAULT_TIME_SCALE,
-  type EngineOptions,
-} from './fuzzing-client.js';
+import { DEFAULT_DEFLATE_LEVEL, DEFAULT_MAX_MESSAGE, DEFAULT_TIME_SCALE, type EngineOptions } from './server-runner.js';
 import { WireLog } from './wirelog.js';
 
 export interface ClientTestOptions extends EngineOptions {
