@@ -10,6 +10,7 @@
  * clean VM per measurement) and prints its results. To add one, add an entry to SUITES.
  */
 import { runCodecBench } from './codec.js';
+import { runHostileMemoryBench } from './hostile-memory.js';
 import { runHttp2Bench } from './http2.js';
 import { main as runServerBench } from './server.js';
 
@@ -34,6 +35,10 @@ const SUITES: Record<string, Suite> = {
   http2: {
     description: 'WebSockets over HTTP/2 (one h2c session) vs HTTP/1.1 (a connection each): scenario C, idle memory',
     run: (options) => runHttp2Bench(options),
+  },
+  hostile: {
+    description: 'what 1, 10, 100 hostile peers make the server hold on Node, Bun, Deno (bench/hostile-memory.ts)',
+    run: (options) => runHostileMemoryBench(options),
   },
 };
 

@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { WebSocketServer } from '../src/index.js';
 import { CloseCode, Opcode } from '../src/protocol/constants.js';
 import { encodeFrame } from '../src/protocol/frame.js';
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../src/protocol/options.js';
+import type { Receiver } from '../src/protocol/receiver.js';
 import {
   ROLES,
   assertFailed,
@@ -14,6 +17,7 @@ import {
   makeReceiver,
   onlyMessage,
   ping,
+  pong,
   text,
   types,
 } from './helpers/core.js';
@@ -251,5 +255,113 @@ describe('RFC 6455 §10.4 Limits: the default', () => {
     assert.deepEqual(h.events, []);
     h.receiver.push(headerOnly(Opcode.Continuation, 1, false, true));
     assertFailed(h, 'MessageTooBig', TOO_BIG);
+  });
+});
+
+describe('RFC 6455 §10.4: what was read is held only while it is needed, not for as long as a peer can arrange', () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const READ = 64 * 1024;
+
+  /**
+   * Push `stream` cut at `cuts`, each chunk as a stream would hand it over: memory of its own. Weak
+   * references to that memory (the ArrayBuffer: a view keeps it alive after the chunk's own Buffer
+   * object is gone) tell which are still alive. (In a function of its own, so that no suspended
+   * frame of the test's holds the last chunk.)
+   */
+  function pushInChunks(receiver: Receiver, stream: Buffer, cuts: number[]): () => number {
+    const refs: WeakRef<ArrayBufferLike>[] = [];
+    let from = 0;
+    for (const to of [...cuts, stream.length]) {
+      // Not from Node's shared pool (Buffer.from would take a small one from it).
+      const chunk = Buffer.allocUnsafeSlow(to - from);
+      stream.copy(chunk, 0, from, to);
+      refs.push(new WeakRef(chunk.buffer));
+      receiver.push(chunk);
+      from = to;
+    }
+    return () => refs.filter((ref) => ref.deref() !== undefined).length;
+  }
+
+  /** Garbage collection, with turns of the event loop between (a WeakRef holds its target for the current turn). */
+  async function collect(): Promise<void> {
+    for (let i = 0; i < 3; i++) {
+      gc();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  it('a flood of pings read in chunks that each end inside a frame header keeps no parsed chunk alive (server)', async () => {
+    // 6-byte masked pings; after a first chunk of 1 byte, 64 KiB chunks end 5, 3, 1, 5, ... bytes into a
+    // ping: never at its end, and never between its 2-byte header and its 4-byte masking key.
+    // The stream stops 1 byte short of its last ping, so the input is never used up.
+    const pings = Math.ceil((40 * READ) / 6);
+    const stream = Buffer.concat(Array.from({ length: pings }, () => ping('server'))).subarray(0, -1);
+    const cuts = Array.from({ length: 40 }, (_, i) => 1 + i * READ);
+    const h = makeReceiver('server');
+    const alive = pushInChunks(h.receiver, stream, cuts);
+    await collect();
+    assert.equal(h.events.length, pings - 1);
+    assert.ok(h.events.every((e) => e.type === 'ping'));
+    // Every chunk was parsed to its end but the last, whose 5 bytes of the unfinished ping are kept
+    // on their own.
+    assert.equal(alive(), 0, `${alive()} of ${cuts.length + 1} chunks still alive after parsing them`);
+  });
+
+  for (const [what, frame] of [
+    ['a ping', ping('server', 'p'.repeat(100))],
+    ['a message', binary('server', Buffer.alloc(10_000, 0x6d))],
+  ] as const) {
+    it(`${what} cut short by the end of a read keeps the bytes it has so far, not the read (server)`, async () => {
+      // 64 KiB of pongs, then the first 50 bytes of the frame; the rest comes with the next read.
+      const filler = Buffer.concat(Array.from({ length: 500 }, () => pong('server', 'x'.repeat(125))));
+      const stream = concat(filler, frame);
+      const h = makeReceiver('server');
+      const alive = pushInChunks(h.receiver, stream.subarray(0, filler.length + 50), []);
+      await collect();
+      assert.equal(alive(), 0, 'the read is still alive');
+      h.receiver.push(Buffer.from(stream.subarray(filler.length + 50)));
+      const last = h.events.at(-1)!;
+      assert.equal(last.type, what === 'a ping' ? 'ping' : 'message');
+      assert.ok(
+        (last as { data: Buffer }).data.equals(
+          what === 'a ping' ? Buffer.from('p'.repeat(100)) : Buffer.alloc(10_000, 0x6d),
+        ),
+      );
+    });
+  }
+
+  it('a message in 4 KiB fragments, each read with 60 KiB of pongs, holds its bytes, not the chunks they came in (server)', async () => {
+    const fragments = 32;
+    const payload = Buffer.alloc(fragments * 4096);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 7) & 0xff;
+    // One read: a 4 KiB fragment, then unsolicited pongs (RFC 6455 §5.5.3) up to 64 KiB.
+    const filler = Buffer.concat(Array.from({ length: 460 }, () => pong('server', 'x'.repeat(125))));
+    const reads = Array.from({ length: fragments }, (_, i) =>
+      concat(
+        frameFor(i === 0 ? Opcode.Binary : Opcode.Continuation, payload.subarray(i * 4096, (i + 1) * 4096), i === 31),
+        filler,
+      ),
+    );
+    const h = makeReceiver('server');
+    const cuts = [...reads.keys()].slice(1, -1).map(offsetOf);
+    const alive = pushInChunks(h.receiver, concat(...reads.slice(0, -1)), cuts);
+    await collect();
+    assert.deepEqual(
+      h.events.filter((e) => e.type === 'message'),
+      [],
+      'the message is not complete yet',
+    );
+    // The first fragment stays a view (one chunk per message); the others are copied out of theirs.
+    assert.ok(alive() <= 1, `${alive()} of ${fragments - 1} chunks still alive while the message waits`);
+    h.receiver.push(reads.at(-1)!);
+    assert.ok(onlyMessage(h.events.filter((e) => e.type === 'message')).data.equals(payload));
+
+    function offsetOf(i: number): number {
+      return reads.slice(0, i).reduce((n, read) => n + read.length, 0);
+    }
+    function frameFor(opcode: number, data: Buffer, fin: boolean): Buffer {
+      return opcode === Opcode.Binary ? binary('server', data, fin) : continuation('server', data, fin);
+    }
   });
 });

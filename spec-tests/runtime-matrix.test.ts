@@ -12,8 +12,9 @@
  * - on Bun and Deno, which run TypeScript test files differently: the echo CLI from the package's
  *   dist/, run by that runtime, checked from Node by the independent test peer (helpers/peer/):
  *   handshake, framing at each length encoding, fragmentation with a ping in between, close codes
- *   for bad input, and permessage-deflate inflated by the peer's own strict zlib; and the `wsrfc`
- *   command (`--version`, and `wsrfc connect` with piped lines against that echo CLI).
+ *   for bad input, and permessage-deflate inflated by the peer's own strict zlib; the `wsrfc`
+ *   command (`--version`, and `wsrfc connect` with piped lines against that echo CLI); and what 100
+ *   hostile peers can make a server from dist/ on that runtime hold (helpers/hostile-peers.ts).
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -31,6 +32,7 @@ import {
   type Installed,
   type Runtime,
 } from './helpers/package.js';
+import { hostilePeerTests } from './helpers/hostile-peers.js';
 import {
   Compressor,
   OP,
@@ -55,12 +57,18 @@ const SPEC_EXCLUDED: Record<string, string> = {
   'interop-chromium.test.ts': 'external peer, 30 s of CI time per Node line (runs on Node 20)',
   'interop-python-websockets.test.ts': 'external peer, CI time (runs on Node 20)',
   'interop-autobahn-python.test.ts': 'external peer, 30 s of CI time per Node line (runs on Node 20)',
-  'rfc6455-10.4-memory-per-peer.test.ts': '100 hostile peers measured by RSS, 15 s per line (runs on Node 20)',
+  'rfc6455-10.4-memory-per-peer.test.ts':
+    '100 hostile peers measured by RSS, 30 s per line (runs on Node 20, Bun, Deno)',
   'explorer-chromium.test.ts': 'external peer (Chromium), CI time (runs on Node 20)',
   'interop-chromium-http2.test.ts': 'external peer (Chromium), CI time (runs on Node 20)',
   'scale-redis.test.ts': 'a real redis-server and chat processes, 25 s per line (runs on Node 20)',
   'scale-workers.test.ts': 'node:cluster chat processes, 15 s per line (runs on Node 20)',
   'tour.test.ts': 'reads docs/tour.md against the source layout',
+  'conformance-wsrfc.test.ts': '325 Autobahn cases each way, a minute of CI time per line (runs on Node 20)',
+  'conformance-ws.test.ts': 'judges the ws package, not ours; a minute of CI time (runs on Node 20)',
+  'conformance-flawed-servers.test.ts': 'judges test servers with the conformance engine, a tool (runs on Node 20)',
+  'conformance-misbehaving-peers.test.ts': 'the conformance engine against misbehaving peers, a tool (runs on Node 20)',
+  'conformance-reports.test.ts': "the conformance command's reports (runs on Node 20)",
 };
 
 const SPEC_FILES = readdirSync(join(ROOT, 'spec-tests'))
@@ -290,6 +298,20 @@ for (const runtime of RUNTIMES) {
     }
 
     if (runtime.kind === 'bun' || runtime.kind === 'deno') {
+      // RFC 6455 §10.4: the 100 hostile peers of rfc6455-10.4-memory-per-peer.test.ts, against a
+      // server from the package's dist/ run by this runtime (each runtime's bounds: hostile-peers.ts).
+      const binary = runtime.binary;
+      hostilePeerTests({
+        kind: runtime.kind,
+        label: `${runtime.label} ${runtime.version}`,
+        command: (script, args) =>
+          runtime.kind === 'deno'
+            ? [binary, ['run', '--allow-all', '--v8-flags=--expose-gc', script, ...args]]
+            : [binary, [script, ...args]],
+        library: () => join(pkg.installed, 'dist', 'index.js'),
+        env: environmentFor(),
+      });
+
       describe(`the echo CLI from dist/ under ${runtime.label}, against the independent test peer`, () => {
         let cli: { child: ChildProcess; port: number };
         before(async () => (cli = await startCli(runtime, pkg)));

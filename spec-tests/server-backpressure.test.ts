@@ -6,8 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { Duplex } from 'node:stream';
 import { afterEach, describe, it } from 'node:test';
-import { ConnectionTimeoutError } from '../src/index.js';
+import { randomBytes } from 'node:crypto';
+import { ConnectionTimeoutError, WebSocketServer, connect, type WebSocket } from '../src/index.js';
+import { QUIET_MS } from './helpers/alive.js';
 import {
   CloseCode,
   KiB,
@@ -19,7 +22,7 @@ import {
   withTimeout,
   type TestServer,
 } from './helpers/library.js';
-import { RawClient, clientFrame, destroyRawClients } from './helpers/peer/index.js';
+import { RawClient, RawServer, clientFrame, destroyRawClients, handshakeRequest } from './helpers/peer/index.js';
 
 const servers: TestServer[] = [];
 afterEach(async () => {
@@ -267,5 +270,217 @@ describe('maxBufferedBytes: an application that ignores send() returning false i
     const record = await withTimeout(connection.closed, 3000, "'close'");
     assert.equal(record.code, CloseCode.PolicyViolation);
     await client.waitPeerEnd();
+  });
+});
+
+/**
+ * A connection whose reads the test makes, one chunk at a time, and whose peer takes the 101 and then
+ * nothing more: every later write stays in the stream, as in a socket whose kernel buffers are full.
+ */
+function stalledPeer(): { stream: Duplex; held: Buffer[]; read: (chunk: Buffer) => Promise<void> } {
+  const held: Buffer[] = [];
+  let answered = false;
+  const stream = new Duplex({
+    read() {},
+    write(chunk: Buffer, _encoding, callback) {
+      if (answered) return;
+      answered = chunk.toString('latin1').startsWith('HTTP/1.1 101 ');
+      callback();
+    },
+  });
+  // Every write after the 101 waits: the first in write() above, the others queued behind it.
+  const write = stream.write.bind(stream) as (chunk: Buffer, callback?: () => void) => boolean;
+  stream.write = ((chunk: Buffer, callback?: () => void) => {
+    if (answered) held.push(chunk);
+    return write(chunk, callback);
+  }) as typeof stream.write;
+  return {
+    stream,
+    held,
+    // One chunk per turn of the event loop: each arrives as a read of its own.
+    read: (chunk) => {
+      stream.push(chunk);
+      return new Promise((resolve) => setImmediate(resolve));
+    },
+  };
+}
+
+/** The memory the buffers keep alive: each distinct ArrayBuffer behind them, once. */
+function keptAlive(buffers: Buffer[]): number {
+  return [...new Set(buffers.map((buffer) => buffer.buffer))].reduce((n, memory) => n + memory.byteLength, 0);
+}
+
+describe('what output waiting on a peer costs: no more than highWaterMark says, whatever the peer sends', () => {
+  const highWaterMark = 64 * KiB;
+
+  async function stalled(): Promise<ReturnType<typeof stalledPeer>> {
+    const wss = new WebSocketServer({ highWaterMark, writeTimeout: 0, pingInterval: 0 });
+    wss.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })));
+    const peer = stalledPeer();
+    wss.handleSocket(peer.stream);
+    await peer.read(handshakeRequest());
+    await waitUntil(() => wss.clients.size === 1, 2000, 'the handshake');
+    return peer;
+  }
+
+  it('pings one per read, no pong read: each waiting pong write counts its bookkeeping, so reading pauses in time, and no pong keeps a slab alive', async () => {
+    const peer = await stalled();
+    const ping = clientFrame({ opcode: Opcode.Ping });
+    let pings = 0;
+    // 2-byte pongs: counted as bytes alone, 32768 writes would fit under highWaterMark.
+    while (peer.stream.readableFlowing !== false && pings < 20_000) {
+      await peer.read(ping);
+      pings++;
+    }
+    assert.equal(
+      peer.stream.readableFlowing,
+      false,
+      `still reading after ${pings} pings, ${peer.held.length} pongs held`,
+    );
+    assert.ok(peer.held.length < highWaterMark / 128, `${peer.held.length} writes waiting`);
+    const bytes = peer.held.reduce((n, buffer) => n + buffer.length, 0);
+    // The first pong to wait was written before anything waited, as it was (a view into the frame writer's slab).
+    const kept = keptAlive(peer.held.slice(1));
+    assert.ok(kept <= 4 * bytes, `${peer.held.length} pongs (${bytes} bytes) keep ${kept} bytes alive`);
+    peer.stream.destroy();
+  });
+
+  it("echoes of 4 KiB messages read 512 KiB at a time (Bun's reads), never read: they keep about what they hold, not the reads", async () => {
+    const peer = await stalled();
+    // One read: four 4097-byte messages, then unsolicited pongs (RFC 6455 §5.5.3) up to 512 KiB.
+    const messages = Array.from({ length: 4 }, () =>
+      clientFrame({ opcode: Opcode.Binary, payload: Buffer.alloc(4097, 1) }),
+    );
+    const pong = clientFrame({ opcode: Opcode.Pong, payload: Buffer.alloc(125, 2) });
+    const fill = Math.floor((512 * KiB - 4 * messages[0]!.length) / pong.length);
+    const read = Buffer.concat([...messages, ...Array.from({ length: fill }, () => pong)]);
+    let reads = 0;
+    while (peer.stream.readableFlowing !== false && reads < 200) {
+      // Memory of its own for each read, as a socket's chunk has.
+      const chunk = Buffer.allocUnsafeSlow(read.length);
+      read.copy(chunk);
+      await peer.read(chunk);
+      reads++;
+    }
+    assert.equal(peer.stream.readableFlowing, false, `still reading after ${reads} reads`);
+    const bytes = peer.held.reduce((n, buffer) => n + buffer.length, 0);
+    const kept = keptAlive(peer.held);
+    // Allowed: four times what waits, and the first write, made before anything waited.
+    assert.ok(kept <= 4 * bytes + read.length, `${bytes} bytes of echoes keep ${kept} bytes alive (${reads} reads)`);
+    peer.stream.destroy();
+  });
+});
+
+describe('both sides send faster than they read: reading stops for replies waiting, never for output of our own', () => {
+  /**
+   * `done`, waited for as long as `progress()` changes: fails only when nothing moves for QUIET_MS
+   * (two connections waiting on each other), never because the machine is slow.
+   */
+  async function whileMoving<T>(done: Promise<T>, progress: () => unknown, what: string): Promise<T> {
+    let last = '';
+    let movedAt = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const stuck = new Promise<never>((_, reject) => {
+      timer = setInterval(() => {
+        const seen = JSON.stringify(progress());
+        if (seen !== last) [last, movedAt] = [seen, Date.now()];
+        else if (Date.now() - movedAt >= QUIET_MS)
+          reject(new Error(`${what}: nothing moved for ${QUIET_MS} ms: ${seen}`));
+      }, 200);
+    });
+    try {
+      return await Promise.race([done, stuck]);
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  for (const deflate of [false, true]) {
+    it(`our client sends 1024 messages of 64 KiB to our echo server, waiting for 'drain' as an application does, and every echo arrives${deflate ? ' (permessage-deflate)' : ''}`, async (t) => {
+      // Neither side drops a peer for being slow: a deadlock would show as no progress, not as a close.
+      const s = await server({ writeTimeout: 0, pingInterval: 0, perMessageDeflate: deflate });
+      const ws: WebSocket = await connect(s.url, { writeTimeout: 0, pingInterval: 0, perMessageDeflate: deflate });
+      const { ws: serverSide } = await s.nextConnection();
+      const count = 1024;
+      const size = 64 * KiB;
+      // Random bytes: compression cannot make 64 MiB small.
+      const noise = randomBytes(size);
+      let echoed = 0;
+      let sent = 0;
+      let mostQueued = 0;
+      const all = new Promise<void>((resolve, reject) => {
+        ws.on('message', (data: Buffer) => {
+          if (data.length !== size || data.readUInt32BE(0) !== echoed || !data.subarray(4).equals(noise.subarray(4)))
+            reject(new Error(`echo ${echoed} is not message ${echoed}`));
+          mostQueued = Math.max(mostQueued, serverSide.bufferedAmount);
+          if (++echoed === count) resolve();
+        });
+        ws.on('close', (code) => reject(new Error(`closed with ${code} after ${echoed} echoes`)));
+      });
+      all.catch(() => {});
+      const sending = (async () => {
+        for (; sent < count; sent++) {
+          const message = Buffer.from(noise);
+          message.writeUInt32BE(sent, 0);
+          // As an application that respects backpressure does: past highWaterMark, wait for 'drain'.
+          if (!ws.send(message)) await once(ws, 'drain');
+        }
+      })();
+      await whileMoving(
+        Promise.all([sending, all]),
+        () => {
+          mostQueued = Math.max(mostQueued, serverSide.bufferedAmount);
+          return [sent, echoed, ws.bufferedAmount, serverSide.bufferedAmount];
+        },
+        'the exchange',
+      );
+      assert.equal(echoed, count);
+      // The echo server still held its echoes to highWaterMark (1 MiB) and one read's worth (64 KiB
+      // of messages in, their echoes out), whatever our client sent. With compression, also the
+      // input held while a message inflates, up to highWaterMark (reading pauses for that too) and a
+      // read: it is still inflated and echoed once reading has paused for the echoes.
+      const bound = MiB + 2 * size + (deflate ? MiB + size : 0);
+      t.diagnostic(`the most the echo server queued: ${mostQueued} bytes (bound ${bound})`);
+      assert.ok(mostQueued <= bound, `the echo server queued ${mostQueued} bytes for one reader`);
+      ws.close();
+    });
+  }
+
+  it('our client, its own messages backed up, still reads; pongs for a peer that floods pings and never reads pause it', async () => {
+    const peers = await RawServer.start();
+    const ws: WebSocket = await connect(peers.url(), { highWaterMark: 64 * KiB, writeTimeout: 0, pingInterval: 0 });
+    const peer = await peers.nextPeer();
+    try {
+      // The peer reads nothing; our client sends 8 MiB of its own accord, far more than TCP holds.
+      peer.pauseReading();
+      for (let i = 0; i < 32; i++) ws.send(Buffer.alloc(256 * KiB, i));
+      assert.ok(ws.bufferedAmount > 64 * KiB);
+      // What the peer sends is still read: reading stops for replies waiting, not for our own output.
+      const message = new Promise<Buffer>((resolve) => ws.once('message', resolve));
+      peer.sendPing('p');
+      peer.sendText('still read');
+      assert.equal((await whileMoving(message, () => ws.bufferedAmount, 'the message')).toString(), 'still read');
+      assert.equal(ws.isPaused, false);
+      // A flood of pings: their pongs are replies, and wait behind our messages, so reading stops.
+      const pings = Buffer.concat(Array.from({ length: 8192 }, () => peer.frame({ opcode: Opcode.Ping })));
+      const flood = (): void => {
+        while (!peer.socket.destroyed && !ws.isPaused && peer.socket.write(pings));
+      };
+      peer.socket.on('drain', flood);
+      flood();
+      let check: NodeJS.Timeout | undefined;
+      const paused = new Promise<void>((resolve) => {
+        check = setInterval(() => ws.isPaused && resolve(), 20);
+      });
+      try {
+        await whileMoving(paused, () => peer.socket.bytesWritten, 'our client to stop reading');
+      } finally {
+        clearInterval(check);
+      }
+      assert.equal(ws.isPaused, true);
+    } finally {
+      ws.terminate();
+      await peers.close();
+    }
   });
 });

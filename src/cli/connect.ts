@@ -51,10 +51,7 @@ without a closing handshake (dropped: 1006; or failed by this client because the
 protocol: 1002, 1007, ... and a line on stderr says how); 5 --wait timed out.
 `;
 
-/**
- * Bytes of input sent but not yet taken by the socket before reading more input: far below the
- * connection's highWaterMark (1 MiB by default), so that sending never stops the reading.
- */
+/** Bytes of input sent but not yet taken by the socket before reading more input (memory stays bounded). */
 const IN_FLIGHT_BYTES = 64 * 1024;
 /** Input lines sent between two turns of the event loop. */
 const YIELD_EVERY_LINES = 256;
@@ -342,10 +339,9 @@ class Session {
         const sent = new Promise<void>((resolve) =>
           ws.send(data, { binary: action.kind === 'binary' }, () => resolve()),
         );
-        // Read no more input until the socket has taken what waits (memory stays bounded), and keep
-        // that well under the high-water mark: past it the driver stops reading what the server sends
-        // until our writes drain, and a server that also stops reading while its replies wait (an echo
-        // server that applies backpressure) would then wait on us while we wait on it.
+        // Read no more input until the socket has taken what waits (memory stays bounded). What the
+        // server sends meanwhile is still read: the driver stops reading only while replies to what
+        // it read wait (src/driver/connection.ts), never for what we send of our own accord.
         if (ws.bufferedAmount > IN_FLIGHT_BYTES) await sent;
         return true;
       }

@@ -237,6 +237,8 @@ export class Connection implements WheelTarget {
     if (this.closed) return;
     if (this.deflate !== null) this.runJobs(core, this.deflate);
     if (core.hasOutput) this.flush(core);
+    // Replies still waiting for zlib count too: compression does not wait on the peer, reading would.
+    else if (core.pendingReplyBytes > this.config.highWaterMark) this.pauseReading(PAUSED_BY_WRITES);
     if (core.wantsDestroy) {
       this.stream!.destroy();
       return;
@@ -398,17 +400,32 @@ export class Connection implements WheelTarget {
   private flush(core: Protocol): void {
     // Made on the first write: an idle connection holds none.
     const outbox = (this.outbox ??= new Outbox(this.stream!, this));
-    if (!outbox.write(core.takeOutput(), core.takeCallbacks())) return;
+    const output = core.takeOutput();
+    if (!outbox.write(output, core.takeCallbacks(), core.takenReplyBytes)) return;
     if (this.config.writeTimeout > 0) this.scheduleWriteCheck(Date.now());
-    // The write side is behind: stop reading until it catches up, so memory stays bounded.
-    if (this.unwritten > this.config.highWaterMark) this.pauseReading(PAUSED_BY_WRITES);
+    // Replies to what was read wait on the peer: stop reading until they drain, so that a peer that
+    // does not read cannot make reading cost memory (the waiting writes count what they cost beyond
+    // their bytes: write-cost.ts). Only replies: output of the application's own initiative is
+    // bounded by highWaterMark and maxBufferedBytes, and must not keep the peer's answers to it from
+    // being read (an echoing peer that did the same would wait on us while we wait on it).
+    if (this.repliesWaiting(core, outbox) > this.config.highWaterMark) this.pauseReading(PAUSED_BY_WRITES);
+  }
+
+  /** Replies to what was read not yet written: waiting in the core (zlib) or on the peer. */
+  private repliesWaiting(core: Protocol, outbox: Outbox): number {
+    return core.pendingReplyBytes + outbox.repliesWaiting;
   }
 
   /** Every completed stream write (the outbox tells): maybe the end of backpressure both ways. */
   written(): void {
     if (!this.needDrain && (this.pausedBy & PAUSED_BY_WRITES) === 0) return;
-    if (this.bufferedAmount > this.config.highWaterMark) return;
-    this.resumeReading(PAUSED_BY_WRITES);
+    const outbox = this.outbox!;
+    if (
+      (this.pausedBy & PAUSED_BY_WRITES) !== 0 &&
+      this.repliesWaiting(this.core!, outbox) <= this.config.highWaterMark
+    )
+      this.resumeReading(PAUSED_BY_WRITES);
+    if (this.bufferedAmount + outbox.waitingCost > this.config.highWaterMark) return;
     if (this.needDrain) {
       this.needDrain = false;
       if (this.readyState === ReadyState.OPEN) this.owner.emit('drain');

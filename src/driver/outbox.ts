@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { InvalidStateError } from '../protocol/errors.js';
 import type { SendCallback } from '../protocol/sender.js';
+import { WRITE_COST, ownMemory, waitingWrite } from './write-cost.js';
 
 /**
  * The write loop's mechanics: the bytes a connection took from its core, on their way into the
@@ -44,6 +45,18 @@ export class Outbox {
   private endWhenWritten = false;
   private writeWindow = WRITE_WINDOW_MIN;
   private dropped = false;
+  /** Stream writes not called back yet (write-cost.ts). */
+  private writesWaiting = 0;
+  /**
+   * Everything handed here so far, each piece weighed as its bytes and its write's cost: what the
+   * stream has written is this less what waits (`unwritten + waitingCost`), as output leaves in order.
+   */
+  private weighed = 0;
+  /** Where replies to what was read lie in that order: [start, end) pairs of weights, oldest first. */
+  private replies: number[] = [];
+  /** Their total weight, written or not, and the first pair not yet known to be written. */
+  private repliesWeight = 0;
+  private repliesHead = 0;
   /** One callback for every write (the stream calls it without `this`). */
   private readonly onWriteDone = (error?: Error | null): void => this.writeDone(error);
 
@@ -58,16 +71,62 @@ export class Outbox {
     return this.backlogBytes + this.stream.writableLength;
   }
 
+  /**
+   * What the output waiting on the peer costs beyond its bytes: each write the stream or the
+   * backlog holds (write-cost.ts). Reading pauses on it too, never `bufferedAmount`, which is bytes.
+   */
+  get waitingCost(): number {
+    const backlogged = this.backlog === null ? 0 : this.backlog.length - this.backlogHead;
+    return (this.writesWaiting + backlogged) * WRITE_COST;
+  }
+
+  /**
+   * How much of what waits on the peer replies to what was read (bytes, and each write's cost for
+   * its share): reading pauses on this, not on output of the application's own initiative.
+   */
+  get repliesWaiting(): number {
+    if (this.replies.length !== 0) this.forgetWritten();
+    return this.repliesWeight;
+  }
+
+  /** Drop from `replies` what the stream has written. */
+  private forgetWritten(): void {
+    const replies = this.replies;
+    const written = this.weighed - this.unwritten - this.waitingCost;
+    let head = this.repliesHead;
+    while (head < replies.length && replies[head + 1]! <= written) {
+      this.repliesWeight -= replies[head + 1]! - replies[head]!;
+      head += 2;
+    }
+    if (head === replies.length) {
+      replies.length = 0;
+      this.repliesHead = 0;
+      this.repliesWeight = 0;
+      return;
+    }
+    if (replies[head]! < written) {
+      this.repliesWeight -= written - replies[head]!;
+      replies[head] = written;
+    }
+    // Replies mixed with other output, never all written at once: the array is not to grow forever.
+    if (head >= 64 && 2 * head >= replies.length) {
+      replies.copyWithin(0, head);
+      replies.length -= head;
+      head = 0;
+    }
+    this.repliesHead = head;
+  }
+
   /** Bytes wait on the peer. */
   get waiting(): boolean {
     return this.backlog !== null || this.stream.writableLength > 0;
   }
 
   /**
-   * Write `buffers` (taken from the core, in order), then `callbacks` once they are all written.
-   * Returns true when bytes now wait on the peer.
+   * Write `buffers` (taken from the core, in order), then `callbacks` once they are all written;
+   * `replyBytes` of them reply to what was read. Returns true when bytes now wait on the peer.
    */
-  write(buffers: Buffer[], callbacks: SendCallback[] | null): boolean {
+  write(buffers: Buffer[], callbacks: SendCallback[] | null, replyBytes = 0): boolean {
     const stream = this.stream;
     // Nothing more can be written once the stream is going; its 'close' fails the callbacks.
     if (stream.destroyed || stream.writableEnded) return false;
@@ -76,13 +135,21 @@ export class Outbox {
     if (this.backlog === null && total <= WRITE_JOIN_BYTES) {
       // The common case (replies to one read, small messages): one write, now.
       const wasIdle = stream.writableLength === 0;
-      this.writeOne(buffers.length === 1 ? buffers[0]! : Buffer.concat(buffers, total), callbacks);
+      // Behind a slow peer, this write waits: it must not keep alive more than it holds (write-cost.ts).
+      const buffer = !wasIdle
+        ? waitingWrite(buffers, total)
+        : buffers.length === 1
+          ? buffers[0]!
+          : Buffer.concat(buffers, total);
+      this.writeOne(buffer, callbacks);
+      this.weigh(total, 1, replyBytes);
       return stream.writableLength > 0 && this.behind(wasIdle);
     }
     // Large output, or output behind a backlog: in pieces, handed over a window at a time. Views,
-    // not copies.
+    // not copies (unless they would keep far more alive than they hold: write-cost.ts).
     const backlog = (this.backlog ??= []);
-    for (const buffer of buffers) {
+    const before = backlog.length;
+    for (const buffer of ownMemory(buffers, total)) {
       for (let at = 0; at < buffer.length; at += WRITE_PIECE_BYTES) {
         const piece =
           at === 0 && buffer.length <= WRITE_PIECE_BYTES ? buffer : buffer.subarray(at, at + WRITE_PIECE_BYTES);
@@ -94,7 +161,29 @@ export class Outbox {
       else backlog[backlog.length - 1]!.callbacks = callbacks;
     }
     this.backlogBytes += total;
+    this.weigh(total, backlog.length - before, replyBytes);
     return this.pump();
+  }
+
+  /**
+   * Count output just handed here: `bytes` in `pieces` writes, of which `replyBytes` reply to what
+   * was read. Those weigh their share of the whole (where they lie among the rest is not known: they
+   * are taken to be last, the latest they can leave).
+   */
+  private weigh(bytes: number, pieces: number, replyBytes: number): void {
+    const weight = bytes + pieces * WRITE_COST;
+    this.weighed += weight;
+    // Forget what was written, so that replies that never waited keep nothing.
+    if (this.replies.length !== 0) this.forgetWritten();
+    if (replyBytes === 0) return;
+    const share = replyBytes >= bytes ? weight : Math.ceil((weight * replyBytes) / bytes);
+    const replies = this.replies;
+    const start = this.weighed - share;
+    this.repliesWeight += share;
+    // Next to the last reply (one read's replies after another's): one pair.
+    if (replies.length > this.repliesHead && replies[replies.length - 1] === start)
+      replies[replies.length - 1] = this.weighed;
+    else replies.push(start, this.weighed);
   }
 
   /** End the stream once everything handed here is written. */
@@ -119,6 +208,9 @@ export class Outbox {
   /** The stream closed with output still in the backlog: those sends failed. Nothing is written after. */
   drop(): void {
     this.dropped = true;
+    this.replies.length = 0;
+    this.repliesHead = 0;
+    this.repliesWeight = 0;
     const backlog = this.backlog;
     if (backlog === null) return;
     this.backlog = null;
@@ -162,6 +254,7 @@ export class Outbox {
 
   private writeOne(buffer: Buffer, callbacks: SendCallback[] | null): void {
     const stream = this.stream;
+    this.writesWaiting++;
     if (callbacks === null) {
       stream.write(buffer, this.onWriteDone);
       return;
@@ -190,6 +283,7 @@ export class Outbox {
 
   /** Every completed stream write: progress for the write deadline, the next window. */
   private writeDone(error?: Error | null): void {
+    this.writesWaiting--;
     if (this.dropped) return;
     const watch = this.watch;
     if (watch !== null && error == null) watch.done++;

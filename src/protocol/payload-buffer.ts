@@ -22,6 +22,17 @@ Object.setPrototypeOf(BufferView.prototype, Buffer.prototype);
 // As on Node's own: `util.inspect` shows `<Buffer ...>`, and `subarray` and friends make Buffers.
 Object.defineProperty(BufferView.prototype, 'constructor', { value: Buffer, writable: true, configurable: true });
 
+/**
+ * A view kept while the rest of its message arrives keeps the whole chunk it was read in alive: a
+ * 4 KiB fragment read with 60 KiB of pongs would hold 64 KiB (512 KiB on Bun, which reads that much
+ * at a time), and a peer could make a message cost many times `maxMessageSize`. A piece that uses
+ * less than half of its memory is copied out of it, so a message holds at most twice its length
+ * (and the one chunk its first piece came in), whatever the runtime reads at a time.
+ */
+function pinsMore(piece: Buffer): boolean {
+  return piece.buffer.byteLength > 2 * piece.length;
+}
+
 /** Pieces shorter than this are copied together rather than kept as views. */
 const COALESCE_BELOW = 4096;
 const COALESCE_BLOCK = 16 * 1024;
@@ -50,7 +61,7 @@ export class PayloadBuffer {
     }
     if (piece.length >= COALESCE_BELOW) {
       this.seal();
-      this.add(piece);
+      this.add(pinsMore(piece) ? Buffer.from(piece) : piece);
       return;
     }
     if (this.block === null || this.blockEnd + piece.length > this.block.length) {
@@ -61,6 +72,18 @@ export class PayloadBuffer {
     }
     this.block.set(piece, this.blockEnd);
     this.blockEnd += piece.length;
+  }
+
+  /**
+   * The payload waits for the next read: its first piece, a view, is copied out of the chunk it
+   * came in unless it uses half of it or more (see pinsMore), like the pieces after it.
+   */
+  compact(): void {
+    const first = this.first;
+    if (first === null || !pinsMore(first)) return;
+    const own = Buffer.allocUnsafeSlow(first.length);
+    own.set(first);
+    this.first = own;
   }
 
   /** Close the current block, so that what comes next starts a new piece (a frame boundary). */

@@ -18,6 +18,7 @@ import { MaskKeySource } from './writer.js';
  *     on bytes from the stream:  receive(bytes, now)      (also: receiveEnd, timeout, send, close, ...)
  *     then, once:                nextEvent() until null   messages, pings, pongs, errors, for the application
  *                                takeOutput()             bytes to write, in order (takeCallbacks(): who waits on them)
+ *                                takenReplyBytes          how many reply to what was read (reading pauses on those)
  *                                wantsDestroy / wantsEnd  destroy the stream now / end it after the write
  *                                takeInflateJob(), takeDeflateJob()   zlib work, whose results come back in
  *                                nextDeadline             when to call timeout(now) at the latest
@@ -98,6 +99,8 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   /** The next event for the driver, and (rarely) more after it, in order. */
   private event: ProtocolEvent | null = null;
   private events: ProtocolEvent[] | null = null;
+  /** The application holds an event: what it sends now replies to what was read (`takenReplyBytes`). */
+  private answering = false;
   private receiver: Receiver | null = null;
   private sender: Sender | null = null;
   private traceOut: ((bytes: Buffer) => void) | null = null;
@@ -151,10 +154,32 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   nextEvent(): ProtocolEvent | null {
     if (this.event === null && this.receiver !== null && this.receiver.isPaused) this.receiver.resume();
     const event = this.event;
+    // Until the driver asks again, what the application sends answers this event (see `answering`).
+    this.answering = event !== null;
     if (event === null) return null;
     const more = this.events;
     this.event = more !== null && more.length > 0 ? more.shift()! : null;
     return event;
+  }
+
+  /**
+   * How many of the bytes the last `takeOutput()` returned reply to what was read: pongs, and what
+   * the application sent while it held an event (between the `nextEvent()` that returned it and the
+   * next call). A driver stops reading while too many of those wait on the peer: that bounds what a
+   * peer that does not read can make reading cost, and output of the application's own initiative
+   * (bounded by `highWaterMark` and `maxBufferedBytes`) never keeps the peer's replies to it from
+   * being read, which with a peer doing the same would leave both waiting on each other.
+   */
+  get takenReplyBytes(): number {
+    return this.sender === null ? 0 : this.sender.takenReplyBytes;
+  }
+
+  /**
+   * Replies to what was read not taken yet: waiting to be compressed (counted as sent) or to be
+   * taken. A driver counts them with those it took and has not written, before it reads on.
+   */
+  get pendingReplyBytes(): number {
+    return this.sender === null ? 0 : this.sender.pendingReplyBytes;
   }
 
   /** Whether bytes wait to be taken. */
@@ -292,7 +317,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     // (Nor once our side of the stream may have ended: a ping read after the peer's end, held
     // behind an inflation, cannot be answered.)
     if (this.config.autoPong && this.state !== ReadyState.CLOSED && !this.wantsEnd) {
-      this.output().control(Opcode.Pong, data);
+      this.output().control(Opcode.Pong, data, undefined, true);
     }
     this.emitParsed({ type: 'ping', data });
   }
@@ -354,7 +379,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
    */
   send(opcode: number, payload: Buffer, compress: boolean, fragmentSize: number, callback?: SendCallback): boolean {
     if (!this.canSend) return this.refuse(callback);
-    this.output().message(opcode, payload, compress, fragmentSize, callback);
+    this.output().message(opcode, payload, compress, fragmentSize, callback, this.answering);
     return true;
   }
 
@@ -365,14 +390,14 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   sendFramed(frame: Buffer): boolean {
     if (this.role === 'client') throw new TypeError('a client masks every frame (RFC 6455 §5.3): no pre-framed bytes');
     if (!this.canSend) return false;
-    this.output().framed(frame);
+    this.output().framed(frame, this.answering);
     return true;
   }
 
   /** A ping or pong of at most 125 bytes (§5.5.2, §5.5.3). False once closing. */
   sendControl(opcode: typeof Opcode.Ping | typeof Opcode.Pong, payload: Uint8Array, callback?: SendCallback): boolean {
     if (!this.canSend) return this.refuse(callback);
-    this.output().control(opcode, payload, callback);
+    this.output().control(opcode, payload, callback, this.answering);
     return true;
   }
 

@@ -216,25 +216,50 @@ export class Receiver {
     while (!this.paused) {
       switch (this.state) {
         case READ_HEADER:
-          if (this.queued < 2) return;
+          if (this.queued < 2) return this.awaitInput();
           this.readHeader();
           break;
         case READ_EXTENDED_LENGTH:
-          if (this.queued < extendedLengthSize(this.header.lengthCode)) return;
+          if (this.queued < extendedLengthSize(this.header.lengthCode)) return this.awaitInput();
           this.readExtendedLength();
           break;
         case READ_MASK_KEY:
-          if (this.queued < 4) return;
+          if (this.queued < 4) return this.awaitInput();
           this.readMaskKey();
           break;
         case READ_PAYLOAD:
-          if (this.remaining > 0 && this.queued === 0) return;
+          if (this.remaining > 0 && this.queued === 0) return this.awaitInput();
           this.readPayload();
           break;
         default:
           return;
       }
     }
+  }
+
+  /**
+   * The input is parsed as far as it goes. What waits for the next read is kept on its own, not
+   * with the read it came in (else a peer could make each idle connection hold a whole read: 512 KiB
+   * on Bun): the start of a frame header (a few bytes), and the first piece of an unfinished frame
+   * or message.
+   */
+  private awaitInput(): void {
+    if (this.queued > 0 && this.state < READ_PAYLOAD) this.keepOnlyLeftover();
+    this.framePayload.compact();
+    this.message.compact();
+  }
+
+  /** Replace the unread input (a few header bytes) by a copy in memory of its own. */
+  private keepOnlyLeftover(): void {
+    const leftover = Buffer.allocUnsafeSlow(this.queued);
+    let at = 0;
+    for (let i = this.head; i < this.chunks.length; i++) {
+      const chunk = this.chunks[i]!;
+      at += chunk.copy(leftover, at, i === this.head ? this.offset : 0);
+    }
+    this.chunks = [leftover];
+    this.head = 0;
+    this.offset = 0;
   }
 
   /** RFC 6455 §5.2: the first two bytes. Everything that can be checked here is, before any payload. */
@@ -561,6 +586,12 @@ export class Receiver {
       this.offset = 0;
       if (++this.head === this.chunks.length) {
         this.chunks.length = 0;
+        this.head = 0;
+      } else {
+        // Let go of the chunk just used up now, not when the input is: while every chunk ends
+        // inside a frame header (as with a flood of 6-byte pings read 64 KiB at a time, or as a
+        // peer can arrange), the input is never used up and each chunk read would stay alive.
+        this.chunks.shift();
         this.head = 0;
       }
     }

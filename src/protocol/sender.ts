@@ -40,6 +40,8 @@ interface Staged {
   compress: boolean;
   fragmentSize: number;
   callback: SendCallback | undefined;
+  /** Sent in reply to what was read (see `replyBytes`). */
+  reply: boolean;
 }
 
 /** Staged entries that are frames already carry one of these opcodes: a broadcast, or the close frame. */
@@ -66,11 +68,23 @@ export class Sender {
   /** Messages waiting for a compression to finish, in order; null when nothing waits. */
   private staged: Staged[] | null = null;
   private stagedLength = 0;
+  /** Of `stagedLength`, the replies (see `replyBytes`): they wait on zlib, then on the peer. */
+  private stagedReplies = 0;
   /** The staged message being compressed (the first one), from its job's start to `deflated()`. */
   private compressing: Staged | null = null;
   /** Its payload, until the owner takes the job. */
   private deflateJob: Buffer | null = null;
   private closeFrame: CloseFrame = CloseFrame.None;
+  /**
+   * Bytes in `out` that reply to what was read (pongs, what the application sent while handling an
+   * event): the driver stops reading while too many of them wait on the peer, and only then, so
+   * that a peer that does not read cannot make reading cost memory, while output of our own
+   * initiative (bounded by `send()`'s return value and `maxBufferedBytes`) never stops the reading
+   * of the peer's replies to it.
+   */
+  private replyBytes = 0;
+  /** `replyBytes` of the last `take()`. */
+  private replyTaken = 0;
 
   constructor(
     /** Set for a client: every frame it sends is masked (RFC 6455 §5.3). */
@@ -102,27 +116,39 @@ export class Sender {
    * when that is set (RFC 6455 §5.4). `compress` asks for permessage-deflate; messages under the
    * deflater's threshold go uncompressed anyway.
    */
-  message(opcode: number, payload: Buffer, compress: boolean, fragmentSize: number, callback?: SendCallback): void {
+  message(
+    opcode: number,
+    payload: Buffer,
+    compress: boolean,
+    fragmentSize: number,
+    callback?: SendCallback,
+    reply = false,
+  ): void {
     const deflate = compress && this.compression !== null && payload.length >= this.compression.threshold;
     if (deflate || this.staged !== null) {
-      this.stage({ opcode, payload, compress: deflate, fragmentSize, callback });
+      this.stage({ opcode, payload, compress: deflate, fragmentSize, callback, reply });
       return;
     }
-    this.queue().message(opcode, payload, false, fragmentSize);
+    const bytes = this.queue().message(opcode, payload, false, fragmentSize);
+    if (reply) this.replyBytes += bytes;
     this.done(callback);
   }
 
   /** A ping or a pong (RFC 6455 §5.5.2, §5.5.3): never waits behind data. */
-  control(opcode: number, payload: Uint8Array, callback?: SendCallback): void {
-    this.queue().control(opcode, payload);
+  control(opcode: number, payload: Uint8Array, callback?: SendCallback, reply = false): void {
+    const bytes = this.queue().control(opcode, payload);
+    if (reply) this.replyBytes += bytes;
     this.done(callback);
   }
 
   /** Bytes framed elsewhere (a broadcast frames its message once for every connection). */
-  framed(frame: Buffer): void {
+  framed(frame: Buffer, reply = false): void {
     if (this.staged !== null)
-      this.stage({ opcode: FRAMED, payload: frame, compress: false, fragmentSize: 0, callback: undefined });
-    else this.queue().framed(frame);
+      this.stage({ opcode: FRAMED, payload: frame, compress: false, fragmentSize: 0, callback: undefined, reply });
+    else {
+      this.queue().framed(frame);
+      if (reply) this.replyBytes += frame.length;
+    }
   }
 
   /** The close frame (RFC 6455 §5.5.1): after every message already sent, compressed ones included. */
@@ -140,6 +166,7 @@ export class Sender {
       compress: false,
       fragmentSize: 0,
       callback: undefined,
+      reply: false,
     });
   }
 
@@ -150,9 +177,21 @@ export class Sender {
 
   /** The frames ready to write, as few buffers as possible; the queue is empty afterwards. */
   take(): Buffer[] {
+    this.replyTaken = this.replyBytes;
+    this.replyBytes = 0;
     if (this.out === null) return [];
     if (this.closeFrame === CloseFrame.Queued) this.closeFrame = CloseFrame.Taken;
     return this.out.take();
+  }
+
+  /** Replies not taken yet: staged (as sent, before compression) or queued. */
+  get pendingReplyBytes(): number {
+    return this.stagedReplies + this.replyBytes;
+  }
+
+  /** How many of the bytes the last `take()` returned reply to what was read (see `replyBytes`). */
+  get takenReplyBytes(): number {
+    return this.replyTaken;
   }
 
   /** The callbacks of the frames just taken, or null. */
@@ -173,6 +212,7 @@ export class Sender {
     if (closeDropped) this.closeFrame = CloseFrame.None;
     this.staged = null;
     this.stagedLength = 0;
+    this.stagedReplies = 0;
     this.compressing = null;
     this.deflateJob = null;
     const dropped: SendCallback[] = [];
@@ -185,6 +225,7 @@ export class Sender {
   clear(): void {
     this.dropStaged();
     this.out?.clear();
+    this.replyBytes = 0;
     const callbacks = this.takeCallbacks();
     if (callbacks !== null) this.events.onDropped(callbacks);
   }
@@ -200,6 +241,7 @@ export class Sender {
   private stage(message: Staged): void {
     (this.staged ??= []).push(message);
     this.stagedLength += message.payload.length;
+    if (message.reply) this.stagedReplies += message.payload.length;
     this.drain();
   }
 
@@ -217,8 +259,10 @@ export class Sender {
       if (message.opcode === FRAMED || message.opcode === CLOSE_FRAME) {
         if (message.opcode === CLOSE_FRAME) this.closeFrame = CloseFrame.Queued;
         this.queue().framed(message.payload);
+        if (message.reply) this.replyBytes += message.payload.length;
       } else {
-        this.queue().message(message.opcode, message.payload, false, message.fragmentSize);
+        const bytes = this.queue().message(message.opcode, message.payload, false, message.fragmentSize);
+        if (message.reply) this.replyBytes += bytes;
         this.done(message.callback);
       }
     }
@@ -247,7 +291,8 @@ export class Sender {
     }
     this.unstage(this.staged!, message);
     // RFC 7692 §6: RSV1 on the first frame of a compressed message only (FrameQueue does that).
-    this.queue().message(message.opcode, compressed, true, message.fragmentSize);
+    const bytes = this.queue().message(message.opcode, compressed, true, message.fragmentSize);
+    if (message.reply) this.replyBytes += bytes;
     this.done(message.callback);
     this.drain();
   }
@@ -255,5 +300,6 @@ export class Sender {
   private unstage(staged: Staged[], message: Staged): void {
     staged.shift();
     this.stagedLength -= message.payload.length;
+    if (message.reply) this.stagedReplies -= message.payload.length;
   }
 }
