@@ -31,6 +31,9 @@ const LAYERS = [
   // The learner's layer: frames explained, the protocol explorer (it plugs into a server through
   // the server's public hooks).
   'learn',
+  // The conformance engine: Autobahn|Testsuite's cases against any server or client. It judges
+  // implementations, ours included, so it shares none of the library's code (see below).
+  'conformance',
   // The command-line programs.
   'cli',
 ] as const;
@@ -187,6 +190,20 @@ describe('the layers of src/ are its folders', () => {
       const lines = source(file).split('\n').length;
       assert.ok(lines <= MAX_LINES, `${file} has ${lines} lines`);
     }
+  });
+
+  it('the conformance engine imports nothing of src/ outside its folder: it must not share our reading of the RFC', () => {
+    // It judges the library in npm test, so its codec, handshake, deflate and UTF-8 checks are its
+    // own; it may use node: modules only.
+    const outside: string[] = [];
+    for (const file of allFiles().filter((file) => layerOf(file) === 'conformance')) {
+      for (const specifier of imports(file)) {
+        if (specifier.startsWith('node:')) continue;
+        const target = specifier.startsWith('.') ? posix.normalize(posix.join('conformance', specifier)) : specifier;
+        if (layerOf(target) !== 'conformance') outside.push(`${file} imports ${specifier}`);
+      }
+    }
+    assert.deepEqual(outside, []);
   });
 
   it('only scale/redis-broker.ts (behind the wsrfc/redis entry point) imports the redis package', () => {

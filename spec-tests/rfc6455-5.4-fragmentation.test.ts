@@ -165,6 +165,26 @@ describe('RFC 6455 §5.4 "Control frames MAY be injected in the middle of a frag
       );
       assert.deepEqual(summary, ['frame:2:false:a', 'frame:9:true:x', 'ping', 'frame:0:true:b', 'message']);
     });
+
+    it(`each of many fragments, small and large, is reported to onFrame with its own payload, whole or trickled (${role})`, () => {
+      // The receiver keeps small fragments copied together and large ones as views; the frame
+      // reported is the fragment's bytes alone either way (the fuzz target found the earlier pieces
+      // copied again for each frame: quadratic in the number of fragments).
+      const sizes = [1, 5000, 2, 3, 4100, 1, 0, 7];
+      const payloads = sizes.map((size, i) => Buffer.alloc(size, 0x61 + i));
+      const wire = concat(
+        ...payloads.map((payload, i) =>
+          i === 0 ? binary(role, payload, false) : continuation(role, payload, i === sizes.length - 1),
+        ),
+      );
+      for (const chunk of [wire.length, 3]) {
+        const h = makeReceiver(role, {}, true);
+        h.push(Buffer.from(wire), chunk);
+        const frames = h.events.flatMap((e: Event) => (e.type === 'frame' ? [e.frame.payload] : []));
+        assert.deepEqual(frames, payloads, `chunks of ${chunk} bytes`);
+        assert.deepEqual(onlyMessage(h.events.filter((e: Event) => e.type !== 'frame')).data, Buffer.concat(payloads));
+      }
+    });
   }
 });
 

@@ -10,9 +10,14 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
+import * as core from '../src/core.js';
 import { ConnectionTimeoutError } from '../src/protocol/errors.js';
-import { concat } from './helpers/core.js';
-import { FakeCompression, Harness, ROLES, peerOf } from './helpers/protocol.js';
+import { resolveConnectionOptions } from '../src/protocol/options.js';
+import { Protocol } from '../src/protocol/protocol.js';
+import { concat, utf8 } from './helpers/core.js';
+import { TAIL, deflatePayload } from './helpers/peer/deflate.js';
+import { FakeCompression, Harness, OP, ROLES, peerOf } from './helpers/protocol.js';
 
 const LOST = { code: 1006, reason: '', wasClean: false };
 
@@ -95,6 +100,61 @@ describe('RFC 6455 §7.2.1 "If at any point the underlying transport layer conne
       h.receiveEnd();
       assert.deepEqual(h.take(), ['end']);
       assert.deepEqual(h.streamClosed(), LOST);
+    });
+
+    it(`after the peer's TCP end we end ours, and write nothing more: no ping of the ping loop, no send, no close (${role})`, () => {
+      // Found by the connection fuzz target: the ping loop went on after our end (a write after end).
+      const h = new Harness(role, { options: { pingInterval: 1000, pongTimeout: 60_000 } });
+      h.receiveEnd();
+      assert.deepEqual(h.takeNoWakes(), ['end']);
+      assert.equal(h.protocol.canSend, false, 'nothing more may be sent');
+      h.timeout(1000);
+      h.timeout(2000);
+      const failed: (Error | undefined)[] = [];
+      assert.equal(
+        h.protocol.sendData('too late', undefined, (error) => failed.push(error)),
+        false,
+        'send() refuses',
+      );
+      assert.equal(h.protocol.sendControl(OP.PING, Buffer.alloc(0)), false, 'ping() refuses');
+      h.close(1000, 'bye');
+      h.settle();
+      assert.deepEqual(h.frames(), [], 'nothing written after our end');
+      assert.equal(h.failedCallbacks.length, 1, "the refused send's callback fails");
+      assert.deepEqual(h.streamClosed(), LOST);
+    });
+
+    it(`frames read after the peer's TCP end (held behind an inflation) are delivered, but not answered: no pong, no close frame (${role})`, () => {
+      const options = resolveConnectionOptions({ pingInterval: 0 });
+      const protocol = new Protocol(role, options, 0, { compression: { threshold: 0 } });
+      const p = peerOf(role);
+      // A compressed message, then a ping and a close frame, all in one read: the ping and the
+      // close wait behind the inflation (RFC 7692 §7.2.2), which ends after the peer's TCP end.
+      protocol.receive(
+        concat(
+          p.frame({ opcode: OP.TEXT, rsv1: true, payload: deflatePayload(utf8('last')) }),
+          p.ping('still there?'),
+          p.close(1000, 'bye'),
+        ),
+        0,
+      );
+      assert.equal(protocol.nextEvent(), null);
+      const job = protocol.takeInflateJob();
+      assert.ok(job !== null, 'the compressed frame waits for its inflation');
+      protocol.receiveEnd(0);
+      assert.equal(protocol.wantsEnd, true);
+      // The driver ends our side here; the inflation ends after it.
+      assert.ok(
+        protocol.inflated(inflateRawSync(concat(job.payload, TAIL), { finishFlush: zlibConstants.Z_SYNC_FLUSH })),
+      );
+      protocol.inflateDone(null);
+      const events: string[] = [];
+      for (let event = protocol.nextEvent(); event !== null; event = protocol.nextEvent()) events.push(event.type);
+      assert.deepEqual(events, ['message', 'ping'], 'what the peer sent before its end is still read');
+      assert.equal(protocol.hasOutput, false, 'no pong and no close frame after our end');
+      assert.deepEqual(protocol.takeOutput(), []);
+      // §7.1.5: the peer's close frame was read: the close reports its code, not cleanly (ours never went).
+      assert.deepEqual(protocol.streamClosed(0), { code: 1000, reason: 'bye', wasClean: false });
     });
 
     it(`"Except as indicated above or as specified by the application layer ..., clients SHOULD NOT close the connection": ordinary traffic never ends or destroys the connection (${role})`, () => {
@@ -235,6 +295,35 @@ describe('RFC 6455 §7.2.3 Recovering from Abnormal Closure', () => {
       assert.equal(h.protocol.state, 3);
       assert.equal(h.protocol.canSend, false);
       assert.deepEqual(h.take(), [], 'no wake, no frame, no attempt of any kind');
+    });
+  }
+});
+
+describe('RFC 6455 §7.2.1: the connection lost, as a wsrfc/core embedder drives the core', () => {
+  for (const role of ROLES) {
+    it(`bytes handed out whose callbacks were not yet taken: when the stream closes, their callbacks are reported failed (${role})`, () => {
+      // An embedder may take the output and close the stream before taking its callbacks: the
+      // message may not have reached the peer, so its sender must hear of a failure, not of nothing.
+      const protocol = new core.Protocol(role, core.resolveConnectionOptions({ pingInterval: 0 }), 0);
+      const callback = (): void => {};
+      assert.equal(protocol.sendData('hello', undefined, callback), true);
+      assert.equal(protocol.takeOutput().length, 1);
+      assert.deepEqual(protocol.streamClosed(1), LOST);
+      const event = protocol.nextEvent();
+      assert.ok(event !== null && event.type === 'sendFailed', 'a sendFailed event');
+      assert.deepEqual(event.callbacks, [callback]);
+      assert.equal(protocol.nextEvent(), null);
+      assert.equal(protocol.takeCallbacks(), null, 'the callbacks are reported once');
+    });
+
+    it(`a write deadline that fires after the stream closed changes nothing: no event, no output, no destroy (${role})`, () => {
+      const protocol = new core.Protocol(role, core.resolveConnectionOptions({ pingInterval: 0 }), 0);
+      assert.deepEqual(protocol.streamClosed(1), LOST);
+      protocol.writeTimedOut(2);
+      assert.equal(protocol.nextEvent(), null);
+      assert.deepEqual(protocol.takeOutput(), []);
+      assert.equal(protocol.wantsDestroy, false);
+      assert.equal(protocol.wantsEnd, false);
     });
   }
 });

@@ -64,6 +64,11 @@ const SPEC_EXCLUDED: Record<string, string> = {
   'scale-redis.test.ts': 'a real redis-server and chat processes, 25 s per line (runs on Node 20)',
   'scale-workers.test.ts': 'node:cluster chat processes, 15 s per line (runs on Node 20)',
   'tour.test.ts': 'reads docs/tour.md against the source layout',
+  'conformance-wsrfc.test.ts': '325 Autobahn cases each way, a minute of CI time per line (runs on Node 20)',
+  'conformance-ws.test.ts': 'judges the ws package, not ours; a minute of CI time (runs on Node 20)',
+  'conformance-flawed-servers.test.ts': 'judges test servers with the conformance engine, a tool (runs on Node 20)',
+  'conformance-misbehaving-peers.test.ts': 'the conformance engine against misbehaving peers, a tool (runs on Node 20)',
+  'conformance-reports.test.ts': "the conformance command's reports (runs on Node 20)",
 };
 
 const SPEC_FILES = readdirSync(join(ROOT, 'spec-tests'))

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createConnection, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { parseRequestHead as parseCoreRequestHead, switchingProtocolsResponse } from '../src/core.js';
+import { errorResponse, parseRequestHead as parseCoreRequestHead, switchingProtocolsResponse } from '../src/core.js';
 import { connect, HandshakeError, WebSocketServer, type ServerOptions, type UpgradeRequest } from '../src/index.js';
 import {
   KiB,
@@ -1038,5 +1038,18 @@ describe('listening', () => {
       await server.close();
       await other.close(100);
     }
+  });
+});
+
+describe('wsrfc/core errorResponse: any status an embedder refuses with', () => {
+  it('a status the library has no reason phrase for gets an empty one (RFC 9112 §4: the reason-phrase is optional), and the head stays well formed', () => {
+    const response = errorResponse(418, 'no coffee here').toString('latin1');
+    const [head, body] = response.split('\r\n\r\n');
+    const lines = head!.split('\r\n');
+    // status-line = HTTP-version SP status-code SP [ reason-phrase ]
+    assert.equal(lines[0], 'HTTP/1.1 418 ');
+    assert.ok(lines.includes('Connection: close'));
+    assert.ok(lines.includes(`Content-Length: ${Buffer.byteLength(body!)}`));
+    assert.equal(body, 'no coffee here\n');
   });
 });

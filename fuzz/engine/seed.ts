@@ -14,6 +14,8 @@ import {
   clientFrame,
   closePayload,
   deflatePayload,
+  encodeFrame,
+  FrameDecoder,
   handshakeRequest,
   httpResponse,
   OP,
@@ -145,4 +147,68 @@ write('topics', [
   bytes([2, 0, 1, 2], [0, 0, 0, 0, 1, 0, 0, 2, 0, 2, 0x00, 0, 2, 0x51, 0, 2, 0xd2, 0, 1, 1, 0, 3, 0, 0]),
   bytes([3, 0, 3, 1, 2], [0, 0, 1, 0, 1, 1, 0, 2, 1, 0, 3, 3, 2, 0x31, 1, 2, 0x80, 3, 4, 1, 0, 2, 0x00, 1, 5, 2, 3]),
   bytes([1, 2], [0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 2, 0, 0]),
+]);
+
+// Target 3: the same frames straight into a receiver, a server's (masked, as they are) and a
+// client's (unmasked: re-encoded by the peer), with permessage-deflate or not, in one chunk or cut;
+// then programs of the peer's frames (fuzz/targets/peer-frames.ts): messages compressed with
+// context takeover, fragments, control frames between them, a stream ended by BFINAL.
+// Parameters: flags (role, deflate, context, frames, pause, program, wait), window bits, the
+// indexes of maxMessageSize and maxFramePayload (10: the 64 MiB default), of the budget, the cut.
+const unmasked = (stream: Buffer): Buffer => {
+  const frames: Buffer[] = [];
+  new FrameDecoder((f) =>
+    frames.push(
+      encodeFrame({ opcode: f.opcode, payload: f.payload, fin: f.fin, rsv1: f.rsv1, rsv2: f.rsv2, rsv3: f.rsv3 }),
+    ),
+  ).push(stream);
+  return Buffer.concat(frames);
+};
+const program = (...steps: (number[] | string)[]): Buffer => bytes(...steps);
+const programs = [
+  // "Hello" compressed twice (context taken over), a ping, a close.
+  program([3, 0x00, 0, 5], 'Hello', [3, 0x00, 0, 5], 'Hello', [2, 0x00, 4], 'ping', [2, 0x26, 3], 'bye'),
+  // A compressed binary message in three fragments with a pong after it, then a text cut in a code point.
+  program([3, 0x05, 40, 10], 'abcdefghij', [2, 0x01, 0], [5, 0x03, 2], [2, 0x06, 0]),
+  // A message ended by BFINAL (RFC 7692 §7.2.3.4), then one that refers back into it.
+  program([3, 0x40, 0, 11], 'hello hello', [3, 0x00, 0, 11], 'hello hello'),
+  // Uncompressed fragments, 16-bit and 64-bit lengths, a large message, raw bytes.
+  program([0, 0x10, 3], 'abc', [0, 0x26, 3], 'def', [7, 0x03, 1, 0], [4, 0x00, 2, 0x89, 0x00]),
+];
+write('receiver', [
+  // (Not the 64 KiB one: the target's inputs are at most 16 KiB.)
+  ...conversations
+    .filter((frames) => frames.length <= 16 * 1024)
+    .flatMap((frames, i) => [
+      bytes([0x00, 7, 10, 10, 0, 0], frames),
+      bytes([0x01, 7, 10, 10, 0, (i * 37) % 256], unmasked(frames)),
+      bytes([0x0a, 7, 5, 3, 2, 1], frames),
+      bytes([0x13, 1, 10, 10, 4, 2], unmasked(frames)),
+    ]),
+  ...programs.flatMap((steps, i) => [
+    bytes([0x22, 7, 10, 10, 0, 0], steps),
+    bytes([0x27, 1, 10, 10, 5, 3 + i], steps),
+    bytes([0x7a, 0, 6, 5, 2, 5], steps),
+    bytes([0x23, 7, 4, 4, 3, 1], steps),
+  ]),
+]);
+
+// Target 4: a connection in each configuration, fed the spec tests' conversations and the steps of
+// a closing handshake both ways, a deadline, a failure, a terminate. Parameters: flags (role,
+// compression, autoPong, trace, contexts), timing and sizes, limits, window bits (fuzz/targets/connection.ts).
+const steps = (...parts: (number[] | string)[]): Buffer => bytes(...parts);
+const chat = steps([0, 3, 0x00, 0, 5], 'Hello', [4, 0x00, 10], [5, 0x04], 'ping', [2, 6], [0x89, 0x80, 0, 0, 0, 0]);
+const closing = [
+  steps([6, 0x01], [0, 2, 0x26, 3], 'bye', [13], [15]),
+  steps([0, 2, 0x26, 3], 'bye', [3, 6], [15]),
+  steps([4, 0x02, 40], [6, 0x12], [3, 7, 0], [15]),
+  steps([2, 4, 0x81, 0x85, 0x37, 0xfa], [13], [3, 8, 0], [15]),
+  steps([4, 0x00, 200], [8, 1], [10, 4], [7], [15]),
+  steps([3, 5, 1], [3, 8, 0], [12], [15]),
+];
+write('connection', [
+  ...[0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x11, 0x18].flatMap((flags) =>
+    closing.map((close, i) => bytes([flags, 0x02 + (i << 2), i, 0x3f], chat, close)),
+  ),
+  ...conversations.slice(0, 4).map((frames) => bytes([0x00, 0x26, 0, 0x3f], [2, 0x1f], frames.subarray(0, 31), [15])),
 ]);

@@ -10,4 +10,6 @@ export const TARGETS: Readonly<Record<string, () => Promise<FuzzTarget>>> = {
   negotiation: async () => (await import('./negotiation.js')).target,
   'echo-server': async () => (await import('./echo-server.js')).target,
   topics: async () => (await import('./topics.js')).target,
+  receiver: async () => (await import('./receiver.js')).target,
+  connection: async () => (await import('./connection.js')).target,
 };

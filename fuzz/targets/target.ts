@@ -45,6 +45,18 @@ export class InputReader {
     return choices[this.byte() % choices.length]!;
   }
 
+  /** The next `n` bytes, or as many as are left. */
+  bytes(n: number): Buffer {
+    const bytes = this.input.subarray(this.at, this.at + n);
+    this.at += bytes.length;
+    return bytes;
+  }
+
+  /** Whether the input is all read. */
+  get done(): boolean {
+    return this.at >= this.input.length;
+  }
+
   /** What is left of the input. */
   rest(): Buffer {
     const rest = this.input.subarray(Math.min(this.at, this.input.length));

@@ -14,8 +14,10 @@ Commands:
   echo [options]               an echo server, with the protocol explorer and --trace (wsrfc echo --help)
   connect URL [options]        an interactive client: lines become messages, what arrives is printed
                                (wsrfc connect --help)
-  conformance server URL       check a server against the RFCs, case by case (wsrfc conformance --help)
-  conformance client           ... or a client, which connects to a test server this starts
+  conformance server URL       run Autobahn|Testsuite's 517 cases against a WebSocket server (it must
+                               echo), with the suite's verdicts and reports (wsrfc conformance --help)
+  conformance client           ... or against a client: serves the cases on the suite's endpoints
+                               (/getCaseCount, /runCase, /updateReports) to the client's driver
 
   -h, --help                   this text
   -v, --version                the version of wsrfc
@@ -41,9 +43,8 @@ async function main(argv: string[]): Promise<number | null> {
       return connectMain(rest);
     }
     case 'conformance': {
-      // TODO(merge): return (await import('../conformance/main.js')).conformanceMain(rest);
-      process.stderr.write('wsrfc conformance: not built in this build\n');
-      return 2;
+      const { conformanceMain } = await import('../conformance/main.js');
+      return conformanceMain(rest);
     }
     case '-h':
     case '--help':

@@ -102,7 +102,10 @@ export class PayloadBuffer {
   /** The bytes from piece `from` on, joined (only for tracing). */
   joinFrom(from: number, length: number): Buffer {
     this.seal();
-    return join(this.pieces().slice(from), length);
+    // Only the pieces asked for: a message in many frames is traced frame by frame, and copying
+    // every earlier piece each time would make that quadratic in the number of frames.
+    if (from === 0 || this.rest === null) return join(this.pieces().slice(from), length);
+    return join(this.rest.slice(from - 1), length);
   }
 
   /** Everything, joined into one buffer (copied only if it is in several pieces); then empty. */

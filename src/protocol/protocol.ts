@@ -113,9 +113,13 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     return this.sender === null ? 0 : this.sender.bufferedBytes;
   }
 
-  /** Whether `send()` and friends may be used: OPEN, and no close frame sent (§5.5.1). */
+  /**
+   * Whether `send()` and friends may be used: OPEN, no close frame sent (§5.5.1), and our side of
+   * the stream not ending (the peer ended its own before any close frame: we end ours, and nothing
+   * may be written after that).
+   */
   get canSend(): boolean {
-    return this.state === ReadyState.OPEN && !this.closeSent;
+    return this.state === ReadyState.OPEN && !this.closeSent && !this.endRequested;
   }
 
   /**
@@ -324,8 +328,11 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
     // response, unless it already received a Close frame." (The receiver reads nothing after a
     // close frame.) §5.5.3: the pong carries the ping's "Application data".
-    if (this.config.autoPong && this.state !== ReadyState.CLOSED)
+    // (Nor once our side of the stream may have ended: a ping read after the peer's end, held
+    // behind an inflation, cannot be answered.)
+    if (this.config.autoPong && this.state !== ReadyState.CLOSED && !this.wantsEnd) {
       this.output().control(Opcode.Pong, data, undefined, true);
+    }
     this.emitParsed({ type: 'ping', data });
   }
 
@@ -341,7 +348,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     const closing = this.startClosing();
     closing.peerCode = code;
     closing.peerReason = reason;
-    if (!this.closeSent) {
+    if (!this.closeSent && !this.wantsEnd) {
       // §5.5.1: "If an endpoint receives a Close frame and did not previously send a Close frame,
       // the endpoint MUST send a Close frame in response. (When sending a Close frame in response,
       // the endpoint typically echos the status code it received.)" An empty close gets an empty one.
@@ -525,10 +532,14 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     this.receiver?.destroy();
     this.abortStream(error ?? new MessageAbortedError(`the connection failed (${code}) in the middle of the message`));
     if (error !== null) this.emit({ type: 'error', error });
+    // Our side of the stream may have ended already (the peer ended its own): nothing more goes.
+    const ended = this.wantsEnd;
     // A close frame of ours still waiting behind a compression goes with the staged messages.
     const closeDropped = this.sender !== null && this.sender.dropStaged();
     // §7.1.7: "the endpoint SHOULD send a Close frame with an appropriate status code".
-    if (!this.closeSent || closeDropped) this.sendClose(code, truncateUtf8(reason, MAX_CLOSE_REASON_BYTES));
+    if ((!this.closeSent || closeDropped) && !ended) {
+      this.sendClose(code, truncateUtf8(reason, MAX_CLOSE_REASON_BYTES));
+    }
     if (immediately) this.destroyRequested = true;
     else this.end();
   }
@@ -560,7 +571,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
       }
       if (now >= this.nextPingAt) {
         this.nextPingAt = now + config.pingInterval;
-        if (!this.closeSent) this.output().control(Opcode.Ping, EMPTY);
+        if (this.canSend) this.output().control(Opcode.Ping, EMPTY);
       }
     }
   }
