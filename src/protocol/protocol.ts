@@ -122,11 +122,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     return this.state === ReadyState.OPEN && !this.closeSent && !this.endRequested;
   }
 
-  /**
-   * Whether more input may yet be parsed into events: no failure, no close frame received. While it
-   * is true a driver may stop taking events (its application's stream is full), which stops the
-   * parse; once it is false, the events left are few (one step's) and are all to be taken.
-   */
+  /** More input may yet be parsed: a driver may stop taking events (stopping the parse) only while so. */
   get receiving(): boolean {
     return !this.inputEnded && !this.closeReceived && this.state !== ReadyState.CLOSED;
   }
@@ -429,11 +425,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     return this.output().openStream(compress, fragmentSize, callback);
   }
 
-  /**
-   * The next piece of an open message, `fin` on the last (which may be empty); the first piece's
-   * opcode (text or binary) is the message's. False when the message was dropped (the connection
-   * failed or closed): the application's source is to stop.
-   */
+  /** The next piece of an open message (`fin`: the last; the first's opcode is the message's). False: dropped. */
   sendPiece(message: OutgoingMessage, opcode: number, payload: Buffer, fin: boolean): boolean {
     if (message.dropped || this.sender === null) return false;
     this.sender.streamPiece(message, opcode, payload, fin);
@@ -441,8 +433,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   }
 
   /**
-   * The application's source for an open message failed. RFC 6455 has no way to abort one message
-   * (its fragments so far are on the wire), so the connection fails with 1011 (an internal error);
+   * An open message's source failed. RFC 6455 cannot abort one message: 1011 (an internal error);
    * unless the peer has closed already: then the message is abandoned and our close goes at once.
    */
   messageFailed(message: OutgoingMessage, now: number): void {
