@@ -3,7 +3,7 @@
  * stream's 'data' and the write of the replies, measured in CPU time (not wall time), so that the
  * figure says little about what else the machine is doing.
  *
- *   node --import tsx bench/echo-path.ts [--baseline REF] [--reps 7] [--conns 100] [--batch 8] [--size 32]
+ *   node --import tsx bench/echo-path.ts [--baseline REF] [--reps 7] [--conns 100] [--batch 8] [--size 32] [--read N]
  *
  * Each connection is a `stream.Duplex` handed to `server.handleSocket()` (the same server and echo
  * handler as bench/servers/ours.ts); its writes complete at once, like a socket whose kernel
@@ -13,6 +13,13 @@
  * replies are checked byte for byte at the end of each run. Reported: CPU ns per echoed message,
  * the median over the reps, ours and (with --baseline) src/ at another commit, built the same way
  * and interleaved rep by rep. Each rep is a child process of its own.
+ *
+ *   node --import tsx bench/echo-path.ts --instructions [--baseline REF] [--reps 3] [--rounds 100]
+ *
+ * counts instructions instead of CPU time, which a busy machine does not change: each child runs
+ * under valgrind's callgrind twice, once with `rounds` rounds and once with 4 times as many, and
+ * the difference over the extra messages is the instructions per echoed message (start-up, JIT
+ * warm-up and the handshakes cancel out). Needs valgrind; slow (a minute or more per child).
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -29,6 +36,19 @@ interface Shape {
   batch: number;
   size: number;
   ms: number;
+  /** Hand each push over in reads of at most this many bytes (0: one read), as a socket would a large one. */
+  read: number;
+  /** Run exactly this many rounds, no warm-up, instead of `ms` (instruction counts). */
+  rounds?: number;
+}
+
+/** A text frame's first bytes (RFC 6455 §5.2): FIN and the opcode, then the length in 7, 16 or 64 bits. */
+function lengthHeader(size: number, maskBit: number): Buffer {
+  if (size < 126) return Buffer.from([0x81, maskBit | size]);
+  if (size < 65536) return Buffer.from([0x81, maskBit | 126, size >> 8, size & 0xff]);
+  const header = Buffer.from([0x81, maskBit | 127, 0, 0, 0, 0, 0, 0, 0, 0]);
+  header.writeUIntBE(size, 4, 6);
+  return header;
 }
 
 /** One chunk of `batch` masked text frames of `size` printable bytes (RFC 6455 §5.2, §5.3). */
@@ -39,8 +59,7 @@ function frames(batch: number, size: number): { wire: Buffer; payloads: Buffer[]
     const payload = Buffer.alloc(size, 0x61 + (i % 26));
     payloads.push(payload);
     const key = randomBytes(4);
-    const header =
-      size < 126 ? Buffer.from([0x81, 0x80 | size]) : Buffer.from([0x81, 0x80 | 126, size >> 8, size & 0xff]);
+    const header = lengthHeader(size, 0x80);
     const masked = Buffer.from(payload.map((byte, j) => byte ^ key[j & 3]!));
     parts.push(header, key, masked);
   }
@@ -48,17 +67,13 @@ function frames(batch: number, size: number): { wire: Buffer; payloads: Buffer[]
 }
 
 function expectedEcho(payloads: Buffer[]): Buffer {
-  return Buffer.concat(
-    payloads.flatMap((p) => [
-      p.length < 126 ? Buffer.from([0x81, p.length]) : Buffer.from([0x81, 126, p.length >> 8, p.length & 0xff]),
-      p,
-    ]),
-  );
+  return Buffer.concat(payloads.flatMap((p) => [lengthHeader(p.length, 0), p]));
 }
 
 async function child(entry: string, shape: Shape): Promise<void> {
   const { WebSocketServer } = (await import(pathToFileURL(entry).href)) as typeof Wsrfc;
-  const server = new WebSocketServer({});
+  // Counting instructions, the ping loop is off: under valgrind a run outlasts its first ping.
+  const server = new WebSocketServer(shape.rounds === undefined ? {} : { pingInterval: 0 });
   server.on('connection', (socket) => {
     socket.on('message', (data, isBinary) => {
       socket.send(data, { binary: isBinary });
@@ -67,11 +82,18 @@ async function child(entry: string, shape: Shape): Promise<void> {
   const { wire, payloads } = frames(shape.batch, shape.size);
   const echo = expectedEcho(payloads);
   const streams: Duplex[] = [];
+  // A fresh copy per read: a socket hands over a new buffer each time, and the receiver unmasks in place.
+  const push = (stream: Duplex): void => {
+    if (shape.read <= 0) stream.push(Buffer.from(wire));
+    else
+      for (let at = 0; at < wire.length; at += shape.read) stream.push(Buffer.from(wire.subarray(at, at + shape.read)));
+  };
   const received: Buffer[][] = [];
   let bytesOut = 0;
   const opened: Promise<void>[] = [];
   for (let c = 0; c < shape.conns; c++) {
     const out: Buffer[] = [];
+    let kept = 0;
     received.push(out);
     let handshakeDone: () => void;
     opened.push(new Promise((resolve) => (handshakeDone = resolve)));
@@ -84,7 +106,10 @@ async function child(entry: string, shape: Shape): Promise<void> {
           handshakeDone();
         } else {
           bytesOut += chunk.length;
-          if (out.length < 4) out.push(chunk);
+          if (kept < echo.length) {
+            out.push(chunk);
+            kept += chunk.length;
+          }
         }
         callback();
       },
@@ -103,7 +128,7 @@ async function child(entry: string, shape: Shape): Promise<void> {
     let rounds = 0;
     while (Date.now() - began < ms) {
       for (let r = 0; r < 50; r++) {
-        for (const stream of streams) stream.push(Buffer.from(wire));
+        for (const stream of streams) push(stream);
         rounds++;
       }
       // Let the writes' callbacks and anything deferred run, as the event loop would between reads.
@@ -112,6 +137,17 @@ async function child(entry: string, shape: Shape): Promise<void> {
     const used = process.cpuUsage(start);
     return { messages: rounds * shape.conns * shape.batch, cpuNs: (used.user + used.system) * 1000 };
   };
+  if (shape.rounds !== undefined) {
+    for (let r = 0; r < shape.rounds; r++) {
+      for (const stream of streams) push(stream);
+      if (r % 50 === 49) await new Promise((resolve) => setImmediate(resolve));
+    }
+    const expected = shape.rounds * shape.conns * echo.length;
+    for (let turn = 0; turn < 1000 && bytesOut < expected; turn++)
+      await new Promise((resolve) => setImmediate(resolve));
+    process.stdout.write(`${JSON.stringify({ ok: bytesOut === expected, bytesOut, expectedBytes: expected })}\n`);
+    process.exit(0);
+  }
   await runFor(Math.min(500, shape.ms));
   bytesOut = 0;
   const { messages, cpuNs } = await runFor(shape.ms);
@@ -139,13 +175,17 @@ async function parent(argv: string[]): Promise<number> {
       conns: { type: 'string', default: '100' },
       batch: { type: 'string', default: '8' },
       size: { type: 'string', default: '32' },
+      read: { type: 'string', default: '0' },
       ms: { type: 'string', default: '2000' },
+      instructions: { type: 'boolean', default: false },
+      rounds: { type: 'string', default: '100' },
     },
   });
   const shape: Shape = {
     conns: Number(values.conns),
     batch: Number(values.batch),
     size: Number(values.size),
+    read: Number(values.read),
     ms: Number(values.ms),
   };
   const impls: { name: string; entry: string }[] = [{ name: 'ours', entry: buildOurs() }];
@@ -155,6 +195,7 @@ async function parent(argv: string[]): Promise<number> {
   }
   const results = new Map<string, number[]>(impls.map((impl) => [impl.name, []]));
   const reps = Number(values.reps);
+  if (values.instructions) return countInstructions(impls, shape, Number(values.rounds), reps);
   process.stdout.write(
     `echo path: ${shape.conns} streams, ${shape.batch} × ${shape.size} B text per push, ${shape.ms} ms per rep, ${reps} reps; CPU ns per message\n`,
   );
@@ -186,6 +227,64 @@ async function parent(argv: string[]): Promise<number> {
     const m = median(list);
     process.stdout.write(
       `${name.padEnd(16)} median ${m.toFixed(0)} ns/msg${name === 'ours' ? '' : `  ours/this ${(first / m).toFixed(3)} (below 1: ours cheaper)`}\n`,
+    );
+  }
+  return 0;
+}
+
+/** Instructions (callgrind's Ir) of one child running `rounds` rounds; throws if the echo was wrong. */
+function childInstructions(entry: string, shape: Shape, rounds: number): number {
+  const run = spawnSync(
+    'valgrind',
+    [
+      '--tool=callgrind',
+      '--callgrind-out-file=/dev/null',
+      process.execPath,
+      '--import',
+      'tsx',
+      THIS_FILE,
+      '--child',
+      entry,
+      JSON.stringify({ ...shape, rounds }),
+    ],
+    { encoding: 'utf8' },
+  );
+  const collected = /Collected : (\d+)/.exec(run.stderr);
+  const ok = run.stdout.includes('"ok":true');
+  if (run.error !== undefined || collected === null || !ok) {
+    throw new Error(
+      `callgrind run failed (is valgrind installed?): ${run.error?.message ?? ''} ${run.stdout} ${run.stderr.slice(-500)}`,
+    );
+  }
+  return Number(collected[1]);
+}
+
+function countInstructions(
+  impls: { name: string; entry: string }[],
+  shape: Shape,
+  rounds: number,
+  reps: number,
+): number {
+  const messages = 3 * rounds * shape.conns * shape.batch;
+  process.stdout.write(
+    `echo path: ${shape.conns} streams, ${shape.batch} × ${shape.size} B text per push; instructions per message ` +
+      `(callgrind: ${4 * rounds} rounds minus ${rounds}), ${reps} reps\n`,
+  );
+  const results = new Map<string, number[]>(impls.map((impl) => [impl.name, []]));
+  for (let rep = 0; rep < reps; rep++) {
+    const order = rep % 2 === 0 ? impls : [...impls].reverse();
+    for (const impl of order) {
+      const perMessage =
+        (childInstructions(impl.entry, shape, 4 * rounds) - childInstructions(impl.entry, shape, rounds)) / messages;
+      results.get(impl.name)!.push(perMessage);
+      process.stdout.write(`  rep ${rep + 1} ${impl.name.padEnd(16)} ${perMessage.toFixed(0)} instructions\n`);
+    }
+  }
+  const first = median(results.get('ours')!);
+  for (const [name, list] of results) {
+    const m = median(list);
+    process.stdout.write(
+      `${name.padEnd(16)} median ${m.toFixed(0)} instructions/msg${name === 'ours' ? '' : `  ours/this ${(first / m).toFixed(3)}`}\n`,
     );
   }
   return 0;

@@ -13,6 +13,7 @@ import { runCodecBench } from './codec.js';
 import { runHostileMemoryBench } from './hostile-memory.js';
 import { runHttp2Bench } from './http2.js';
 import { main as runServerBench } from './server.js';
+import { runStreamBench } from './stream.js';
 
 interface Suite {
   description: string;
@@ -31,6 +32,11 @@ const SUITES: Record<string, Suite> = {
       const code = await runServerBench(options);
       if (code !== 0) process.exitCode = code;
     },
+  },
+  stream: {
+    description:
+      'one 1 GiB message echoed: ours streamed vs ours and ws assembling it whole; MB/s and server peak RSS (bench/stream.ts)',
+    run: (options) => runStreamBench(options),
   },
   http2: {
     description: 'WebSockets over HTTP/2 (one h2c session) vs HTTP/1.1 (a connection each): scenario C, idle memory',

@@ -552,6 +552,23 @@ const CLIENT_SCENARIOS: ClientScenario[] = [
   },
 ];
 
+/**
+ * The same against a streaming echo (`streamMessages`, each message sent back as a stream, as the
+ * echo CLI's --stream does): every message crosses as pieces both ways, compressed as one DEFLATE
+ * stream across its fragments. Python closes (a request to close would have to be read whole).
+ */
+const STREAMED_CLIENT_SCENARIOS: ClientScenario[] = [
+  'default-offer',
+  'bare-offer',
+  'request-no-context-takeover',
+  'server-max-window-bits-10',
+  'client-max-window-bits-9',
+  'deflate-off',
+].map((name) => {
+  const scenario = CLIENT_SCENARIOS.find((candidate) => candidate.name === name)!;
+  return { ...scenario, name: `${name}@stream`, title: `${scenario.title} (streamed echo)`, closeBy: 'python' };
+});
+
 interface ServerSideRecord {
   extensions: string;
   messages: number;
@@ -574,6 +591,11 @@ describe('interop: autobahn-python client against our server (RFC 7692)', () => 
         const id = new URL(request.url, 'http://x').searchParams.get('id') ?? '?';
         const record: ServerSideRecord = { extensions: connection.extensions, messages: 0, close: null };
         records.set(id, record);
+        connection.streamMessages = id.endsWith('@stream');
+        connection.on('stream', (stream) => {
+          record.messages++;
+          connection.send(stream, { binary: stream.isBinary });
+        });
         connection.on('message', (data, isBinary) => {
           record.messages++;
           if (!isBinary && data.toString() === CLOSE_REQUEST) connection.close(1000, 'bye from node');
@@ -584,7 +606,7 @@ describe('interop: autobahn-python client against our server (RFC 7692)', () => 
       ports[name] = (await server.listen(0, '127.0.0.1')).port;
       servers.set(name, server);
     }
-    const plan = CLIENT_SCENARIOS.map((scenario, index) => ({
+    const plan = [...CLIENT_SCENARIOS, ...STREAMED_CLIENT_SCENARIOS].map((scenario, index) => ({
       name: scenario.name,
       url: `ws://127.0.0.1:${ports[scenario.server]}/?id=${scenario.name}`,
       offer: scenario.offer,
@@ -635,7 +657,7 @@ describe('interop: autobahn-python client against our server (RFC 7692)', () => 
     assert.equal(facts.zlib_decompress_8, null);
   });
 
-  for (const scenario of CLIENT_SCENARIOS) {
+  for (const scenario of [...CLIENT_SCENARIOS, ...STREAMED_CLIENT_SCENARIOS]) {
     it(`${scenario.name}: ${scenario.title}`, (t) => {
       if (skipWithoutPython(t) === null) return;
       if (runError !== null) throw runError;
@@ -978,11 +1000,27 @@ describe('interop: our client against an autobahn-python server (RFC 7692)', () 
     );
   }
 
-  SERVER_SCENARIOS.forEach((scenario, index) => {
-    it(`${scenario.name}: ${scenario.title}`, { timeout: 60_000 }, async (t) => {
+  // Our client streaming both ways (`streamMessages`, and each message sent as three pieces: text cut
+  // anywhere, even inside a character) for some of them: one DEFLATE stream across each message's fragments.
+  const streamed = ['accept-default', 'client-server-no-context-takeover', 'client-max-window-bits-10', 'declined'];
+  const runs = [
+    ...SERVER_SCENARIOS.map((scenario) => ({ scenario, streaming: false })),
+    ...streamed.map((name) => ({
+      scenario: SERVER_SCENARIOS.find((candidate) => candidate.name === name)!,
+      streaming: true,
+    })),
+  ];
+  runs.forEach(({ scenario, streaming }, index) => {
+    const name = streaming ? `${scenario.name}@stream` : scenario.name;
+    it(`${name}: ${scenario.title}${streaming ? ' (streamed both ways)' : ''}`, { timeout: 60_000 }, async (t) => {
       if (skipWithoutPython(t) === null) return;
-      const url = `ws://127.0.0.1:${port}/?id=${scenario.name}${scenario.query === '' ? '' : `&${scenario.query}`}`;
-      const options = { perMessageDeflate: scenario.client, pingInterval: 0, handshakeTimeout: 20_000 };
+      const url = `ws://127.0.0.1:${port}/?id=${name}${scenario.query === '' ? '' : `&${scenario.query}`}`;
+      const options = {
+        perMessageDeflate: scenario.client,
+        pingInterval: 0,
+        handshakeTimeout: 20_000,
+        streamMessages: streaming,
+      };
 
       if (scenario.refused !== undefined) {
         const error = await connect(url, options).then(
@@ -991,7 +1029,7 @@ describe('interop: our client against an autobahn-python server (RFC 7692)', () 
         );
         assert.ok(error instanceof HandshakeError, `the handshake fails (${String(error)})`);
         assert.equal(error.status, 400);
-        const report = await reportOf(scenario.name);
+        const report = await reportOf(name);
         assert.equal(report.offered, scenario.offered);
         assert.equal(report.opened, false);
         assert.match(String((error as Error).message) + ' ' + report.close.reason, scenario.refused);
@@ -1005,7 +1043,7 @@ describe('interop: our client against an autobahn-python server (RFC 7692)', () 
         );
         assert.ok(error instanceof HandshakeError, `the handshake fails (${String(error)})`);
         assert.match(error.message, scenario.weRefuse);
-        const report = await reportOf(scenario.name);
+        const report = await reportOf(name);
         assert.equal(report.offered, scenario.offered);
         assert.equal(report.response, scenario.response);
         // autobahn had opened; it sees the TCP connection end without a close handshake.
@@ -1021,6 +1059,14 @@ describe('interop: our client against an autobahn-python server (RFC 7692)', () 
       ws.on('message', (data, isBinary) => {
         replies.push([data, isBinary]);
         wake();
+      });
+      ws.on('stream', (stream) => {
+        const chunks: Buffer[] = [];
+        stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+        stream.on('end', () => {
+          replies.push([Buffer.concat(chunks), stream.isBinary]);
+          wake();
+        });
       });
       const closed = new Promise<[number, string, boolean]>((resolve) =>
         ws.once('close', (code, reason, wasClean) => {
@@ -1040,7 +1086,10 @@ describe('interop: our client against an autobahn-python server (RFC 7692)', () 
       const messages = schedule(2000 + index, scenario.big ?? false);
       for (let first = 0; first < messages.length; first += BATCH) {
         const batch = messages.slice(first, first + BATCH);
-        for (const message of batch) ws.send(message.data, { binary: message.binary });
+        for (const message of batch) {
+          if (!streaming) ws.send(message.data, { binary: message.binary });
+          else ws.send(thirds(Buffer.from(message.data)), { binary: message.binary });
+        }
         for (const [offset, message] of batch.entries()) {
           const got = await withTimeout(reply(), 30_000, `the echo of message ${first + offset}`);
           const expected = message.binary ? message.data : Buffer.from(message.data);
@@ -1062,7 +1111,7 @@ describe('interop: our client against an autobahn-python server (RFC 7692)', () 
         true,
       ]);
 
-      const report = await reportOf(scenario.name);
+      const report = await reportOf(name);
       t.diagnostic(summary(messages.length, report.compression));
       assert.equal(report.offered, scenario.offered);
       assert.equal(report.opened, true);
@@ -1102,3 +1151,9 @@ describe('interop: our client against an autobahn-python server (RFC 7692)', () 
     });
   });
 });
+
+/** A message's bytes in three pieces (a streamed send's fragments), cut anywhere. */
+function thirds(bytes: Buffer): Buffer[] {
+  const third = Math.ceil(bytes.length / 3);
+  return [bytes.subarray(0, third), bytes.subarray(third, 2 * third), bytes.subarray(2 * third)];
+}

@@ -110,108 +110,129 @@ describe('interop: headless Chromium against our server (handleUpgrade on node:h
     await removeProfile(profile);
   });
 
-  it(
-    'echoes 0 B to 16 MiB compressed, keeps order, closes with the right code both ways, answers pings, refuses unknown paths',
-    { timeout: 90_000 },
-    async (t) => {
-      if (skipBecause(t, chromium === null ? NO_CHROMIUM : null)) return;
-      const serverLog: string[] = [];
-      const echo = new WebSocketServer({ protocols: ['echo'], perMessageDeflate: true, pingInterval: 0 });
-      // A message limit below what the page sends: the browser must see 1009 (RFC 6455 §7.4.1).
-      const limited = new WebSocketServer({ perMessageDeflate: true, maxMessageSize: 1000, pingInterval: 0 });
-      servers.push(echo, limited);
-      echo.on('connection', (connection, request) => {
-        serverLog.push(`${request.path} extensions=${connection.extensions} protocol=${connection.protocol}`);
-        connection.on('close', (code, reason, wasClean) =>
-          serverLog.push(`${request.path} closed ${code} ${JSON.stringify(reason)} clean=${wasClean}`),
+  // Once with messages whole, once streamed (`streamMessages`, echoed as streams as the echo CLI's
+  // --stream does; the limit is then maxStreamedMessageSize).
+  for (const streaming of [false, true]) {
+    it(
+      `echoes 0 B to 16 MiB compressed, keeps order, closes with the right code both ways, answers pings, refuses unknown paths${streaming ? ' (messages streamed)' : ''}`,
+      { timeout: 90_000 },
+      async (t) => {
+        if (skipBecause(t, chromium === null ? NO_CHROMIUM : null)) return;
+        // The run before this one's browser and servers.
+        await stopGroup(chrome);
+        http?.close();
+        await removeProfile(profile);
+        const serverLog: string[] = [];
+        const echo = new WebSocketServer({
+          protocols: ['echo'],
+          perMessageDeflate: true,
+          pingInterval: 0,
+          streamMessages: streaming,
+        });
+        // A message limit below what the page sends: the browser must see 1009 (RFC 6455 §7.4.1).
+        const limited = new WebSocketServer({
+          perMessageDeflate: true,
+          maxMessageSize: 1000,
+          maxStreamedMessageSize: 1000,
+          streamMessages: streaming,
+          pingInterval: 0,
+        });
+        servers.push(echo, limited);
+        echo.on('connection', (connection, request) => {
+          serverLog.push(`${request.path} extensions=${connection.extensions} protocol=${connection.protocol}`);
+          connection.on('close', (code, reason, wasClean) =>
+            serverLog.push(`${request.path} closed ${code} ${JSON.stringify(reason)} clean=${wasClean}`),
+          );
+          if (request.path === '/server-closes') {
+            connection.close(4002, 'bye from the server');
+            return;
+          }
+          if (request.path === '/ping') {
+            // The browser answers pings on its own (RFC 6455 §5.5.2); the page never sees them.
+            let pongs = 0;
+            connection.on('pong', (data) => {
+              serverLog.push(`pong ${data.toString()}`);
+              if (++pongs === 3) connection.send('3 pongs');
+            });
+            for (let i = 0; i < 3; i++) connection.ping(`p${i}`);
+            return;
+          }
+          connection.on('message', (data, isBinary) => connection.send(data, { binary: isBinary }));
+          connection.on('stream', (stream) => connection.send(stream, { binary: stream.isBinary }));
+        });
+        limited.on('connection', (connection) => {
+          connection.on('close', (code, reason, wasClean) =>
+            serverLog.push(`/limited closed ${code} ${JSON.stringify(reason)} clean=${wasClean}`),
+          );
+        });
+
+        let resolveResult: (result: PageResult) => void = () => {};
+        const result = new Promise<PageResult>((resolve) => (resolveResult = resolve));
+        const server = createServer((request, response) => {
+          if (request.method === 'POST' && request.url === '/result') {
+            let body = '';
+            request.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+            request.on('end', () => {
+              response.end('ok');
+              resolveResult(JSON.parse(body) as PageResult);
+            });
+            return;
+          }
+          response.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(PAGE);
+        });
+        http = server;
+        server.on('upgrade', (request, socket, head) => {
+          const path = new URL(request.url ?? '/', 'http://localhost').pathname;
+          if (path === '/limited') limited.handleUpgrade(request, socket, head);
+          else if (['/echo', '/server-closes', '/ping'].includes(path)) echo.handleUpgrade(request, socket, head);
+          else socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        });
+        await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+        const { port } = server.address() as AddressInfo;
+
+        profile = mkdtempSync(join(tmpdir(), 'wsrfc-chromium-'));
+        chrome = launchChromium(chromium!, `http://127.0.0.1:${port}/`, profile);
+
+        const page = await withTimeout(result, 80_000, 'the page to report');
+        assert.equal(page.error, undefined, `${page.error}; log so far: ${page.log.join(' | ')}`);
+        assert.deepEqual(page.log, [
+          // The browser offered permessage-deflate and we accepted; of its two protocols, ours.
+          'open extensions=permessage-deflate protocol=echo',
+          'echo ok',
+          'pipelined ok',
+          'client close: 4001 "bye from the browser" clean=true',
+          'server close: 4002 "bye from the server" clean=true',
+          'ping: 3 pongs',
+          // (The reason text depends on whether the browser compressed the message.)
+          'too big: 1009 clean=true',
+          'not served: error event on /not-served',
+        ]);
+        await withTimeout(
+          (async () => {
+            while (echo.clients.size + limited.clients.size > 0)
+              await new Promise((resolve) => setTimeout(resolve, 10));
+          })(),
+          5_000,
+          'every connection to be gone from the registries',
         );
-        if (request.path === '/server-closes') {
-          connection.close(4002, 'bye from the server');
-          return;
-        }
-        if (request.path === '/ping') {
-          // The browser answers pings on its own (RFC 6455 §5.5.2); the page never sees them.
-          let pongs = 0;
-          connection.on('pong', (data) => {
-            serverLog.push(`pong ${data.toString()}`);
-            if (++pongs === 3) connection.send('3 pongs');
-          });
-          for (let i = 0; i < 3; i++) connection.ping(`p${i}`);
-          return;
-        }
-        connection.on('message', (data, isBinary) => connection.send(data, { binary: isBinary }));
-      });
-      limited.on('connection', (connection) => {
-        connection.on('close', (code, reason, wasClean) =>
-          serverLog.push(`/limited closed ${code} ${JSON.stringify(reason)} clean=${wasClean}`),
+        const withoutReasons = serverLog.map((line) =>
+          line.startsWith('/limited closed') ? line.replace(/ ".*"/, '') : line,
         );
-      });
-
-      let resolveResult: (result: PageResult) => void = () => {};
-      const result = new Promise<PageResult>((resolve) => (resolveResult = resolve));
-      const server = createServer((request, response) => {
-        if (request.method === 'POST' && request.url === '/result') {
-          let body = '';
-          request.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-          request.on('end', () => {
-            response.end('ok');
-            resolveResult(JSON.parse(body) as PageResult);
-          });
-          return;
-        }
-        response.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(PAGE);
-      });
-      http = server;
-      server.on('upgrade', (request, socket, head) => {
-        const path = new URL(request.url ?? '/', 'http://localhost').pathname;
-        if (path === '/limited') limited.handleUpgrade(request, socket, head);
-        else if (['/echo', '/server-closes', '/ping'].includes(path)) echo.handleUpgrade(request, socket, head);
-        else socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      });
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      const { port } = server.address() as AddressInfo;
-
-      profile = mkdtempSync(join(tmpdir(), 'wsrfc-chromium-'));
-      chrome = launchChromium(chromium!, `http://127.0.0.1:${port}/`, profile);
-
-      const page = await withTimeout(result, 80_000, 'the page to report');
-      assert.equal(page.error, undefined, `${page.error}; log so far: ${page.log.join(' | ')}`);
-      assert.deepEqual(page.log, [
-        // The browser offered permessage-deflate and we accepted; of its two protocols, ours.
-        'open extensions=permessage-deflate protocol=echo',
-        'echo ok',
-        'pipelined ok',
-        'client close: 4001 "bye from the browser" clean=true',
-        'server close: 4002 "bye from the server" clean=true',
-        'ping: 3 pongs',
-        // (The reason text depends on whether the browser compressed the message.)
-        'too big: 1009 clean=true',
-        'not served: error event on /not-served',
-      ]);
-      await withTimeout(
-        (async () => {
-          while (echo.clients.size + limited.clients.size > 0) await new Promise((resolve) => setTimeout(resolve, 10));
-        })(),
-        5_000,
-        'every connection to be gone from the registries',
-      );
-      const withoutReasons = serverLog.map((line) =>
-        line.startsWith('/limited closed') ? line.replace(/ ".*"/, '') : line,
-      );
-      assert.deepEqual(
-        withoutReasons.filter((line) => !line.startsWith('/ping closed')),
-        [
-          '/echo extensions=permessage-deflate protocol=echo',
-          '/echo closed 4001 "bye from the browser" clean=true',
-          '/server-closes extensions=permessage-deflate protocol=',
-          '/server-closes closed 4002 "bye from the server" clean=true',
-          '/ping extensions=permessage-deflate protocol=',
-          'pong p0',
-          'pong p1',
-          'pong p2',
-          '/limited closed 1009 clean=false',
-        ],
-      );
-    },
-  );
+        assert.deepEqual(
+          withoutReasons.filter((line) => !line.startsWith('/ping closed')),
+          [
+            '/echo extensions=permessage-deflate protocol=echo',
+            '/echo closed 4001 "bye from the browser" clean=true',
+            '/server-closes extensions=permessage-deflate protocol=',
+            '/server-closes closed 4002 "bye from the server" clean=true',
+            '/ping extensions=permessage-deflate protocol=',
+            'pong p0',
+            'pong p1',
+            'pong p2',
+            '/limited closed 1009 clean=false',
+          ],
+        );
+      },
+    );
+  }
 });

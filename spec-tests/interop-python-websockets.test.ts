@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { WebSocket, WebSocketServer, connect } from '../src/index.js';
@@ -45,50 +45,114 @@ describe('interop: Python websockets client against our server', () => {
   let server: WebSocketServer | undefined;
   after(() => server?.close());
 
-  it('echoes 0 B to 16 MiB with and without permessage-deflate, fragmented and pipelined, pings, closes with its code; protocol errors get 1007/1002', async (t) => {
+  for (const streaming of [false, true]) {
+    it(`echoes 0 B to 16 MiB with and without permessage-deflate, fragmented and pipelined, pings, closes with its code; protocol errors get 1007/1002${streaming ? ' (echoed as streams, as the echo CLI --stream does)' : ''}`, async (t) => {
+      const python = skipWithoutPython(t);
+      if (python === null) return;
+      t.diagnostic(`python websockets ${found.python !== null ? found.output : ''}`);
+      await server?.close();
+      server = new WebSocketServer({ protocols: ['echo'], perMessageDeflate: true, pingInterval: 0 });
+      const closes: [number, string, boolean][] = [];
+      server.on('connection', (connection) => {
+        connection.streamMessages = streaming;
+        connection.on('stream', (stream) => connection.send(stream, { binary: stream.isBinary }));
+        connection.on('message', (data, isBinary) => connection.send(data, { binary: isBinary }));
+        connection.on('close', (code, reason, wasClean) => closes.push([code, reason, wasClean]));
+      });
+      const { port } = await server.listen(0, '127.0.0.1');
+      const report = JSON.parse(await runPython(python, PEER, ['client', `ws://127.0.0.1:${port}/`])) as ClientReport;
+
+      for (const session of [report.deflate, report.plain]) {
+        assert.deepEqual(
+          session.steps,
+          ['echo ok', 'fragmented ok', 'pong ok', 'pipelined ok'],
+          `compression=${session.compression}`,
+        );
+        assert.equal(session.protocol, 'echo');
+        assert.deepEqual(session.close, [4000, 'bye from python']);
+      }
+      // The library offers `permessage-deflate; client_max_window_bits`; we accept with no parameters.
+      assert.equal(report.deflate.extensions, 'permessage-deflate');
+      assert.equal(report.plain.extensions, null);
+      assert.equal(report.bad_utf8, 1007);
+      assert.equal(report.long_ping, 1002);
+      assert.equal(report.close_1005, 1002);
+
+      await withTimeout(
+        (async () => {
+          while (closes.length < 5 || server!.clients.size > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+        })(),
+        5_000,
+        'every connection to close on our side',
+      );
+      assert.deepEqual(closes.slice(0, 2), [
+        [4000, 'bye from python', true],
+        [4000, 'bye from python', true],
+      ]);
+      assert.deepEqual(
+        closes.slice(2).map(([code]) => code),
+        [1007, 1002, 1002],
+      );
+    });
+  }
+});
+
+interface StreamSession {
+  compression: string | null;
+  extensions: string | null;
+  sent: string;
+  received: { text: boolean; length: number; sha256: string };
+}
+
+describe('interop: Python websockets streaming to and from our server', () => {
+  let server: WebSocketServer | undefined;
+  after(() => server?.close());
+
+  it('a message it sends fragmented from an async iterator reaches our stream fragment by fragment, in order (each acknowledged before the next is sent); a generator we stream back, cut inside characters, reaches it whole', async (t) => {
     const python = skipWithoutPython(t);
     if (python === null) return;
-    t.diagnostic(`python websockets ${found.python !== null ? found.output : ''}`);
-    server = new WebSocketServer({ protocols: ['echo'], perMessageDeflate: true, pingInterval: 0 });
-    const closes: [number, string, boolean][] = [];
+    server = new WebSocketServer({ perMessageDeflate: true, pingInterval: 0 });
+    const chunksSeen: string[][] = [];
+    // What we stream back: multi-byte text in pieces that split characters, a piece at a time.
+    const reply = Buffer.from('réponse 𝄞 streamed back, '.repeat(2000));
     server.on('connection', (connection) => {
-      connection.on('message', (data, isBinary) => connection.send(data, { binary: isBinary }));
-      connection.on('close', (code, reason, wasClean) => closes.push([code, reason, wasClean]));
+      connection.streamMessages = true;
+      connection.on('stream', (stream) => {
+        const chunks: string[] = [];
+        chunksSeen.push(chunks);
+        stream.on('data', (chunk: Buffer) => {
+          chunks.push(chunk.toString());
+          // While the message is still coming.
+          connection.send(`got ${chunk.toString()}`);
+        });
+        stream.on('end', () => {
+          async function* pieces(): AsyncGenerator<Buffer> {
+            for (let at = 0; at < reply.length; at += 4099) {
+              yield reply.subarray(at, at + 4099);
+              await new Promise((resolve) => setImmediate(resolve));
+            }
+          }
+          connection.send(pieces(), { binary: false });
+        });
+      });
     });
     const { port } = await server.listen(0, '127.0.0.1');
-    const report = JSON.parse(await runPython(python, PEER, ['client', `ws://127.0.0.1:${port}/`])) as ClientReport;
-
-    for (const session of [report.deflate, report.plain]) {
-      assert.deepEqual(
-        session.steps,
-        ['echo ok', 'fragmented ok', 'pong ok', 'pipelined ok'],
-        `compression=${session.compression}`,
-      );
-      assert.equal(session.protocol, 'echo');
-      assert.deepEqual(session.close, [4000, 'bye from python']);
-    }
-    // The library offers `permessage-deflate; client_max_window_bits`; we accept with no parameters.
-    assert.equal(report.deflate.extensions, 'permessage-deflate');
+    const report = JSON.parse(await runPython(python, PEER, ['stream', `ws://127.0.0.1:${port}/`])) as {
+      deflate: StreamSession;
+      plain: StreamSession;
+    };
+    const parts = ['the first fragment, ', 'ünïcode 𝄞 in the second, ', 'and the last'];
+    assert.deepEqual(chunksSeen, [parts, parts], 'each fragment its own chunk, in order (the empty one: none)');
+    assert.match(report.deflate.extensions ?? '', /^permessage-deflate/);
     assert.equal(report.plain.extensions, null);
-    assert.equal(report.bad_utf8, 1007);
-    assert.equal(report.long_ping, 1002);
-    assert.equal(report.close_1005, 1002);
-
-    await withTimeout(
-      (async () => {
-        while (closes.length < 5 || server!.clients.size > 0) await new Promise((resolve) => setTimeout(resolve, 10));
-      })(),
-      5_000,
-      'every connection to close on our side',
-    );
-    assert.deepEqual(closes.slice(0, 2), [
-      [4000, 'bye from python', true],
-      [4000, 'bye from python', true],
-    ]);
-    assert.deepEqual(
-      closes.slice(2).map(([code]) => code),
-      [1007, 1002, 1002],
-    );
+    for (const session of [report.deflate, report.plain]) {
+      assert.equal(session.sent, parts.join(''));
+      assert.deepEqual(session.received, {
+        text: true,
+        length: reply.length,
+        sha256: createHash('sha256').update(reply).digest('hex'),
+      });
+    }
   });
 });
 

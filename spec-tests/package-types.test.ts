@@ -42,7 +42,7 @@ import {
   WebSocketServer, createServer, SERVER_DEFAULTS, WebSocket, connect, openClient, CLIENT_DEFAULTS,
   CONNECTION_DEFAULTS, CloseCode, Opcode, ReadyState, ProtocolError, ProtocolViolation,
   ConnectionTimeoutError, InvalidStateError, HandshakeError, formatFrame, inflateBudget, InflateBudget,
-  DEFAULT_INFLATE_BUDGET,
+  DEFAULT_INFLATE_BUDGET, MessageStream, MessageAbortedError, type MessageSourceData,
   type ServerOptions, type UpgradeRequest, type VerifyResult, type WebSocketServerEventMap, type ClientSet,
   type WebSocketEventMap, type Message, type ClientOptions, type ConnectionOptions, type SendOptions,
   type Data, type SendCallback, type PerMessageDeflateOptions, type TracedFrame, type FrameTracer,
@@ -128,6 +128,16 @@ const errors: Error[] = [
   new ProtocolError('ReservedBits', 'x'), new ConnectionTimeoutError('pong', 'x'), new InvalidStateError('x'), new HandshakeError('x'),
 ];
 const budget: InflateBudget = inflateBudget;
+// Messages as streams, both ways.
+async function streamed(socket: WebSocket): Promise<void> {
+  socket.streamMessages = true;
+  socket.on('stream', (message: MessageStream) => void socket.send(message, { binary: message.isBinary }));
+  const source: MessageSourceData = ['one ', 'message, ', 'in pieces'];
+  await socket.sendAsync(source);
+  const cutShort: Error = new MessageAbortedError('the connection closed in the middle of the message');
+  void [cutShort, MessageStream];
+}
+void streamed;
 void [other, verify, events, socketEvents, done, data, connectionOptions, client, errors, budget, DEFAULT_INFLATE_BUDGET,
   Opcode.Text, ProtocolViolation.InvalidUtf8];
 

@@ -1,6 +1,6 @@
 /**
  * The echo server CLI (src/cli/echo.ts), run as a child process on an ephemeral port: echo, --trace,
- * --max-message-size, and a graceful shutdown on SIGINT (close 1001 to every client, exit 0).
+ * --max-message-size, --deflate, --stream, and a graceful shutdown on SIGINT (close 1001 to every client, exit 0).
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -244,5 +244,35 @@ describe('the echo CLI: --deflate, --no-deflate', () => {
     const { code, stderr } = await runToExit(['--deflate', '--no-deflate']);
     assert.equal(code, 2);
     assert.match(stderr, /choose one/);
+  });
+});
+
+describe('the echo CLI: --stream', () => {
+  it('echoes each fragment as it arrives, before the message ends; answers pings between fragments; --max-message-size still bounds a message', async () => {
+    const cli = await startCli(['--stream', '--max-message-size', '100000']);
+    try {
+      const raw = await RawClient.connect(cli.port);
+      raw.sendText('first, ', false);
+      // Its echo comes back while the message is still open on both sides.
+      await raw.waitFrames(1);
+      assert.deepEqual(
+        [raw.frames[0]!.opcode, raw.frames[0]!.fin, raw.frames[0]!.payload.toString()],
+        [1, false, 'first, '],
+      );
+      raw.sendPing('between');
+      await raw.until(() => raw.pongs.length === 1, 3000, 'the pong');
+      raw.sendContinuation('then the rest', true);
+      await raw.waitMessages(1);
+      assert.equal(raw.messages[0]!.data.toString(), 'first, then the rest');
+      raw.sendBinary(Buffer.alloc(200_000, 1));
+      assert.equal((await raw.waitCloseFrame()).code, CloseCode.MessageTooBig);
+      // The protocol explorer is still served.
+      const page = await fetch(`http://127.0.0.1:${cli.port}/`);
+      assert.equal(page.status, 200);
+      assert.match(await page.text(), /<html/i);
+    } finally {
+      cli.child.kill('SIGINT');
+      await withTimeout(cli.exited, 5000, 'the CLI to exit');
+    }
   });
 });

@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 import {
   Compressor,
   FrameDecoder,
+  FramePieceReader,
   OP,
   RFC_ACCEPT,
   RFC_KEY,
@@ -25,6 +26,9 @@ import {
   deflatePayload,
   destroyRawClients,
   encodeFrame,
+  frameHead,
+  maskInPlace,
+  naiveMask,
   negotiated,
   parseClosePayload,
   strictInflate,
@@ -171,6 +175,56 @@ describe('the decoder reads frames back in any chunking', () => {
       assert.equal(frames[0]!.payload.toString(), 'Hel');
       assert.deepEqual(frames[0]!.maskKey, key);
       assert.ok(frames[3]!.payload.equals(payload), `chunk ${chunk}: the payload differs`);
+    }
+  });
+
+  it('the piece reader (for frames too big to hold) reads the same frames, in pieces, in any chunking', () => {
+    const key = randomBytes(4);
+    const payload = randomBytes(70_001);
+    const stream = Buffer.concat([
+      encodeFrame({ opcode: OP.TEXT, fin: false, payload: 'Hel', maskKey: key }),
+      encodeFrame({ opcode: OP.PING, payload: '', lengthEncoding: 64 }),
+      encodeFrame({ opcode: OP.BINARY, payload, maskKey: key, rsv1: true }),
+      frameHead({ opcode: OP.CONT, fin: true, length: 3, maskKey: null }),
+      Buffer.from('end'),
+    ]);
+    for (const chunk of [1, 3, 7, 1000, stream.length]) {
+      const frames: { opcode: number; fin: boolean; rsv1: boolean; key: Buffer | null; data: Buffer[] }[] = [];
+      const reader = new FramePieceReader({
+        header: (h) => frames.push({ opcode: h.opcode, fin: h.fin, rsv1: h.rsv1, key: h.maskKey, data: [] }),
+        piece: (data) => frames.at(-1)!.data.push(Buffer.from(data)),
+        end: () => {},
+      });
+      for (let i = 0; i < stream.length; i += chunk) reader.push(Buffer.from(stream.subarray(i, i + chunk)));
+      assert.deepEqual(
+        frames.map((f) => [f.opcode, f.fin, f.rsv1, f.key]),
+        [
+          [OP.TEXT, false, false, key],
+          [OP.PING, true, false, null],
+          [OP.BINARY, true, true, key],
+          [OP.CONT, true, false, null],
+        ],
+      );
+      assert.equal(Buffer.concat(frames[0]!.data).toString(), 'Hel');
+      assert.ok(Buffer.concat(frames[2]!.data).equals(payload), `chunk ${chunk}: the payload differs`);
+      assert.equal(Buffer.concat(frames[3]!.data).toString(), 'end');
+    }
+  });
+
+  it('masks a word at a time exactly as byte by byte, at any phase and alignment', () => {
+    const key = randomBytes(4);
+    const data = randomBytes(1027);
+    for (const [start, phase] of [
+      [0, 0],
+      [1, 0],
+      [4, 2],
+      [3, 3],
+    ] as const) {
+      // A view at `start` of a copy: aligned or not, as `start` makes it.
+      const copy = Buffer.from(data).subarray(start);
+      const next = maskInPlace(copy, key, phase);
+      assert.ok(copy.equals(naiveMask(data.subarray(start), key, phase)));
+      assert.equal(next, (phase + copy.length) % 4);
     }
   });
 

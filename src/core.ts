@@ -8,6 +8,7 @@
 export { Protocol } from './protocol/protocol.js';
 export type { ProtocolEvent, ProtocolSetup, CloseReport } from './protocol/protocol.js';
 export type { InflateJob } from './protocol/receiver.js';
+export type { DeflateJob, OutgoingMessage } from './protocol/sender.js';
 export { resolveConnectionOptions, CONNECTION_DEFAULTS } from './protocol/options.js';
 export type { ConnectionOptions, ResolvedConnectionOptions } from './protocol/options.js';
 export {

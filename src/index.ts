@@ -19,7 +19,15 @@ export type { ConnectionOptions, SendOptions, Data } from './protocol/options.js
 export type { SendCallback } from './protocol/sender.js';
 export type { PerMessageDeflateOptions } from './protocol/permessage-deflate.js';
 export { CloseCode, Opcode, ReadyState } from './protocol/constants.js';
-export { ProtocolError, ProtocolViolation, ConnectionTimeoutError, InvalidStateError } from './protocol/errors.js';
+export {
+  ProtocolError,
+  ProtocolViolation,
+  ConnectionTimeoutError,
+  InvalidStateError,
+  MessageAbortedError,
+} from './protocol/errors.js';
+export { MessageStream } from './driver/streams.js';
+export type { MessageSourceData } from './driver/streams.js';
 export { HandshakeError } from './protocol/handshake.js';
 export { formatFrame } from './protocol/trace.js';
 export type { TracedFrame, FrameTracer } from './protocol/trace.js';

@@ -226,9 +226,11 @@ export class Checks {
     if (deflate !== null) {
       check(this.setup.mode !== 'none', 'a compression without permessage-deflate');
       check(this.deflateJob === null, 'a second compression while one waits');
-      if (this.setup.mode === 'fake') this.deflateJob = Buffer.from(deflate);
+      if (this.setup.mode === 'fake') this.deflateJob = Buffer.from(deflate.payload);
       else
-        this.runZlib((done) => this.setup.zlib!.deflate(deflate, (compressed) => done(() => p.deflated(compressed))));
+        this.runZlib((done) =>
+          this.setup.zlib!.deflate(deflate.payload, (compressed) => done(() => p.deflated(compressed)), deflate.fin),
+        );
     }
   }
 

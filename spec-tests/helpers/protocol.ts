@@ -112,7 +112,7 @@ export function closePayloadOf(frame: WireFrame): { code: number | undefined; re
  * identity, at once.
  */
 export class FakeCompression {
-  readonly jobs: { payload: Buffer; done: (compressed: Buffer | null) => void }[] = [];
+  readonly jobs: { payload: Buffer; fin: boolean; done: (compressed: Buffer | null) => void }[] = [];
 
   constructor(readonly threshold = 0) {}
 
@@ -165,6 +165,8 @@ export class Harness {
   readonly errors: Error[] = [];
   /** The messages, pings and pongs delivered, in order (payloads copied). */
   readonly received: { type: 'message' | 'ping' | 'pong'; data: Buffer; isBinary?: boolean }[] = [];
+  /** The pieces of streamed messages delivered (`messageData`), in order (copied). */
+  readonly pieces: Buffer[] = [];
   /** The callbacks the protocol said will never be called back with success. */
   readonly failedCallbacks: SendCallback[] = [];
   now: number;
@@ -336,6 +338,19 @@ export class Harness {
           this.received.push({ type: 'message', data: Buffer.from(event.data), isBinary: event.isBinary });
           this.log.push(`message ${event.isBinary ? 'binary' : 'text'} ${show(event.data)}`);
           break;
+        case 'messageStart':
+          this.log.push(`messageStart ${event.isBinary ? 'binary' : 'text'}`);
+          break;
+        case 'messageData':
+          this.pieces.push(Buffer.from(event.data));
+          this.log.push(`messageData ${show(event.data)}`);
+          break;
+        case 'messageEnd':
+          this.log.push('messageEnd');
+          break;
+        case 'messageAbort':
+          this.log.push(`messageAbort ${event.error.name}`);
+          break;
         case 'ping':
         case 'pong':
           this.received.push({ type: event.type, data: Buffer.from(event.data) });
@@ -365,11 +380,12 @@ export class Harness {
       if (job.payload.length === 0 || protocol.inflated(Buffer.from(job.payload))) protocol.inflateDone(null);
       this.takeEvents();
     }
-    const payload = protocol.takeDeflateJob();
-    if (payload !== null) {
+    const job = protocol.takeDeflateJob();
+    if (job !== null) {
       assert.ok(this.compression !== null, 'a compression job without compression agreed');
       this.compression.jobs.push({
-        payload: Buffer.from(payload),
+        payload: Buffer.from(job.payload),
+        fin: job.fin,
         done: (compressed) => {
           protocol.deflated(compressed);
           this.settle();

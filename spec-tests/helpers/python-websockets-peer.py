@@ -2,6 +2,9 @@
 
   python3 python-websockets-peer.py client URL   runs the client scenario against URL and prints
                                                  one JSON line with what it saw
+  python3 python-websockets-peer.py stream URL   sends a message fragmented from an async iterator
+                                                 (each fragment once the server acknowledged the one
+                                                 before), receives one message whole, prints JSON
   python3 python-websockets-peer.py server       runs an echo server (permessage-deflate on,
                                                  subprotocol "chat" when offered) on 127.0.0.1 and
                                                  prints "listening PORT"
@@ -96,6 +99,38 @@ async def client(url):
     print(json.dumps(result))
 
 
+STREAM_PARTS = ["the first fragment, ", "ünïcode 𝄞 in the second, ", "", "and the last"]
+
+
+async def stream_session(url, compression):
+    """A message fragmented from an async iterator: the server acknowledges each fragment as it
+    arrives ("got " + its text), before the message ends; then a message the server streams comes
+    whole through recv()."""
+    seen = {"compression": compression}
+    async with websockets.connect(url, compression=compression, max_size=None) as ws:
+        seen["extensions"] = ws.response_headers.get("Sec-WebSocket-Extensions")
+
+        async def fragments():
+            for part in STREAM_PARTS:
+                yield part
+                if part:
+                    ack = await asyncio.wait_for(ws.recv(), 10)
+                    if ack != "got " + part:
+                        raise AssertionError(f"acknowledged {ack!r} for {part!r}")
+
+        await ws.send(fragments())
+        seen["sent"] = "".join(STREAM_PARTS)
+        whole = await asyncio.wait_for(ws.recv(), 30)
+        data = whole.encode("utf-8") if isinstance(whole, str) else whole
+        seen["received"] = {"text": isinstance(whole, str), "length": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        await ws.close(1000, "streamed")
+    return seen
+
+
+async def stream_client(url):
+    print(json.dumps({"deflate": await stream_session(url, "deflate"), "plain": await stream_session(url, None)}))
+
+
 async def handler(ws):
     try:
         async for message in ws:
@@ -117,5 +152,7 @@ if __name__ == "__main__":
         print(websockets.__version__)
     elif mode == "client":
         asyncio.run(client(sys.argv[2]))
+    elif mode == "stream":
+        asyncio.run(stream_client(sys.argv[2]))
     elif mode == "server":
         asyncio.run(server())

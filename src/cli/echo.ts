@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
  * The echo server: every message comes back as it came (text as text, binary as binary,
- * fragmented messages reassembled). By default on 127.0.0.1:9001, the address Autobahn|Testsuite's
- * fuzzingclient connects to.
+ * fragmented messages reassembled; with --stream, streamed back as it arrives, in bounded memory).
+ * By default on 127.0.0.1:9001, the address Autobahn|Testsuite's fuzzingclient connects to.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -22,6 +22,8 @@ An RFC 6455 echo server.
   --port PORT              port to listen on (default 9001)
   --max-message-size N     largest message accepted, in bytes (default 67108864); bigger ones close with 1009
   --ping-interval MS       ping every MS milliseconds; 0 turns pings off (default 54000)
+  --stream                 echo every message as a stream, as it arrives: a message of any size in bounded
+                           memory (no size limit then; --max-message-size still bounds it if given)
   --deflate                accept permessage-deflate (RFC 7692) offers (the default)
   --no-deflate             don't: every message goes uncompressed
   --trace                  print each handshake and every frame in and out, decoded and explained
@@ -46,6 +48,7 @@ export function echoMain(argv: string[] = process.argv.slice(2)): void {
         'max-message-size': { type: 'string' },
         'ping-interval': { type: 'string' },
         trace: { type: 'boolean', default: false },
+        stream: { type: 'boolean', default: false },
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
         page: { type: 'string' },
@@ -75,7 +78,7 @@ export function echoMain(argv: string[] = process.argv.slice(2)): void {
     return value;
   };
   const maxMessageSize = number('max-message-size', values['max-message-size']);
-  if (maxMessageSize !== undefined) options.maxMessageSize = maxMessageSize;
+  if (maxMessageSize !== undefined) options.maxMessageSize = options.maxStreamedMessageSize = maxMessageSize;
   const pingInterval = number('ping-interval', values['ping-interval']);
   if (pingInterval !== undefined) options.pingInterval = pingInterval;
   const port = number('port', values.port)!;
@@ -131,6 +134,10 @@ export function echoMain(argv: string[] = process.argv.slice(2)): void {
     connection.on('message', (data, isBinary) => {
       connection.send(data, { binary: isBinary });
     });
+    // --stream: each chunk goes back as a fragment as it arrives; the next message waits its turn.
+    // (Set here, not for the whole server: the explorer's own sockets take their messages whole.)
+    connection.streamMessages = values.stream;
+    connection.on('stream', (stream) => connection.send(stream, { binary: stream.isBinary }));
     connection.on('close', (code, reason, wasClean) => {
       online--;
       const why = reason === '' ? '' : ` "${reason}"`;

@@ -5,9 +5,11 @@ import { inflateBudget } from '../protocol/inflate-budget.js';
 import { toPayload, type Data, type ResolvedConnectionOptions, type SendOptions } from '../protocol/options.js';
 import { Protocol, type ProtocolEvent } from '../protocol/protocol.js';
 import type { Opcode } from '../protocol/constants.js';
-import type { SendCallback } from '../protocol/sender.js';
+import type { OutgoingMessage, SendCallback } from '../protocol/sender.js';
 import type { PerMessageDeflate } from './deflate-zlib.js';
 import { Outbox } from './outbox.js';
+import type { MessageSourceData, MessageStream, PieceSink } from './streams.js';
+import { IncomingStreams, OutgoingStreams } from './streams.js';
 import { sharedWheel, type WheelTarget } from './timer-wheel.js';
 
 /**
@@ -30,6 +32,8 @@ import { sharedWheel, type WheelTarget } from './timer-wheel.js';
 export interface ConnectionEventMap {
   /** A complete message. Text messages are valid UTF-8; `data.toString()` decodes them. */
   message: [data: Buffer, isBinary: boolean];
+  /** `streamMessages`: a message begins, as a stream (src/driver/streams.ts); the next waits until it is read. */
+  stream: [stream: MessageStream];
   ping: [data: Buffer];
   pong: [data: Buffer];
   /** Exactly once per connection. `wasClean`: close frames were exchanged both ways (RFC 6455 §7.1.4). */
@@ -43,7 +47,7 @@ export interface ConnectionEventMap {
 /** Where a connection reports: the public WebSocket, an EventEmitter of (at least) these events. */
 export interface ConnectionOwner {
   emit<K extends keyof ConnectionEventMap>(event: K, ...args: ConnectionEventMap[K]): boolean;
-  listenerCount(event: 'error'): number;
+  listenerCount(event: 'error' | 'stream'): number;
 }
 
 /** What a client handshake agreed on, for the connection that takes the stream over. */
@@ -79,6 +83,7 @@ export const PAUSED_BY_APPLICATION = 1;
 const PAUSED_BY_WRITES = 2;
 export const PAUSED_BY_ITERATOR = 4;
 const PAUSED_BY_INFLATE = 8;
+const PAUSED_BY_STREAM = 16;
 
 /** Connections the application changed outside of `settle()`, settled together in one microtask. */
 let dirty: Connection[] = [];
@@ -87,7 +92,7 @@ const kConnection = Symbol('wsrfc.connection');
 type StreamWithConnection = Duplex & { [kConnection]?: Connection };
 
 /** The driver: one per WebSocket, held in the WebSocket's private field. */
-export class Connection implements WheelTarget {
+export class Connection implements WheelTarget, PieceSink {
   wheelTick = 0;
   wheelIndex = 0;
   id = 0;
@@ -112,6 +117,10 @@ export class Connection implements WheelTarget {
   private needDrain = false;
   /** The bytes taken from the core on their way into the stream (src/driver/outbox.ts). */
   private outbox: Outbox | null = null;
+  /** `streamMessages`: the message streams being received (src/driver/streams.ts). */
+  private incoming: IncomingStreams | null = null;
+  /** Streamed sends (src/driver/streams.ts), made on the first. */
+  private outgoing: OutgoingStreams | null = null;
   // zlib's callbacks, made on first use (a connection without compression makes none).
   private onInflated: ((data: Buffer) => boolean) | null = null;
   private onInflateDone: ((error: Error | null) => void) | null = null;
@@ -135,6 +144,18 @@ export class Connection implements WheelTarget {
   /** Bytes taken from the core and not yet written by the stream. */
   private get unwritten(): number {
     return this.outbox === null ? 0 : this.outbox.unwritten;
+  }
+
+  /** Whether messages come as streams ('stream') rather than whole ('message'); see WebSocket. */
+  get streamMessages(): boolean {
+    return this.core === null ? this.config.streamMessages : this.core.streamMessages;
+  }
+
+  set streamMessages(on: boolean) {
+    const core = this.core;
+    if (core === null) throw new InvalidStateError('WebSocket is still connecting: set streamMessages in its options');
+    core.streamMessages = on;
+    if (on) this.incoming ??= new IncomingStreams(this.config.highWaterMark, () => this.changed());
   }
 
   /** What permessage-deflate agreed on this connection, or null (a publication groups by it). */
@@ -205,6 +226,7 @@ export class Connection implements WheelTarget {
     stream.on('close', onStreamClose);
     stream.on('error', onStreamError);
     this.core = new Protocol(role, this.config, Date.now(), { compression: deflate, inflateBudget });
+    if (this.config.streamMessages) this.streamMessages = true;
     // The ping loop's first deadline, if any.
     this.settle();
   }
@@ -229,12 +251,20 @@ export class Connection implements WheelTarget {
     const core = this.core;
     if (core === null || this.settling) return;
     this.settling = true;
+    const incoming = this.incoming;
     try {
-      for (let event = core.nextEvent(); event !== null; event = core.nextEvent()) this.deliver(event);
+      for (;;) {
+        // The application is behind on its message stream: the parse waits (see streams.ts).
+        if (incoming !== null && incoming.holding && core.receiving) break;
+        const event = core.nextEvent();
+        if (event === null) break;
+        this.deliver(event);
+      }
     } finally {
       this.settling = false;
     }
     if (this.closed) return;
+    if (incoming !== null) this.followReader(incoming.holding && core.receiving);
     if (this.deflate !== null) this.runJobs(core, this.deflate);
     if (core.hasOutput) this.flush(core);
     // Replies still waiting for zlib count too: compression does not wait on the peer, reading would.
@@ -252,6 +282,22 @@ export class Connection implements WheelTarget {
     switch (event.type) {
       case 'message':
         this.owner.emit('message', event.data, event.isBinary);
+        break;
+      case 'messageStart': {
+        const stream = this.incoming!.start(event.isBinary);
+        // Nobody to read it: discarded as it comes.
+        if (this.owner.listenerCount('stream') > 0) this.owner.emit('stream', stream);
+        else stream.resume();
+        break;
+      }
+      case 'messageData':
+        this.incoming!.data(event.data);
+        break;
+      case 'messageEnd':
+        this.incoming!.end();
+        break;
+      case 'messageAbort':
+        this.incoming!.abort(event.error);
         break;
       case 'ping':
         this.owner.emit('ping', event.data);
@@ -296,7 +342,8 @@ export class Connection implements WheelTarget {
     if (inflate !== null) {
       const onData = (this.onInflated ??= (data) => {
         const more = this.core!.inflated(data);
-        if (!more) this.settle();
+        // A streamed message's output goes to its reader as it comes (which may pause zlib).
+        if (!more || this.incoming !== null) this.settle();
         return more;
       });
       const done = (this.onInflateDone ??= (error) => {
@@ -309,14 +356,15 @@ export class Connection implements WheelTarget {
       });
       deflate.inflate(inflate.payload, inflate.fin, onData, done);
     }
-    const payload = core.takeDeflateJob();
-    if (payload !== null) {
+    const job = core.takeDeflateJob();
+    if (job !== null) {
       deflate.deflate(
-        payload,
+        job.payload,
         (this.onDeflated ??= (compressed) => {
           this.core!.deflated(compressed);
           this.settle();
         }),
+        job.fin,
       );
     }
   }
@@ -331,6 +379,14 @@ export class Connection implements WheelTarget {
     this.settle();
     // A compressed frame is being inflated and input piles up behind it: stop reading meanwhile.
     if (core.bufferedInput > this.config.highWaterMark) this.pauseReading(PAUSED_BY_INFLATE);
+  }
+
+  /** The reader of a message stream is behind (`holding`), or caught up: reading and inflating follow. */
+  private followReader(holding: boolean): void {
+    if (holding) this.pauseReading(PAUSED_BY_STREAM);
+    else this.resumeReading(PAUSED_BY_STREAM);
+    if (holding) this.deflate?.pauseInflate();
+    else this.deflate?.resumeInflate();
   }
 
   pauseReading(reason: number): void {
@@ -356,6 +412,42 @@ export class Connection implements WheelTarget {
     if (core === null || !core.canSend) return this.refuse(callback);
     core.sendData(data, options, callback);
     return this.afterQueue(core);
+  }
+
+  /**
+   * A message from a stream (src/driver/streams.ts): it takes its place now, its chunks go as they
+   * come, after the streamed sends before it. The callback gets the source's error if it failed.
+   */
+  sendStream(source: MessageSourceData, options: SendOptions | undefined, callback: SendCallback | undefined): boolean {
+    const core = this.core;
+    if (core === null || !core.canSend) return this.refuse(callback);
+    const fragmentSize = options?.fragmentSize ?? this.config.fragmentSize;
+    (this.outgoing ??= new OutgoingStreams(this)).send(core, source, options, fragmentSize, (outcome) => {
+      if (callback !== undefined) process.nextTick(callback, outcome.error);
+      else if (outcome.sourceFailed && this.owner.listenerCount('error') > 0) this.owner.emit('error', outcome.error!);
+    });
+    return this.afterQueue(core);
+  }
+
+  /** PieceSink (streams.ts): the next piece of a streamed send. */
+  piece(message: OutgoingMessage, opcode: number, payload: Buffer, fin: boolean): boolean {
+    const core = this.core!;
+    if (!core.sendPiece(message, opcode, payload, fin)) return false;
+    core.limitBuffered(this.unwritten);
+    this.changed();
+    return true;
+  }
+
+  /** PieceSink: wait until no more than `highWaterMark` is buffered. */
+  drained(): Promise<void> | null {
+    if (this.closed || this.bufferedAmount + (this.outbox?.waitingCost ?? 0) <= this.config.highWaterMark) return null;
+    return this.outgoing!.waitForDrain();
+  }
+
+  /** PieceSink: the source of a streamed send failed. */
+  failed(message: OutgoingMessage): void {
+    this.core!.messageFailed(message, Date.now());
+    this.changed();
   }
 
   sendControl(opcode: typeof Opcode.Ping | typeof Opcode.Pong, data: Data, callback: SendCallback | undefined): void {
@@ -407,7 +499,8 @@ export class Connection implements WheelTarget {
     // does not read cannot make reading cost memory (the waiting writes count what they cost beyond
     // their bytes: write-cost.ts). Only replies: output of the application's own initiative is
     // bounded by highWaterMark and maxBufferedBytes, and must not keep the peer's answers to it from
-    // being read (an echoing peer that did the same would wait on us while we wait on it).
+    // being read (an echoing peer that did the same would wait on us while we wait on it). A
+    // streamed send is of the application's own pace: it adds a piece only at highWaterMark or below.
     if (this.repliesWaiting(core, outbox) > this.config.highWaterMark) this.pauseReading(PAUSED_BY_WRITES);
   }
 
@@ -418,7 +511,8 @@ export class Connection implements WheelTarget {
 
   /** Every completed stream write (the outbox tells): maybe the end of backpressure both ways. */
   written(): void {
-    if (!this.needDrain && (this.pausedBy & PAUSED_BY_WRITES) === 0) return;
+    const outgoing = this.outgoing;
+    if (!this.needDrain && (this.pausedBy & PAUSED_BY_WRITES) === 0 && (outgoing === null || !outgoing.waiting)) return;
     const outbox = this.outbox!;
     if (
       (this.pausedBy & PAUSED_BY_WRITES) !== 0 &&
@@ -426,6 +520,7 @@ export class Connection implements WheelTarget {
     )
       this.resumeReading(PAUSED_BY_WRITES);
     if (this.bufferedAmount + outbox.waitingCost > this.config.highWaterMark) return;
+    outgoing?.drained();
     if (this.needDrain) {
       this.needDrain = false;
       if (this.readyState === ReadyState.OPEN) this.owner.emit('drain');
@@ -517,6 +612,7 @@ export class Connection implements WheelTarget {
     stream.on('error', ignoreError);
     delete (stream as StreamWithConnection)[kConnection];
     this.outbox?.drop();
+    this.outgoing?.drained();
     const core = this.core!;
     const { code, reason, wasClean } = core.streamClosed(Date.now());
     // What is left to tell (sends that will never be written) goes before the close.

@@ -134,6 +134,12 @@ export function deflateMessageOnce(payload: Buffer, bits: number, options: PerMe
   }
 }
 
+/** An inflation job's hold on the limiter (see PerMessageDeflate.inflateSlot). */
+interface InflateSlot {
+  release: (() => void) | null;
+  proceed: () => void;
+}
+
 /**
  * One connection's compression state. zlib streams are made on first use (a connection that never
  * sends or receives a compressed message holds no zlib memory), reset after every message without
@@ -147,6 +153,15 @@ export class PerMessageDeflate {
   private inflateError: ((error: Error) => void) | null = null;
   private deflateChunks: Buffer[] = [];
   private finishInflate: (() => void) | null = null;
+  /** The job's input is inflated, but output waits in the paused inflater: end the job once it is out. */
+  private inflateFinish: (() => void) | null = null;
+  /**
+   * The inflation job in flight: its limiter slot's release (null while it holds none: paused, or
+   * waiting for one), and how to go on once it has one again.
+   */
+  private inflateSlot: InflateSlot | null = null;
+  /** The owner cannot take inflated output now (`pauseInflate()`). */
+  private inflatePaused = false;
   private finishDeflate: (() => void) | null = null;
   private closed = false;
 
@@ -164,12 +179,10 @@ export class PerMessageDeflate {
    * `done` once, with zlib's error if the data did not inflate.
    */
   inflate(payload: Buffer, fin: boolean, onData: (data: Buffer) => boolean, done: (error: Error | null) => void): void {
-    zlibLimiter.run((release) => {
-      if (this.closed) {
-        release();
-        return;
-      }
+    const start = (): void => {
       const inflater = (this.inflater ??= this.createInflater());
+      // Paused between jobs (the owner's pause came after the last one ended).
+      if (inflater.isPaused()) inflater.resume();
       let stopped = false;
       const stop = (error: Error | null): void => {
         if (stopped) return;
@@ -177,9 +190,14 @@ export class PerMessageDeflate {
         this.inflateSink = null;
         this.inflateError = null;
         this.finishInflate = null;
-        release();
+        this.inflateFinish = null;
+        this.inflateSlot = null;
+        slot.release?.();
+        slot.release = null;
         done(error);
       };
+      // From now on, a slot regained after a pause lets the output flow again.
+      slot.proceed = () => this.inflater?.resume();
       // close() ends the job if zlib never calls back (its stream is closed under it).
       this.finishInflate = () => stop(null);
       this.inflateSink = (chunk) => {
@@ -196,8 +214,15 @@ export class PerMessageDeflate {
         stop(error);
       };
       // The stream flushes every write (Z_SYNC_FLUSH): one thread-pool job per frame, and its
-      // output is all out when the write calls back.
+      // output is all out when the write calls back, unless the output was paused (a streamed
+      // message's reader is behind): then what zlib made waits in the stream's buffer, and the job
+      // ends once that is out too, or its last bytes would come after the message's end.
       inflater.write(fin ? withTail(payload) : payload, () => {
+        if (stopped) return;
+        if (inflater.readableLength > 0) this.inflateFinish = finish;
+        else finish();
+      });
+      const finish = (): void => {
         if (stopped) return;
         if (this.inflater === inflater) {
           if (inflater.readableEnded) {
@@ -210,20 +235,63 @@ export class PerMessageDeflate {
           }
         }
         stop(null);
-      });
-    });
+      };
+    };
+    const slot: InflateSlot = { release: null, proceed: start };
+    this.inflateSlot = slot;
+    zlibLimiter.run((release) => this.gotSlot(slot, release));
+  }
+
+  /** A slot of the limiter for the inflation `slot`: it goes on, unless it ended or paused meanwhile. */
+  private gotSlot(slot: InflateSlot, release: () => void): void {
+    if (this.closed || this.inflateSlot !== slot || this.inflatePaused) {
+      release();
+      return;
+    }
+    slot.release = release;
+    slot.proceed();
   }
 
   /**
-   * RFC 7692 §7.2.1: compress one message; the result lacks the 4-byte tail and goes in frames
-   * whose first has RSV1 set. Calls back with null when it cannot (the connection closed
-   * meanwhile, or zlib failed).
+   * The owner cannot take more inflated output for now (an application reads a streamed message
+   * slower than it inflates). The inflater's output stops flowing: zlib fills its own buffer (its
+   * highWaterMark) and then stops, its state kept; the job gives its limiter slot back meanwhile,
+   * so a slow reader holds up no other connection's zlib work.
    */
-  deflate(payload: Buffer, callback: (compressed: Buffer | null) => void): void {
+  pauseInflate(): void {
+    if (this.inflatePaused) return;
+    this.inflatePaused = true;
+    this.inflater?.pause();
+    const slot = this.inflateSlot;
+    if (slot !== null && slot.release !== null) {
+      const release = slot.release;
+      slot.release = null;
+      release();
+    }
+  }
+
+  /** The owner takes inflated output again: the job waits for a limiter slot, then goes on. */
+  resumeInflate(): void {
+    if (!this.inflatePaused) return;
+    this.inflatePaused = false;
+    const slot = this.inflateSlot;
+    if (slot !== null && slot.release === null) zlibLimiter.run((release) => this.gotSlot(slot, release));
+    else this.inflater?.resume();
+  }
+
+  /**
+   * RFC 7692 §7.2.1: compress a message, or the next piece of a streamed one (a message is one
+   * DEFLATE stream, sync-flushed after each piece); the result lacks the 4-byte tail of its flush.
+   * `fin` (the default): the message ends here (without context takeover, the next starts from an
+   * empty window). Calls back with null when it cannot (the connection closed meanwhile, or zlib failed).
+   */
+  deflate(payload: Buffer, callback: (compressed: Buffer | null) => void, fin = true): void {
     if (payload.length === 0) {
       // §7.2.3.6: an empty message compresses to one byte, an empty stored block's header (its
       // LEN/NLEN are the stripped tail). zlib has nothing to flush here and would write nothing.
-      // The window is unchanged either way, so context takeover stays in step.
+      // The window is unchanged, so context takeover stays in step; the end of a streamed message
+      // may still have to reset it.
+      if (fin && this.params.ownNoContextTakeover) this.deflater?.reset();
       process.nextTick(callback, this.closed ? null : Buffer.from([0x00]));
       return;
     }
@@ -248,7 +316,7 @@ export class PerMessageDeflate {
         if (finished || this.deflater !== deflater) return;
         const chunks = this.deflateChunks;
         const data = withoutTail(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
-        if (this.params.ownNoContextTakeover) deflater.reset();
+        if (fin && this.params.ownNoContextTakeover) deflater.reset();
         finish(data);
       });
     });
@@ -259,6 +327,9 @@ export class PerMessageDeflate {
     if (this.closed) return;
     this.closed = true;
     this.discardInflater();
+    const slot = this.inflateSlot;
+    this.inflateSlot = null;
+    slot?.release?.();
     this.discardDeflater();
     this.finishInflate?.();
     this.finishDeflate?.();
@@ -270,7 +341,15 @@ export class PerMessageDeflate {
       windowBits: Math.max(this.params.peerMaxWindowBits, ZLIB_MIN_WINDOW_BITS),
       flush: zlibConstants.Z_SYNC_FLUSH,
     });
-    inflater.on('data', (chunk: Buffer) => this.inflateSink?.(chunk));
+    inflater.on('data', (chunk: Buffer) => {
+      this.inflateSink?.(chunk);
+      // The job's input was all inflated while its output waited (see inflate()): now it is out.
+      const finish = this.inflateFinish;
+      if (finish !== null && inflater.readableLength === 0) {
+        this.inflateFinish = null;
+        finish();
+      }
+    });
     inflater.on('error', (error: Error) => this.inflateError?.(error));
     return inflater;
   }

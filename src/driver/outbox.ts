@@ -148,6 +148,11 @@ export class Outbox {
     // Large output, or output behind a backlog: in pieces, handed over a window at a time. Views,
     // not copies (unless they would keep far more alive than they hold: write-cost.ts).
     const backlog = (this.backlog ??= []);
+    // A backlog that never runs empty (a streamed message) must not grow by its written slots.
+    if (this.backlogHead >= 64) {
+      backlog.splice(0, this.backlogHead);
+      this.backlogHead = 0;
+    }
     const before = backlog.length;
     for (const buffer of ownMemory(buffers, total)) {
       for (let at = 0; at < buffer.length; at += WRITE_PIECE_BYTES) {

@@ -63,6 +63,7 @@ const QUEUED_MESSAGES = 16;
 
 /** Server side: read and answer the opening handshake (RFC 6455 §4.2) on `pair`, then run the WebSocket. */
 export async function acceptWebStream(pair: WebStreamPair, options: WebStreamOptions = {}): Promise<WebStreamSocket> {
+  noStreams(options);
   const io = open(pair);
   try {
     const head = await withTimeout(readHead(io, options, 'request'), options.handshakeTimeout, io);
@@ -85,6 +86,7 @@ export async function connectWebStream(
   url: string | URL,
   options: WebStreamOptions = {},
 ): Promise<WebStreamSocket> {
+  noStreams(options);
   const io = open(pair);
   try {
     const target = new URL(url);
@@ -104,6 +106,12 @@ export async function connectWebStream(
     abort(io);
     throw error instanceof HttpError ? new HandshakeError(`invalid handshake response: ${error.message}`) : error;
   }
+}
+
+/** Messages come whole here, through the socket's async iterator: this driver never asks the core for streams. */
+function noStreams(options: WebStreamOptions): void {
+  if (options.streamMessages === true)
+    throw new TypeError('wsrfc/web-streams does not stream messages (streamMessages)');
 }
 
 interface Io {
@@ -287,7 +295,7 @@ export class WebStreamSocket implements AsyncIterable<WebStreamMessage> {
     } else if (event.type === 'ping') options.onPing?.(event.data);
     else if (event.type === 'pong') options.onPong?.(event.data);
     else if (event.type === 'error') options.onError?.(event.error);
-    else
+    else if (event.type === 'sendFailed')
       for (const callback of event.callbacks)
         callback(new InvalidStateError('WebSocket closed before the data was sent'));
   }

@@ -86,3 +86,12 @@ export class ConnectionTimeoutError extends Error {
 export class InvalidStateError extends Error {
   override readonly name = 'InvalidStateError';
 }
+
+/**
+ * A message being received as a stream (`streamMessages`) will never end: the peer closed the
+ * connection, or the connection was lost, in its middle. (A protocol violation ends it with the
+ * ProtocolError instead.)
+ */
+export class MessageAbortedError extends Error {
+  override readonly name = 'MessageAbortedError';
+}

@@ -27,8 +27,21 @@ export interface ConnectionOptions {
   autoPong?: boolean;
   /** Split outgoing messages into frames of at most this many payload bytes; 0 never splits. Default 0. */
   fragmentSize?: number;
-  /** Called with every frame received and sent, decoded. For learning and debugging; slows things down. */
+  /**
+   * Called with every frame received and sent, decoded. For learning and debugging; slows things down
+   * (and holds each frame of a streamed message whole, to show it).
+   */
   trace?: FrameTracer | null;
+  /**
+   * Deliver each data message as a stream (the 'stream' event, a MessageStream) as its frames arrive,
+   * instead of assembling it ('message'). Default false.
+   */
+  streamMessages?: boolean;
+  /**
+   * Largest streamed message accepted (after decompression); bigger ones close with 1009. Default:
+   * no limit (2^53 - 1): a streamed message holds at most `highWaterMark` whatever its size.
+   */
+  maxStreamedMessageSize?: number;
 }
 
 export type ResolvedConnectionOptions = Required<ConnectionOptions>;
@@ -49,6 +62,8 @@ export const CONNECTION_DEFAULTS: Readonly<ResolvedConnectionOptions> = Object.f
   autoPong: true,
   fragmentSize: 0,
   trace: null,
+  streamMessages: false,
+  maxStreamedMessageSize: Number.MAX_SAFE_INTEGER,
 });
 
 const NUMERIC_OPTIONS = [
@@ -61,6 +76,7 @@ const NUMERIC_OPTIONS = [
   'highWaterMark',
   'maxBufferedBytes',
   'fragmentSize',
+  'maxStreamedMessageSize',
 ] as const;
 
 /** Objects made by resolveConnectionOptions (and only those) can be used as they are. */
@@ -85,6 +101,7 @@ export function resolveConnectionOptions(options: ConnectionOptions = {}): Resol
   if (resolved.trace !== null && typeof resolved.trace !== 'function') {
     throw new TypeError('option trace must be a function or null');
   }
+  if (typeof resolved.streamMessages !== 'boolean') throw new TypeError('option streamMessages must be a boolean');
   Object.freeze(resolved);
   resolvedOptions.add(resolved);
   return resolved;

@@ -1,11 +1,13 @@
 import { buildClosePayload, truncateUtf8 } from './close.js';
 import { CloseCode, MAX_CLOSE_REASON_BYTES, Opcode, ReadyState } from './constants.js';
-import { ConnectionTimeoutError, type ProtocolError } from './errors.js';
+import { ConnectionTimeoutError, MessageAbortedError, type ProtocolError } from './errors.js';
+import type { CloseReport, Closing, ProtocolEvent, ProtocolSetup } from './events.js';
 import type { InflateBudget } from './inflate-budget.js';
 import { toPayload, type Data, type ResolvedConnectionOptions, type SendOptions } from './options.js';
 import { Receiver, type InflateJob, type ReceiverHandler, type Role } from './receiver.js';
+import type { DeflateJob, OutgoingMessage } from './sender.js';
 import { Sender, type SendCallback, type SenderCompression, type SenderEvents } from './sender.js';
-import { outgoingFrameDecoder } from './trace.js';
+import { outgoingFrameDecoder, tracingHandler } from './trace.js';
 import { isUtf8Payload } from './utf8.js';
 import { MaskKeySource } from './writer.js';
 
@@ -29,45 +31,7 @@ import { MaskKeySource } from './writer.js';
  * §5.5.1) are this machine's two halves. Time comes in as an argument (`now`, in ms).
  */
 
-/** What the connection tells its application, in order (`nextEvent()`). */
-export type ProtocolEvent =
-  /** A complete message (text is valid UTF-8). */
-  | { type: 'message'; data: Buffer; isBinary: boolean }
-  /** A ping (already answered when `autoPong` is on) or a pong. */
-  | { type: 'ping'; data: Buffer }
-  | { type: 'pong'; data: Buffer }
-  /** What went wrong (a protocol error, a deadline, zlib), for the application to hear of. */
-  | { type: 'error'; error: Error }
-  /** Messages accepted by `send()` that will never be written: their callbacks are to fail. */
-  | { type: 'sendFailed'; callbacks: SendCallback[] };
-
-/** What the close event reports (RFC 6455 §7.1.4-§7.1.6). */
-export interface CloseReport {
-  code: number;
-  reason: string;
-  /** Close frames went both ways before TCP ended (§7.1.4: "closed cleanly"). */
-  wasClean: boolean;
-}
-
-/** What the handshake agreed on, and what the connection shares with others. */
-export interface ProtocolSetup {
-  /** permessage-deflate (RFC 7692), when negotiated: RSV1 means compressed, and which messages to compress. */
-  compression?: SenderCompression | null;
-  /** The budget of inflated bytes shared with other connections (src/protocol/inflate-budget.ts). */
-  inflateBudget?: InflateBudget | null;
-}
-
-/** The closing handshake's details, made when it starts (an idle connection needs none). */
-interface Closing {
-  /** When to give up waiting for the peer's close and the end of TCP; 0 for never. */
-  deadline: number;
-  /** The peer's close frame, once received (§7.1.5, §7.1.6). */
-  peerCode: number;
-  peerReason: string;
-  /** The code we failed the connection with (§7.1.7), when we did. */
-  failCode: number;
-  failReason: string;
-}
+export type { CloseReport, ProtocolEvent, ProtocolSetup } from './events.js';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -94,6 +58,9 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   private endRequested = false;
   /** The stream is to be destroyed now. */
   private destroyRequested = false;
+  /** A streamed message is open: its start was emitted, its end (or abort) not yet. */
+  private streamOpen = false;
+  private streaming: boolean;
   /** Nothing more is read: the connection failed (§7.1.7) or the stream is gone. */
   private inputEnded = false;
   /** The next event for the driver, and (rarely) more after it, in order. */
@@ -119,7 +86,21 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     this.inflateBudget = setup.inflateBudget ?? null;
     this.now = now;
     this.lastReceivedAt = now;
+    this.streaming = config.streamMessages;
     if (config.pingInterval > 0) this.nextPingAt = now + config.pingInterval;
+  }
+
+  /**
+   * Whether data messages are streamed (`messageStart`, `messageData`, `messageEnd`), not assembled:
+   * a change applies from the next message not yet parsed (the one after the event being handled).
+   */
+  get streamMessages(): boolean {
+    return this.streaming;
+  }
+
+  set streamMessages(on: boolean) {
+    this.streaming = on;
+    if (this.receiver !== null) this.receiver.streaming = on;
   }
 
   /** Bytes received and not parsed yet (held while a compressed frame inflates). */
@@ -139,6 +120,11 @@ export class Protocol implements ReceiverHandler, SenderEvents {
    */
   get canSend(): boolean {
     return this.state === ReadyState.OPEN && !this.closeSent && !this.endRequested;
+  }
+
+  /** More input may yet be parsed: a driver may stop taking events (stopping the parse) only while so. */
+  get receiving(): boolean {
+    return !this.inputEnded && !this.closeReceived && this.state !== ReadyState.CLOSED;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -241,8 +227,8 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     this.receiver?.inflateDone(error);
   }
 
-  /** A message to compress (RFC 7692 §7.2.1), once; the result goes to `deflated()`. */
-  takeDeflateJob(): Buffer | null {
+  /** A message (or a streamed message's piece) to compress (RFC 7692 §7.2.1), once; the result goes to `deflated()`. */
+  takeDeflateJob(): DeflateJob | null {
     return this.sender === null ? null : this.sender.takeDeflateJob();
   }
 
@@ -288,8 +274,10 @@ export class Protocol implements ReceiverHandler, SenderEvents {
         maxFramePayload: config.maxFramePayload,
         compressed: this.compression !== null,
         budget: this.inflateBudget,
+        streaming: this.streaming,
+        maxStreamedMessageSize: config.maxStreamedMessageSize,
       },
-      trace === null ? this : tracing(this, (frame) => trace({ ...frame, direction: 'in' })),
+      trace === null ? this : tracingHandler(this, (frame) => trace({ ...frame, direction: 'in' })),
     );
   }
 
@@ -307,6 +295,28 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   /** The receiver's event (ReceiverHandler). */
   onMessage(data: Buffer, isBinary: boolean): void {
     this.emitParsed({ type: 'message', data, isBinary });
+  }
+
+  /** The receiver's events (ReceiverHandler) for a streamed message: its start, each piece, its end. */
+  onMessageStart(isBinary: boolean): void {
+    this.streamOpen = true;
+    this.emitParsed({ type: 'messageStart', isBinary });
+  }
+
+  onMessageData(data: Buffer): void {
+    this.emitParsed({ type: 'messageData', data });
+  }
+
+  onMessageEnd(): void {
+    this.streamOpen = false;
+    this.emitParsed({ type: 'messageEnd' });
+  }
+
+  /** The streamed message being received will not end: the connection is closing or failed. */
+  private abortStream(error: Error): void {
+    if (!this.streamOpen) return;
+    this.streamOpen = false;
+    this.emit({ type: 'messageAbort', error });
   }
 
   /** The receiver's event (ReceiverHandler). */
@@ -330,6 +340,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   /** The receiver's event (ReceiverHandler). RFC 6455 §5.5.1, §7.1.5: the peer's close frame. */
   onClose(code: number, reason: string): void {
     this.closeReceived = true;
+    this.abortStream(new MessageAbortedError(`the peer closed the connection (${code}) in the middle of the message`));
     const closing = this.startClosing();
     closing.peerCode = code;
     closing.peerReason = reason;
@@ -399,6 +410,40 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     if (!this.canSend) return this.refuse(callback);
     this.output().control(opcode, payload, callback, this.answering);
     return true;
+  }
+
+  /**
+   * RFC 6455 §5.4: a message sent in pieces (`sendPiece()`, each a fragment; one DEFLATE stream, RFC
+   * 7692 §7.2.1), in its place now. Later messages and our close wait for its end; pings and pongs
+   * do not. Null, and the callback's failure queued, once a close frame was sent.
+   */
+  openMessage(compress: boolean, fragmentSize: number, callback?: SendCallback): OutgoingMessage | null {
+    if (!this.canSend) {
+      this.refuse(callback);
+      return null;
+    }
+    return this.output().openStream(compress, fragmentSize, callback);
+  }
+
+  /** The next piece of an open message (`fin`: the last; the first's opcode is the message's). False: dropped. */
+  sendPiece(message: OutgoingMessage, opcode: number, payload: Buffer, fin: boolean): boolean {
+    if (message.dropped || this.sender === null) return false;
+    this.sender.streamPiece(message, opcode, payload, fin);
+    return true;
+  }
+
+  /**
+   * An open message's source failed. RFC 6455 cannot abort one message: 1011 (an internal error);
+   * unless the peer has closed already: then the message is abandoned and our close goes at once.
+   */
+  messageFailed(message: OutgoingMessage, now: number): void {
+    this.now = now;
+    if (message.dropped || this.state === ReadyState.CLOSED) return;
+    if (!this.closeReceived) return this.fail(CloseCode.InternalError, 'the message source failed', null, false, now);
+    // §5.5.1: the close frame follows the messages sent before it, but this one will never end.
+    const { peerCode, peerReason } = this.closing!;
+    if (this.sender!.dropStaged())
+      this.sendClose(peerCode === CloseCode.NoStatusReceived ? undefined : peerCode, peerReason);
   }
 
   private refuse(callback: SendCallback | undefined): false {
@@ -476,6 +521,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     // _Fail the WebSocket Connection_": the receiver stops at the violation it reports, and here.
     this.inputEnded = true;
     this.receiver?.destroy();
+    this.abortStream(error ?? new MessageAbortedError(`the connection failed (${code}) in the middle of the message`));
     if (error !== null) this.emit({ type: 'error', error });
     // Our side of the stream may have ended already (the peer ended its own): nothing more goes.
     const ended = this.wantsEnd;
@@ -541,6 +587,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     this.state = ReadyState.CLOSED;
     this.inputEnded = true;
     this.receiver?.destroy();
+    this.abortStream(new MessageAbortedError('the connection closed in the middle of the message'));
     // §7.1.4: clean means the closing handshake completed: the peer's close frame read, ours sent
     // (handed to the stream, not still waiting behind a compression when TCP went).
     const wasClean = this.closeReceived && this.sender !== null && this.sender.closeFrameTaken;
@@ -598,16 +645,4 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     this.emit({ type: 'error', error });
     this.destroyRequested = true;
   }
-}
-
-/** The receiver's handler when tracing: the protocol, plus every incoming frame to the tracer. */
-function tracing(protocol: Protocol, onFrame: NonNullable<ReceiverHandler['onFrame']>): ReceiverHandler {
-  return {
-    onMessage: (data, isBinary) => protocol.onMessage(data, isBinary),
-    onPing: (data) => protocol.onPing(data),
-    onPong: (data) => protocol.onPong(data),
-    onClose: (code, reason) => protocol.onClose(code, reason),
-    onError: (error) => protocol.onError(error),
-    onFrame,
-  };
 }

@@ -4,8 +4,9 @@ import { ProtocolError, type ProtocolViolation } from './errors.js';
 import { decodeHeaderStart, extendedLengthSize, readExtendedLength, type FrameHeaderStart } from './frame.js';
 import type { InflateBudget } from './inflate-budget.js';
 import { mask } from './mask.js';
-import { BufferView, PayloadBuffer } from './payload-buffer.js';
-import { Utf8Validator } from './utf8.js';
+import { PayloadBuffer } from './payload-buffer.js';
+import { ReadQueue } from './read-queue.js';
+import { Utf8Cutter, Utf8Validator } from './utf8.js';
 
 /**
  * The incremental parser: bytes in, frames and messages out, no socket and no timer.
@@ -18,6 +19,10 @@ import { Utf8Validator } from './utf8.js';
  * views into them, so a frame that arrives in one chunk is never copied, and a message that arrives
  * in several pieces is copied exactly once, when it is complete. Chunks are never concatenated
  * into a growing buffer; only the few header bytes that straddle two chunks are copied.
+ *
+ * Streaming (RFC 6455 §5.2: "a part of a frame can be delivered to the application"): data messages
+ * go on as they arrive, never held: `onMessageStart`, `onMessageData` (views, or inflated output;
+ * text validated and cut on code points), `onMessageEnd`.
  */
 
 export type Role = 'server' | 'client';
@@ -41,6 +46,12 @@ export interface Frame {
 export interface ReceiverHandler {
   /** A complete text (isBinary false, valid UTF-8) or binary message, reassembled and decompressed. */
   onMessage(data: Buffer, isBinary: boolean): void;
+  /** Streaming: a message begins (its first frame's header is read). */
+  onMessageStart?(isBinary: boolean): void;
+  /** Streaming: the next piece of the message (decompressed; text: whole code points, valid so far). */
+  onMessageData?(data: Buffer): void;
+  /** Streaming: the message ended, complete and valid. */
+  onMessageEnd?(): void;
   onPing(data: Buffer): void;
   onPong(data: Buffer): void;
   /** A valid close frame. Nothing is parsed after it (RFC 6455 §5.5.1). */
@@ -52,12 +63,13 @@ export interface ReceiverHandler {
 }
 
 /**
- * One frame's payload of a compressed message (RFC 7692 §7.2.2) to inflate. The receiver stops
- * parsing until its owner runs the job (zlib is asynchronous, and no business of the core) and
- * hands the output back: `inflated(data)` for each piece, in order, then `inflateDone(error)`.
+ * One frame's payload of a compressed message (RFC 7692 §7.2.2) to inflate (a streamed message:
+ * each piece of it as it arrives). The receiver stops parsing until its owner runs the job (zlib is
+ * asynchronous, and no business of the core) and hands the output back: `inflated(data)` for each
+ * piece, in order, then `inflateDone(error)`.
  */
 export interface InflateJob {
-  /** The frame's payload as received (without the tail §7.2.2 appends at the message's end). */
+  /** The payload as received (without the tail §7.2.2 appends at the message's end). */
   payload: Buffer;
   /** The message's last frame: append the tail, and (without context takeover) reset afterwards. */
   fin: boolean;
@@ -78,7 +90,17 @@ export interface ReceiverOptions {
    * Default: none, each message is bounded by `maxMessageSize` alone.
    */
   budget?: InflateBudget | null;
+  /** Hand data messages on as they arrive (ReceiverHandler's onMessageStart/Data/End). Default false. */
+  streaming?: boolean;
+  /**
+   * Largest streamed message, after decompression (it bounds no memory: nothing of it is held). Its
+   * frames are checked against it, not against `maxFramePayload`. Default: 2^53 - 1.
+   */
+  maxStreamedMessageSize?: number;
 }
+
+/** A compressed piece of a streamed message is inflated once this much has come, or the frame ends. */
+const STREAMED_INFLATE_PIECE = 64 * 1024;
 
 // Parser states. The first four walk a frame in order (§5.2); the others stop the loop.
 const READ_HEADER = 0;
@@ -89,14 +111,7 @@ const INFLATING = 4;
 const CLOSED = 5;
 const FAILED = 6;
 
-/**
- * Header fields that straddle two chunks are copied here (at most 8 bytes at a time). One for all
- * receivers: what `take()` copies is read at once, before any other receiver runs. (Its own memory,
- * not a slice of Node's Buffer pool, which would keep a whole 8 KiB slab alive.)
- */
-const SCRATCH = Buffer.allocUnsafeSlow(8);
-
-export class Receiver {
+export class Receiver extends ReadQueue {
   readonly role: Role;
   readonly maxMessageSize: number;
   readonly maxFramePayload: number;
@@ -108,19 +123,12 @@ export class Receiver {
   private inflatingFin = false;
   private readonly budget: InflateBudget | null;
   private readonly handler: ReceiverHandler;
-
+  /** Data messages whose first frame is read from now on are streamed (see the file's comment). */
+  streaming: boolean;
+  private readonly maxStreamedMessageSize: number;
   private state = READ_HEADER;
   /** The handler asked to stop after the event it was just given (`pause()`); `resume()` goes on. */
   private paused = false;
-
-  // Unread input: chunks[head] from `offset` on, then the rest of the chunks.
-  private chunks: Buffer[] = [];
-  private head = 0;
-  private offset = 0;
-  private queued = 0;
-
-  /** Where the bytes returned by the last `take()` start. */
-  private takenAt = 0;
 
   // The frame being read.
   private readonly header: FrameHeaderStart = {
@@ -151,20 +159,29 @@ export class Receiver {
   private readonly message = new PayloadBuffer();
   private readonly utf8 = new Utf8Validator();
 
+  // A streamed message (see the file's comment), and its bytes so far (inflated).
+  private messageStreamed = false;
+  private streamedLength = 0;
+  private readonly textCut = new Utf8Cutter();
+  /** The piece being inflated ends its frame. */
+  private inflatingFrameEnd = true;
+
   constructor(options: ReceiverOptions, handler: ReceiverHandler) {
+    super();
     this.role = options.role;
     this.maxMessageSize = options.maxMessageSize;
     this.maxFramePayload = Math.min(options.maxFramePayload, options.maxMessageSize);
     this.deflate = options.compressed ?? false;
     this.budget = options.budget ?? null;
     this.handler = handler;
+    this.streaming = options.streaming ?? false;
+    this.maxStreamedMessageSize = options.maxStreamedMessageSize ?? Number.MAX_SAFE_INTEGER;
   }
 
   /** Feed bytes. The receiver owns `chunk` from now on (payloads are unmasked in place). */
   push(chunk: Buffer): void {
     if (this.state >= CLOSED || chunk.length === 0) return;
-    this.chunks.push(chunk);
-    this.queued += chunk.length;
+    this.append(chunk);
     if (this.state !== INFLATING && !this.paused) this.run();
   }
 
@@ -249,19 +266,6 @@ export class Receiver {
     this.message.compact();
   }
 
-  /** Replace the unread input (a few header bytes) by a copy in memory of its own. */
-  private keepOnlyLeftover(): void {
-    const leftover = Buffer.allocUnsafeSlow(this.queued);
-    let at = 0;
-    for (let i = this.head; i < this.chunks.length; i++) {
-      const chunk = this.chunks[i]!;
-      at += chunk.copy(leftover, at, i === this.head ? this.offset : 0);
-    }
-    this.chunks = [leftover];
-    this.head = 0;
-    this.offset = 0;
-  }
-
   /** RFC 6455 §5.2: the first two bytes. Everything that can be checked here is, before any payload. */
   private readHeader(): void {
     const bytes = this.take(2);
@@ -329,30 +333,33 @@ export class Receiver {
     const opcode = header.opcode;
     // Control frames are at most 125 bytes (checked above): the limits are for data, so a tiny
     // limit never turns a valid ping or close into a 1009.
+    let starts = false;
     if (!isControlOpcode(opcode)) {
-      const compressed = opcode === Opcode.Continuation ? this.messageCompressed : header.rsv1;
+      const first = opcode !== Opcode.Continuation;
+      const compressed = first ? header.rsv1 : this.messageCompressed;
+      const streamed = first ? this.streaming : this.messageStreamed;
+      // A streamed message is never held: its frames are bounded by the streamed limit alone.
+      const frameMax = streamed ? this.maxStreamedMessageSize : this.maxFramePayload;
+      const messageMax = streamed ? this.maxStreamedMessageSize : this.maxMessageSize;
       // A message at the size limit must fit in one frame even when it does not compress: DEFLATE
       // can grow data (5 bytes per stored block, and small windows make small blocks), so
       // compressed frames get zlib's general bound of an eighth more.
-      const frameLimit = compressed
-        ? this.maxFramePayload + Math.ceil(this.maxFramePayload / 8) + 64
-        : this.maxFramePayload;
+      const frameLimit = compressed ? frameMax + Math.ceil(frameMax / 8) + 64 : frameMax;
       if (length > frameLimit) {
-        return this.fail(
-          'FrameTooBig',
-          `frame payload of ${length} bytes exceeds the limit of ${this.maxFramePayload}`,
-        );
+        return this.fail('FrameTooBig', `frame payload of ${length} bytes exceeds the limit of ${frameMax}`);
       }
       // Uncompressed, the declared length tells the message size already; compressed, the
       // inflater counts the output against the same limit as it goes.
-      if (!compressed && this.message.length + length > this.maxMessageSize) {
-        return this.fail('MessageTooBig', `message exceeds the limit of ${this.maxMessageSize} bytes`);
+      const sofar = streamed ? this.streamedLength : this.message.length;
+      if (!compressed && sofar + length > messageMax) {
+        return this.fail('MessageTooBig', `message exceeds the limit of ${messageMax} bytes`);
       }
-      if (opcode !== Opcode.Continuation) {
+      if (first) {
         this.messageOpcode = opcode;
         this.messageCompressed = compressed;
+        this.messageStreamed = starts = streamed;
       }
-      if (this.handler.onFrame !== undefined) {
+      if (this.handler.onFrame !== undefined && !streamed) {
         // Tracing needs each frame's payload on its own: no block shared with the previous frame.
         this.message.seal();
         this.frameStart = this.message.count;
@@ -362,6 +369,7 @@ export class Receiver {
     this.remaining = length;
     this.maskPhase = 0;
     this.state = header.masked ? READ_MASK_KEY : READ_PAYLOAD;
+    if (starts) this.handler.onMessageStart!(opcode === Opcode.Binary);
   }
 
   private readMaskKey(): void {
@@ -378,20 +386,14 @@ export class Receiver {
   /** Take as much of the payload as has arrived, one chunk's worth at a time, without copying. */
   private readPayload(): void {
     const header = this.header;
+    if (this.messageStreamed && !isControlOpcode(header.opcode)) {
+      return this.messageCompressed ? this.readStreamedCompressed() : this.readStreamed();
+    }
     const textToValidate =
       this.messageOpcode === Opcode.Text && !this.messageCompressed && !isControlOpcode(header.opcode);
     const direct = !isControlOpcode(header.opcode) && !this.messageCompressed;
     while (this.remaining > 0 && this.queued > 0) {
-      const chunk = this.chunks[this.head]!;
-      const start = this.offset;
-      const available = chunk.length - start;
-      const n = available < this.remaining ? available : this.remaining;
-      // A view, not a copy.
-      const piece =
-        start === 0 && n === chunk.length ? chunk : new BufferView(chunk.buffer, chunk.byteOffset + start, n);
-      this.skip(n);
-      this.remaining -= n;
-      if (header.masked) this.maskPhase = mask(piece, this.maskKey, this.maskPhase);
+      const piece = this.nextPiece();
       if (direct) {
         // RFC 6455 §8.1, fail fast: validate each piece as it arrives, not when the message ends.
         if (textToValidate && this.utf8.write(piece) !== -1) {
@@ -403,6 +405,64 @@ export class Receiver {
       }
     }
     if (this.remaining === 0) this.endFrame();
+  }
+
+  /** The next piece of the payload as it arrived (a view into the chunk, not a copy), unmasked in place. */
+  private nextPiece(): Buffer {
+    const piece = this.view(this.remaining);
+    this.remaining -= piece.length;
+    if (this.header.masked) this.maskPhase = mask(piece, this.maskKey, this.maskPhase);
+    return piece;
+  }
+
+  /** A streamed message's frame, uncompressed: each piece goes on as it comes, one event at a time. */
+  private readStreamed(): void {
+    while (this.remaining > 0 && this.queued > 0 && !this.paused) {
+      const piece = this.nextPiece();
+      if (this.handler.onFrame !== undefined) this.framePayload.push(piece);
+      this.streamedLength += piece.length;
+      if (!this.deliver(piece)) return;
+    }
+    if (this.remaining > 0 || this.paused) return;
+    this.state = READ_HEADER;
+    this.handler.onFrame?.(this.frameInfo(this.framePayload.take()));
+    if (this.state === READ_HEADER && this.header.fin) this.endMessage();
+  }
+
+  /**
+   * A streamed message's compressed frame: inflated a piece at a time as it arrives (RFC 7692 §7.2.2
+   * inflates the message's payload as one stream, whatever its framing), never held whole.
+   */
+  private readStreamedCompressed(): void {
+    const pieces: Buffer[] = [];
+    let length = 0;
+    while (this.remaining > 0 && this.queued > 0 && length < STREAMED_INFLATE_PIECE) {
+      const piece = this.nextPiece();
+      if (this.handler.onFrame !== undefined) this.framePayload.push(piece);
+      pieces.push(piece);
+      length += piece.length;
+    }
+    const frameEnd = this.remaining === 0;
+    if (length === 0 && !frameEnd) return;
+    this.state = INFLATING;
+    this.inflatingFrameEnd = frameEnd;
+    this.inflatingFin = frameEnd && this.header.fin;
+    const payload = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, length);
+    this.inflateJob = { payload, fin: this.inflatingFin };
+  }
+
+  /** A streamed piece to the handler: text validated (§8.1, fail fast) and cut on code points. False: failed. */
+  private deliver(piece: Buffer): boolean {
+    let data = piece;
+    if (this.messageOpcode === Opcode.Text) {
+      if (this.utf8.write(piece) !== -1) {
+        this.fail('InvalidUtf8', 'text message is not valid UTF-8');
+        return false;
+      }
+      data = this.textCut.cut(piece);
+    }
+    if (data.length > 0) this.handler.onMessageData!(data);
+    return true;
   }
 
   private endFrame(): void {
@@ -470,6 +530,16 @@ export class Receiver {
    */
   inflated(data: Buffer): boolean {
     if (this.state !== INFLATING) return false;
+    if (this.messageStreamed) {
+      // Nothing is held: the limit is the application's to choose, the budget is not spent.
+      if (this.streamedLength + data.length > this.maxStreamedMessageSize) {
+        const limit = this.maxStreamedMessageSize;
+        this.fail('InflatedMessageTooBig', `message exceeds the limit of ${limit} bytes once inflated`);
+        return false;
+      }
+      this.streamedLength += data.length;
+      return this.deliver(data);
+    }
     // The limit holds for the output, as it comes: a decompression bomb stops at the limit, not
     // after inflating it all (RFC 6455 §10.4).
     if (this.message.length + data.length > this.maxMessageSize) {
@@ -496,6 +566,14 @@ export class Receiver {
   inflateDone(error: Error | null): void {
     if (this.state !== INFLATING) return;
     if (error !== null) return this.fail('InvalidCompressedData', `invalid compressed data: ${error.message}`);
+    if (this.messageStreamed) {
+      if (!this.inflatingFrameEnd) {
+        // More of the frame to come.
+        this.state = READ_PAYLOAD;
+        return this.run();
+      }
+      this.handler.onFrame?.(this.frameInfo(this.framePayload.take()));
+    }
     this.state = READ_HEADER;
     if (this.inflatingFin) this.endMessage();
     this.run();
@@ -506,6 +584,14 @@ export class Receiver {
     // A text message must also end on a code point boundary.
     if (!isBinary && !this.utf8.complete) {
       return this.fail('InvalidUtf8', 'text message ends in the middle of a UTF-8 sequence');
+    }
+    if (this.messageStreamed) {
+      this.messageOpcode = 0;
+      this.messageCompressed = false;
+      this.messageStreamed = false;
+      this.streamedLength = 0;
+      if (!isBinary) this.utf8.reset();
+      return this.handler.onMessageEnd!();
     }
     const data = this.message.take();
     this.releaseInflated();
@@ -549,6 +635,8 @@ export class Receiver {
   private dropMessage(): void {
     this.message.clear();
     this.releaseInflated();
+    this.streamedLength = 0;
+    this.textCut.reset();
   }
 
   /** The current message is delivered or dropped: its inflated bytes go back to the budget. */
@@ -556,51 +644,5 @@ export class Receiver {
     if (this.inflatedHeld === 0) return;
     this.budget?.release(this.inflatedHeld);
     this.inflatedHeld = 0;
-  }
-
-  /**
-   * Consume `n` (at most 8) header bytes. Returns the buffer holding them, starting at
-   * `this.takenAt`: the current chunk when they are all in it, the scratch buffer otherwise.
-   */
-  private take(n: number): Buffer {
-    const chunk = this.chunks[this.head]!;
-    if (chunk.length - this.offset >= n) {
-      this.takenAt = this.offset;
-      this.skip(n);
-      return chunk;
-    }
-    for (let i = 0; i < n; i++) {
-      const current = this.chunks[this.head]!;
-      SCRATCH[i] = current[this.offset]!;
-      this.skip(1);
-    }
-    this.takenAt = 0;
-    return SCRATCH;
-  }
-
-  /** Advance past `n` bytes of the current chunk (never more than it holds). */
-  private skip(n: number): void {
-    this.queued -= n;
-    this.offset += n;
-    if (this.offset === this.chunks[this.head]!.length) {
-      this.offset = 0;
-      if (++this.head === this.chunks.length) {
-        this.chunks.length = 0;
-        this.head = 0;
-      } else {
-        // Let go of the chunk just used up now, not when the input is: while every chunk ends
-        // inside a frame header (as with a flood of 6-byte pings read 64 KiB at a time, or as a
-        // peer can arrange), the input is never used up and each chunk read would stay alive.
-        this.chunks.shift();
-        this.head = 0;
-      }
-    }
-  }
-
-  private dropInput(): void {
-    this.chunks = [];
-    this.head = 0;
-    this.offset = 0;
-    this.queued = 0;
   }
 }

@@ -1,4 +1,5 @@
 import { Opcode } from './constants.js';
+import { DEFLATE_TAIL } from './permessage-deflate.js';
 import { FrameQueue, type MaskKeySource } from './writer.js';
 
 /**
@@ -11,6 +12,11 @@ import { FrameQueue, type MaskKeySource } from './writer.js';
  * and the close frame waits behind them all (RFC 6455 §5.5.1: it is the last frame). Pings and
  * pongs do not wait: control frames are independent of the data stream (§5.4 even lets them sit
  * between the fragments of a message), and a pong should go "as soon as is practical" (§5.5.2).
+ *
+ * A message can also come in pieces, as the application produces them (a stream it sends,
+ * `openStream()`): each piece goes out as a fragment as soon as it is its turn, and everything sent
+ * after the message (data, broadcasts, the close frame) waits until its last piece, since the
+ * fragments of two messages must not interleave (§5.4).
  */
 
 export type SendCallback = (error?: Error) => void;
@@ -33,7 +39,20 @@ export interface SenderEvents {
   onDropped(callbacks: SendCallback[]): void;
 }
 
-/** A message waiting behind one being compressed. */
+/** A message to compress (RFC 7692 §7.2.1), or a piece of a streamed one. */
+export interface DeflateJob {
+  payload: Buffer;
+  /** The message's last piece: without context takeover, the compressor starts afresh after it. */
+  fin: boolean;
+}
+
+/** A message whose payload comes in pieces (`openStream()`), for its sender to add to. */
+export interface OutgoingMessage {
+  /** It will never be sent (the connection failed or closed): stop producing it. */
+  readonly dropped: boolean;
+}
+
+/** A message waiting its turn: behind one being compressed, or behind a streamed one. */
 interface Staged {
   opcode: number;
   payload: Buffer;
@@ -42,11 +61,32 @@ interface Staged {
   callback: SendCallback | undefined;
   /** Sent in reply to what was read (see `replyBytes`). */
   reply: boolean;
+  /** A streamed message (its opcode is STREAM): its pieces so far. */
+  stream: StreamedMessage | null;
+}
+
+/** What a streamed message has come to, while it is staged. */
+class StreamedMessage implements OutgoingMessage {
+  dropped = false;
+  /** Text or binary, once the first piece says. */
+  opcode = 0;
+  /** Pieces not yet framed (or compressed), in order. */
+  readonly pieces: Buffer[] = [];
+  /** The last piece came. */
+  ended = false;
+  /** Frames queued so far (the first carries the opcode, and RSV1 when compressed). */
+  frames = 0;
 }
 
 /** Staged entries that are frames already carry one of these opcodes: a broadcast, or the close frame. */
 const FRAMED = -1;
 const CLOSE_FRAME = -2;
+/** A streamed message. */
+const STREAM = -3;
+
+const EMPTY = Buffer.alloc(0);
+/** RFC 7692 §7.2.1: the 4 bytes each sync flush of a message's compression ends with. */
+const TAIL = Buffer.from(DEFLATE_TAIL);
 
 /** Where the close frame is (RFC 6455 §5.5.1: one per connection, the last frame). */
 const CloseFrame = {
@@ -72,8 +112,10 @@ export class Sender {
   private stagedReplies = 0;
   /** The staged message being compressed (the first one), from its job's start to `deflated()`. */
   private compressing: Staged | null = null;
-  /** Its payload, until the owner takes the job. */
-  private deflateJob: Buffer | null = null;
+  /** The job, until the owner takes it. */
+  private deflateJob: DeflateJob | null = null;
+  /** The length of the piece of a streamed message being compressed. */
+  private compressingLength = 0;
   private closeFrame: CloseFrame = CloseFrame.None;
   /**
    * Bytes in `out` that reply to what was read (pongs, what the application sent while handling an
@@ -126,7 +168,7 @@ export class Sender {
   ): void {
     const deflate = compress && this.compression !== null && payload.length >= this.compression.threshold;
     if (deflate || this.staged !== null) {
-      this.stage({ opcode, payload, compress: deflate, fragmentSize, callback, reply });
+      this.stage({ opcode, payload, compress: deflate, fragmentSize, callback, reply, stream: null });
       return;
     }
     const bytes = this.queue().message(opcode, payload, false, fragmentSize);
@@ -144,11 +186,43 @@ export class Sender {
   /** Bytes framed elsewhere (a broadcast frames its message once for every connection). */
   framed(frame: Buffer, reply = false): void {
     if (this.staged !== null)
-      this.stage({ opcode: FRAMED, payload: frame, compress: false, fragmentSize: 0, callback: undefined, reply });
+      this.stage({
+        opcode: FRAMED,
+        payload: frame,
+        compress: false,
+        fragmentSize: 0,
+        callback: undefined,
+        reply,
+        stream: null,
+      });
     else {
       this.queue().framed(frame);
       if (reply) this.replyBytes += frame.length;
     }
+  }
+
+  /**
+   * A message whose payload comes in pieces (`streamPiece()`); `compress` asks for
+   * permessage-deflate (whatever the size). The callback waits on its last frame.
+   */
+  openStream(compress: boolean, fragmentSize: number, callback?: SendCallback): OutgoingMessage {
+    const stream = new StreamedMessage();
+    const deflate = compress && this.compression !== null;
+    // Not a reply: the application paces it (a piece is added only below highWaterMark).
+    this.stage({ opcode: STREAM, payload: EMPTY, compress: deflate, fragmentSize, callback, reply: false, stream });
+    return stream;
+  }
+
+  /** The next piece of a streamed message (`fin`: its last, possibly empty); `opcode` says text or binary. */
+  streamPiece(message: OutgoingMessage, opcode: number, payload: Buffer, fin: boolean): void {
+    const stream = message as StreamedMessage;
+    if (stream.dropped || stream.ended) return;
+    if (stream.opcode === 0) stream.opcode = opcode;
+    if (payload.length === 0 && !fin) return;
+    stream.pieces.push(payload);
+    stream.ended = fin;
+    this.stagedLength += payload.length;
+    this.drain();
   }
 
   /** The close frame (RFC 6455 §5.5.1): after every message already sent, compressed ones included. */
@@ -167,6 +241,7 @@ export class Sender {
       fragmentSize: 0,
       callback: undefined,
       reply: false,
+      stream: null,
     });
   }
 
@@ -216,7 +291,10 @@ export class Sender {
     this.compressing = null;
     this.deflateJob = null;
     const dropped: SendCallback[] = [];
-    for (const message of staged) if (message.callback !== undefined) dropped.push(message.callback);
+    for (const message of staged) {
+      if (message.stream !== null) message.stream.dropped = true;
+      if (message.callback !== undefined) dropped.push(message.callback);
+    }
     if (dropped.length > 0) this.events.onDropped(dropped);
     return closeDropped;
   }
@@ -250,9 +328,14 @@ export class Sender {
     const staged = this.staged;
     while (staged !== null && staged.length > 0 && this.compressing === null) {
       const message = staged[0]!;
+      if (message.stream !== null) {
+        // Its pieces so far; what is behind it waits for the last.
+        if (!this.drainStream(staged, message, message.stream)) return;
+        continue;
+      }
       if (message.compress) {
         this.compressing = message;
-        this.deflateJob = message.payload;
+        this.deflateJob = { payload: message.payload, fin: true };
         return;
       }
       this.unstage(staged, message);
@@ -269,8 +352,49 @@ export class Sender {
     if (staged !== null && staged.length === 0 && this.compressing === null) this.staged = null;
   }
 
+  /**
+   * A streamed message's pieces to frames, or its next piece to a compression. Returns true once
+   * the message is complete and unstaged.
+   */
+  private drainStream(staged: Staged[], message: Staged, stream: StreamedMessage): boolean {
+    while (stream.pieces.length > 0) {
+      const piece = stream.pieces.shift()!;
+      const fin = stream.ended && stream.pieces.length === 0;
+      if (message.compress) {
+        this.compressing = message;
+        this.compressingLength = piece.length;
+        this.deflateJob = { payload: piece, fin };
+        return false;
+      }
+      this.stagedLength -= piece.length;
+      this.streamFrames(message, stream, piece, fin, false);
+    }
+    return this.endStream(staged, message, stream);
+  }
+
+  /** A piece of a streamed message as frames: the first carries the opcode (and RSV1 when compressed). */
+  private streamFrames(message: Staged, stream: StreamedMessage, payload: Buffer, fin: boolean, rsv1: boolean): void {
+    const first = stream.frames === 0;
+    this.queue().fragment(
+      first ? stream.opcode : Opcode.Continuation,
+      payload,
+      fin,
+      first && rsv1,
+      message.fragmentSize,
+    );
+    stream.frames++;
+  }
+
+  /** After a streamed message's frames: unstaged, its callback due with them, if it is complete. */
+  private endStream(staged: Staged[], message: Staged, stream: StreamedMessage): boolean {
+    if (!stream.ended || stream.pieces.length > 0) return false;
+    staged.shift();
+    this.done(message.callback);
+    return true;
+  }
+
   /** The message to compress, once (null when none waits): the owner runs it and calls `deflated()`. */
-  takeDeflateJob(): Buffer | null {
+  takeDeflateJob(): DeflateJob | null {
     const job = this.deflateJob;
     this.deflateJob = null;
     return job;
@@ -287,6 +411,21 @@ export class Sender {
     this.compressing = null;
     if (compressed === null) {
       this.events.onDeflateError();
+      return;
+    }
+    const stream = message.stream;
+    if (stream !== null) {
+      this.stagedLength -= this.compressingLength;
+      const fin = stream.ended && stream.pieces.length === 0;
+      // RFC 7692 §7.2.1: the message is one DEFLATE stream, sync-flushed after each piece; only the
+      // tail of its very last flush is removed. Each piece's tail was removed (as for a whole
+      // message) and is put back before the next piece's bytes, since one more came. The message's
+      // end brings no data: nothing to add (empty, it is one empty stored block's header, §7.2.3.6).
+      let payload = compressed;
+      if (this.compressingLength === 0) payload = stream.frames === 0 ? compressed : EMPTY;
+      else if (stream.frames > 0) payload = Buffer.concat([TAIL, compressed], TAIL.length + compressed.length);
+      this.streamFrames(message, stream, payload, fin, true);
+      this.drain();
       return;
     }
     this.unstage(this.staged!, message);

@@ -1,5 +1,5 @@
 import { Opcode } from './constants.js';
-import { Receiver, type Frame, type Role } from './receiver.js';
+import { Receiver, type Frame, type ReceiverHandler, type Role } from './receiver.js';
 
 /** One frame seen on a connection, for `--trace` and the `trace` option. */
 export interface TracedFrame extends Frame {
@@ -59,5 +59,23 @@ export function outgoingFrameDecoder(localRole: Role, tracer: FrameTracer): (byt
     receiver.push(Buffer.from(bytes));
     // Compressed payloads pass through untouched: the tracer shows frames, not inflated messages.
     while (receiver.takeInflateJob() !== null) receiver.inflateDone(null);
+  };
+}
+
+/** A receiver's handler when tracing: `handler`'s every event, plus every incoming frame to `onFrame`. */
+export function tracingHandler(
+  handler: ReceiverHandler,
+  onFrame: NonNullable<ReceiverHandler['onFrame']>,
+): ReceiverHandler {
+  return {
+    onMessage: (data, isBinary) => handler.onMessage(data, isBinary),
+    onPing: (data) => handler.onPing(data),
+    onPong: (data) => handler.onPong(data),
+    onClose: (code, reason) => handler.onClose(code, reason),
+    onMessageStart: (isBinary) => handler.onMessageStart?.(isBinary),
+    onMessageData: (data) => handler.onMessageData?.(data),
+    onMessageEnd: () => handler.onMessageEnd?.(),
+    onError: (error) => handler.onError(error),
+    onFrame,
   };
 }

@@ -162,3 +162,45 @@ export function isValidUtf8(data: Uint8Array): boolean {
   const validator = new Utf8Validator();
   return validator.write(data) === -1 && validator.complete;
 }
+
+/**
+ * Valid UTF-8 handed on in pieces (a text message streamed to the application), cut on code point
+ * boundaries so that every piece decodes on its own: an unfinished sequence at the end of a piece
+ * (at most 3 bytes) is held back and goes first in the next.
+ */
+export class Utf8Cutter {
+  private tail: Buffer | null = null;
+
+  /** The whole code points of what came so far and `piece` (validated already), not yet handed on. */
+  cut(piece: Buffer): Buffer {
+    let data = piece;
+    const tail = this.tail;
+    if (tail !== null) {
+      this.tail = null;
+      data = Buffer.concat([tail, piece], tail.length + piece.length);
+    }
+    const end = lastBoundary(data);
+    if (end === data.length) return data;
+    this.tail = Buffer.from(data.subarray(end));
+    return data.subarray(0, end);
+  }
+
+  reset(): void {
+    this.tail = null;
+  }
+}
+
+/**
+ * Where the last whole code point ends in `data`, UTF-8 valid so far and starting on a code point
+ * boundary: `data.length`, or the start of an unfinished sequence (at most 3 bytes) at its end.
+ */
+function lastBoundary(data: Uint8Array): number {
+  const end = data.length;
+  let j = end - 1;
+  const stop = Math.max(0, end - 3);
+  while (j >= stop && (data[j]! & 0xc0) === 0x80) j--;
+  if (j < 0) return end;
+  const lead = data[j]!;
+  const length = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+  return j + length > end ? j : end;
+}

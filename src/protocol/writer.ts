@@ -121,7 +121,16 @@ export class FrameQueue {
    * last has FIN). Returns the number of bytes queued.
    */
   message(opcode: number, payload: Uint8Array, rsv1: boolean, fragmentSize = 0): number {
-    if (fragmentSize <= 0 || payload.length <= fragmentSize) return this.frame(opcode, payload, true, rsv1);
+    return this.fragment(opcode, payload, true, rsv1, fragmentSize);
+  }
+
+  /**
+   * A fragment of a message (a streamed message's piece), as `message()` frames a whole one: split
+   * into frames of at most `fragmentSize` bytes, `opcode` and RSV1 on the first, FIN on the last
+   * when `fin`. (For a piece after the first, the opcode is Continuation and RSV1 unset.)
+   */
+  fragment(opcode: number, payload: Uint8Array, fin: boolean, rsv1: boolean, fragmentSize = 0): number {
+    if (fragmentSize <= 0 || payload.length <= fragmentSize) return this.frame(opcode, payload, fin, rsv1);
     let queued = 0;
     for (let start = 0; start < payload.length; start += fragmentSize) {
       const end = Math.min(start + fragmentSize, payload.length);
@@ -129,7 +138,7 @@ export class FrameQueue {
       queued += this.frame(
         first ? opcode : Opcode.Continuation,
         payload.subarray(start, end),
-        end === payload.length,
+        fin && end === payload.length,
         first && rsv1,
       );
     }

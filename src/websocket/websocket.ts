@@ -19,6 +19,7 @@ import {
 } from '../protocol/options.js';
 import type { DeflateParams } from '../protocol/permessage-deflate.js';
 import type { SendCallback } from '../protocol/sender.js';
+import { isMessageSource, type MessageSourceData } from '../driver/streams.js';
 
 /**
  * The public WebSocket: what applications hold, on both sides. Everything it does goes through its
@@ -142,6 +143,20 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> {
     return this.#connection.bufferedAmount;
   }
 
+  /**
+   * Whether data messages come as streams (the 'stream' event: a MessageStream each, as its frames
+   * arrive, the next once it is read to its end) rather than whole ('message'). The option
+   * `streamMessages` sets it for every connection; set it here for one, in the server's
+   * 'connection' handler (before anything is read) or later: it applies from the next message.
+   */
+  get streamMessages(): boolean {
+    return this.#connection.streamMessages;
+  }
+
+  set streamMessages(on: boolean) {
+    this.#connection.streamMessages = on;
+  }
+
   /** Whether reading is paused (by `pause()`, by a slow async iterator, or by the write side). */
   get isPaused(): boolean {
     return this.#connection.pausedBy !== 0;
@@ -160,14 +175,22 @@ export class WebSocket extends EventEmitter<WebSocketEventMap> {
    * a buffer sent as text must be valid UTF-8). Returns false when more than `highWaterMark` bytes
    * are now waiting: stop sending until `'drain'`. The callback runs once the data is handed to the
    * operating system, or with an error if the connection closes first.
+   *
+   * A Readable, or an (async) iterable of chunks (Buffers, typed arrays, strings), is sent as one
+   * message whose fragments are its chunks, each as it comes (RFC 6455 §5.4), never more than
+   * `highWaterMark` of it waiting; text if its first chunk is a string (or `options.binary` is
+   * false). Messages sent after it wait until its end; pings and pongs do not. If the source fails,
+   * the connection fails with 1011 (a message cannot be aborted on its own) and the callback gets
+   * the source's error (without a callback, the 'error' event does).
    */
-  send(data: Data, options?: SendOptions | SendCallback, callback?: SendCallback): boolean {
-    if (typeof options === 'function') return this.#connection.send(data, undefined, options);
+  send(data: Data | MessageSourceData, options?: SendOptions | SendCallback, callback?: SendCallback): boolean {
+    if (typeof options === 'function') return this.send(data, undefined, options);
+    if (isMessageSource(data)) return this.#connection.sendStream(data, options, callback);
     return this.#connection.send(data, options, callback);
   }
 
   /** Like `send()`, but returns a promise settled when the data has been handed to the operating system. */
-  sendAsync(data: Data, options?: SendOptions): Promise<void> {
+  sendAsync(data: Data | MessageSourceData, options?: SendOptions): Promise<void> {
     return new Promise((resolve, reject) => {
       this.send(data, options ?? {}, (error) => (error === undefined ? resolve() : reject(error)));
     });

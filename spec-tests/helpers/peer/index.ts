@@ -14,3 +14,4 @@ export * from './client.js';
 export * from './server.js';
 export * from './wait.js';
 export * from './http2.js';
+export * from './pieces.js';
