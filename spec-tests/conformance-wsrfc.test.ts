@@ -75,6 +75,23 @@ describe(
       assert.equal((await echo.finished()).code, 0, echo.stderr());
     });
 
+    // Streamed, each message is echoed as it arrives; the verdicts must not change. The parse waits
+    // for what the echo does on each message's end, so that a frame that fails the connection
+    // (3.x, 4.x, 5.15) is read only once the echo before it is complete: without that these cases
+    // were NON-STRICT (the close frame cut the echo short).
+    it('the echo server with --stream gives the same verdicts (groups 1-7, 9, 10, one case of each compression subgroup)', async () => {
+      const cases = '1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*,12.*.1,13.*.1';
+      const echo = wsrfc(['echo', '--host', '127.0.0.1', '--port', '0', '--no-explorer', '--stream'], null);
+      const [, url] = await echo.waitFor(/listening on (ws:\/\/\S+)/);
+      const args = ['server', url!, '--cases', cases, '--timeout-scale', TIME_SCALE];
+      const report = ['--report', join(dir, 'servers-stream'), '--expect', 'autobahn/expected/wsrfc-server.json'];
+      const run = await wsrfc(['conformance', ...args, ...report], null).finished();
+      assert.equal(run.code, 0, run.stdout + run.stderr);
+      assert.match(run.stdout, new RegExp(`PASS: all ${selectCases(cases).length} verdicts as expected`));
+      echo.child.kill('SIGTERM');
+      assert.equal((await echo.finished()).code, 0, echo.stderr());
+    });
+
     it('the client gives the verdicts of wsrfc-client.json', async () => {
       const tester = wsrfc(
         [

@@ -102,9 +102,12 @@ export class IncomingStreams implements MessageSource {
     private readonly wake: () => void,
   ) {}
 
+  /** A message was read to its end; the parse goes on after the application's reactions to it. */
+  private finishing = false;
+
   /** Whether the application is behind: take no more events (which stops the parse) for now. */
   get holding(): boolean {
-    return this.full || this.unread !== null;
+    return this.full || this.unread !== null || this.finishing;
   }
 
   /** A message begins: its stream, for the application. */
@@ -146,8 +149,20 @@ export class IncomingStreams implements MessageSource {
   }
 
   messageDestroyed(stream: MessageStream): void {
-    if (stream === this.unread) this.unread = null;
-    else if (stream === this.stream) {
+    if (stream === this.unread) {
+      this.unread = null;
+      // The next frame is parsed only once what the application does on 'end' (promise reactions:
+      // an async iterator's last step, a pump sending the message's last fragment) has run. An
+      // echo that streams each message back then has its message complete before anything the next
+      // frame brings, a failure's close frame included (RFC 6455 §5.4: no interleaving; the strict
+      // order Autobahn's 3.x, 4.x and 5.15 cases expect), as the buffered 'message' handler does.
+      this.finishing = true;
+      setImmediate(() => {
+        this.finishing = false;
+        this.wake();
+      });
+      return;
+    } else if (stream === this.stream) {
       // Abandoned before its end: its data events are dropped from now on.
       this.stream = null;
       this.full = false;
