@@ -24,26 +24,12 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { COLUMNS, caseColumn, columnOf, type Column } from '../src/conformance/terminal.js';
 
-/** The table's verdict columns, best first; anything else the suite writes counts as "other". */
-export const COLUMNS = ['OK', 'INFORMATIONAL', 'NON-STRICT', 'UNIMPLEMENTED', 'FAILED', 'other'] as const;
-export type Column = (typeof COLUMNS)[number];
+export { COLUMNS, caseColumn, columnOf, type Column };
 
 /** The values a case may have in both fields and still pass. */
 const PASSING = new Set(['OK', 'INFORMATIONAL']);
-
-/**
- * A case goes in the column of the worse of its two values. FAILED is the worst; the close-only
- * failures (WRONG CODE, UNCLEAN, FAILED BY CLIENT) and unknown values sit just above it.
- */
-const RANK: Record<Column, number> = {
-  OK: 0,
-  INFORMATIONAL: 1,
-  'NON-STRICT': 2,
-  UNIMPLEMENTED: 3,
-  other: 4,
-  FAILED: 5,
-};
 
 /**
  * The suite's case categories (autobahntestsuite/case/__init__.py, CaseCategories). Category 10 is
@@ -93,17 +79,6 @@ export function compareCaseIds(a: string, b: string): number {
     if (pa[i] !== pb[i]) return pa[i]! - pb[i]!;
   }
   return pa.length - pb.length;
-}
-
-export function columnOf(value: string): Column {
-  return (COLUMNS as readonly string[]).includes(value) && value !== 'other' ? (value as Column) : 'other';
-}
-
-/** The column a case is counted in: the worse of its behavior and behaviorClose. */
-export function caseColumn(result: CaseResult): Column {
-  const a = columnOf(result.behavior);
-  const b = columnOf(result.behaviorClose);
-  return RANK[a] >= RANK[b] ? a : b;
 }
 
 export function casePasses(result: CaseResult): boolean {

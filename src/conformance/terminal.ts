@@ -8,8 +8,13 @@ import { GROUPS } from './catalogue.js';
 import { passes, type CaseResult, type Results } from './result.js';
 import type { CaseDefinition } from './script.js';
 
-const COLUMNS = ['OK', 'INFORMATIONAL', 'NON-STRICT', 'UNIMPLEMENTED', 'FAILED', 'other'] as const;
-type Column = (typeof COLUMNS)[number];
+/** The table's verdict columns, best first; anything else the suite writes counts as "other". */
+export const COLUMNS = ['OK', 'INFORMATIONAL', 'NON-STRICT', 'UNIMPLEMENTED', 'FAILED', 'other'] as const;
+export type Column = (typeof COLUMNS)[number];
+/**
+ * A case goes in the column of the worse of its two values. FAILED is the worst; the close-only
+ * failures (WRONG CODE, UNCLEAN, FAILED BY CLIENT) and unknown values sit just above it.
+ */
 const RANK: Record<Column, number> = {
   OK: 0,
   INFORMATIONAL: 1,
@@ -19,11 +24,11 @@ const RANK: Record<Column, number> = {
   FAILED: 5,
 };
 
-const columnOf = (verdict: string): Column =>
+export const columnOf = (verdict: string): Column =>
   (COLUMNS as readonly string[]).includes(verdict) && verdict !== 'other' ? (verdict as Column) : 'other';
 
 /** The column of a case: the worse of its two verdicts. */
-export function caseColumn(r: Pick<CaseResult, 'behavior' | 'behaviorClose'>): Column {
+export function caseColumn(r: { behavior: string; behaviorClose: string }): Column {
   const a = columnOf(r.behavior);
   const b = columnOf(r.behaviorClose);
   return RANK[a] >= RANK[b] ? a : b;
