@@ -49,6 +49,18 @@ export class ReadQueue {
     return SCRATCH;
   }
 
+  /** The byte `i` places into the unread input (there must be more than `i` bytes queued), not consumed. */
+  protected peek(i: number): number {
+    let index = this.head;
+    let at = this.offset + i;
+    let chunk = this.chunks[index]!;
+    while (at >= chunk.length) {
+      at -= chunk.length;
+      chunk = this.chunks[++index]!;
+    }
+    return chunk[at]!;
+  }
+
   /** Consume up to `max` bytes of the current chunk (at least one byte must be queued), as a view of it. */
   protected view(max: number): Buffer {
     const chunk = this.chunks[this.head]!;

@@ -129,6 +129,8 @@ export class Receiver extends ReadQueue {
   private state = READ_HEADER;
   /** The handler asked to stop after the event it was just given (`pause()`); `resume()` goes on. */
   private paused = false;
+  /** While paused, a next frame whose reading is safe ahead of the handler may be read (`pause(true)`). */
+  private readAhead = false;
 
   // The frame being read.
   private readonly header: FrameHeaderStart = {
@@ -189,9 +191,14 @@ export class Receiver extends ReadQueue {
    * Stop parsing after the event being handled (call it from a handler's callback): the input left
    * waits until `resume()`. A handler that takes one event at a time (the protocol does, so that
    * its application answers each message before the next frame is even read) pauses after each.
+   *
+   * `readAhead`: parsing may go on past the pause through frames whose outcome cannot depend on
+   * what the handler's owner does meanwhile (see `nextFrameReadyAhead()`); the handler then holds
+   * back their effects until their turn comes.
    */
-  pause(): void {
+  pause(readAhead = false): void {
     this.paused = true;
+    this.readAhead = readAhead;
   }
 
   /** Whether parsing waits for `resume()`. */
@@ -230,7 +237,11 @@ export class Receiver extends ReadQueue {
   }
 
   private run(): void {
-    while (!this.paused) {
+    for (;;) {
+      if (this.paused) {
+        if (!this.readAhead || !this.nextFrameReadyAhead()) return;
+        this.paused = false;
+      }
       switch (this.state) {
         case READ_HEADER:
           if (this.queued < 2) return this.awaitInput();
@@ -252,6 +263,46 @@ export class Receiver extends ReadQueue {
           return;
       }
     }
+  }
+
+  /**
+   * Whether the next frame may be read ahead of the handler (see `pause()`): it has arrived whole,
+   * no message is open, and the frame reads the same whether or not the next message is to be
+   * streamed: a control frame, a frame that breaks a rule before any message starts (a reserved
+   * opcode, a continuation with nothing to continue), or an uncompressed text or binary message in
+   * one frame within both size limits. Anything else (a message in fragments, a compressed frame,
+   * a frame still arriving) is read when the handler's owner asks for it (`resume()`).
+   */
+  private nextFrameReadyAhead(): boolean {
+    if (this.state !== READ_HEADER || this.streaming || this.messageOpcode !== 0) return false;
+    const queued = this.queued;
+    if (queued < 2) return false;
+    const first = this.peek(0);
+    const second = this.peek(1);
+    // RFC 6455 §5.2: a 7-bit length, or 126 and 16 bits, or 127 and 64 bits; then a mask key if masked.
+    let length = second & 0x7f;
+    let size = (second & 0x80) !== 0 ? 6 : 2;
+    if (length === 126) {
+      if (queued < 4) return false;
+      length = (this.peek(2) << 8) | this.peek(3);
+      size += 2;
+    } else if (length === 127) {
+      if (queued < 10) return false;
+      // Whatever does not fit in 32 bits has not arrived whole.
+      if ((this.peek(2) | this.peek(3) | this.peek(4) | this.peek(5)) !== 0) return false;
+      length = ((this.peek(6) << 24) | (this.peek(7) << 16) | (this.peek(8) << 8) | this.peek(9)) >>> 0;
+      size += 8;
+    }
+    if (queued - size < length) return false;
+    const opcode = first & 0x0f;
+    if (opcode !== Opcode.Text && opcode !== Opcode.Binary) return true;
+    // FIN set and RSV1 clear (not compressed); within the limits of a held and of a streamed message.
+    return (first & 0xc0) === 0x80 && length <= this.maxFramePayload && length <= this.maxStreamedMessageSize;
+  }
+
+  /** Opcode of the frame being read (or the last one read). */
+  get frameOpcode(): number {
+    return this.header.opcode;
   }
 
   /**
