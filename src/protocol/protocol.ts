@@ -4,9 +4,10 @@ import { ConnectionTimeoutError, MessageAbortedError, type ProtocolError } from 
 import type { CloseReport, Closing, ProtocolEvent, ProtocolSetup } from './events.js';
 import type { InflateBudget } from './inflate-budget.js';
 import { toPayload, type Data, type ResolvedConnectionOptions, type SendOptions } from './options.js';
-import { Receiver, type InflateJob, type ReceiverHandler, type Role } from './receiver.js';
+import { Receiver, type InflateJob, type Role } from './receiver.js';
 import type { DeflateJob, OutgoingMessage } from './sender.js';
 import { Sender, type SendCallback, type SenderCompression, type SenderEvents } from './sender.js';
+import { EventQueue, type DeferredEffects } from './event-queue.js';
 import { outgoingFrameDecoder, tracingHandler } from './trace.js';
 import { isUtf8Payload } from './utf8.js';
 import { MaskKeySource } from './writer.js';
@@ -36,38 +37,12 @@ export type { CloseReport, ProtocolEvent, ProtocolSetup } from './events.js';
 const EMPTY = Buffer.alloc(0);
 
 /**
- * How many events parsing may run ahead of the driver: enough to parse a read's small messages in
- * one go (much cheaper than a frame at a time between the application's calls), few enough that a
- * read of tiny frames does not turn into a long queue of event objects.
- */
-const READ_AHEAD = 32;
-
-/**
- * What waits in the queue besides events: the effects of frames read ahead, carried out when the
- * driver reaches them (`nextEvent()`), as if the frame had only been read then.
- */
-type Deferred =
-  /** A ping read ahead: its pong is due when it is reached. */
-  | { type: 'pingAhead'; data: Buffer }
-  /** The peer's close frame read ahead (§5.5.1, §7.1.5). */
-  | { type: 'closeAhead'; code: number; reason: string }
-  /** A violation read ahead (§7.1.7); `opensText`: in a text message's first frame (streamed, it would have started). */
-  | { type: 'failAhead'; error: ProtocolError; opensText: boolean }
-  /** A message read ahead whole, to be handed over as a stream (`streamMessages` was turned on before it was reached). */
-  | { type: 'wholeAsStream'; data: Buffer; isBinary: boolean }
-  | { type: 'wholeData'; data: Buffer };
-
-type Entry = ProtocolEvent | Deferred;
-
-const MESSAGE_END: ProtocolEvent = { type: 'messageEnd' };
-
-/**
  * RFC 6455 §5.3: a client masks every frame with a fresh key "derived from a strong source of
  * entropy". One pool for every client connection of the process; nobody can pass another.
  */
 let clientMaskKeys: MaskKeySource | null = null;
 
-export class Protocol implements ReceiverHandler, SenderEvents {
+export class Protocol implements SenderEvents, DeferredEffects {
   /** OPEN, CLOSING or CLOSED (§7.1.3, §7.1.4). */
   state: ReadyState = ReadyState.OPEN;
   /** We sent a close frame (§5.5.1: nothing but control frames may follow it). */
@@ -84,14 +59,11 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   private endRequested = false;
   /** The stream is to be destroyed now. */
   private destroyRequested = false;
-  /** A streamed message is open: its start was emitted, its end (or abort) not yet. */
-  private streamOpen = false;
   private streaming: boolean;
   /** Nothing more is read: the connection failed (§7.1.7) or the stream is gone. */
   private inputEnded = false;
-  /** The events for the driver and the effects of frames read ahead, in order, from `head` on. */
-  private queue: Entry[] | null = null;
-  private head = 0;
+  /** The events for the driver and the effects of frames read ahead, in order. */
+  private readonly queue: EventQueue = new EventQueue(this);
   /** The application holds an event: what it sends now replies to what was read (`takenReplyBytes`). */
   private answering = false;
   private receiver: Receiver | null = null;
@@ -118,7 +90,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
 
   /**
    * Whether data messages are streamed (`messageStart`, `messageData`, `messageEnd`), not assembled:
-   * a change applies from the next message not yet parsed (the one after the event being handled).
+   * a change applies from the message after the event being handled (one begun already keeps its form).
    */
   get streamMessages(): boolean {
     return this.streaming;
@@ -126,7 +98,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
 
   set streamMessages(on: boolean) {
     // Messages read ahead were read whole: handed over as streams all the same, as if read now.
-    if (on !== this.streaming) this.streamReadAhead(on);
+    if (on !== this.streaming) this.queue.switchStreaming(on);
     this.streaming = on;
     if (this.receiver !== null) this.receiver.streaming = on;
   }
@@ -169,109 +141,15 @@ export class Protocol implements ReceiverHandler, SenderEvents {
    * echo of a close or a failure, wait in the queue until the driver reaches them.)
    */
   nextEvent(): ProtocolEvent | null {
-    for (;;) {
-      const queue = this.queue;
-      if (queue === null || this.head === queue.length) {
-        if (queue !== null && queue.length > 0) {
-          queue.length = 0;
-          this.head = 0;
-        }
-        const receiver = this.receiver;
-        if (receiver !== null && receiver.isPaused) {
-          receiver.resume();
-          if (this.pending > 0) continue;
-        }
-        this.answering = false;
-        return null;
-      }
-      const event = this.reach(queue, queue[this.head]!);
-      if (event === null) continue;
-      // Until the driver asks again, what the application sends answers this event (see `answering`).
-      this.answering = true;
-      return event;
+    let event = this.queue.next(this.streaming);
+    const receiver = this.receiver;
+    if (event === null && receiver !== null && receiver.isPaused) {
+      receiver.resume();
+      event = this.queue.next(this.streaming);
     }
-  }
-
-  /** Entries waiting in the queue. */
-  private get pending(): number {
-    return this.queue === null ? 0 : this.queue.length - this.head;
-  }
-
-  /** The entry at the head of the queue is reached: its event, or null once its effect is carried out. */
-  private reach(queue: Entry[], entry: Entry): ProtocolEvent | null {
-    switch (entry.type) {
-      case 'message':
-        this.head++;
-        return entry;
-      case 'messageStart':
-        this.head++;
-        this.streamOpen = true;
-        return entry;
-      case 'messageEnd':
-        this.head++;
-        this.streamOpen = false;
-        return entry;
-      case 'pingAhead':
-        this.head++;
-        this.answerPing(entry.data);
-        return { type: 'ping', data: entry.data };
-      case 'closeAhead':
-        this.head++;
-        this.peerClosed(entry.code, entry.reason);
-        return null;
-      case 'failAhead':
-        if (entry.opensText && this.streaming) {
-          // Streamed, the message would have started before its bad byte was read.
-          this.streamOpen = true;
-          queue[this.head] = { type: 'failAhead', error: entry.error, opensText: false };
-          return { type: 'messageStart', isBinary: false };
-        }
-        this.head++;
-        this.fail(entry.error.closeCode, entry.error.message, entry.error);
-        return null;
-      case 'wholeAsStream':
-        this.streamOpen = true;
-        queue[this.head] = entry.data.length > 0 ? { type: 'wholeData', data: entry.data } : MESSAGE_END;
-        return { type: 'messageStart', isBinary: entry.isBinary };
-      case 'wholeData':
-        queue[this.head] = MESSAGE_END;
-        return { type: 'messageData', data: entry.data };
-      default:
-        this.head++;
-        return entry;
-    }
-  }
-
-  /**
-   * `streamMessages` was turned on: the messages read ahead (each a single frame, read whole) go
-   * to the application as streams, as they would have had they been read after the switch; so does
-   * a text message read ahead that failed on its UTF-8 (it starts, then aborts with the failure).
-   */
-  private streamReadAhead(on: boolean): void {
-    const queue = this.queue;
-    if (queue === null) return;
-    for (let i = this.head; i < queue.length; i++) {
-      const entry = queue[i]!;
-      if (on && entry.type === 'message')
-        queue[i] = { type: 'wholeAsStream', data: entry.data, isBinary: entry.isBinary };
-      else if (!on && entry.type === 'wholeAsStream')
-        queue[i] = { type: 'message', data: entry.data, isBinary: entry.isBinary };
-    }
-  }
-
-  /**
-   * The connection failed or the stream is gone: nothing read and not yet reached is delivered
-   * (§7.1.7: no more data is processed), only what the application still has to hear of.
-   */
-  private dropReadAhead(): void {
-    const queue = this.queue;
-    if (queue === null) return;
-    let kept = this.head;
-    for (let i = this.head; i < queue.length; i++) {
-      const entry = queue[i]!;
-      if (entry.type === 'sendFailed' || entry.type === 'error' || entry.type === 'messageAbort') queue[kept++] = entry;
-    }
-    queue.length = kept;
+    // Until the driver asks again, what the application sends answers this event (see `answering`).
+    this.answering = event !== null;
+    return event;
   }
 
   /**
@@ -393,7 +271,8 @@ export class Protocol implements ReceiverHandler, SenderEvents {
   private createReceiver(): Receiver {
     const config = this.config;
     const trace = config.trace;
-    return new Receiver(
+    // The receiver's events go into the queue, which pauses it after each (see event-queue.ts).
+    return (this.queue.receiver = new Receiver(
       {
         role: this.role,
         maxMessageSize: config.maxMessageSize,
@@ -403,57 +282,23 @@ export class Protocol implements ReceiverHandler, SenderEvents {
         streaming: this.streaming,
         maxStreamedMessageSize: config.maxStreamedMessageSize,
       },
-      trace === null ? this : tracingHandler(this, (frame) => trace({ ...frame, direction: 'in' })),
-    );
+      trace === null ? this.queue : tracingHandler(this.queue, (frame) => trace({ ...frame, direction: 'in' })),
+    ));
   }
 
-  private emit(entry: Entry): void {
-    (this.queue ??= []).push(entry);
-  }
-
-  /**
-   * An event from the receiver: parsing stops after it until the driver asks for the next one,
-   * but may read ahead over frames whose reading the application cannot change (their effects
-   * wait in the queue: see `nextEvent()`), up to READ_AHEAD events.
-   */
-  private emitParsed(entry: Entry): void {
-    this.emit(entry);
-    this.receiver!.pause(this.pending < READ_AHEAD);
-  }
-
-  /** The receiver's event (ReceiverHandler). */
-  onMessage(data: Buffer, isBinary: boolean): void {
-    this.emitParsed({ type: 'message', data, isBinary });
-  }
-
-  /** The receiver's events (ReceiverHandler) for a streamed message: its start, each piece, its end. */
-  onMessageStart(isBinary: boolean): void {
-    this.emitParsed({ type: 'messageStart', isBinary });
-  }
-
-  onMessageData(data: Buffer): void {
-    this.emitParsed({ type: 'messageData', data });
-  }
-
-  onMessageEnd(): void {
-    this.emitParsed({ type: 'messageEnd' });
+  private emit(event: ProtocolEvent): void {
+    this.queue.push(event);
   }
 
   /** The streamed message being received will not end: the connection is closing or failed. */
   private abortStream(error: Error): void {
-    if (!this.streamOpen) return;
-    this.streamOpen = false;
+    if (!this.queue.streamOpen) return;
+    this.queue.streamOpen = false;
     this.emit({ type: 'messageAbort', error });
   }
 
-  /** The receiver's event (ReceiverHandler). A ping read ahead is answered when it is reached. */
-  onPing(data: Buffer): void {
-    if (this.pending > 0) return this.emitParsed({ type: 'pingAhead', data });
-    this.answerPing(data);
-    this.emitParsed({ type: 'ping', data });
-  }
-
-  private answerPing(data: Buffer): void {
+  /** DeferredEffects: a ping is reached. */
+  answerPing(data: Buffer): void {
     // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
     // response, unless it already received a Close frame." (The receiver reads nothing after a
     // close frame.) §5.5.3: the pong carries the ping's "Application data".
@@ -464,19 +309,8 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     }
   }
 
-  /** The receiver's event (ReceiverHandler). */
-  onPong(data: Buffer): void {
-    this.emitParsed({ type: 'pong', data });
-  }
-
-  /** The receiver's event (ReceiverHandler). RFC 6455 §5.5.1, §7.1.5: the peer's close frame. */
-  onClose(code: number, reason: string): void {
-    // Read ahead: answered after what the application does with the events before it.
-    if (this.pending > 0) this.emit({ type: 'closeAhead', code, reason });
-    else this.peerClosed(code, reason);
-  }
-
-  private peerClosed(code: number, reason: string): void {
+  /** DeferredEffects: the peer's close frame is reached. */
+  peerClosed(code: number, reason: string): void {
     this.closeReceived = true;
     this.abortStream(new MessageAbortedError(`the peer closed the connection (${code}) in the middle of the message`));
     const closing = this.startClosing();
@@ -491,12 +325,9 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     this.afterCloseFrames();
   }
 
-  /** The receiver's event (ReceiverHandler). RFC 6455 §7.1.7: the receiver found a violation and chose the code. */
-  onError(error: ProtocolError): void {
-    if (this.pending === 0) return this.fail(error.closeCode, error.message, error);
-    // Read ahead: the connection fails after the replies to the messages before the violation.
-    const opensText = error.violation === 'InvalidUtf8' && this.receiver!.frameOpcode === Opcode.Text;
-    this.emit({ type: 'failAhead', error, opensText });
+  /** DeferredEffects: a violation is reached (§7.1.7). */
+  failOn(error: ProtocolError): void {
+    this.fail(error.closeCode, error.message, error);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -662,7 +493,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     // _Fail the WebSocket Connection_": the receiver stops at the violation it reports, and here.
     this.inputEnded = true;
     this.receiver?.destroy();
-    this.dropReadAhead();
+    this.queue.dropRead();
     this.abortStream(error ?? new MessageAbortedError(`the connection failed (${code}) in the middle of the message`));
     if (error !== null) this.emit({ type: 'error', error });
     // Our side of the stream may have ended already (the peer ended its own): nothing more goes.
@@ -729,7 +560,7 @@ export class Protocol implements ReceiverHandler, SenderEvents {
     this.state = ReadyState.CLOSED;
     this.inputEnded = true;
     this.receiver?.destroy();
-    this.dropReadAhead();
+    this.queue.dropRead();
     this.abortStream(new MessageAbortedError('the connection closed in the middle of the message'));
     // §7.1.4: clean means the closing handshake completed: the peer's close frame read, ours sent
     // (handed to the stream, not still waiting behind a compression when TCP went).

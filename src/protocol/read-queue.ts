@@ -61,6 +61,31 @@ export class ReadQueue {
     return chunk[at]!;
   }
 
+  /**
+   * The payload length of the frame at the front of the input if all of it has arrived, else -1
+   * (RFC 6455 §5.2: a 7-bit length, or 126 and 16 bits, or 127 and 64 bits; then a mask key if the
+   * mask bit is set). Nothing is consumed.
+   */
+  protected wholeFrameQueued(): number {
+    const queued = this.queued;
+    if (queued < 2) return -1;
+    const second = this.peek(1);
+    let length = second & 0x7f;
+    let size = (second & 0x80) !== 0 ? 6 : 2;
+    if (length === 126) {
+      if (queued < 4) return -1;
+      length = (this.peek(2) << 8) | this.peek(3);
+      size += 2;
+    } else if (length === 127) {
+      if (queued < 10) return -1;
+      // A length that needs more than 32 bits has not arrived whole.
+      if ((this.peek(2) | this.peek(3) | this.peek(4) | this.peek(5)) !== 0) return -1;
+      length = ((this.peek(6) << 24) | (this.peek(7) << 16) | (this.peek(8) << 8) | this.peek(9)) >>> 0;
+      size += 8;
+    }
+    return queued - size < length ? -1 : length;
+  }
+
   /** Consume up to `max` bytes of the current chunk (at least one byte must be queued), as a view of it. */
   protected view(max: number): Buffer {
     const chunk = this.chunks[this.head]!;

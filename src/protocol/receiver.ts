@@ -6,6 +6,7 @@ import type { InflateBudget } from './inflate-budget.js';
 import { mask } from './mask.js';
 import { PayloadBuffer } from './payload-buffer.js';
 import { ReadQueue } from './read-queue.js';
+import type { Frame, InflateJob, ReceiverHandler, ReceiverOptions, Role } from './receiver-handler.js';
 import { Utf8Cutter, Utf8Validator } from './utf8.js';
 
 /**
@@ -25,79 +26,7 @@ import { Utf8Cutter, Utf8Validator } from './utf8.js';
  * text validated and cut on code points), `onMessageEnd`.
  */
 
-export type Role = 'server' | 'client';
-
-/** A decoded frame, reported to `onFrame` for tracing and tests. */
-export interface Frame {
-  fin: boolean;
-  rsv1: boolean;
-  rsv2: boolean;
-  rsv3: boolean;
-  opcode: number;
-  masked: boolean;
-  /** The masking key, or null for an unmasked frame. */
-  maskKey: Uint8Array | null;
-  /** The payload, unmasked (for a compressed frame: the compressed bytes). */
-  payload: Buffer;
-  /** Which form carried the payload length on the wire (§5.2: 7 bits, 7+16 or 7+64). */
-  lengthBits?: 7 | 16 | 64;
-}
-
-export interface ReceiverHandler {
-  /** A complete text (isBinary false, valid UTF-8) or binary message, reassembled and decompressed. */
-  onMessage(data: Buffer, isBinary: boolean): void;
-  /** Streaming: a message begins (its first frame's header is read). */
-  onMessageStart?(isBinary: boolean): void;
-  /** Streaming: the next piece of the message (decompressed; text: whole code points, valid so far). */
-  onMessageData?(data: Buffer): void;
-  /** Streaming: the message ended, complete and valid. */
-  onMessageEnd?(): void;
-  onPing(data: Buffer): void;
-  onPong(data: Buffer): void;
-  /** A valid close frame. Nothing is parsed after it (RFC 6455 §5.5.1). */
-  onClose(code: number, reason: string): void;
-  /** The first protocol violation. Nothing is parsed after it. */
-  onError(error: ProtocolError): void;
-  /** Every frame, as it completes. Optional: costs a copy per fragmented data frame when set. */
-  onFrame?(frame: Frame): void;
-}
-
-/**
- * One frame's payload of a compressed message (RFC 7692 §7.2.2) to inflate (a streamed message:
- * each piece of it as it arrives). The receiver stops parsing until its owner runs the job (zlib is
- * asynchronous, and no business of the core) and hands the output back: `inflated(data)` for each
- * piece, in order, then `inflateDone(error)`.
- */
-export interface InflateJob {
-  /** The payload as received (without the tail §7.2.2 appends at the message's end). */
-  payload: Buffer;
-  /** The message's last frame: append the tail, and (without context takeover) reset afterwards. */
-  fin: boolean;
-}
-
-export interface ReceiverOptions {
-  /** A server requires masked frames, a client unmasked ones (RFC 6455 §5.1). */
-  role: Role;
-  /** Largest message, after reassembly and decompression (options.ts has the defaults). */
-  maxMessageSize: number;
-  /** Largest single frame payload; at most `maxMessageSize`. */
-  maxFramePayload: number;
-  /** permessage-deflate was negotiated: RSV1 then marks a compressed message (RFC 7692 §6). */
-  compressed?: boolean;
-  /**
-   * Inflated bytes not yet delivered count against this budget, shared with other receivers (a
-   * process-wide one, say: src/protocol/inflate-budget.ts); a message that would cross it fails with 1013.
-   * Default: none, each message is bounded by `maxMessageSize` alone.
-   */
-  budget?: InflateBudget | null;
-  /** Hand data messages on as they arrive (ReceiverHandler's onMessageStart/Data/End). Default false. */
-  streaming?: boolean;
-  /**
-   * Largest streamed message, after decompression (it bounds no memory: nothing of it is held). Its
-   * frames are checked against it, not against `maxFramePayload`. Default: 2^53 - 1.
-   */
-  maxStreamedMessageSize?: number;
-}
+export type { Frame, InflateJob, ReceiverHandler, ReceiverOptions, Role } from './receiver-handler.js';
 
 /** A compressed piece of a streamed message is inflated once this much has come, or the frame ends. */
 const STREAMED_INFLATE_PIECE = 64 * 1024;
@@ -190,7 +119,7 @@ export class Receiver extends ReadQueue {
   /**
    * Stop parsing after the event being handled (call it from a handler's callback): the input left
    * waits until `resume()`. A handler that takes one event at a time (the protocol does, so that
-   * its application answers each message before the next frame is even read) pauses after each.
+   * its application answers each message before the next frame has any effect) pauses after each.
    *
    * `readAhead`: parsing may go on past the pause through frames whose outcome cannot depend on
    * what the handler's owner does meanwhile (see `nextFrameReadyAhead()`); the handler then holds
@@ -267,36 +196,18 @@ export class Receiver extends ReadQueue {
 
   /**
    * Whether the next frame may be read ahead of the handler (see `pause()`): it has arrived whole,
-   * no message is open, and the frame reads the same whether or not the next message is to be
-   * streamed: a control frame, a frame that breaks a rule before any message starts (a reserved
-   * opcode, a continuation with nothing to continue), or an uncompressed text or binary message in
-   * one frame within both size limits. Anything else (a message in fragments, a compressed frame,
-   * a frame still arriving) is read when the handler's owner asks for it (`resume()`).
+   * no message is open, and it reads the same whether or not the next message is to be streamed: a
+   * control frame, a frame that fails before any message starts (a reserved opcode, a continuation
+   * with nothing to continue), or an uncompressed message in one frame within both size limits.
    */
   private nextFrameReadyAhead(): boolean {
     if (this.state !== READ_HEADER || this.streaming || this.messageOpcode !== 0) return false;
-    const queued = this.queued;
-    if (queued < 2) return false;
+    const length = this.wholeFrameQueued();
+    if (length < 0) return false;
     const first = this.peek(0);
-    const second = this.peek(1);
-    // RFC 6455 §5.2: a 7-bit length, or 126 and 16 bits, or 127 and 64 bits; then a mask key if masked.
-    let length = second & 0x7f;
-    let size = (second & 0x80) !== 0 ? 6 : 2;
-    if (length === 126) {
-      if (queued < 4) return false;
-      length = (this.peek(2) << 8) | this.peek(3);
-      size += 2;
-    } else if (length === 127) {
-      if (queued < 10) return false;
-      // Whatever does not fit in 32 bits has not arrived whole.
-      if ((this.peek(2) | this.peek(3) | this.peek(4) | this.peek(5)) !== 0) return false;
-      length = ((this.peek(6) << 24) | (this.peek(7) << 16) | (this.peek(8) << 8) | this.peek(9)) >>> 0;
-      size += 8;
-    }
-    if (queued - size < length) return false;
     const opcode = first & 0x0f;
     if (opcode !== Opcode.Text && opcode !== Opcode.Binary) return true;
-    // FIN set and RSV1 clear (not compressed); within the limits of a held and of a streamed message.
+    // FIN set and RSV1 clear (RFC 7692 §6: not compressed).
     return (first & 0xc0) === 0x80 && length <= this.maxFramePayload && length <= this.maxStreamedMessageSize;
   }
 
