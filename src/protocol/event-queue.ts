@@ -124,10 +124,12 @@ export class EventQueue implements ReceiverHandler {
     if (entries === null) return null;
     while (this.head < entries.length) {
       const entry = entries[this.head]!;
+      // The common case first.
+      if (entry.type === 'message') {
+        this.head++;
+        return entry;
+      }
       switch (entry.type) {
-        case 'message':
-          this.head++;
-          return entry;
         case 'messageStart':
           this.head++;
           this.streamOpen = true;
@@ -166,8 +168,10 @@ export class EventQueue implements ReceiverHandler {
           return entry;
       }
     }
-    entries.length = 0;
-    this.head = 0;
+    if (this.head > 0) {
+      entries.length = 0;
+      this.head = 0;
+    }
     return null;
   }
 
