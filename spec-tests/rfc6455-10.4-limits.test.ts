@@ -65,6 +65,10 @@ describe('limits given as options are checked when the server is made', () => {
   it('a trace that is not a function is a TypeError', () => {
     assert.throws(() => new WebSocketServer({ trace: 'yes' } as never), TypeError);
   });
+
+  it('a streamMessages that is not a boolean is a TypeError (a string would otherwise turn streaming on)', () => {
+    assert.throws(() => new WebSocketServer({ streamMessages: 'false' } as never), TypeError);
+  });
 });
 
 describe('RFC 6455 §10.4 "implementations SHOULD impose implementation-specific limits on frame size": maxFramePayload', () => {

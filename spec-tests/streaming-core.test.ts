@@ -11,6 +11,7 @@ import { isUtf8 } from 'node:buffer';
 import { MessageAbortedError, ProtocolError } from '../src/protocol/errors.js';
 import { resolveConnectionOptions } from '../src/protocol/options.js';
 import { Protocol } from '../src/protocol/protocol.js';
+import type { TracedFrame } from '../src/protocol/trace.js';
 import { bytes, concat, frameFor, utf8 } from './helpers/core.js';
 import { FakeCompression, Harness, OP, ROLES, peerOf } from './helpers/protocol.js';
 
@@ -154,6 +155,30 @@ describe('receiving a streamed message (the core)', () => {
         'messageAbort ProtocolError',
         'error ProtocolError 1002',
       ]);
+    });
+
+    it(`--trace shows a streamed message's frames as they were received, compressed or not (${role})`, () => {
+      const traced: TracedFrame[] = [];
+      const trace = (frame: TracedFrame): void => void traced.push(frame);
+      const h = new Harness(role, { options: { ...STREAM, trace } });
+      h.receive(concat(p.text('Hel', false), p.continuation('lo')));
+      assert.deepEqual(
+        traced.map((f) => [f.direction, f.opcode, f.fin, f.payload.toString()]),
+        [
+          ['in', OP.TEXT, false, 'Hel'],
+          ['in', OP.CONT, true, 'lo'],
+        ],
+      );
+      assert.equal(Buffer.concat(h.pieces).toString(), 'Hello');
+      // Compressed (FakeCompression inflates as the identity): the frame as it came, RSV1 set.
+      traced.length = 0;
+      const z = new Harness(role, { options: { ...STREAM, trace }, compression: new FakeCompression() });
+      z.receive(p.frame({ opcode: OP.BINARY, rsv1: true, payload: 'zipped' }));
+      assert.deepEqual(
+        traced.map((f) => [f.direction, f.opcode, f.rsv1, f.payload.toString()]),
+        [['in', OP.BINARY, true, 'zipped']],
+      );
+      assert.equal(Buffer.concat(z.pieces).toString(), 'zipped');
     });
 
     it(`streamMessages switched between messages applies from the next one (${role})`, () => {
