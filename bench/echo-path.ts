@@ -16,10 +16,13 @@
  *
  *   node --import tsx bench/echo-path.ts --instructions [--baseline REF] [--reps 3] [--rounds 100]
  *
- * counts instructions instead of CPU time, which a busy machine does not change: each child runs
- * under valgrind's callgrind twice, once with `rounds` rounds and once with 4 times as many, and
- * the difference over the extra messages is the instructions per echoed message (start-up, JIT
- * warm-up and the handshakes cancel out). Needs valgrind; slow (a minute or more per child).
+ * counts instructions instead of CPU time: each child runs under valgrind's callgrind twice, once
+ * with `rounds` rounds and once with 4 times as many, and the difference over the extra messages is
+ * the instructions per echoed message (start-up and the handshakes cancel out). Not as steady as it
+ * looks: callgrind counts V8's compiler and GC threads too, and when optimized code arrives under
+ * valgrind varies, so one source can count twice as many on another day (bench/RESULTS.md): take
+ * several reps.
+ * Needs valgrind; slow (a minute or more per child).
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
