@@ -51,7 +51,7 @@ const MESSAGE_END: ProtocolEvent = { type: 'messageEnd' };
 
 export class EventQueue implements ReceiverHandler {
   /** A streamed message was handed over (`messageStart`) and has not ended (`messageEnd`, `messageAbort`). */
-  streamOpen = false;
+  private streamOpen = false;
   /** The receiver whose events these are, once there is one. */
   receiver: Receiver | null = null;
   // Allocated with the first entry: an idle connection should cost as few objects as possible.
@@ -173,6 +173,13 @@ export class EventQueue implements ReceiverHandler {
       this.head = 0;
     }
     return null;
+  }
+
+  /** The streamed message handed over will not end: the connection is closing or failed. */
+  abortStream(error: Error): void {
+    if (!this.streamOpen) return;
+    this.streamOpen = false;
+    this.push({ type: 'messageAbort', error });
   }
 
   /**

@@ -290,13 +290,6 @@ export class Protocol implements SenderEvents, DeferredEffects {
     this.queue.push(event);
   }
 
-  /** The streamed message being received will not end: the connection is closing or failed. */
-  private abortStream(error: Error): void {
-    if (!this.queue.streamOpen) return;
-    this.queue.streamOpen = false;
-    this.emit({ type: 'messageAbort', error });
-  }
-
   /** DeferredEffects: a ping is reached. */
   answerPing(data: Buffer): void {
     // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
@@ -312,7 +305,9 @@ export class Protocol implements SenderEvents, DeferredEffects {
   /** DeferredEffects: the peer's close frame is reached. */
   peerClosed(code: number, reason: string): void {
     this.closeReceived = true;
-    this.abortStream(new MessageAbortedError(`the peer closed the connection (${code}) in the middle of the message`));
+    this.queue.abortStream(
+      new MessageAbortedError(`the peer closed the connection (${code}) in the middle of the message`),
+    );
     const closing = this.startClosing();
     closing.peerCode = code;
     closing.peerReason = reason;
@@ -494,7 +489,9 @@ export class Protocol implements SenderEvents, DeferredEffects {
     this.inputEnded = true;
     this.receiver?.destroy();
     this.queue.dropRead();
-    this.abortStream(error ?? new MessageAbortedError(`the connection failed (${code}) in the middle of the message`));
+    this.queue.abortStream(
+      error ?? new MessageAbortedError(`the connection failed (${code}) in the middle of the message`),
+    );
     if (error !== null) this.emit({ type: 'error', error });
     // Our side of the stream may have ended already (the peer ended its own): nothing more goes.
     const ended = this.wantsEnd;
@@ -561,7 +558,7 @@ export class Protocol implements SenderEvents, DeferredEffects {
     this.inputEnded = true;
     this.receiver?.destroy();
     this.queue.dropRead();
-    this.abortStream(new MessageAbortedError('the connection closed in the middle of the message'));
+    this.queue.abortStream(new MessageAbortedError('the connection closed in the middle of the message'));
     // §7.1.4: clean means the closing handshake completed: the peer's close frame read, ours sent
     // (handed to the stream, not still waiting behind a compression when TCP went).
     const wasClean = this.closeReceived && this.sender !== null && this.sender.closeFrameTaken;

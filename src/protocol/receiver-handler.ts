@@ -1,4 +1,5 @@
 import type { ProtocolError } from './errors.js';
+import type { FrameHeaderStart } from './frame.js';
 import type { InflateBudget } from './inflate-budget.js';
 
 /**
@@ -9,14 +10,8 @@ import type { InflateBudget } from './inflate-budget.js';
 
 export type Role = 'server' | 'client';
 
-/** A decoded frame, reported to `onFrame` for tracing and tests. */
-export interface Frame {
-  fin: boolean;
-  rsv1: boolean;
-  rsv2: boolean;
-  rsv3: boolean;
-  opcode: number;
-  masked: boolean;
+/** A decoded frame, reported to `onFrame` for tracing and tests: its header's bits, then the rest. */
+export interface Frame extends Omit<FrameHeaderStart, 'lengthCode'> {
   /** The masking key, or null for an unmasked frame. */
   maskKey: Uint8Array | null;
   /** The payload, unmasked (for a compressed frame: the compressed bytes). */
